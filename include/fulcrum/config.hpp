@@ -1,0 +1,101 @@
+// The configuration as plain data parsed from YAML. Nothing here is live:
+// the runtime builds snapshots from a Config (see snapshot.hpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fulcrum/address.hpp"
+#include "fulcrum/duration.hpp"
+
+namespace fulcrum {
+
+enum class LogLevel { error, warn, info, debug };
+enum class SchedulerKind { rr, wrr, lc, wlc, maglev, p2c };
+enum class HashKey { source_ip, source_ip_port };
+enum class AddressMode { snat, transparent };
+enum class ProxyProtocol { none, v1, v2 };
+
+std::string_view to_string(LogLevel);
+std::string_view to_string(SchedulerKind);
+
+struct ServerConfig {
+  std::string name;          // default: the address as written
+  std::string address_text;  // as written in the file
+  SocketAddress address;     // first resolved address
+  uint32_t weight = 1;       // 0..1000, 0 = drain
+  uint32_t max_connections = 0;  // 0 = unlimited
+  bool backup = false;
+  Duration slow_start{0};
+};
+
+struct HealthCheckConfig {
+  bool enabled = false;
+  Duration interval{2000};
+  Duration timeout{1000};
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+};
+
+struct ServiceConfig {
+  std::string name;
+  std::vector<SocketAddress> listen;
+  SchedulerKind scheduler = SchedulerKind::wrr;
+  HashKey hash_key = HashKey::source_ip;
+  AddressMode address_mode = AddressMode::snat;
+  std::optional<SocketAddress> source;  // snat source address, port 0
+  ProxyProtocol proxy_protocol = ProxyProtocol::none;
+  bool accept_proxy_protocol = false;
+  Duration connect_timeout{3000};
+  Duration idle_timeout{600000};
+  uint32_t retries = 2;
+  uint32_t max_connections = 0;  // 0 = unlimited
+  Duration max_lifetime{0};      // 0 = never
+  HealthCheckConfig health_check;
+  std::vector<ServerConfig> servers;
+};
+
+struct GlobalConfig {
+  unsigned workers = 0;  // 0 = auto: the CPUs this process may run on
+  uint64_t max_connections = 100000;
+  Duration shutdown_timeout{30000};
+  std::string user;
+  std::string group;
+  LogLevel log_level = LogLevel::info;
+  bool access_log = true;
+};
+
+struct Config {
+  std::string path;
+  GlobalConfig global;
+  std::vector<ServiceConfig> services;
+};
+
+// One problem found in a configuration file, 1-based line and column.
+struct ConfigError {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string message;
+  // `FILE:LINE:COL: message`
+  std::string to_string() const;
+};
+
+// Either a valid config (errors empty) or every error found.
+struct ConfigLoad {
+  std::optional<Config> config;
+  std::vector<ConfigError> errors;
+};
+
+// Reads, parses and validates a file. Never throws. A missing or unreadable
+// file is one error at line 1 column 1... (FILE:1:1: cannot read: reason).
+ConfigLoad load_config_file(const std::string& path);
+
+// Same as load_config_file for text already in memory; `file_name` is the
+// name errors carry.
+ConfigLoad load_config_text(std::string_view text, const std::string& file_name);
+
+}  // namespace fulcrum

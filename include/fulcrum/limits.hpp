@@ -1,0 +1,60 @@
+// Admission of new sessions, process wide: the global max_connections, each
+// service's max_connections, and a budget of file descriptors under
+// RLIMIT_NOFILE. A listener takes a ticket *before* accept(), so a client
+// fulcrum cannot serve yet stays in the kernel backlog instead of being
+// accepted and dropped.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "fulcrum/server_state.hpp"
+
+namespace fulcrum {
+
+class Admission {
+ public:
+  // `fd_budget`: descriptors sessions may hold in total (sockets and pipes).
+  Admission(uint64_t max_sessions, int64_t fd_budget);
+
+  // Called after a release while some listener is paused, to wake it. Set
+  // once before the workers start.
+  void set_waker(std::function<void()> waker) { waker_ = std::move(waker); }
+
+  // Takes a global session slot, a slot of `service` (limit 0 = none) and the
+  // two descriptors of a session. All or nothing.
+  bool try_admit(ServiceState& service, uint64_t service_limit);
+  void release(ServiceState& service);
+
+  // Extra descriptors (pipes) while a session runs.
+  bool try_take_fds(int64_t count);
+  void give_fds(int64_t count);
+
+  // A listener that could not admit registers as paused, then re-checks
+  // `would_admit` (so a release racing with the pause is never missed).
+  void add_paused() { paused_.fetch_add(1); }
+  void remove_paused() { paused_.fetch_sub(1); }
+  bool would_admit(const ServiceState& service, uint64_t service_limit) const;
+
+  uint64_t active_sessions() const { return sessions_.load(std::memory_order_relaxed); }
+  int64_t free_fds() const { return fds_.load(std::memory_order_relaxed); }
+
+ private:
+  void wake_paused();
+
+  const uint64_t max_sessions_;
+  std::atomic<uint64_t> sessions_{0};
+  std::atomic<int64_t> fds_;
+  std::atomic<int> paused_{0};
+  std::function<void()> waker_;
+};
+
+// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft
+// limit.
+int64_t raise_open_file_limit();
+
+// Descriptors open in this process right now (entries of /proc/self/fd).
+int64_t count_open_fds();
+
+}  // namespace fulcrum

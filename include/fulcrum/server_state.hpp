@@ -1,0 +1,37 @@
+// The live part of a service and of a server: state and counters shared by
+// all workers. Owned outside snapshots (by shared_ptr) so that a reload can
+// hand the same state to the servers that stay.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace fulcrum {
+
+enum class ServerStatus : uint8_t { up, down, drain, maint };
+
+// Counters written by workers with relaxed atomics; each instance sits on its
+// own cache line so that servers never false-share.
+struct alignas(64) ServerState {
+  std::atomic<ServerStatus> status{ServerStatus::up};
+  std::atomic<uint32_t> active{0};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+
+  // Takes one active slot unless the server is at `max_connections`
+  // (0 = unlimited). Lock free; safe from any worker.
+  bool try_acquire(uint32_t max_connections);
+  void release() { active.fetch_sub(1, std::memory_order_relaxed); }
+};
+
+struct alignas(64) ServiceState {
+  std::atomic<uint64_t> active{0};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> rejected{0};  // sessions closed without a server: no_server, connect_failed
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+};
+
+}  // namespace fulcrum

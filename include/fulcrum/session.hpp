@@ -1,0 +1,140 @@
+// One client session: picks a server, connects (with retries), then relays
+// bytes both ways with splice(2) until both directions are done.
+//
+// Relay rules (DESIGN.md): a direction borrows a pipe only while bytes are in
+// flight; while its pipe holds bytes the destination cannot take, the source
+// is not read (backpressure, so memory is bounded by two pipes a session);
+// EOF on one side is passed on as shutdown(SHUT_WR) once the pipe is drained,
+// and the other direction keeps going; a reset on one side resets the other.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "fulcrum/address.hpp"
+#include "fulcrum/event.hpp"
+#include "fulcrum/fd.hpp"
+#include "fulcrum/pipe_pool.hpp"
+#include "fulcrum/snapshot.hpp"
+
+namespace fulcrum {
+
+class Worker;
+
+// Why a session ended, as printed in the access log.
+enum class SessionEnd {
+  client_close,
+  server_close,
+  client_reset,
+  server_reset,
+  connect_failed,
+  no_server,
+  idle_timeout,
+  max_lifetime,
+  shutdown,
+};
+std::string_view to_string(SessionEnd);
+
+class Session {
+ public:
+  // The session owns `client` and one admitted slot of `service` (released
+  // in the destructor).
+  Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service, Fd client,
+          const SocketAddress& client_address);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts picking and connecting. May finish the session before returning.
+  void start();
+  // Closes both sides now (graceful stop ran out of time).
+  void close_for_shutdown() { finish(SessionEnd::shutdown); }
+
+  // Position in the worker's session list, for O(1) removal.
+  std::list<std::unique_ptr<Session>>::iterator self;
+
+ private:
+  enum class Side { client, server };
+
+  // One direction of the relay: bytes read from `source`, written to `sink`.
+  struct Direction {
+    Side source_side;
+    int source = -1;
+    int sink = -1;
+    event* read_event = nullptr;   // readable on source
+    event* write_event = nullptr;  // writable on sink
+    PipeLease pipe;
+    bool eof = false;   // source sent FIN
+    bool done = false;  // pipe drained after EOF and sink shut down
+    bool waiting_for_pipe = false;  // no pipe could be had; retried by timer
+    uint64_t bytes = 0; // delivered to sink
+  };
+
+  // Holds a server's active slot for as long as the session uses it.
+  struct ServerLease {
+    ServerState* state = nullptr;
+    ~ServerLease() { reset(); }
+    void reset() {
+      if (state != nullptr) state->release();
+      state = nullptr;
+    }
+  };
+
+  void connect_next();
+  void on_connect_event(short what);
+  void connect_failed(int error);
+  void start_relay();
+  void pump(Direction& d);
+  void direction_done(Direction& d);
+  void on_idle_timer();
+  void reset_from(Side side);
+  void finish(SessionEnd end);
+  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+  static void on_connect_cb(evutil_socket_t, short what, void* arg);
+  static void on_c2s_cb(evutil_socket_t, short, void* arg);
+  static void on_s2c_cb(evutil_socket_t, short, void* arg);
+  static void on_idle_cb(evutil_socket_t, short, void* arg);
+  static void on_pipe_retry_cb(evutil_socket_t, short, void* arg);
+
+  // Gives the admitted session slot back when the session is gone.
+  struct AdmissionSlot {
+    Admission& admission;
+    ServiceState& service;
+    ~AdmissionSlot() { admission.release(service); }
+  };
+
+  Worker& worker_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  AdmissionSlot admission_slot_;
+  const ServiceRuntime& service_;
+  const SocketAddress client_address_;
+  const std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_activity_;
+
+  // Declared before what it outlives: members are destroyed bottom-up, so
+  // events go first, then pipes, sockets, and the slots last.
+  ServerLease server_lease_;
+  std::optional<uint32_t> server_index_;
+  std::optional<uint32_t> failed_index_;
+  uint32_t attempt_ = 0;
+  std::optional<SessionEnd> first_close_;
+  bool finished_ = false;
+  Fd client_;
+  Fd server_;
+  Direction c2s_;
+  Direction s2c_;
+  EventPtr client_read_;
+  EventPtr client_write_;
+  EventPtr server_read_;
+  EventPtr server_write_;
+  EventPtr connect_event_;
+  EventPtr idle_timer_;
+  EventPtr pipe_retry_;
+};
+
+}  // namespace fulcrum

@@ -1,0 +1,54 @@
+// An immutable view of the running configuration: services, their servers,
+// their live state and a scheduler each. Workers hold it by shared_ptr; a
+// session keeps the snapshot it started with until it ends.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fulcrum/config.hpp"
+#include "fulcrum/scheduler.hpp"
+#include "fulcrum/server_state.hpp"
+
+namespace fulcrum {
+
+struct ServerRuntime {
+  const ServerConfig* config = nullptr;
+  std::shared_ptr<ServerState> state;
+};
+
+struct ServiceRuntime {
+  const ServiceConfig* config = nullptr;
+  std::shared_ptr<ServiceState> state;
+  std::vector<ServerRuntime> servers;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+struct Snapshot {
+  Config config;
+  uint64_t generation = 1;
+  std::vector<ServiceRuntime> services;
+
+  Snapshot() = default;
+  Snapshot(const Snapshot&) = delete;  // runtimes point into `config`
+  Snapshot& operator=(const Snapshot&) = delete;
+};
+
+// Live state by service name and by (service, server) name, kept across
+// snapshots so that counters and state survive for what stays.
+class StateRegistry {
+ public:
+  std::shared_ptr<ServiceState> service(const std::string& service_name);
+  std::shared_ptr<ServerState> server(const std::string& service_name, const std::string& server_name);
+
+ private:
+  std::map<std::string, std::shared_ptr<ServiceState>> services_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<ServerState>> servers_;
+};
+
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry);
+
+}  // namespace fulcrum

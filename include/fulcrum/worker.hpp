@@ -1,0 +1,77 @@
+// A worker thread: one event_base, its own SO_REUSEPORT listener per service
+// address, its sessions and its pipe pool. Other threads talk to it only
+// through the thread-safe request_*() and wake() calls.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "fulcrum/event.hpp"
+#include "fulcrum/limits.hpp"
+#include "fulcrum/pipe_pool.hpp"
+#include "fulcrum/snapshot.hpp"
+
+namespace fulcrum {
+
+class Listener;
+class Session;
+
+class Worker {
+ public:
+  // `on_exit` runs on the worker thread once its loop has ended.
+  Worker(unsigned index, Admission& admission, std::function<void()> on_exit);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Before start(), from the main thread.
+  void set_snapshot(std::shared_ptr<const Snapshot> snapshot) { snapshot_ = std::move(snapshot); }
+  void add_listener(const ServiceRuntime& service, const SocketAddress& address, Fd fd);
+  void start();
+  void join();
+
+  // Thread safe.
+  void request_stop();         // stop accepting; the loop ends with the last session
+  void request_force_close();  // close every remaining session now
+  void wake();                 // a session slot or descriptors were released
+
+  // Worker thread only.
+  unsigned index() const { return index_; }
+  event_base* base() const { return base_.get(); }
+  PipePool& pipes() { return pipes_; }
+  Admission& admission() { return admission_; }
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  // Takes ownership of a new session and starts it.
+  void start_session(std::unique_ptr<Session> session);
+  // A session ended: it is destroyed once the current callback returns.
+  void session_finished(Session* session);
+
+ private:
+  void run();
+  void on_wake();
+  void exit_if_idle();
+  static void on_wake_cb(evutil_socket_t, short, void* arg);
+  static void on_reap_cb(evutil_socket_t, short, void* arg);
+
+  const unsigned index_;
+  Admission& admission_;
+  std::function<void()> on_exit_;
+  EventBasePtr base_;
+  EventPtr wake_event_;
+  EventPtr reap_event_;  // destroys finished sessions outside their callbacks
+  PipePool pipes_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::list<std::unique_ptr<Session>> sessions_;
+  std::list<std::unique_ptr<Session>> finished_sessions_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> force_requested_{false};
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace fulcrum

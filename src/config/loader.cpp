@@ -1,0 +1,795 @@
+// The strict configuration loader: every key must be known, every value is
+// checked, and every problem is reported with its file position instead of
+// stopping at the first one. docs/configuration.md is the user's view.
+#include "fulcrum/config.hpp"
+
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <span>
+
+#include "quote.hpp"
+
+namespace fulcrum {
+namespace {
+
+// ---- Enumerations as written in the file ------------------------------------
+
+template <class E>
+struct Choice {
+  std::string_view text;
+  E value;
+};
+
+constexpr Choice<LogLevel> kLogLevels[] = {
+    {"error", LogLevel::error}, {"warn", LogLevel::warn},
+    {"info", LogLevel::info},   {"debug", LogLevel::debug},
+};
+
+constexpr Choice<SchedulerKind> kSchedulers[] = {
+    {"rr", SchedulerKind::rr},         {"wrr", SchedulerKind::wrr}, {"lc", SchedulerKind::lc},
+    {"wlc", SchedulerKind::wlc},       {"maglev", SchedulerKind::maglev},
+    {"p2c", SchedulerKind::p2c},
+};
+
+constexpr Choice<HashKey> kHashKeys[] = {
+    {"source_ip", HashKey::source_ip},
+    {"source_ip_port", HashKey::source_ip_port},
+};
+
+constexpr Choice<AddressMode> kAddressModes[] = {
+    {"snat", AddressMode::snat},
+    {"transparent", AddressMode::transparent},
+};
+
+constexpr Choice<ProxyProtocol> kProxyProtocols[] = {
+    {"none", ProxyProtocol::none},
+    {"v1", ProxyProtocol::v1},
+    {"v2", ProxyProtocol::v2},
+};
+
+template <class E>
+std::string_view choice_text(std::span<const Choice<E>> choices, E value) {
+  for (const Choice<E>& choice : choices) {
+    if (choice.value == value) return choice.text;
+  }
+  return "?";
+}
+
+// ---- Sections and their keys ------------------------------------------------
+
+// The mappings of the file, each with its own set of keys.
+enum class Section { top, global, defaults, service, timeouts, health_check, server };
+
+bool is_one_of(std::string_view key, std::initializer_list<std::string_view> keys) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// Per-service keys that `defaults` may set for every service.
+bool is_service_setting(std::string_view key) {
+  return is_one_of(key, {"scheduler", "hash_key", "address_mode", "source", "proxy_protocol",
+                         "accept_proxy_protocol", "timeouts", "retries", "max_connections",
+                         "max_lifetime", "health_check"});
+}
+
+// Per-service keys that name a service or belong to it alone.
+bool is_service_identity(std::string_view key) {
+  return is_one_of(key, {"name", "listen", "servers"});
+}
+
+bool allows(Section section, std::string_view key) {
+  switch (section) {
+    case Section::top:
+      return is_one_of(key, {"global", "stats", "defaults", "services"});
+    case Section::global:
+      return is_one_of(key, {"workers", "max_connections", "shutdown_timeout", "user", "group",
+                             "log_level", "access_log"});
+    case Section::defaults:
+      return is_service_setting(key);
+    case Section::service:
+      return is_service_setting(key) || is_service_identity(key);
+    case Section::timeouts:
+      return is_one_of(key, {"connect", "idle"});
+    case Section::health_check:
+      return is_one_of(key, {"interval", "timeout", "rise", "fall"});
+    case Section::server:
+      return is_one_of(key, {"address", "name", "weight", "max_connections", "backup",
+                             "slow_start"});
+  }
+  return false;
+}
+
+// `unknown key "x" in service`, `... at top level`.
+std::string_view where(Section section) {
+  switch (section) {
+    case Section::top: return "at top level";
+    case Section::global: return "in global";
+    case Section::defaults: return "in defaults";
+    case Section::service: return "in service";
+    case Section::timeouts: return "in timeouts";
+    case Section::health_check: return "in health_check";
+    case Section::server: return "in server";
+  }
+  return "";
+}
+
+// `service is missing required key "listen"`.
+std::string_view what(Section section) {
+  switch (section) {
+    case Section::top: return "configuration";
+    case Section::global: return "global";
+    case Section::defaults: return "defaults";
+    case Section::service: return "service";
+    case Section::timeouts: return "timeouts";
+    case Section::health_check: return "health_check";
+    case Section::server: return "server";
+  }
+  return "";
+}
+
+// ---- Plain text checks ------------------------------------------------------
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Unsigned decimal digits only: no sign, no fraction, no spaces, no 0x.
+std::optional<uint64_t> parse_decimal(std::string_view text) {
+  if (text.empty() || !std::all_of(text.begin(), text.end(), is_digit)) return std::nullopt;
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// Non-empty and made of letters, digits and the characters in `extra`.
+bool is_name(std::string_view text, std::string_view extra) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [extra](char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           extra.find(c) != std::string_view::npos;
+  });
+}
+
+std::string_view family_name(int family) { return family == AF_INET6 ? "IPv6" : "IPv4"; }
+
+template <class T, class U>
+void assign(T& field, const std::optional<U>& value) {
+  if (value) field = static_cast<T>(*value);
+}
+
+// ---- YAML structure -----------------------------------------------------------
+
+// A value together with what error messages need to place it: for a mapping
+// entry its key, for a list item (`name` empty) the item itself.
+struct Entry {
+  std::string name;
+  YAML::Node key;
+  YAML::Node value;
+};
+
+Entry item(const YAML::Node& node) { return Entry{"", node, node}; }
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return quote(node.Scalar());
+    default: return "an empty value";
+  }
+}
+
+// A mapping whose keys were checked against its section: each allowed key
+// once, lookups see its first occurrence.
+class Mapping {
+ public:
+  Mapping(Section section, YAML::Node node) : section_(section), node_(std::move(node)) {}
+
+  Section section() const { return section_; }
+  const YAML::Node& node() const { return node_; }
+  void add(Entry entry) { entries_.push_back(std::move(entry)); }
+
+  const Entry* find(std::string_view name) const {
+    for (const Entry& entry : entries_) {
+      if (entry.name == name) return &entry;
+    }
+    return nullptr;
+  }
+
+ private:
+  Section section_;
+  YAML::Node node_;
+  std::vector<Entry> entries_;
+};
+
+// ---- The loader -----------------------------------------------------------------
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  // Parses and validates `text`; call once.
+  ConfigLoad load(std::string_view text);
+
+ private:
+  // Errors.
+  void error(const YAML::Mark& mark, std::string message);
+  void error(const YAML::Node& at, std::string message) { error(at.Mark(), std::move(message)); }
+  void type_error(const Entry& entry, std::string_view expected);
+  bool first_occurrence(std::map<std::string, YAML::Mark>& seen, const std::string& key,
+                        const YAML::Node& at, const std::string& what);
+
+  // Structure.
+  std::optional<Mapping> mapping(const Entry& entry, Section section, bool empty_ok = false);
+  const Entry* require(const Mapping& mapping, std::string_view name);
+
+  // Scalar values; each reports its own errors and returns nullopt on one.
+  std::optional<std::string> text(const Entry& entry);
+  std::optional<uint64_t> integer(const Entry& entry, uint64_t min, uint64_t max);
+  std::optional<unsigned> workers(const Entry& entry);
+  std::optional<bool> boolean(const Entry& entry);
+  std::optional<Duration> duration(const Entry& entry, bool positive = false);
+  template <class E>
+  std::optional<E> choice(const Entry& entry, std::span<const Choice<E>> choices);
+  std::optional<std::string> name(const Entry& entry, std::string_view what,
+                                  std::string_view extra);
+  std::optional<SocketAddress> source(const Entry& entry);
+
+  // Sections.
+  void parse_root(const YAML::Node& root, Config& config);
+  void parse_global(const Entry& entry, GlobalConfig& global);
+  void parse_defaults(const Entry& entry, ServiceConfig& defaults);
+  void apply_service_settings(const Mapping& mapping, ServiceConfig& service);
+  void apply_timeouts(const Entry& entry, ServiceConfig& service);
+  void apply_health_check(const Entry& entry, HealthCheckConfig& health_check);
+  std::vector<ServiceConfig> parse_services(const Entry& entry, const ServiceConfig& defaults);
+  std::optional<ServiceConfig> parse_service(const Entry& entry, const ServiceConfig& defaults);
+  std::vector<SocketAddress> parse_listen(const Entry& entry);
+  std::vector<ServerConfig> parse_servers(const Entry& entry, const ServiceConfig& service);
+  std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
+                                           std::map<std::string, YAML::Mark>& names);
+  std::optional<SocketAddress> server_address(const Entry& entry, const ServiceConfig& service);
+
+  void reject_unsupported(const Mapping& mapping);
+  void not_supported(const YAML::Node& at, const std::string& what);
+
+  std::string file_;
+  std::vector<ConfigError> errors_;
+  std::map<std::string, YAML::Mark> service_names_;     // first position of each
+  std::map<std::string, YAML::Mark> listen_addresses_;  // by SocketAddress::to_string
+};
+
+// ---- Errors
+
+void Loader::error(const YAML::Mark& mark, std::string message) {
+  // yaml-cpp counts from 0; positions it does not know print as 1:1.
+  const int line = mark.is_null() ? 1 : mark.line + 1;
+  const int column = mark.is_null() ? 1 : mark.column + 1;
+  errors_.push_back(ConfigError{file_, line, column, std::move(message)});
+}
+
+// A value of the wrong kind. An empty value (`key:` and nothing) is reported
+// at its key: yaml-cpp places it at the next token, often on another line.
+void Loader::type_error(const Entry& entry, std::string_view expected) {
+  if (entry.value.IsNull() && !entry.name.empty()) {
+    error(entry.key, "missing value for " + quote(entry.name));
+    return;
+  }
+  error(entry.value, "expected " + std::string(expected) + ", got " + describe(entry.value));
+}
+
+// True for the first occurrence of `key`; a repeat is reported at `at`.
+bool Loader::first_occurrence(std::map<std::string, YAML::Mark>& seen, const std::string& key,
+                              const YAML::Node& at, const std::string& what) {
+  const auto [it, inserted] = seen.emplace(key, at.Mark());
+  if (!inserted) {
+    error(at, "duplicate " + what + " (first at line " + std::to_string(it->second.line + 1) + ")");
+  }
+  return inserted;
+}
+
+// ---- Structure
+
+// The entry's value as a mapping of `section`, its keys checked: unknown and
+// repeated keys are reported at the key. With `empty_ok` an empty value is an
+// empty mapping (a section whose keys are all commented out).
+std::optional<Mapping> Loader::mapping(const Entry& entry, Section section, bool empty_ok) {
+  Mapping result(section, entry.value);
+  if (empty_ok && entry.value.IsNull()) return result;
+  if (!entry.value.IsMap()) {
+    type_error(entry, "a mapping");
+    return std::nullopt;
+  }
+  for (const auto& pair : entry.value) {
+    const YAML::Node& key = pair.first;
+    if (!key.IsScalar()) {
+      error(key, "expected a key name, got " + describe(key));
+      continue;
+    }
+    const std::string& name = key.Scalar();
+    if (!allows(section, name)) {
+      if (section == Section::defaults && is_service_identity(name)) {
+        error(key, "key " + quote(name) + " is not allowed in defaults");
+      } else {
+        error(key, "unknown key " + quote(name) + " " + std::string(where(section)));
+      }
+      continue;
+    }
+    if (const Entry* first = result.find(name)) {
+      error(key, "duplicate key " + quote(name) + " " + std::string(where(section)) +
+                     " (first at line " + std::to_string(first->key.Mark().line + 1) + ")");
+      continue;
+    }
+    result.add(Entry{name, key, pair.second});
+  }
+  return result;
+}
+
+// The entry for `name`, or nullptr after reporting it missing at the mapping.
+const Entry* Loader::require(const Mapping& mapping, std::string_view name) {
+  const Entry* entry = mapping.find(name);
+  if (!entry) {
+    error(mapping.node(), std::string(what(mapping.section())) + " is missing required key " +
+                              quote(name));
+  }
+  return entry;
+}
+
+// ---- Scalar values
+
+std::optional<std::string> Loader::text(const Entry& entry) {
+  if (entry.value.IsScalar()) return entry.value.Scalar();
+  type_error(entry, "a scalar");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> Loader::integer(const Entry& entry, uint64_t min, uint64_t max) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  const std::optional<uint64_t> number = parse_decimal(*value);
+  if (number && *number >= min && *number <= max) return number;
+  error(entry.value, "expected an integer from " + std::to_string(min) + " to " +
+                         std::to_string(max) + ", got " + quote(*value));
+  return std::nullopt;
+}
+
+// `auto` (0) or a thread count.
+std::optional<unsigned> Loader::workers(const Entry& entry) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  if (*value == "auto") return 0u;
+  const std::optional<uint64_t> number = parse_decimal(*value);
+  if (number && *number >= 1 && *number <= 256) return static_cast<unsigned>(*number);
+  error(entry.value, "expected auto or an integer from 1 to 256, got " + quote(*value));
+  return std::nullopt;
+}
+
+// Only `true` and `false`: yaml-cpp would also take yes/no/on/off/y/n.
+std::optional<bool> Loader::boolean(const Entry& entry) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  if (*value == "true") return true;
+  if (*value == "false") return false;
+  error(entry.value, "expected true or false, got " + quote(*value));
+  return std::nullopt;
+}
+
+std::optional<Duration> Loader::duration(const Entry& entry, bool positive) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  std::string message;
+  const std::optional<Duration> result = parse_duration(*value, &message);
+  if (!result) {
+    error(entry.value, std::move(message));
+    return std::nullopt;
+  }
+  if (positive && result->count() == 0) {
+    error(entry.value, "expected a duration greater than 0, got " + quote(*value));
+    return std::nullopt;
+  }
+  return result;
+}
+
+template <class E>
+std::optional<E> Loader::choice(const Entry& entry, std::span<const Choice<E>> choices) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  std::string expected;
+  for (const Choice<E>& choice : choices) {
+    if (choice.text == *value) return choice.value;
+    expected += (expected.empty() ? "" : ", ") + std::string(choice.text);
+  }
+  error(entry.value, "expected one of " + expected + ", got " + quote(*value));
+  return std::nullopt;
+}
+
+// A service or server name: letters, digits and the characters in `extra`.
+std::optional<std::string> Loader::name(const Entry& entry, std::string_view what,
+                                        std::string_view extra) {
+  std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  if (is_name(*value, extra)) return value;
+  std::string allowed;
+  for (const char c : extra) allowed += std::string(" ") + c;
+  error(entry.value, "invalid " + std::string(what) + " name " + quote(*value) +
+                         ", expected letters, digits and" + allowed);
+  return std::nullopt;
+}
+
+std::optional<SocketAddress> Loader::source(const Entry& entry) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  AddressParse parsed = parse_ip_literal(*value);
+  if (!parsed.error.empty()) {
+    error(entry.value, std::move(parsed.error));
+    return std::nullopt;
+  }
+  return parsed.addresses.front();
+}
+
+// ---- Sections
+
+void Loader::parse_root(const YAML::Node& root, Config& config) {
+  const std::optional<Mapping> top = mapping(item(root), Section::top, true);
+  if (!top) return;
+  if (const Entry* entry = top->find("global")) parse_global(*entry, config.global);
+  ServiceConfig defaults;
+  if (const Entry* entry = top->find("defaults")) parse_defaults(*entry, defaults);
+  if (const Entry* entry = require(*top, "services")) {
+    config.services = parse_services(*entry, defaults);
+  }
+  reject_unsupported(*top);
+}
+
+void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
+  const std::optional<Mapping> m = mapping(entry, Section::global, true);
+  if (!m) return;
+  if (const Entry* e = m->find("workers")) assign(global.workers, workers(*e));
+  if (const Entry* e = m->find("max_connections")) {
+    assign(global.max_connections, integer(*e, 1, 10'000'000));
+  }
+  if (const Entry* e = m->find("shutdown_timeout")) assign(global.shutdown_timeout, duration(*e));
+  if (const Entry* e = m->find("user")) assign(global.user, text(*e));
+  if (const Entry* e = m->find("group")) assign(global.group, text(*e));
+  if (const Entry* e = m->find("log_level")) {
+    assign(global.log_level, choice<LogLevel>(*e, kLogLevels));
+  }
+  if (const Entry* e = m->find("access_log")) assign(global.access_log, boolean(*e));
+  reject_unsupported(*m);
+}
+
+// `defaults` is a service without identity or servers; every service starts
+// as a copy of it.
+void Loader::parse_defaults(const Entry& entry, ServiceConfig& defaults) {
+  const std::optional<Mapping> m = mapping(entry, Section::defaults, true);
+  if (m) apply_service_settings(*m, defaults);
+}
+
+// Applies the per-service settings written in `m` (a service or `defaults`)
+// over those `service` already has. `timeouts` and `health_check` replace
+// only the sub-keys they set.
+void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
+  if (const Entry* e = m.find("scheduler")) {
+    assign(service.scheduler, choice<SchedulerKind>(*e, kSchedulers));
+  }
+  if (const Entry* e = m.find("hash_key")) assign(service.hash_key, choice<HashKey>(*e, kHashKeys));
+  if (const Entry* e = m.find("address_mode")) {
+    assign(service.address_mode, choice<AddressMode>(*e, kAddressModes));
+  }
+  if (const Entry* e = m.find("source")) assign(service.source, source(*e));
+  if (const Entry* e = m.find("proxy_protocol")) {
+    assign(service.proxy_protocol, choice<ProxyProtocol>(*e, kProxyProtocols));
+  }
+  if (const Entry* e = m.find("accept_proxy_protocol")) {
+    assign(service.accept_proxy_protocol, boolean(*e));
+  }
+  if (const Entry* e = m.find("timeouts")) apply_timeouts(*e, service);
+  if (const Entry* e = m.find("retries")) assign(service.retries, integer(*e, 0, 10));
+  if (const Entry* e = m.find("max_connections")) {
+    assign(service.max_connections, integer(*e, 0, 10'000'000));
+  }
+  if (const Entry* e = m.find("max_lifetime")) assign(service.max_lifetime, duration(*e));
+  if (const Entry* e = m.find("health_check")) apply_health_check(*e, service.health_check);
+  reject_unsupported(m);
+}
+
+void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
+  const std::optional<Mapping> m = mapping(entry, Section::timeouts, true);
+  if (!m) return;
+  if (const Entry* e = m->find("connect")) assign(service.connect_timeout, duration(*e, true));
+  if (const Entry* e = m->find("idle")) assign(service.idle_timeout, duration(*e, true));
+}
+
+// `false`, or a mapping that enables the check.
+void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_check) {
+  if (entry.value.IsScalar() && entry.value.Scalar() == "false") {
+    health_check.enabled = false;
+    return;
+  }
+  if (!entry.value.IsMap()) {
+    type_error(entry, "false or a mapping");
+    return;
+  }
+  const std::size_t errors_before = errors_.size();
+  const std::optional<Mapping> m = mapping(entry, Section::health_check);
+  if (!m) return;
+  health_check.enabled = true;
+  const Entry* interval = m->find("interval");
+  const Entry* timeout = m->find("timeout");
+  if (interval) assign(health_check.interval, duration(*interval, true));
+  if (timeout) assign(health_check.timeout, duration(*timeout, true));
+  if (const Entry* e = m->find("rise")) assign(health_check.rise, integer(*e, 1, 100));
+  if (const Entry* e = m->find("fall")) assign(health_check.fall, integer(*e, 1, 100));
+  // Only once every value here parsed; the pair may come partly from defaults.
+  if (errors_.size() == errors_before && health_check.timeout > health_check.interval) {
+    const Entry& at = timeout ? *timeout : interval ? *interval : entry;
+    error(at.value, "health_check timeout (" + format_duration(health_check.timeout) +
+                        ") must not be longer than its interval (" +
+                        format_duration(health_check.interval) + ")");
+  }
+}
+
+std::vector<ServiceConfig> Loader::parse_services(const Entry& entry,
+                                                  const ServiceConfig& defaults) {
+  std::vector<ServiceConfig> services;
+  if (!entry.value.IsSequence()) {
+    type_error(entry, "a list of services");
+    return services;
+  }
+  if (entry.value.size() == 0) error(entry.value, "expected at least one service");
+  for (const YAML::Node& node : entry.value) {
+    if (std::optional<ServiceConfig> service = parse_service(item(node), defaults)) {
+      services.push_back(std::move(*service));
+    }
+  }
+  return services;
+}
+
+std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
+                                                   const ServiceConfig& defaults) {
+  const std::optional<Mapping> m = mapping(entry, Section::service);
+  if (!m) return std::nullopt;
+  ServiceConfig service = defaults;
+  apply_service_settings(*m, service);
+  if (const Entry* e = require(*m, "name")) {
+    const std::optional<std::string> service_name = name(*e, "service", "_.-");
+    if (service_name && first_occurrence(service_names_, *service_name, e->value,
+                                         "service name " + quote(*service_name))) {
+      service.name = *service_name;
+    }
+  }
+  if (const Entry* e = require(*m, "listen")) service.listen = parse_listen(*e);
+  if (const Entry* e = require(*m, "servers")) service.servers = parse_servers(*e, service);
+  return service;
+}
+
+// One address or a list of them. A host name listens on every address it
+// resolves to; an address used twice, in any service, is an error.
+std::vector<SocketAddress> Loader::parse_listen(const Entry& entry) {
+  std::vector<Entry> items;
+  if (entry.value.IsScalar()) {
+    items.push_back(entry);
+  } else if (entry.value.IsSequence()) {
+    if (entry.value.size() == 0) error(entry.value, "expected at least one listen address");
+    for (const YAML::Node& node : entry.value) items.push_back(item(node));
+  } else {
+    type_error(entry, "an address or a list of addresses");
+  }
+
+  std::vector<SocketAddress> addresses;
+  for (const Entry& address_entry : items) {
+    const std::optional<std::string> value = text(address_entry);
+    if (!value) continue;
+    AddressParse parsed = parse_address(*value);
+    if (!parsed.error.empty()) error(address_entry.value, std::move(parsed.error));
+    for (const SocketAddress& address : parsed.addresses) {
+      const std::string printed = address.to_string();
+      if (first_occurrence(listen_addresses_, printed, address_entry.value,
+                           "listen address " + printed)) {
+        addresses.push_back(address);
+      }
+    }
+  }
+  return addresses;
+}
+
+std::vector<ServerConfig> Loader::parse_servers(const Entry& entry, const ServiceConfig& service) {
+  std::vector<ServerConfig> servers;
+  if (!entry.value.IsSequence()) {
+    type_error(entry, "a list of servers");
+    return servers;
+  }
+  if (entry.value.size() == 0) error(entry.value, "expected at least one server");
+  std::map<std::string, YAML::Mark> names;
+  for (const YAML::Node& node : entry.value) {
+    if (std::optional<ServerConfig> server = parse_server(item(node), service, names)) {
+      servers.push_back(std::move(*server));
+    }
+  }
+  return servers;
+}
+
+// One server of `service`; `names` holds the server names already used in it.
+std::optional<ServerConfig> Loader::parse_server(const Entry& entry, const ServiceConfig& service,
+                                                 std::map<std::string, YAML::Mark>& names) {
+  const std::optional<Mapping> m = mapping(entry, Section::server);
+  if (!m) return std::nullopt;
+  ServerConfig server;
+  const Entry* name_entry = m->find("name");
+  if (const Entry* e = require(*m, "address")) {
+    const std::optional<SocketAddress> address = server_address(*e, service);
+    if (address) {
+      server.address_text = e->value.Scalar();
+      server.address = *address;
+      // The name defaults to the address as written, so that must be a
+      // valid and unique name too.
+      if (!name_entry) name_entry = e;
+    }
+  }
+  if (name_entry) {
+    const std::optional<std::string> server_name = name(*name_entry, "server", "_.:[]-");
+    if (server_name && first_occurrence(names, *server_name, name_entry->value,
+                                        "server name " + quote(*server_name))) {
+      server.name = *server_name;
+    }
+  }
+  if (const Entry* e = m->find("weight")) assign(server.weight, integer(*e, 0, 1000));
+  if (const Entry* e = m->find("max_connections")) {
+    assign(server.max_connections, integer(*e, 0, 10'000'000));
+  }
+  if (const Entry* e = m->find("backup")) assign(server.backup, boolean(*e));
+  if (const Entry* e = m->find("slow_start")) assign(server.slow_start, duration(*e));
+  reject_unsupported(*m);
+  return server;
+}
+
+// The server's first resolved address; with a `source`, the first one of
+// the source's family.
+std::optional<SocketAddress> Loader::server_address(const Entry& entry,
+                                                    const ServiceConfig& service) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  AddressParse parsed = parse_address(*value);
+  if (!parsed.error.empty()) {
+    error(entry.value, std::move(parsed.error));
+    return std::nullopt;
+  }
+  if (!service.source) return parsed.addresses.front();
+  for (const SocketAddress& address : parsed.addresses) {
+    if (address.family() == service.source->family()) return address;
+  }
+  error(entry.value, "server address " + quote(*value) + " has no " +
+                         std::string(family_name(service.source->family())) +
+                         " address to match source " + service.source->host_string());
+  return std::nullopt;
+}
+
+// ---- Not supported yet ---------------------------------------------------------
+// Settings the daemon does not implement yet. They are rejected, never
+// silently ignored; delete a line here when its feature lands. A check sees
+// the keys written in one mapping (so a value set in `defaults` is reported
+// once, where it is written) and fires only on values that are otherwise
+// valid. Scalars are reported at the value, sections at their key.
+
+void Loader::reject_unsupported(const Mapping& m) {
+  const auto scalar = [&m](std::string_view key) -> const Entry* {
+    const Entry* entry = m.find(key);
+    return entry && entry->value.IsScalar() ? entry : nullptr;
+  };
+  const auto one_of = [&scalar](std::string_view key,
+                                std::initializer_list<std::string_view> values) -> const Entry* {
+    const Entry* entry = scalar(key);
+    return entry && is_one_of(entry->value.Scalar(), values) ? entry : nullptr;
+  };
+  const auto nonzero_duration = [&scalar](std::string_view key) -> const Entry* {
+    const Entry* entry = scalar(key);
+    if (!entry) return nullptr;
+    const std::optional<Duration> value = parse_duration(entry->value.Scalar());
+    return value && value->count() != 0 ? entry : nullptr;
+  };
+
+  switch (m.section()) {
+    case Section::top:
+      if (const Entry* e = m.find("stats")) not_supported(e->key, "stats section");
+      break;
+    case Section::global:
+      if (const Entry* e = scalar("user")) not_supported(e->value, "user");
+      if (const Entry* e = scalar("group")) not_supported(e->value, "group");
+      break;
+    case Section::defaults:
+    case Section::service:
+      if (const Entry* e = one_of("scheduler", {"lc", "wlc", "maglev", "p2c"})) {
+        not_supported(e->value, "scheduler " + quote(e->value.Scalar()));
+      }
+      if (const Entry* e = one_of("address_mode", {"transparent"})) {
+        not_supported(e->value, "address_mode " + quote(e->value.Scalar()));
+      }
+      if (const Entry* e = one_of("proxy_protocol", {"v1", "v2"})) {
+        not_supported(e->value, "proxy_protocol " + quote(e->value.Scalar()));
+      }
+      if (const Entry* e = one_of("accept_proxy_protocol", {"true"})) {
+        not_supported(e->value, "accept_proxy_protocol");
+      }
+      if (const Entry* e = nonzero_duration("max_lifetime")) not_supported(e->value, "max_lifetime");
+      if (const Entry* e = m.find("health_check"); e && e->value.IsMap()) {
+        not_supported(e->key, "health_check");
+      }
+      break;
+    case Section::server:
+      if (const Entry* e = one_of("backup", {"true"})) not_supported(e->value, "backup");
+      if (const Entry* e = nonzero_duration("slow_start")) not_supported(e->value, "slow_start");
+      break;
+    case Section::timeouts:
+    case Section::health_check:
+      break;
+  }
+}
+
+void Loader::not_supported(const YAML::Node& at, const std::string& what) {
+  error(at, what + " is not supported yet");
+}
+
+// ---- Entry point
+
+ConfigLoad Loader::load(std::string_view text) {
+  Config config;
+  config.path = file_;
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    if (documents.size() > 1) error(documents[1], "expected a single YAML document");
+    parse_root(documents.empty() ? YAML::Node() : documents.front(), config);
+  } catch (const YAML::DeepRecursion& e) {
+    error(e.mark, "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
+  } catch (const YAML::Exception& e) {
+    error(e.mark, "invalid YAML: " + escape(e.msg));
+  }
+
+  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+    return a.line != b.line ? a.line < b.line : a.column < b.column;
+  });
+  ConfigLoad result;
+  result.errors = std::move(errors_);
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+}  // namespace
+
+std::string_view to_string(LogLevel level) { return choice_text<LogLevel>(kLogLevels, level); }
+
+std::string_view to_string(SchedulerKind kind) {
+  return choice_text<SchedulerKind>(kSchedulers, kind);
+}
+
+std::string ConfigError::to_string() const {
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+ConfigLoad load_config_text(std::string_view text, const std::string& file_name) {
+  return Loader(file_name).load(text);
+}
+
+ConfigLoad load_config_file(const std::string& path) {
+  const auto fail = [&path](int error_number) {
+    ConfigLoad result;
+    result.errors.push_back(
+        ConfigError{path, 1, 1, "cannot read configuration: " + std::string(std::strerror(error_number))});
+    return result;
+  };
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                             &std::fclose);
+  if (!file) return fail(errno);
+  std::string text;
+  char buffer[65536];
+  std::size_t count = 0;
+  while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, count);
+  if (std::ferror(file.get())) return fail(errno);
+  return load_config_text(text, path);
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,36 @@
+// Configuration text inside error messages: every error stays on one line
+// whatever the offending value holds.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace fulcrum {
+
+// `text` with `"`, `\` and control characters escaped.
+inline std::string escape(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char hex[5];
+          std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+          out += hex;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+// `text` escaped, in double quotes.
+inline std::string quote(std::string_view text) { return "\"" + escape(text) + "\""; }
+
+}  // namespace fulcrum

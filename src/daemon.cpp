@@ -1,0 +1,212 @@
+#include "fulcrum/daemon.hpp"
+
+#include <sched.h>
+
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <vector>
+
+#include "fulcrum/event.hpp"
+#include "fulcrum/limits.hpp"
+#include "fulcrum/log.hpp"
+#include "fulcrum/snapshot.hpp"
+#include "fulcrum/socket.hpp"
+#include "fulcrum/worker.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// Descriptors kept out of the session budget: logs, future health checks and
+// stats clients, libevent's own.
+constexpr int64_t kReservedFds = 64;
+constexpr int kListenBacklog = 65535;  // the kernel caps it at net.core.somaxconn
+
+unsigned available_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
+}
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal";
+  }
+}
+
+class Daemon {
+ public:
+  explicit Daemon(Config config) : config_(std::move(config)) {}
+  int run();
+
+ private:
+  bool open_listeners();
+  void on_signal(int signal);
+  void begin_stop(int signal);
+  void on_worker_exit();
+
+  static void on_signal_cb(evutil_socket_t signal, short, void* arg);
+  static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
+  static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
+
+  Config config_;
+  unsigned worker_count_ = 1;
+  StateRegistry registry_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  // One listening socket per (service, address, worker), opened before any
+  // worker starts so that a bind error stops start-up with exit code 3.
+  struct PendingListener {
+    const ServiceRuntime* service;
+    SocketAddress address;
+    std::vector<Fd> per_worker;
+  };
+  std::vector<PendingListener> listeners_;
+  std::unique_ptr<Admission> admission_;
+  EventBasePtr base_;
+  std::vector<EventPtr> signal_events_;
+  EventPtr shutdown_timer_;
+  EventPtr worker_exit_event_;
+  std::atomic<unsigned> workers_exited_{0};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool stopping_ = false;
+};
+
+bool Daemon::open_listeners() {
+  for (const auto& service : snapshot_->services) {
+    for (const auto& address : service.config->listen) {
+      PendingListener pending{&service, address, {}};
+      for (unsigned w = 0; w < worker_count_; ++w) {
+        Fd fd;
+        if (int error = open_listener(address, kListenBacklog, fd); error != 0) {
+          log_error("cannot listen", {{"service", service.config->name},
+                                      {"address", address.to_string()},
+                                      {"error", errno_string(error)}});
+          return false;
+        }
+        pending.per_worker.push_back(std::move(fd));
+      }
+      listeners_.push_back(std::move(pending));
+    }
+  }
+  return true;
+}
+
+int Daemon::run() {
+  Log::set_level(config_.global.log_level);
+  const int64_t open_file_limit = raise_open_file_limit();
+  worker_count_ = config_.global.workers == 0 ? available_cpus() : config_.global.workers;
+  const uint64_t max_connections = config_.global.max_connections;
+  const std::string config_path = config_.path;
+  snapshot_ = build_snapshot(std::move(config_), 1, registry_);
+  if (!open_listeners()) return kExitStartup;
+
+  const int64_t fd_budget = open_file_limit - count_open_fds() - kReservedFds;
+  if (fd_budget < 16) {
+    log_error("too few file descriptors", {{"limit", open_file_limit}, {"budget", fd_budget}});
+    return kExitStartup;
+  }
+  admission_ = std::make_unique<Admission>(max_connections, fd_budget);
+
+  base_.reset(event_base_new());
+  worker_exit_event_.reset(event_new(base_.get(), -1, 0, on_worker_exit_cb, this));
+  for (int signal : {SIGTERM, SIGINT, SIGHUP}) {
+    signal_events_.emplace_back(evsignal_new(base_.get(), signal, on_signal_cb, this));
+    event_add(signal_events_.back().get(), nullptr);
+  }
+  shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
+
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    auto worker = std::make_unique<Worker>(w, *admission_, [this] {
+      workers_exited_.fetch_add(1);
+      event_active(worker_exit_event_.get(), EV_READ, 0);
+    });
+    worker->set_snapshot(snapshot_);
+    for (auto& pending : listeners_) {
+      worker->add_listener(*pending.service, pending.address, std::move(pending.per_worker[w]));
+    }
+    workers_.push_back(std::move(worker));
+  }
+  listeners_.clear();
+  admission_->set_waker([this] {
+    for (auto& worker : workers_) worker->wake();
+  });
+  for (auto& worker : workers_) worker->start();
+
+  for (const auto& service : snapshot_->services) {
+    for (const auto& address : service.config->listen) {
+      log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
+    }
+  }
+  log_info("started", {{"version", FULCRUM_VERSION},
+                       {"config", config_path},
+                       {"workers", worker_count_},
+                       {"services", snapshot_->services.size()},
+                       {"max_connections", max_connections},
+                       {"fd_limit", open_file_limit}});
+
+  event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
+
+  for (auto& worker : workers_) worker->join();
+  admission_->set_waker(nullptr);
+  workers_.clear();
+  log_info("stopped");
+  return kExitOk;
+}
+
+void Daemon::on_signal_cb(evutil_socket_t signal, short, void* arg) {
+  static_cast<Daemon*>(arg)->on_signal(static_cast<int>(signal));
+}
+
+void Daemon::on_signal(int signal) {
+  if (signal == SIGHUP) {
+    // Reload is the operations issue's work; until then say so instead of
+    // dying on the default action.
+    log_warn("reload is not supported yet, configuration unchanged", {{"signal", signal_name(signal)}});
+    return;
+  }
+  if (stopping_) {
+    log_info("second stop signal, closing remaining sessions", {{"signal", signal_name(signal)}});
+    for (auto& worker : workers_) worker->request_force_close();
+    return;
+  }
+  begin_stop(signal);
+}
+
+// Stops accepting everywhere and lets sessions finish for shutdown_timeout.
+void Daemon::begin_stop(int signal) {
+  stopping_ = true;
+  log_info("stopping", {{"signal", signal_name(signal)},
+                        {"sessions", admission_->active_sessions()},
+                        {"shutdown_timeout", format_duration(snapshot_->config.global.shutdown_timeout)}});
+  for (auto& worker : workers_) worker->request_stop();
+  add_with_timeout(shutdown_timer_.get(), snapshot_->config.global.shutdown_timeout);
+}
+
+void Daemon::on_shutdown_timeout_cb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Daemon*>(arg);
+  log_info("shutdown timeout reached, closing remaining sessions",
+           {{"sessions", self->admission_->active_sessions()}});
+  for (auto& worker : self->workers_) worker->request_force_close();
+}
+
+void Daemon::on_worker_exit_cb(evutil_socket_t, short, void* arg) { static_cast<Daemon*>(arg)->on_worker_exit(); }
+
+void Daemon::on_worker_exit() {
+  if (workers_exited_.load() == workers_.size()) event_base_loopbreak(base_.get());
+}
+
+}  // namespace
+
+int run_daemon(Config config) {
+  // A splice to a peer that reset must return EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  Daemon daemon(std::move(config));
+  return daemon.run();
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,72 @@
+#include "fulcrum/pipe_pool.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <utility>
+
+namespace fulcrum {
+
+PipeLease::PipeLease(PipeLease&& other) noexcept
+    : bytes(std::exchange(other.bytes, 0)),
+      pool_(std::exchange(other.pool_, nullptr)),
+      read_end_(std::move(other.read_end_)),
+      write_end_(std::move(other.write_end_)) {}
+
+PipeLease& PipeLease::operator=(PipeLease&& other) noexcept {
+  if (this != &other) {
+    give_back();
+    bytes = std::exchange(other.bytes, 0);
+    pool_ = std::exchange(other.pool_, nullptr);
+    read_end_ = std::move(other.read_end_);
+    write_end_ = std::move(other.write_end_);
+  }
+  return *this;
+}
+
+void PipeLease::give_back() {
+  if (pool_ == nullptr) return;
+  std::exchange(pool_, nullptr)->put_back(std::move(read_end_), std::move(write_end_), bytes == 0);
+  bytes = 0;
+}
+
+PipePool::PipePool(Admission& admission, size_t pipe_size, size_t max_idle)
+    : admission_(admission), pipe_size_(pipe_size), max_idle_(max_idle) {}
+
+PipePool::~PipePool() { admission_.give_fds(static_cast<int64_t>(2 * idle_.size())); }
+
+PipeLease PipePool::acquire() {
+  PipeLease lease;
+  if (!idle_.empty()) {
+    lease.read_end_ = std::move(idle_.back().read_end);
+    lease.write_end_ = std::move(idle_.back().write_end);
+    idle_.pop_back();
+    lease.pool_ = this;
+    return lease;
+  }
+  if (!admission_.try_take_fds(2)) return lease;
+  int ends[2];
+  if (::pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) {
+    admission_.give_fds(2);
+    return lease;
+  }
+  lease.read_end_.reset(ends[0]);
+  lease.write_end_.reset(ends[1]);
+  // Best effort: past /proc/sys/fs/pipe-max-size or the per-user pipe page
+  // limit the kernel refuses, and the default 64 KiB still works.
+  ::fcntl(ends[1], F_SETPIPE_SZ, static_cast<int>(pipe_size_));
+  lease.pool_ = this;
+  return lease;
+}
+
+void PipePool::put_back(Fd read_end, Fd write_end, bool empty) {
+  if (empty && idle_.size() < max_idle_) {
+    idle_.push_back(IdlePipe{std::move(read_end), std::move(write_end)});
+    return;
+  }
+  read_end.reset();
+  write_end.reset();
+  admission_.give_fds(2);
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,325 @@
+#include "fulcrum/session.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "fulcrum/log.hpp"
+#include "fulcrum/socket.hpp"
+#include "fulcrum/worker.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// Bytes one direction may move per readiness event before it yields to the
+// rest of the loop; level-triggered events bring it back right away.
+constexpr uint64_t kBytesPerWakeup = 1024 * 1024;
+// How soon a direction that could not get a pipe (descriptor limit) tries
+// again.
+constexpr std::chrono::milliseconds kPipeRetry{20};
+
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
+
+}  // namespace
+
+std::string_view to_string(SessionEnd end) {
+  switch (end) {
+    case SessionEnd::client_close: return "client_close";
+    case SessionEnd::server_close: return "server_close";
+    case SessionEnd::client_reset: return "client_reset";
+    case SessionEnd::server_reset: return "server_reset";
+    case SessionEnd::connect_failed: return "connect_failed";
+    case SessionEnd::no_server: return "no_server";
+    case SessionEnd::idle_timeout: return "idle_timeout";
+    case SessionEnd::max_lifetime: return "max_lifetime";
+    case SessionEnd::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service, Fd client,
+                 const SocketAddress& client_address)
+    : worker_(worker),
+      snapshot_(std::move(snapshot)),
+      admission_slot_{worker.admission(), *service.state},
+      service_(service),
+      client_address_(client_address),
+      started_(std::chrono::steady_clock::now()),
+      last_activity_(started_),
+      client_(std::move(client)) {}
+
+Session::~Session() = default;
+
+void Session::start() {
+  service_.state->total.fetch_add(1, std::memory_order_relaxed);
+  connect_next();
+}
+
+// Picks a server (never the one that just failed while another is usable),
+// takes one of its connection slots and starts a non-blocking connect.
+void Session::connect_next() {
+  const auto& servers = service_.servers;
+  std::optional<uint32_t> index;
+  std::optional<uint32_t> avoid = failed_index_;
+  // A server can fill up between pick() and try_acquire(); try the others.
+  for (size_t tries = 0; tries <= servers.size(); ++tries) {
+    index = service_.scheduler->pick(PickContext{client_address_, attempt_, avoid});
+    if (!index) break;
+    const auto& server = servers[*index];
+    if (server.state->try_acquire(server.config->max_connections)) break;
+    avoid = index;
+    index.reset();
+  }
+  if (!index) {
+    finish(attempt_ == 0 ? SessionEnd::no_server : SessionEnd::connect_failed);
+    return;
+  }
+  server_index_ = index;
+  const ServerRuntime& server = servers[*index];
+  server_lease_.state = server.state.get();
+  server.state->total.fetch_add(1, std::memory_order_relaxed);
+
+  const SocketAddress* source = service_.config->source ? &*service_.config->source : nullptr;
+  if (int error = start_connect(server.config->address, source, server_); error != 0) {
+    connect_failed(error);
+    return;
+  }
+  connect_event_.reset(event_new(worker_.base(), server_.get(), EV_WRITE, on_connect_cb, this));
+  add_with_timeout(connect_event_.get(), service_.config->connect_timeout);
+}
+
+void Session::on_connect_cb(evutil_socket_t, short what, void* arg) {
+  static_cast<Session*>(arg)->on_connect_event(what);
+}
+
+void Session::on_connect_event(short what) {
+  const int error = (what & EV_TIMEOUT) ? ETIMEDOUT : pending_socket_error(server_.get());
+  if (error != 0) {
+    connect_failed(error);
+    return;
+  }
+  connect_event_.reset();
+  start_relay();
+}
+
+// Counts the failure against the server and retries on another one while
+// `retries` allows.
+void Session::connect_failed(int error) {
+  const ServerRuntime& server = service_.servers[*server_index_];
+  server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+  log_warn("connect failed", {{"service", service_.config->name},
+                              {"server", server.config->name},
+                              {"address", server.config->address.to_string()},
+                              {"error", errno_string(error)},
+                              {"attempt", attempt_ + 1}});
+  connect_event_.reset();
+  server_.reset();
+  server_lease_.reset();
+  failed_index_ = server_index_;
+  server_index_.reset();
+  if (attempt_ >= service_.config->retries) {
+    finish(SessionEnd::connect_failed);
+    return;
+  }
+  ++attempt_;
+  connect_next();
+}
+
+void Session::start_relay() {
+  event_base* base = worker_.base();
+  client_read_.reset(event_new(base, client_.get(), EV_READ | EV_PERSIST, on_c2s_cb, this));
+  server_write_.reset(event_new(base, server_.get(), EV_WRITE | EV_PERSIST, on_c2s_cb, this));
+  server_read_.reset(event_new(base, server_.get(), EV_READ | EV_PERSIST, on_s2c_cb, this));
+  client_write_.reset(event_new(base, client_.get(), EV_WRITE | EV_PERSIST, on_s2c_cb, this));
+  idle_timer_.reset(evtimer_new(base, on_idle_cb, this));
+
+  c2s_.source_side = Side::client;
+  c2s_.source = client_.get();
+  c2s_.sink = server_.get();
+  c2s_.read_event = client_read_.get();
+  c2s_.write_event = server_write_.get();
+  s2c_.source_side = Side::server;
+  s2c_.source = server_.get();
+  s2c_.sink = client_.get();
+  s2c_.read_event = server_read_.get();
+  s2c_.write_event = client_write_.get();
+
+  touch();
+  add_with_timeout(idle_timer_.get(), service_.config->idle_timeout);
+  event_add(client_read_.get(), nullptr);
+  event_add(server_read_.get(), nullptr);
+}
+
+void Session::on_c2s_cb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Session*>(arg);
+  self->pump(self->c2s_);
+}
+
+void Session::on_s2c_cb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Session*>(arg);
+  self->pump(self->s2c_);
+}
+
+// Moves bytes source -> pipe -> sink until one side would block, the
+// direction ends, or it has used its share of this loop iteration. Arms
+// exactly one of the two events: the sink's write event while the pipe holds
+// bytes (and the source is not read: backpressure), else the source's read
+// event.
+void Session::pump(Direction& d) {
+  uint64_t moved = 0;
+  while (true) {
+    if (d.pipe.bytes > 0) {
+      ssize_t n = ::splice(d.pipe.read_fd(), nullptr, d.sink, nullptr, d.pipe.bytes, kSpliceFlags);
+      if (n > 0) {
+        d.pipe.bytes -= static_cast<size_t>(n);
+        d.bytes += static_cast<uint64_t>(n);
+        moved += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && would_block(errno)) {
+        event_del(d.read_event);
+        event_add(d.write_event, nullptr);
+        break;
+      }
+      // EPIPE, ECONNRESET: the sink's peer is gone.
+      reset_from(d.source_side == Side::client ? Side::server : Side::client);
+      return;
+    }
+    if (d.eof) {
+      direction_done(d);
+      return;
+    }
+    if (moved >= kBytesPerWakeup) {
+      event_del(d.write_event);
+      event_add(d.read_event, nullptr);
+      break;
+    }
+    if (!d.pipe) {
+      d.pipe = worker_.pipes().acquire();
+      if (!d.pipe) {
+        d.waiting_for_pipe = true;
+        event_del(d.read_event);
+        event_del(d.write_event);
+        if (!pipe_retry_) pipe_retry_.reset(evtimer_new(worker_.base(), on_pipe_retry_cb, this));
+        add_with_timeout(pipe_retry_.get(), kPipeRetry);
+        break;
+      }
+    }
+    ssize_t n = ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, worker_.pipes().pipe_size(), kSpliceFlags);
+    if (n > 0) {
+      d.pipe.bytes = static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      d.eof = true;
+      if (!first_close_) {
+        first_close_ = d.source_side == Side::client ? SessionEnd::client_close : SessionEnd::server_close;
+      }
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      d.pipe.give_back();  // empty: an idle direction holds no pipe
+      event_del(d.write_event);
+      event_add(d.read_event, nullptr);
+      break;
+    }
+    reset_from(d.source_side);
+    return;
+  }
+  if (moved > 0) touch();
+}
+
+// The source ended and everything it sent was delivered: pass the FIN on.
+void Session::direction_done(Direction& d) {
+  d.done = true;
+  d.pipe.give_back();
+  event_del(d.read_event);
+  event_del(d.write_event);
+  ::shutdown(d.sink, SHUT_WR);
+  touch();
+  if (c2s_.done && s2c_.done) finish(*first_close_);
+}
+
+void Session::on_pipe_retry_cb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Session*>(arg);
+  for (Direction* d : {&self->c2s_, &self->s2c_}) {
+    if (self->finished_) return;
+    if (d->waiting_for_pipe) {
+      d->waiting_for_pipe = false;
+      self->pump(*d);
+    }
+  }
+}
+
+void Session::on_idle_cb(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->on_idle_timer(); }
+
+// The timer is armed for the full idle period and re-armed for what remains
+// since the last byte, so moving bytes never touches the timer heap.
+void Session::on_idle_timer() {
+  const auto idle = service_.config->idle_timeout;
+  const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                          last_activity_);
+  if (quiet >= idle) {
+    finish(SessionEnd::idle_timeout);
+    return;
+  }
+  add_with_timeout(idle_timer_.get(), idle - quiet);
+}
+
+// `side` reset its connection (or failed hard): reset the other side too, so
+// the peer sees an abort and never a clean end of a truncated stream.
+void Session::reset_from(Side side) {
+  set_linger_reset(side == Side::client ? server_.get() : client_.get());
+  finish(side == Side::client ? SessionEnd::client_reset : SessionEnd::server_reset);
+}
+
+// Accounts and logs the session, stops all its events and hands it to the
+// worker, which destroys it (closing the sockets) before the loop iteration
+// ends. Callers return right after.
+void Session::finish(SessionEnd end) {
+  finished_ = true;
+  const uint64_t bytes_in = c2s_.bytes;
+  const uint64_t bytes_out = s2c_.bytes;
+  service_.state->bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
+  service_.state->bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+  const ServerRuntime* server = server_index_ ? &service_.servers[*server_index_] : nullptr;
+  if (server != nullptr) {
+    server->state->bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
+    server->state->bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+  } else {
+    service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (end == SessionEnd::shutdown) {
+    // Cut off mid-stream: tell both peers it was not a clean end.
+    set_linger_reset(client_.get());
+    if (server_) set_linger_reset(server_.get());
+  }
+  if (snapshot_->config.global.access_log && Log::enabled(LogLevel::info)) {
+    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                                 started_);
+    log_info("session", {{"service", service_.config->name},
+                         {"client", client_address_.to_string()},
+                         {"server", server ? std::string_view(server->config->name) : std::string_view("-")},
+                         {"server_addr", server ? server->config->address.to_string() : std::string("-")},
+                         {"bytes_in", bytes_in},
+                         {"bytes_out", bytes_out},
+                         {"duration_ms", static_cast<int64_t>(duration.count())},
+                         {"end", to_string(end)}});
+  }
+  connect_event_.reset();
+  idle_timer_.reset();
+  pipe_retry_.reset();
+  client_read_.reset();
+  client_write_.reset();
+  server_read_.reset();
+  server_write_.reset();
+  worker_.session_finished(this);
+}
+
+}  // namespace fulcrum

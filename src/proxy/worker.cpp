@@ -1,0 +1,120 @@
+#include "fulcrum/worker.hpp"
+
+#include <csignal>
+#include <pthread.h>
+
+#include "fulcrum/listener.hpp"
+#include "fulcrum/log.hpp"
+#include "fulcrum/session.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// 256 KiB pipes: four times the default, so one splice moves more per
+// system call on bulk transfers; pages are only allocated while bytes sit in
+// the pipe.
+constexpr size_t kPipeSize = 256 * 1024;
+constexpr size_t kMaxIdlePipes = 64;
+
+}  // namespace
+
+Worker::Worker(unsigned index, Admission& admission, std::function<void()> on_exit)
+    : index_(index),
+      admission_(admission),
+      on_exit_(std::move(on_exit)),
+      base_(event_base_new()),
+      pipes_(admission, kPipeSize, kMaxIdlePipes) {
+  // A persistent event with no descriptor, activated from other threads.
+  wake_event_.reset(event_new(base_.get(), -1, EV_PERSIST, on_wake_cb, this));
+  event_add(wake_event_.get(), nullptr);
+  reap_event_.reset(event_new(base_.get(), -1, 0, on_reap_cb, this));
+}
+
+Worker::~Worker() {
+  join();
+  // Sessions and listeners hold events of this base: free them first.
+  sessions_.clear();
+  finished_sessions_.clear();
+  listeners_.clear();
+  reap_event_.reset();
+  wake_event_.reset();
+}
+
+void Worker::add_listener(const ServiceRuntime& service, const SocketAddress& address, Fd fd) {
+  listeners_.push_back(std::make_unique<Listener>(*this, service, address, std::move(fd)));
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::run() {
+  // Signals belong to the main thread.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  for (auto& listener : listeners_) listener->enable();
+  // The wake event has no descriptor: keep looping even when it is the only
+  // event left, until exit_if_idle() breaks the loop.
+  event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
+  finished_sessions_.clear();
+  on_exit_();
+}
+
+void Worker::request_stop() {
+  stop_requested_.store(true);
+  wake();
+}
+
+void Worker::request_force_close() {
+  force_requested_.store(true);
+  wake();
+}
+
+void Worker::wake() { event_active(wake_event_.get(), EV_READ, 0); }
+
+void Worker::on_wake_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_wake(); }
+
+void Worker::on_wake() {
+  if (stop_requested_.load() && !stopping_) {
+    stopping_ = true;
+    listeners_.clear();  // closes the sockets: new clients are refused by the kernel
+  }
+  if (force_requested_.load()) {
+    // Each close moves the session off `sessions_`.
+    while (!sessions_.empty()) sessions_.front()->close_for_shutdown();
+  }
+  if (stopping_) {
+    exit_if_idle();
+    return;
+  }
+  for (auto& listener : listeners_) listener->resume_if_admissible();
+}
+
+void Worker::start_session(std::unique_ptr<Session> session) {
+  Session* raw = session.get();
+  sessions_.push_front(std::move(session));
+  raw->self = sessions_.begin();
+  raw->start();
+}
+
+void Worker::session_finished(Session* session) {
+  finished_sessions_.splice(finished_sessions_.end(), sessions_, session->self);
+  event_active(reap_event_.get(), EV_READ, 0);
+  if (stopping_) exit_if_idle();
+}
+
+void Worker::on_reap_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Worker*>(arg)->finished_sessions_.clear();
+}
+
+void Worker::exit_if_idle() {
+  if (sessions_.empty()) event_base_loopbreak(base_.get());
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,96 @@
+#include "fulcrum/limits.hpp"
+
+#include <dirent.h>
+#include <sys/resource.h>
+
+namespace fulcrum {
+
+namespace {
+
+constexpr int64_t kFdsPerSession = 2;  // client and server sockets
+
+// Increments `counter` unless it has reached `limit` (0 = no limit).
+bool take_slot(std::atomic<uint64_t>& counter, uint64_t limit) {
+  if (limit == 0) {
+    counter.fetch_add(1);
+    return true;
+  }
+  uint64_t current = counter.load();
+  while (current < limit) {
+    if (counter.compare_exchange_weak(current, current + 1)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Admission::Admission(uint64_t max_sessions, int64_t fd_budget) : max_sessions_(max_sessions), fds_(fd_budget) {}
+
+bool Admission::try_admit(ServiceState& service, uint64_t service_limit) {
+  if (!try_take_fds(kFdsPerSession)) return false;
+  if (!take_slot(sessions_, max_sessions_)) {
+    fds_.fetch_add(kFdsPerSession);
+    return false;
+  }
+  if (!take_slot(service.active, service_limit)) {
+    sessions_.fetch_sub(1);
+    fds_.fetch_add(kFdsPerSession);
+    return false;
+  }
+  return true;
+}
+
+void Admission::release(ServiceState& service) {
+  service.active.fetch_sub(1);
+  sessions_.fetch_sub(1);
+  fds_.fetch_add(kFdsPerSession);
+  wake_paused();
+}
+
+bool Admission::try_take_fds(int64_t count) {
+  int64_t current = fds_.load();
+  while (current >= count) {
+    if (fds_.compare_exchange_weak(current, current - count)) return true;
+  }
+  return false;
+}
+
+void Admission::give_fds(int64_t count) {
+  fds_.fetch_add(count);
+  wake_paused();
+}
+
+bool Admission::would_admit(const ServiceState& service, uint64_t service_limit) const {
+  if (fds_.load() < kFdsPerSession) return false;
+  if (max_sessions_ != 0 && sessions_.load() >= max_sessions_) return false;
+  return service_limit == 0 || service.active.load() < service_limit;
+}
+
+void Admission::wake_paused() {
+  // Sequentially consistent with add_paused() + would_admit() in the
+  // listener: either we see its registration or it sees our release.
+  if (paused_.load() > 0 && waker_) waker_();
+}
+
+int64_t raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return static_cast<int64_t>(limit.rlim_cur);
+}
+
+int64_t count_open_fds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  int64_t count = 0;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count - 1;  // the directory's own descriptor
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,38 @@
+#include "fulcrum/snapshot.hpp"
+
+namespace fulcrum {
+
+std::shared_ptr<ServiceState> StateRegistry::service(const std::string& service_name) {
+  auto& slot = services_[service_name];
+  if (!slot) slot = std::make_shared<ServiceState>();
+  return slot;
+}
+
+std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_name, const std::string& server_name) {
+  auto& slot = servers_[{service_name, server_name}];
+  if (!slot) slot = std::make_shared<ServerState>();
+  return slot;
+}
+
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry) {
+  auto snapshot = std::make_shared<Snapshot>();
+  snapshot->config = std::move(config);
+  snapshot->generation = generation;
+  for (const auto& service_config : snapshot->config.services) {
+    ServiceRuntime service;
+    service.config = &service_config;
+    service.state = registry.service(service_config.name);
+    std::vector<SchedServer> sched_servers;
+    for (const auto& server_config : service_config.servers) {
+      ServerRuntime server{&server_config, registry.server(service_config.name, server_config.name)};
+      sched_servers.push_back(
+          SchedServer{server_config.name, server_config.weight, server_config.max_connections, server.state.get()});
+      service.servers.push_back(std::move(server));
+    }
+    service.scheduler = make_scheduler(service_config.scheduler, std::move(sched_servers));
+    snapshot->services.push_back(std::move(service));
+  }
+  return snapshot;
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,82 @@
+// Smooth weighted round robin. nginx computes the order pick by pick under a
+// lock; here the whole cycle is computed once when the snapshot is built and
+// workers walk it with one shared atomic cursor, so picking takes no lock and
+// the split is exact across workers.
+#include <atomic>
+#include <numeric>
+
+#include "fulcrum/scheduler.hpp"
+
+namespace fulcrum {
+
+std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights) {
+  // Dividing by the common divisor keeps the cycle short (3,3,3 -> 1,1,1)
+  // without changing the order.
+  uint32_t divisor = 0;
+  for (uint32_t w : weights) divisor = std::gcd(divisor, w);
+  if (divisor == 0) return {};
+  std::vector<int64_t> effective(weights.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    effective[i] = weights[i] / divisor;
+    total += effective[i];
+  }
+  std::vector<int64_t> current(weights.size(), 0);
+  std::vector<uint32_t> sequence;
+  sequence.reserve(static_cast<size_t>(total));
+  for (int64_t pick = 0; pick < total; ++pick) {
+    size_t best = weights.size();
+    for (size_t i = 0; i < weights.size(); ++i) {
+      if (effective[i] == 0) continue;
+      current[i] += effective[i];
+      if (best == weights.size() || current[i] > current[best]) best = i;
+    }
+    current[best] -= total;
+    sequence.push_back(static_cast<uint32_t>(best));
+  }
+  return sequence;
+}
+
+namespace {
+
+class WeightedRoundRobin final : public Scheduler {
+ public:
+  explicit WeightedRoundRobin(std::vector<SchedServer> servers) : servers_(std::move(servers)) {
+    std::vector<uint32_t> weights;
+    for (const auto& s : servers_) weights.push_back(s.weight);
+    sequence_ = smooth_wrr_sequence(weights);
+  }
+
+  // Walks the precomputed cycle from the next cursor position to the first
+  // usable server; unusable servers are skipped, so the others keep their
+  // relative proportions.
+  std::optional<uint32_t> pick(const PickContext& context) override {
+    const size_t n = sequence_.size();
+    if (n == 0) return std::nullopt;
+    const uint64_t start = cursor_.fetch_add(1, std::memory_order_relaxed);
+    std::optional<uint32_t> fallback;
+    for (size_t step = 0; step < n; ++step) {
+      const uint32_t index = sequence_[(start + step) % n];
+      if (!is_usable(servers_[index])) continue;
+      if (context.avoid == index) {
+        fallback = index;
+        continue;
+      }
+      return index;
+    }
+    return fallback;
+  }
+
+ private:
+  std::vector<SchedServer> servers_;
+  std::vector<uint32_t> sequence_;
+  std::atomic<uint64_t> cursor_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make_wrr_scheduler(std::vector<SchedServer> servers) {
+  return std::make_unique<WeightedRoundRobin>(std::move(servers));
+}
+
+}  // namespace fulcrum

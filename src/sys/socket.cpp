@@ -1,0 +1,75 @@
+#include "fulcrum/socket.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+namespace fulcrum {
+
+namespace {
+
+int set_int_option(int fd, int level, int name, int value) {
+  return ::setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+int open_listener(const SocketAddress& address, int backlog, Fd& out) {
+  Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return errno;
+  if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return e;
+  if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return e;
+  if (address.family() == AF_INET6) {
+    if (int e = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1)) return e;
+  }
+  if (::bind(fd.get(), address.sockaddr_ptr(), address.length) != 0) return errno;
+  if (::listen(fd.get(), backlog) != 0) return errno;
+  out = std::move(fd);
+  return 0;
+}
+
+int start_connect(const SocketAddress& destination, const SocketAddress* source, Fd& out) {
+  Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return errno;
+  set_tcp_nodelay(fd.get());
+  if (source != nullptr) {
+    if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
+    if (::bind(fd.get(), source->sockaddr_ptr(), source->length) != 0) return errno;
+  }
+  if (::connect(fd.get(), destination.sockaddr_ptr(), destination.length) != 0 && errno != EINPROGRESS) {
+    return errno;
+  }
+  out = std::move(fd);
+  return 0;
+}
+
+int pending_socket_error(int fd) {
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
+  return error;
+}
+
+void set_tcp_nodelay(int fd) { set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); }
+
+void set_linger_reset(int fd) {
+  linger option{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, sizeof option);
+}
+
+SocketAddress peer_address(int fd) {
+  SocketAddress address;
+  address.length = sizeof address.storage;
+  if (::getpeername(fd, address.sockaddr_ptr(), &address.length) != 0) address = SocketAddress{};
+  return address;
+}
+
+std::string errno_string(int error) {
+  char buffer[128];
+  // GNU strerror_r returns the message pointer (maybe not `buffer`).
+  return ::strerror_r(error, buffer, sizeof buffer);
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,909 @@
+"""Shared pieces of the fulcrum end-to-end tests.
+
+Everything here runs the real binary (env FULCRUM) and the demo server (env
+DEMO_SERVER) on loopback only. A test is a module in cases/ with a DEADLINE
+in seconds and a run(t) function taking a TestContext; run.py runs one.
+
+What a test gets from here:
+  - TestContext: temporary directory, free loopback ports, the daemon, demo
+    servers and in-process TCP servers, all cleaned up (by PID) at the end.
+  - Daemon: starts `fulcrum -c FILE`, waits for its `listening` lines, parses
+    its stderr into LogRecords and the access log into dicts.
+  - TcpServer: a threaded server whose handler runs once per connection and
+    whose exceptions fail the test.
+  - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
+  - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
+Standard library only.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+MiB = 1 << 20
+
+SESSION_ENDS = {
+    'client_close', 'server_close', 'client_reset', 'server_reset',
+    'connect_failed', 'no_server', 'idle_timeout', 'max_lifetime', 'shutdown',
+}
+
+ACCESS_LOG_KEYS = ('service', 'client', 'server', 'server_addr', 'bytes_in',
+                   'bytes_out', 'duration_ms', 'end')
+
+
+# --------------------------------------------------------------------------
+# Outcomes and assertions
+
+
+class TestFailure(Exception):
+    """The daemon did not behave as the test expects."""
+
+
+class TestSkip(Exception):
+    """A prerequisite of the test is missing on this machine."""
+
+
+class TestTimeout(BaseException):
+    """The test ran past its DEADLINE. A BaseException so that no
+    `except Exception` inside a test swallows it."""
+
+
+def expect(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def expect_eq(actual, expected, what):
+    if actual != expected:
+        raise TestFailure(f'{what}: expected {expected!r}, got {actual!r}')
+
+
+def wait_until(predicate, timeout, what, interval=0.01):
+    """Polls predicate() until it is true; fails with `what` after timeout
+    seconds. Returns the predicate's value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TestFailure(f'timed out after {timeout:g}s waiting for {what}')
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Addresses and ports
+
+
+def format_address(host, port):
+    """'127.0.0.1:PORT' or '[::1]:PORT', the form fulcrum's config and logs use."""
+    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+def parse_address(text):
+    """'127.0.0.1:80' or '[::1]:80' -> (host, port)."""
+    m = re.fullmatch(r'\[([0-9A-Fa-f:.]+)\]:(\d+)|([0-9.]+):(\d+)', text)
+    if not m:
+        raise ValueError(f'not an IP:port address: {text!r}')
+    if m.group(1) is not None:
+        return m.group(1), int(m.group(2))
+    return m.group(3), int(m.group(4))
+
+
+def family_of(host):
+    return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+
+def ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(('::1', 0))
+        return True
+    except OSError:
+        return False
+
+
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), 'fulcrum-e2e-ports')
+_held_port_locks = []  # open lock files: held until this process exits
+_port_lock_mutex = threading.Lock()
+
+
+def _ephemeral_range():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_is_free(host, port):
+    with socket.socket(family_of(host), socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host='127.0.0.1'):
+    """A TCP port on `host` that nothing uses now and no other e2e test will
+    pick: taken below the kernel's ephemeral range (so no outgoing connection
+    grabs it meanwhile) and locked with a per-port lock file that this process
+    holds until it exits (so tests running in parallel never share one)."""
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    low, _ = _ephemeral_range()
+    first, last = (20000, low - 1) if low > 21000 else (low // 2, low - 1)
+    rng = random.SystemRandom()
+    with _port_lock_mutex:
+        for _ in range(500):
+            port = rng.randint(first, last)
+            fd = os.open(os.path.join(_PORT_LOCK_DIR, f'{port}.lock'), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            if not _port_is_free(host, port):
+                os.close(fd)
+                continue
+            _held_port_locks.append(fd)
+            return port
+    raise TestFailure(f'found no free port on {host}')
+
+
+def free_address(host='127.0.0.1'):
+    return format_address(host, free_port(host))
+
+
+# --------------------------------------------------------------------------
+# Configuration files
+
+_PLAIN_SCALAR = re.compile(r'[A-Za-z][A-Za-z0-9_.-]*')
+_YAML_WORDS = {'true', 'false', 'yes', 'no', 'on', 'off', 'null', 'y', 'n'}
+
+
+def _yaml_scalar(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if _PLAIN_SCALAR.fullmatch(value) and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+    raise TypeError(f'no YAML form for {value!r}')
+
+
+def to_yaml(value, indent=0):
+    """Block-style YAML for nested dicts, lists and scalars. Names stay plain,
+    anything else (addresses, durations) is double-quoted."""
+    pad = ' ' * indent
+    lines = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f'{pad}{key}:')
+                lines.append(to_yaml(item, indent + 2))
+            elif isinstance(item, list):
+                lines.append(f'{pad}{key}: []')
+            else:
+                lines.append(f'{pad}{key}: {_yaml_scalar(item)}')
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and item:
+                body = to_yaml(item, indent + 2)
+                lines.append(pad + '- ' + body[indent + 2:])
+            elif isinstance(item, (dict, list)):
+                raise TypeError('empty or nested lists are not used in configs')
+            else:
+                lines.append(f'{pad}- {_yaml_scalar(item)}')
+    else:
+        lines.append(pad + _yaml_scalar(value))
+    return '\n'.join(lines)
+
+
+def write_config(path, config):
+    """Writes `config` (a dict shaped like fulcrum.yaml, or YAML text) to path."""
+    text = config if isinstance(config, str) else to_yaml(config) + '\n'
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def listen_addresses(config):
+    """Every listen address of a config dict, as written."""
+    out = []
+    for service in config.get('services', []):
+        listen = service.get('listen', [])
+        out.extend([listen] if isinstance(listen, str) else listen)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Logs
+
+_LOG_LINE = re.compile(
+    r'(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<level>error|warn|info|debug) (?P<rest>.*)')
+
+
+class LogRecord:
+    """One parsed stderr line: time, level, message (the words before the
+    first key=value) and fields (a dict of the key=value pairs)."""
+
+    def __init__(self, raw, time_text, level, message, fields):
+        self.raw = raw
+        self.time = time_text
+        self.level = level
+        self.message = message
+        self.fields = fields
+
+    def __repr__(self):
+        return f'LogRecord({self.raw!r})'
+
+
+def _split_words_and_fields(text):
+    """'connect failed a=1 b="x y"' -> (['connect', 'failed'], {'a': '1', 'b': 'x y'}).
+    Quoted values use backslash escapes for '"' and '\\'."""
+    words, fields = [], {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == ' ':
+            i += 1
+            continue
+        j = i
+        while j < n and text[j] not in ' =':
+            j += 1
+        if j < n and text[j] == '=':
+            key = text[i:j]
+            j += 1
+            if key in fields:
+                raise ValueError(f'duplicate key {key}')
+            if j < n and text[j] == '"':
+                j += 1
+                value = []
+                while j < n and text[j] != '"':
+                    if text[j] == '\\' and j + 1 < n:
+                        value.append(text[j + 1])
+                        j += 2
+                    else:
+                        value.append(text[j])
+                        j += 1
+                if j >= n:
+                    raise ValueError('unterminated quoted value')
+                j += 1
+                if j < n and text[j] != ' ':
+                    raise ValueError('text right after a closing quote')
+                fields[key] = ''.join(value)
+            else:
+                start = j
+                while j < n and text[j] != ' ':
+                    j += 1
+                fields[key] = text[start:j]
+        else:
+            if fields:
+                raise ValueError(f'word {text[i:j]!r} after key=value fields')
+            words.append(text[i:j])
+        i = j
+    return words, fields
+
+
+def parse_log_line(line):
+    """A LogRecord, or raises ValueError if the line breaks the log format."""
+    m = _LOG_LINE.fullmatch(line)
+    if not m:
+        raise ValueError('no `TIMESTAMP LEVEL message` prefix')
+    words, fields = _split_words_and_fields(m.group('rest'))
+    if not words:
+        raise ValueError('no message')
+    return LogRecord(line, m.group('time'), m.group('level'), ' '.join(words), fields)
+
+
+def validate_access_record(record):
+    """Checks one `session` line has every access-log field in its form; returns
+    its fields as a dict with bytes_in, bytes_out and duration_ms as ints."""
+    f = dict(record.fields)
+    for key in ACCESS_LOG_KEYS:
+        expect(key in f, f'access log line lacks {key}=: {record.raw}')
+    for key in ('bytes_in', 'bytes_out', 'duration_ms'):
+        expect(re.fullmatch(r'\d+', f[key]) is not None, f'{key} is not a count: {record.raw}')
+        f[key] = int(f[key])
+    expect(f['end'] in SESSION_ENDS, f'unknown end={f["end"]}: {record.raw}')
+    try:
+        parse_address(f['client'])
+    except ValueError:
+        raise TestFailure(f'client= is not IP:port: {record.raw}')
+    if f['server'] == '-':
+        expect(f['server_addr'] == '-', f'server=- but server_addr set: {record.raw}')
+    else:
+        try:
+            parse_address(f['server_addr'])
+        except ValueError:
+            raise TestFailure(f'server_addr= is not IP:port: {record.raw}')
+    return f
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+def _child_environment():
+    """The daemon's environment: ours without journald or systemd hooks, so it
+    logs with timestamps and talks to no notify socket."""
+    env = dict(os.environ)
+    for key in ('JOURNAL_STREAM', 'NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID'):
+        env.pop(key, None)
+    return env
+
+
+def binary(variable):
+    path = os.environ.get(variable)
+    if not path:
+        raise TestFailure(f'environment variable {variable} is not set (path of the built binary)')
+    if not os.access(path, os.X_OK):
+        raise TestFailure(f'{variable}={path} is not an executable file')
+    return path
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process from /proc/PID/stat, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        stat = f.read()
+    fields = stat[stat.rindex(')') + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / os.sysconf('SC_CLK_TCK')
+
+
+class Daemon:
+    """The fulcrum binary running `-c FILE` in the foreground, stderr captured
+    to a file. Built by TestContext.daemon()."""
+
+    def __init__(self, ctx, config, name='fulcrum', nofile=None):
+        self.ctx = ctx
+        self.name = name
+        self.config = config
+        self.config_path = write_config(ctx.path(f'{name}.yaml'), config)
+        self.stderr_path = ctx.path(f'{name}.stderr')
+        self.stdout_path = ctx.path(f'{name}.stdout')
+        self.nofile = nofile
+        self.proc = None
+        self.stopped_cleanly = False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, wait_ready=True, timeout=20):
+        command = [binary('FULCRUM'), '-c', self.config_path]
+        if self.nofile is not None:
+            prlimit = '/usr/bin/prlimit' if os.access('/usr/bin/prlimit', os.X_OK) else None
+            if prlimit is None:
+                raise TestSkip('prlimit (util-linux) is not installed')
+            # prlimit sets the limit on itself and then execs fulcrum: same PID.
+            command = [prlimit, f'--nofile={self.nofile}:{self.nofile}', '--'] + command
+        with open(self.stdout_path, 'wb') as out, open(self.stderr_path, 'wb') as err:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         env=_child_environment())
+        self.ctx.register_process(self.proc, self.name)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout=20):
+        """Waits for one `listening` line per listen address of the config."""
+        expected = {parse_address(a) for a in listen_addresses(self.config)}
+
+        def listening():
+            seen = set()
+            for r in self.logs():
+                if r.message == 'listening' and 'address' in r.fields:
+                    try:
+                        seen.add(parse_address(r.fields['address']))
+                    except ValueError:
+                        pass
+            return expected <= seen
+
+        deadline = time.monotonic() + timeout
+        while not listening():
+            if not self.running():
+                raise TestFailure(f'{self.name} exited with {self.proc.returncode} before listening:\n'
+                                  + self.stderr_tail())
+            if time.monotonic() > deadline:
+                raise TestFailure(f'{self.name} not listening on all of {sorted(expected)} after {timeout}s:\n'
+                                  + self.stderr_tail())
+            time.sleep(0.02)
+
+    # -- logs
+
+    def stderr_text(self):
+        with open(self.stderr_path, 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+
+    def stderr_tail(self, lines=40):
+        return '\n'.join(self.stderr_text().splitlines()[-lines:])
+
+    def logs(self, strict=False):
+        """Every complete stderr line as a LogRecord. Lines that break the log
+        format are skipped, or fail the test when strict."""
+        records = []
+        text = self.stderr_text()
+        complete = text[:text.rfind('\n') + 1]
+        for line in complete.splitlines():
+            try:
+                records.append(parse_log_line(line))
+            except ValueError as e:
+                if strict:
+                    raise TestFailure(f'{self.name} stderr line breaks the log format ({e}): {line!r}')
+        return records
+
+    def find_logs(self, message, **fields):
+        """Records with this message whose fields include all of `fields`."""
+        return [r for r in self.logs()
+                if r.message == message and all(r.fields.get(k) == str(v) for k, v in fields.items())]
+
+    def access_log_lines(self):
+        """The access log (`session` lines) as dicts, each checked for form."""
+        return [validate_access_record(r) for r in self.logs() if r.message == 'session']
+
+    def wait_for_log(self, pattern, timeout=10, count=1):
+        """Waits until `count` stderr lines match `pattern` (a regex searched in
+        the raw line, or a predicate on LogRecord); returns the matches."""
+        if isinstance(pattern, str):
+            regex = re.compile(pattern)
+
+            def match(r):
+                return regex.search(r.raw) is not None
+            what = repr(pattern)
+        else:
+            match = pattern
+            what = getattr(pattern, '__name__', 'a log line')
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = not self.running()  # read the log after this check
+            found = [r for r in self.logs() if match(r)]
+            if len(found) >= count:
+                return found
+            if exited or time.monotonic() > deadline:
+                state = f'exited with {self.proc.returncode}' if exited else f'still running after {timeout:g}s'
+                raise TestFailure(f'{self.name} {state}; {len(found)} of {count} log lines matching {what}:\n'
+                                  + self.stderr_tail())
+            time.sleep(0.02)
+
+    def wait_access_count(self, count, timeout=30):
+        """Waits until at least `count` access-log lines are written."""
+        return self.wait_for_log(lambda r: r.message == 'session', timeout, count)
+
+    # -- lifecycle
+
+    def signal(self, sig):
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout):
+        """Waits for the process to exit; fails if it does not in time."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure(f'{self.name} still running {timeout:g}s later:\n' + self.stderr_tail())
+
+    def stop(self, timeout=30, sig=signal.SIGTERM):
+        """Graceful stop: the signal, exit code 0, a `stopped` line, and every
+        stderr line in the log format."""
+        expect(self.running(), f'{self.name} died before the test stopped it '
+                               f'(exit {self.proc.returncode}):\n{self.stderr_tail()}')
+        os.kill(self.proc.pid, sig)
+        code = self.wait_exit(timeout)
+        expect_eq(code, 0, f'{self.name} exit code after {signal.Signals(sig).name}')
+        self.check_stopped_log()
+        return code
+
+    def check_stopped_log(self):
+        records = self.logs(strict=True)
+        expect(any(r.message == 'stopped' for r in records), f'{self.name} logged no `stopped` line')
+        self.stopped_cleanly = True
+
+    def kill(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.proc.pid)
+
+
+class DemoServer:
+    """fulcrum-demo-server NAME ADDRESS: greets with `hello from NAME\\n`, then
+    echoes. Built by TestContext.demo_server()."""
+
+    def __init__(self, ctx, name, host='127.0.0.1'):
+        self.name = name
+        self.address = free_address(host)
+        self.greeting = f'hello from {name}\n'.encode()
+        self.stdout_path = ctx.path(f'demo-{name}.stdout')
+        with open(self.stdout_path, 'wb') as out, open(ctx.path(f'demo-{name}.stderr'), 'wb') as err:
+            self.proc = subprocess.Popen([binary('DEMO_SERVER'), name, self.address], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, env=_child_environment())
+        ctx.register_process(self.proc, f'demo server {name}')
+        ready = f'listening {name} {self.address}'
+
+        def is_ready():
+            if self.proc.poll() is not None:
+                raise TestFailure(f'demo server {name} exited with {self.proc.returncode}')
+            with open(self.stdout_path, 'rb') as f:
+                return ready in f.read().decode('utf-8', 'replace').splitlines()
+        wait_until(is_ready, 10, f'demo server line {ready!r}')
+
+
+class TcpServer:
+    """A listening socket on loopback; each accepted connection runs
+    handler(conn, peer) in its own thread and is closed when it returns.
+    Keeps counts (accepted, active, max_active) and the peers seen. An
+    exception in a handler is kept in `errors`, and check() fails on it.
+    Built by TestContext.tcp_server()."""
+
+    def __init__(self, handler, host='127.0.0.1', name='server', conn_timeout=120):
+        self.name = name
+        self.handler = handler
+        self.conn_timeout = conn_timeout
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.active = 0
+        self.max_active = 0
+        self.peers = []
+        self.errors = []
+        self.closing = False
+        self._conns = set()
+        self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, free_port(host)))
+        self.sock.listen(4096)
+        self.sock.settimeout(0.2)
+        self.address = format_address(host, self.sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._accept_loop, name=f'{name}-accept', daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self):
+        while not self.closing:
+            try:
+                conn, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self.closing:
+                    return
+                raise
+            conn.settimeout(self.conn_timeout)
+            with self.lock:
+                self.accepted += 1
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+                self.peers.append(peer)
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn, peer), name=f'{self.name}-conn', daemon=True).start()
+
+    def _serve(self, conn, peer):
+        try:
+            self.handler(conn, peer)
+        except Exception as e:
+            if not self.closing:
+                with self.lock:
+                    self.errors.append(f'{self.name} handler for {peer}: {type(e).__name__}: {e}')
+        finally:
+            # Counted as gone before the close, so `active` never counts a
+            # connection the peer can already see closed.
+            with self.lock:
+                self.active -= 1
+                self._conns.discard(conn)
+            conn.close()
+
+    def check(self):
+        with self.lock:
+            errors = list(self.errors)
+        expect(not errors, 'server side failed:\n' + '\n'.join(errors))
+
+    def close(self):
+        self.closing = True
+        self.sock.close()
+        with self.lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class TestContext:
+    """Per-test resources: a temporary directory and everything started in it.
+    cleanup() stops it all: servers closed, processes killed by their PID."""
+
+    def __init__(self, name):
+        self.name = name
+        self.tmpdir = tempfile.mkdtemp(prefix=f'fulcrum-e2e-{name}-')
+        self.daemons = []
+        self._processes = []  # (Popen, label)
+        self._servers = []
+        self._sockets = []
+
+    def path(self, filename):
+        return os.path.join(self.tmpdir, filename)
+
+    def register_process(self, proc, label):
+        self._processes.append((proc, label))
+
+    def daemon(self, config, name='fulcrum', start=True, **options):
+        """A Daemon for `config` (dict), started and ready unless start=False."""
+        d = Daemon(self, config, name=name, **options)
+        self.daemons.append(d)
+        if start:
+            d.start()
+        return d
+
+    def demo_server(self, name, host='127.0.0.1'):
+        return DemoServer(self, name, host)
+
+    def tcp_server(self, handler, host='127.0.0.1', name='server', **options):
+        server = TcpServer(handler, host, name, **options)
+        self._servers.append(server)
+        return server
+
+    def dead_address(self, host='127.0.0.1'):
+        """An address where nothing listens and nothing else may bind: a socket
+        bound there without listen(), kept for the whole test. Connecting to it
+        is refused."""
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        s.bind((host, free_port(host)))
+        self._sockets.append(s)
+        return format_address(host, s.getsockname()[1])
+
+    def check_servers(self):
+        for server in self._servers:
+            server.check()
+
+    def cleanup(self):
+        for server in self._servers:
+            server.close()
+        for s in self._sockets:
+            s.close()
+        kill_processes(self._processes)
+
+    def describe_daemons(self):
+        out = []
+        for d in self.daemons:
+            if d.proc is not None:
+                out.append(f'--- {d.name} stderr (last lines), config {d.config_path}:\n{d.stderr_tail()}')
+        return '\n'.join(out)
+
+
+def kill_processes(processes):
+    """SIGKILL each still-running process by its own PID, then reap it."""
+    for proc, _ in processes:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+    for proc, _ in processes:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Deterministic data
+
+
+class PatternStream:
+    """`size` deterministic pseudo-random bytes for `seed`, unrelated between
+    seeds. Made of 1 MiB windows at seeded random offsets into a 2 MiB random
+    pool, so no two chunks line up and generating costs no more than memcpy."""
+
+    CHUNK = MiB
+
+    def __init__(self, seed, size):
+        rng = random.Random(seed)
+        self._pool = rng.randbytes(2 * self.CHUNK)
+        self._offset_seed = rng.getrandbits(64)
+        self.size = size
+
+    def chunks(self):
+        rng = random.Random(self._offset_seed)
+        pool = memoryview(self._pool)
+        left = self.size
+        while left > 0:
+            n = min(self.CHUNK, left)
+            offset = rng.randrange(0, self.CHUNK + 1)
+            yield pool[offset:offset + n]
+            left -= n
+
+    def sha256(self):
+        h = hashlib.sha256()
+        for chunk in self.chunks():
+            h.update(chunk)
+        return h.hexdigest()
+
+    def data(self):
+        return b''.join(self.chunks())
+
+    def send(self, sock):
+        """Sends the whole stream; returns the SHA-256 hex of what was sent."""
+        h = hashlib.sha256()
+        for chunk in self.chunks():
+            sock.sendall(chunk)
+            h.update(chunk)
+        return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Client-side socket helpers
+
+
+def connect(address, timeout=10, source=None):
+    """A connected TCP socket to 'IP:PORT' / '[IPv6]:PORT' with `timeout` on
+    every operation."""
+    host, port = parse_address(address)
+    s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        if source is not None:
+            s.bind((source, 0))
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def local_address(sock):
+    host, port = sock.getsockname()[:2]
+    return format_address(host, port)
+
+
+def recv_exact(sock, n, what='data'):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), MiB))
+        if not chunk:
+            raise TestFailure(f'EOF after {len(buf)} of {n} bytes of {what}')
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_line(sock, limit=4096, what='a line'):
+    """Reads byte by byte up to and including '\\n' (so nothing after the line
+    is consumed)."""
+    buf = bytearray()
+    while len(buf) < limit:
+        b = sock.recv(1)
+        if not b:
+            raise TestFailure(f'EOF before the end of {what} (got {bytes(buf)!r})')
+        buf += b
+        if b == b'\n':
+            return bytes(buf)
+    raise TestFailure(f'{what} longer than {limit} bytes')
+
+
+def recv_to_eof(sock, limit=256 * MiB):
+    buf = bytearray()
+    while True:
+        chunk = sock.recv(MiB)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise TestFailure(f'more than {limit} bytes before EOF')
+
+
+def hash_to_eof(sock):
+    """Reads to EOF; returns (byte count, SHA-256 hex)."""
+    h = hashlib.sha256()
+    buf = bytearray(256 * 1024)
+    view = memoryview(buf)
+    total = 0
+    while True:
+        n = sock.recv_into(buf)
+        if n == 0:
+            return total, h.hexdigest()
+        h.update(view[:n])
+        total += n
+
+
+def expect_eof(sock, what='connection'):
+    """The next read is a clean EOF (not data, not a reset)."""
+    try:
+        data = sock.recv(4096)
+    except ConnectionResetError:
+        raise TestFailure(f'{what}: reset where a clean EOF was expected')
+    expect_eq(data, b'', f'{what}: bytes where EOF was expected')
+
+
+def rst_close(sock):
+    """Closes with SO_LINGER {1, 0}: the peer gets a RST, not a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    sock.close()
+
+
+def listening_on(port):
+    """True while some socket is in LISTEN state on this TCP port (IPv4 or
+    IPv6), read from /proc/net/tcp{,6}."""
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state = parts[1], parts[3]
+                    if state == '0A' and int(local.rsplit(':', 1)[1], 16) == port:
+                        return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+def run_threads(function, args_list, timeout, what='client'):
+    """Runs function(*args) for each args in its own thread, all at once.
+    Returns the results in order; fails with every error if any raised, or
+    if some were still running after `timeout` seconds."""
+    results = [None] * len(args_list)
+    errors = [None] * len(args_list)
+
+    def body(i, args):
+        try:
+            results[i] = function(*args)
+        except BaseException as e:
+            errors[i] = f'{type(e).__name__}: {e}'
+
+    threads = [threading.Thread(target=body, args=(i, a), name=f'{what}-{i}', daemon=True)
+               for i, a in enumerate(args_list)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + timeout
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
+    hung = [i for i, th in enumerate(threads) if th.is_alive()]
+    failed = [(i, e) for i, e in enumerate(errors) if e is not None]
+    problems = [f'{what} {i}: {e}' for i, e in failed[:20]]
+    if hung:
+        problems.append(f'{len(hung)} {what}s still running after {timeout}s: {hung[:20]}')
+    if problems:
+        raise TestFailure(f'{len(failed)} of {len(args_list)} {what}s failed:\n' + '\n'.join(problems))
+    return results
+
+
+def log_stream(message):
+    """Progress lines on stdout (meson keeps them in the test log)."""
+    print(f'[{time.strftime("%H:%M:%S")}] {message}', flush=True)
+
+
+def arm_deadline(seconds, ctx):
+    """SIGALRM raises TestTimeout in the main thread after `seconds`; a last
+    resort timer kills every process of `ctx` and exits 1 if cleanup itself
+    hangs 30 s later."""
+    def on_alarm(signum, frame):
+        raise TestTimeout(f'test ran past its deadline of {seconds}s')
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+
+    def last_resort():
+        print(f'FAIL {ctx.name}: hung past deadline + 30s; killing its processes', flush=True)
+        kill_processes(ctx._processes)
+        os._exit(1)
+    timer = threading.Timer(seconds + 30, last_resort)
+    timer.daemon = True
+    timer.start()
+

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Runs one fulcrum end-to-end test by name.
+
+    FULCRUM=build/fulcrum DEMO_SERVER=build/fulcrum-demo-server python3 run.py NAME
+    python3 run.py --list
+
+The test is cases/NAME.py: a DEADLINE in seconds and run(t). Exit status:
+0 pass, 1 fail (with the reason and the daemon's last log lines), 77 skip
+(a prerequisite such as IPv6 loopback is missing), 2 bad usage.
+"""
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import sys
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = os.path.join(HERE, 'cases')
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+
+
+def test_names():
+    return sorted(f[:-3] for f in os.listdir(CASES) if f.endswith('.py') and not f.startswith('_'))
+
+
+def load_case(name):
+    spec = importlib.util.spec_from_file_location(f'cases.{name}', os.path.join(CASES, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] in ('-h', '--help'):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    if argv[1] == '--list':
+        print('\n'.join(test_names()))
+        return 0
+    name = argv[1]
+    if not re.fullmatch(r'[a-z0-9_]+', name) or name not in test_names():
+        print(f'run.py: no test named {name!r}; known: {" ".join(test_names())}', file=sys.stderr)
+        return 2
+
+    case = load_case(name)
+    ctx = harness.TestContext(name)
+    harness.arm_deadline(case.DEADLINE, ctx)
+    harness.log_stream(f'{name}: start (deadline {case.DEADLINE}s, files in {ctx.tmpdir})')
+    outcome, detail = 'PASS', ''
+    try:
+        try:
+            case.run(ctx)
+            ctx.check_servers()
+        finally:
+            ctx.cleanup()
+    except harness.TestSkip as e:
+        outcome, detail = 'SKIP', str(e)
+    except harness.TestFailure as e:
+        outcome, detail = 'FAIL', str(e)
+    except harness.TestTimeout as e:
+        outcome, detail = 'FAIL', f'{e}\n{traceback.format_exc()}'
+    except Exception:
+        outcome, detail = 'FAIL', f'unexpected error:\n{traceback.format_exc()}'
+    finally:
+        signal.alarm(0)
+
+    if outcome == 'FAIL':
+        print(f'FAIL {name}: {detail}', flush=True)
+        context = ctx.describe_daemons()
+        if context:
+            print(context, flush=True)
+        print(f'(files kept in {ctx.tmpdir})', flush=True)
+        return 1
+    shutil.rmtree(ctx.tmpdir, ignore_errors=True)
+    if outcome == 'SKIP':
+        print(f'SKIP {name}: {detail}', flush=True)
+        return 77
+    print(f'PASS {name}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    code = main(sys.argv)
+    sys.stdout.flush()
+    # Handler threads of the test servers may still sit in blocking calls:
+    # leave without waiting for them.
+    os._exit(code)
