@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -18,9 +19,9 @@ namespace fulcrum {
 
 namespace {
 
-// Descriptors kept out of the session budget: logs, future health checks and
-// stats clients, libevent's own.
-constexpr int64_t kReservedFds = 64;
+// Descriptors kept out of the session budget for what opens them later
+// (health checks, stats clients): 1/8 of the limit, between 8 and 64.
+int64_t reserved_fds(int64_t open_file_limit) { return std::clamp<int64_t>(open_file_limit / 8, 8, 64); }
 constexpr int kListenBacklog = 65535;  // the kernel caps it at net.core.somaxconn
 
 unsigned available_cpus() {
@@ -105,12 +106,9 @@ int Daemon::run() {
   snapshot_ = build_snapshot(std::move(config_), 1, registry_);
   if (!open_listeners()) return kExitStartup;
 
-  const int64_t fd_budget = open_file_limit - count_open_fds() - kReservedFds;
-  if (fd_budget < 16) {
-    log_error("too few file descriptors", {{"limit", open_file_limit}, {"budget", fd_budget}});
-    return kExitStartup;
-  }
-  admission_ = std::make_unique<Admission>(max_connections, fd_budget);
+  // The descriptor budget is handed over once every base, listener and
+  // worker exists, so that it counts exactly what is left.
+  admission_ = std::make_unique<Admission>(max_connections, 0);
 
   base_.reset(event_base_new());
   worker_exit_event_.reset(event_new(base_.get(), -1, 0, on_worker_exit_cb, this));
@@ -132,6 +130,12 @@ int Daemon::run() {
     workers_.push_back(std::move(worker));
   }
   listeners_.clear();
+  const int64_t fd_budget = open_file_limit - count_open_fds() - reserved_fds(open_file_limit);
+  if (fd_budget < 4) {
+    log_error("too few file descriptors", {{"limit", open_file_limit}, {"budget", fd_budget}});
+    return kExitStartup;
+  }
+  admission_->give_fds(fd_budget);
   admission_->set_waker([this] {
     for (auto& worker : workers_) worker->wake();
   });
@@ -147,7 +151,8 @@ int Daemon::run() {
                        {"workers", worker_count_},
                        {"services", snapshot_->services.size()},
                        {"max_connections", max_connections},
-                       {"fd_limit", open_file_limit}});
+                       {"fd_limit", open_file_limit},
+                       {"fd_budget", fd_budget}});
 
   event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
 

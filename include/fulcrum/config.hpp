@@ -91,7 +91,8 @@ struct ConfigLoad {
 };
 
 // Reads, parses and validates a file. Never throws. A missing or unreadable
-// file is one error at line 1 column 1... (FILE:1:1: cannot read: reason).
+// file is one error at line 1 column 1:
+// `FILE:1:1: cannot read configuration: REASON` (REASON from strerror).
 ConfigLoad load_config_file(const std::string& path);
 
 // Same as load_config_file for text already in memory; `file_name` is the

@@ -108,7 +108,7 @@ bool allows(Section section, std::string_view key) {
 }
 
 // `unknown key "x" in service`, `... at top level`.
-std::string_view where(Section section) {
+std::string_view in_section(Section section) {
   switch (section) {
     case Section::top: return "at top level";
     case Section::global: return "in global";
@@ -122,7 +122,7 @@ std::string_view where(Section section) {
 }
 
 // `service is missing required key "listen"`.
-std::string_view what(Section section) {
+std::string_view section_name(Section section) {
   switch (section) {
     case Section::top: return "configuration";
     case Section::global: return "global";
@@ -157,6 +157,11 @@ bool is_name(std::string_view text, std::string_view extra) {
 }
 
 std::string_view family_name(int family) { return family == AF_INET6 ? "IPv6" : "IPv4"; }
+
+// ` (first at line N)`, the end of a duplicate's error.
+std::string first_at(const YAML::Mark& mark) {
+  return " (first at line " + std::to_string(mark.line + 1) + ")";
+}
 
 template <class T, class U>
 void assign(T& field, const std::optional<U>& value) {
@@ -288,7 +293,7 @@ bool Loader::first_occurrence(std::map<std::string, YAML::Mark>& seen, const std
                               const YAML::Node& at, const std::string& what) {
   const auto [it, inserted] = seen.emplace(key, at.Mark());
   if (!inserted) {
-    error(at, "duplicate " + what + " (first at line " + std::to_string(it->second.line + 1) + ")");
+    error(at, "duplicate " + what + first_at(it->second));
   }
   return inserted;
 }
@@ -316,13 +321,13 @@ std::optional<Mapping> Loader::mapping(const Entry& entry, Section section, bool
       if (section == Section::defaults && is_service_identity(name)) {
         error(key, "key " + quote(name) + " is not allowed in defaults");
       } else {
-        error(key, "unknown key " + quote(name) + " " + std::string(where(section)));
+        error(key, "unknown key " + quote(name) + " " + std::string(in_section(section)));
       }
       continue;
     }
     if (const Entry* first = result.find(name)) {
-      error(key, "duplicate key " + quote(name) + " " + std::string(where(section)) +
-                     " (first at line " + std::to_string(first->key.Mark().line + 1) + ")");
+      error(key, "duplicate key " + quote(name) + " " + std::string(in_section(section)) +
+                     first_at(first->key.Mark()));
       continue;
     }
     result.add(Entry{name, key, pair.second});
@@ -334,8 +339,8 @@ std::optional<Mapping> Loader::mapping(const Entry& entry, Section section, bool
 const Entry* Loader::require(const Mapping& mapping, std::string_view name) {
   const Entry* entry = mapping.find(name);
   if (!entry) {
-    error(mapping.node(), std::string(what(mapping.section())) + " is missing required key " +
-                              quote(name));
+    error(mapping.node(), std::string(section_name(mapping.section())) +
+                              " is missing required key " + quote(name));
   }
   return entry;
 }

@@ -378,7 +378,6 @@ class Daemon:
         self.stdout_path = ctx.path(f'{name}.stdout')
         self.nofile = nofile
         self.proc = None
-        self.stopped_cleanly = False
 
     @property
     def pid(self):
@@ -489,7 +488,7 @@ class Daemon:
 
     # -- lifecycle
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.running():
             os.kill(self.proc.pid, sig)
 
@@ -514,12 +513,6 @@ class Daemon:
     def check_stopped_log(self):
         records = self.logs(strict=True)
         expect(any(r.message == 'stopped' for r in records), f'{self.name} logged no `stopped` line')
-        self.stopped_cleanly = True
-
-    def kill(self):
-        if self.running():
-            self.proc.kill()
-            self.proc.wait()
 
     def cpu_seconds(self):
         return cpu_seconds(self.proc.pid)
@@ -737,9 +730,6 @@ class PatternStream:
             h.update(chunk)
         return h.hexdigest()
 
-    def data(self):
-        return b''.join(self.chunks())
-
     def send(self, sock):
         """Sends the whole stream; returns the SHA-256 hex of what was sent."""
         h = hashlib.sha256()
@@ -821,6 +811,21 @@ def hash_to_eof(sock):
             return total, h.hexdigest()
         h.update(view[:n])
         total += n
+
+
+def hash_exact(sock, n, what='data'):
+    """Reads exactly n bytes; returns their SHA-256 hex."""
+    h = hashlib.sha256()
+    buf = bytearray(256 * 1024)
+    view = memoryview(buf)
+    left = n
+    while left > 0:
+        got = sock.recv_into(buf, min(left, len(buf)))
+        if got == 0:
+            raise TestFailure(f'EOF after {n - left} of {n} bytes of {what}')
+        h.update(view[:got])
+        left -= got
+    return h.hexdigest()
 
 
 def expect_eof(sock, what='connection'):

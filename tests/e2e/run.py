@@ -7,6 +7,7 @@
 The test is cases/NAME.py: a DEADLINE in seconds and run(t). Exit status:
 0 pass, 1 fail (with the reason and the daemon's last log lines), 77 skip
 (a prerequisite such as IPv6 loopback is missing), 2 bad usage.
+With E2E_KEEP=1 the test's files (configs, daemon logs) are kept on success too.
 """
 
 import importlib.util
@@ -50,6 +51,10 @@ def main(argv):
     case = load_case(name)
     ctx = harness.TestContext(name)
     harness.arm_deadline(case.DEADLINE, ctx)
+
+    def on_terminate(signum, frame):
+        raise harness.TestTimeout(f'stopped by {signal.Signals(signum).name}')
+    signal.signal(signal.SIGTERM, on_terminate)
     harness.log_stream(f'{name}: start (deadline {case.DEADLINE}s, files in {ctx.tmpdir})')
     outcome, detail = 'PASS', ''
     try:
@@ -76,7 +81,10 @@ def main(argv):
             print(context, flush=True)
         print(f'(files kept in {ctx.tmpdir})', flush=True)
         return 1
-    shutil.rmtree(ctx.tmpdir, ignore_errors=True)
+    if os.environ.get('E2E_KEEP'):
+        print(f'(E2E_KEEP: files kept in {ctx.tmpdir})', flush=True)
+    else:
+        shutil.rmtree(ctx.tmpdir, ignore_errors=True)
     if outcome == 'SKIP':
         print(f'SKIP {name}: {detail}', flush=True)
         return 77

@@ -11,7 +11,7 @@ and while saturated the daemon may use less than 1 s of CPU.
 import socket
 import time
 
-from harness import connect, cpu_seconds, expect, expect_eq, expect_eof, free_address, local_address, log_stream, \
+from harness import connect, expect, expect_eq, expect_eof, free_address, local_address, log_stream, \
     recv_exact, run_threads
 
 DEADLINE = 150
@@ -54,11 +54,11 @@ def run(t):
             expect_eof(sock, f'client {i} after its half-close')
         return me, len(message)
 
-    cpu_before = cpu_seconds(d.pid)
+    cpu_before = d.cpu_seconds()
     started = time.monotonic()
     results = dict(run_threads(client, [(i,) for i in range(CLIENTS)], timeout=120))
     elapsed = time.monotonic() - started
-    cpu_used = cpu_seconds(d.pid) - cpu_before
+    cpu_used = d.cpu_seconds() - cpu_before
     log_stream(f'{CLIENTS} clients done in {elapsed:.2f}s; at most {server.max_active} sessions at once; '
                f'daemon CPU {cpu_used:.2f}s')
 

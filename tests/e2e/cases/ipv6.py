@@ -6,7 +6,7 @@ import socket
 import threading
 
 from harness import MiB, PatternStream, TestSkip, connect, expect, expect_eq, expect_eof, free_address, \
-    hash_to_eof, ipv6_loopback_available, local_address, recv_exact
+    hash_exact, ipv6_loopback_available, local_address, recv_exact
 
 DEADLINE = 60
 PAYLOAD = PatternStream(seed=66, size=4 * MiB)
@@ -30,17 +30,18 @@ def run(t):
         sent = []
         sender = threading.Thread(target=lambda: sent.append(PAYLOAD.send(sock)), daemon=True)
         sender.start()
+        digest = hash_exact(sock, PAYLOAD.size, 'echo')
         sender.join(30)
         expect(sent, 'sending 4 MiB did not finish')
+        expect_eq(digest, sent[0], 'SHA-256 of the 4 MiB echo')
         sock.shutdown(socket.SHUT_WR)
-        count, digest = hash_to_eof(sock)
-    # The sender may block until the echo is read: read it in the main thread
-    # only after the send started, which the thread above guarantees.
-    expect_eq((count, digest), (PAYLOAD.size, sent[0]), 'echoed bytes and their SHA-256')
+        expect_eof(sock, 'after the client half-closed')
 
     d.wait_access_count(1)
     d.stop()
-    (line,) = d.access_log_lines()
+    lines = d.access_log_lines()
+    expect_eq(len(lines), 1, 'access log lines')
+    line = lines[0]
     expect_eq((line['client'], line['server'], line['server_addr'], line['bytes_in'], line['bytes_out'], line['end']),
               (client, 'six', demo.address, PAYLOAD.size, len(demo.greeting) + PAYLOAD.size, 'client_close'),
               'access log client, server, server_addr, bytes_in, bytes_out, end')
