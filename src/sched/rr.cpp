@@ -1,6 +1,7 @@
 // Round robin: servers in configuration order, one shared atomic cursor.
 #include <atomic>
 
+#include "cursor.hpp"
 #include "fulcrum/scheduler.hpp"
 
 namespace fulcrum {
@@ -9,29 +10,17 @@ namespace {
 
 class RoundRobin final : public Scheduler {
  public:
-  explicit RoundRobin(std::vector<SchedServer> servers) : servers_(std::move(servers)) {}
+  explicit RoundRobin(std::vector<SchedServer> servers) : servers_(std::move(servers)) {
+    for (uint32_t i = 0; i < servers_.size(); ++i) order_.push_back(i);
+  }
 
-  // Takes the next cursor position and walks forward from it to the first
-  // usable server; a retry walks past the server that just failed.
   std::optional<uint32_t> pick(const PickContext& context) override {
-    const size_t n = servers_.size();
-    if (n == 0) return std::nullopt;
-    const uint64_t start = cursor_.fetch_add(1, std::memory_order_relaxed);
-    std::optional<uint32_t> fallback;
-    for (size_t step = 0; step < n; ++step) {
-      const auto index = static_cast<uint32_t>((start + step) % n);
-      if (!is_usable(servers_[index])) continue;
-      if (context.avoid == index) {
-        fallback = index;
-        continue;
-      }
-      return index;
-    }
-    return fallback;
+    return claim_next(cursor_, order_, servers_, context.avoid);
   }
 
  private:
   std::vector<SchedServer> servers_;
+  std::vector<uint32_t> order_;  // 0, 1, ..., n-1
   std::atomic<uint64_t> cursor_{0};
 };
 

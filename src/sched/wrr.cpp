@@ -5,6 +5,7 @@
 #include <atomic>
 #include <numeric>
 
+#include "cursor.hpp"
 #include "fulcrum/scheduler.hpp"
 
 namespace fulcrum {
@@ -47,24 +48,10 @@ class WeightedRoundRobin final : public Scheduler {
     sequence_ = smooth_wrr_sequence(weights);
   }
 
-  // Walks the precomputed cycle from the next cursor position to the first
-  // usable server; unusable servers are skipped, so the others keep their
-  // relative proportions.
+  // Walks the precomputed cycle; unusable servers are passed over, so the
+  // others keep their relative proportions.
   std::optional<uint32_t> pick(const PickContext& context) override {
-    const size_t n = sequence_.size();
-    if (n == 0) return std::nullopt;
-    const uint64_t start = cursor_.fetch_add(1, std::memory_order_relaxed);
-    std::optional<uint32_t> fallback;
-    for (size_t step = 0; step < n; ++step) {
-      const uint32_t index = sequence_[(start + step) % n];
-      if (!is_usable(servers_[index])) continue;
-      if (context.avoid == index) {
-        fallback = index;
-        continue;
-      }
-      return index;
-    }
-    return fallback;
+    return claim_next(cursor_, sequence_, servers_, context.avoid);
   }
 
  private:

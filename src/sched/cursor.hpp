@@ -1,0 +1,45 @@
+// A cyclic cursor shared by all workers, for schedulers that walk a fixed
+// order (rr over the servers, wrr over its precomputed cycle).
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <vector>
+
+#include "fulcrum/scheduler.hpp"
+
+namespace fulcrum {
+
+// Starting at the cursor, finds the first position of the order whose server
+// is usable, preferring any server but `avoid`, and moves the cursor just past
+// that position with one compare-and-swap (retried when another worker moved
+// it first). Skipped positions are thus passed over once, not re-dealt to
+// the next pick, and the sequence seen by all workers together is exactly the
+// order minus the unusable servers. `order[pos]` is a server index.
+inline std::optional<uint32_t> claim_next(std::atomic<uint64_t>& cursor, const std::vector<uint32_t>& order,
+                                          const std::vector<SchedServer>& servers, std::optional<uint32_t> avoid) {
+  const size_t length = order.size();
+  if (length == 0) return std::nullopt;
+  uint64_t start = cursor.load(std::memory_order_relaxed);
+  while (true) {
+    std::optional<uint64_t> chosen;
+    std::optional<uint64_t> fallback;
+    for (uint64_t step = 0; step < length; ++step) {
+      const uint32_t index = order[(start + step) % length];
+      if (!is_usable(servers[index])) continue;
+      if (index == avoid) {
+        if (!fallback) fallback = step;
+        continue;
+      }
+      chosen = step;
+      break;
+    }
+    if (!chosen) chosen = fallback;
+    if (!chosen) return std::nullopt;
+    if (cursor.compare_exchange_weak(start, start + *chosen + 1, std::memory_order_relaxed)) {
+      return order[(start + *chosen) % length];
+    }
+  }
+}
+
+}  // namespace fulcrum
