@@ -137,7 +137,9 @@ int Daemon::run() {
   }
   admission_->give_fds(fd_budget);
   admission_->set_waker([this] {
-    for (auto& worker : workers_) worker->wake();
+    for (auto& worker : workers_) {
+      if (worker->has_paused_listeners()) worker->wake();
+    }
   });
   for (auto& worker : workers_) worker->start();
 

@@ -52,6 +52,8 @@ class PipePool {
   // failure); the caller waits and tries again.
   PipeLease acquire();
   size_t pipe_size() const { return pipe_size_; }
+  // Closes every idle pipe, giving its descriptors back to the budget.
+  void trim();
   size_t idle_count() const { return idle_.size(); }
 
  private:

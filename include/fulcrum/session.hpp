@@ -70,7 +70,6 @@ class Session {
     PipeLease pipe;
     bool eof = false;   // source sent FIN
     bool done = false;  // pipe drained after EOF and sink shut down
-    bool waiting_for_pipe = false;  // no pipe could be had; retried by timer
     uint64_t bytes = 0; // delivered to sink
   };
 
@@ -89,7 +88,14 @@ class Session {
   void connect_failed(int error);
   void start_relay();
   void pump(Direction& d);
+  void copy_without_pipe(Direction& d);
+  bool move_urgent_byte(Direction& d);
+  static bool at_urgent_mark(int fd);
+  void source_eof(Direction& d);
+  void wait_for_source(Direction& d);
+  void wait_for_sink(Direction& d);
   void direction_done(Direction& d);
+  static Side sink_side(const Direction& d) { return d.source_side == Side::client ? Side::server : Side::client; }
   void on_idle_timer();
   void reset_from(Side side);
   void finish(SessionEnd end);
@@ -99,7 +105,6 @@ class Session {
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
   static void on_s2c_cb(evutil_socket_t, short, void* arg);
   static void on_idle_cb(evutil_socket_t, short, void* arg);
-  static void on_pipe_retry_cb(evutil_socket_t, short, void* arg);
 
   // Gives the admitted session slot back when the session is gone.
   struct AdmissionSlot {
@@ -134,7 +139,6 @@ class Session {
   EventPtr server_write_;
   EventPtr connect_event_;
   EventPtr idle_timer_;
-  EventPtr pipe_retry_;
 };
 
 }  // namespace fulcrum

@@ -24,7 +24,10 @@ int start_connect(const SocketAddress& destination, const SocketAddress* source,
 // SO_ERROR of a socket whose connect finished (0 = connected).
 int pending_socket_error(int fd);
 
-void set_tcp_nodelay(int fd);
+// Options of every relayed socket: TCP_NODELAY (no Nagle delay on small
+// writes) and SO_OOBINLINE (an urgent byte stays in the stream, where the
+// relay can pass it on instead of dropping it).
+void set_relay_options(int fd);
 
 // Makes the next close() send a RST instead of a FIN (SO_LINGER {1, 0}).
 void set_linger_reset(int fd);

@@ -38,6 +38,7 @@ class Worker {
   void request_stop();         // stop accepting; the loop ends with the last session
   void request_force_close();  // close every remaining session now
   void wake();                 // a session slot or descriptors were released
+  bool has_paused_listeners() const { return paused_listeners_.load() > 0; }
 
   // Worker thread only.
   unsigned index() const { return index_; }
@@ -45,6 +46,10 @@ class Worker {
   PipePool& pipes() { return pipes_; }
   Admission& admission() { return admission_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  // A listener stopped (or resumed) accepting for lack of a session slot or
+  // descriptors; releases anywhere wake this worker while one is paused.
+  void listener_paused();
+  void listener_resumed();
   // Takes ownership of a new session and starts it.
   void start_session(std::unique_ptr<Session> session);
   // A session ended: it is destroyed once the current callback returns.
@@ -68,6 +73,7 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<std::unique_ptr<Session>> sessions_;
   std::list<std::unique_ptr<Session>> finished_sessions_;
+  std::atomic<int> paused_listeners_{0};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_requested_{false};
   bool stopping_ = false;

@@ -4,6 +4,7 @@
 #include "fulcrum/config.hpp"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <span>
+#include <sstream>
 
 #include "quote.hpp"
 
@@ -212,6 +214,38 @@ class Mapping {
   std::vector<Entry> entries_;
 };
 
+// Records where a YAML document's root node starts; builds nothing.
+class RootMark final : public YAML::EventHandler {
+ public:
+  const std::optional<YAML::Mark>& mark() const { return mark_; }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void note(const YAML::Mark& mark) {
+    if (!mark_) mark_ = mark;
+  }
+
+  std::optional<YAML::Mark> mark_;
+};
+
 // ---- The loader -----------------------------------------------------------------
 
 class Loader {
@@ -230,6 +264,7 @@ class Loader {
                         const YAML::Node& at, const std::string& what);
 
   // Structure.
+  void check_single_document(const std::string& text);
   std::optional<Mapping> mapping(const Entry& entry, Section section, bool empty_ok = false);
   const Entry* require(const Mapping& mapping, std::string_view name);
 
@@ -299,6 +334,27 @@ bool Loader::first_occurrence(std::map<std::string, YAML::Mark>& seen, const std
 }
 
 // ---- Structure
+
+// Reports a second document in `text`. Documents are counted here, at most
+// two, because yaml-cpp 0.7's LoadAll never returns on a stray "," where a
+// document starts: its parser reports an empty document there again and
+// again without moving on (jbeder/yaml-cpp#1040, fixed upstream by #1319).
+// A second document starting where the first one did is that case.
+void Loader::check_single_document(const std::string& text) {
+  std::istringstream input(text);
+  YAML::Parser parser(input);
+  RootMark first;
+  RootMark second;
+  if (!parser.HandleNextDocument(first) || !parser.HandleNextDocument(second)) return;
+  const YAML::Mark at = second.mark().value_or(YAML::Mark::null_mark());
+  if (first.mark() && first.mark()->pos == at.pos) {
+    const bool known = at.pos >= 0 && static_cast<std::size_t>(at.pos) < text.size();
+    error(at, "invalid YAML: unexpected " +
+                  (known ? quote(text.substr(static_cast<std::size_t>(at.pos), 1)) : "token"));
+  } else {
+    error(at, "expected a single YAML document");
+  }
+}
 
 // The entry's value as a mapping of `section`, its keys checked: unknown and
 // repeated keys are reported at the key. With `empty_ok` an empty value is an
@@ -745,9 +801,9 @@ ConfigLoad Loader::load(std::string_view text) {
   Config config;
   config.path = file_;
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.size() > 1) error(documents[1], "expected a single YAML document");
-    parse_root(documents.empty() ? YAML::Node() : documents.front(), config);
+    const std::string yaml(text);
+    check_single_document(yaml);
+    if (errors_.empty()) parse_root(YAML::Load(yaml), config);
   } catch (const YAML::DeepRecursion& e) {
     error(e.mark, "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
   } catch (const YAML::Exception& e) {

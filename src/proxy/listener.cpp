@@ -27,7 +27,7 @@ Listener::Listener(Worker& worker, const ServiceRuntime& service, const SocketAd
 }
 
 Listener::~Listener() {
-  if (paused_for_admission_) worker_.admission().remove_paused();
+  if (paused_for_admission_) worker_.listener_resumed();
 }
 
 void Listener::enable() { event_add(accept_event_.get(), nullptr); }
@@ -63,7 +63,7 @@ void Listener::on_readable() {
       log_debug("accept failed", {{"service", service_.config->name}, {"error", errno_string(error)}});
       continue;
     }
-    set_tcp_nodelay(fd);
+    set_relay_options(fd);
     worker_.start_session(
         std::make_unique<Session>(worker_, worker_.snapshot(), service_, Fd(fd), client_address));
   }
@@ -71,9 +71,11 @@ void Listener::on_readable() {
 
 void Listener::pause_for_admission() {
   event_del(accept_event_.get());
+  // Idle pipes may be what holds the descriptors new clients need.
+  if (worker_.admission().free_fds() < 2) worker_.pipes().trim();
   if (!paused_for_admission_) {
     paused_for_admission_ = true;
-    worker_.admission().add_paused();
+    worker_.listener_paused();
   }
   // A release that happened between the failed admission and add_paused()
   // did not wake us: look again.
@@ -84,7 +86,7 @@ void Listener::resume_if_admissible() {
   if (!paused_for_admission_) return;
   if (!worker_.admission().would_admit(*service_.state, service_.config->max_connections)) return;
   paused_for_admission_ = false;
-  worker_.admission().remove_paused();
+  worker_.listener_resumed();
   enable();
 }
 

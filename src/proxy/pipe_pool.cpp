@@ -33,7 +33,7 @@ void PipeLease::give_back() {
 PipePool::PipePool(Admission& admission, size_t pipe_size, size_t max_idle)
     : admission_(admission), pipe_size_(pipe_size), max_idle_(max_idle) {}
 
-PipePool::~PipePool() { admission_.give_fds(static_cast<int64_t>(2 * idle_.size())); }
+PipePool::~PipePool() { trim(); }
 
 PipeLease PipePool::acquire() {
   PipeLease lease;
@@ -57,6 +57,13 @@ PipeLease PipePool::acquire() {
   ::fcntl(ends[1], F_SETPIPE_SZ, static_cast<int>(pipe_size_));
   lease.pool_ = this;
   return lease;
+}
+
+void PipePool::trim() {
+  if (idle_.empty()) return;
+  const auto count = static_cast<int64_t>(2 * idle_.size());
+  idle_.clear();
+  admission_.give_fds(count);
 }
 
 void PipePool::put_back(Fd read_end, Fd write_end, bool empty) {

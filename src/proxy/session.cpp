@@ -1,6 +1,7 @@
 #include "fulcrum/session.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -16,9 +17,6 @@ namespace {
 // Bytes one direction may move per readiness event before it yields to the
 // rest of the loop; level-triggered events bring it back right away.
 constexpr uint64_t kBytesPerWakeup = 1024 * 1024;
-// How soon a direction that could not get a pipe (descriptor limit) tries
-// again.
-constexpr std::chrono::milliseconds kPipeRetry{20};
 
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
@@ -171,6 +169,7 @@ void Session::on_s2c_cb(evutil_socket_t, short, void* arg) {
 // event.
 void Session::pump(Direction& d) {
   uint64_t moved = 0;
+  bool read_something = false;
   while (true) {
     if (d.pipe.bytes > 0) {
       ssize_t n = ::splice(d.pipe.read_fd(), nullptr, d.sink, nullptr, d.pipe.bytes, kSpliceFlags);
@@ -182,12 +181,11 @@ void Session::pump(Direction& d) {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && would_block(errno)) {
-        event_del(d.read_event);
-        event_add(d.write_event, nullptr);
+        wait_for_sink(d);
         break;
       }
       // EPIPE, ECONNRESET: the sink's peer is gone.
-      reset_from(d.source_side == Side::client ? Side::server : Side::client);
+      reset_from(sink_side(d));
       return;
     }
     if (d.eof) {
@@ -195,44 +193,115 @@ void Session::pump(Direction& d) {
       return;
     }
     if (moved >= kBytesPerWakeup) {
-      event_del(d.write_event);
-      event_add(d.read_event, nullptr);
+      wait_for_source(d);
       break;
     }
+    if (!d.pipe) d.pipe = worker_.pipes().acquire();
     if (!d.pipe) {
-      d.pipe = worker_.pipes().acquire();
-      if (!d.pipe) {
-        d.waiting_for_pipe = true;
-        event_del(d.read_event);
-        event_del(d.write_event);
-        if (!pipe_retry_) pipe_retry_.reset(evtimer_new(worker_.base(), on_pipe_retry_cb, this));
-        add_with_timeout(pipe_retry_.get(), kPipeRetry);
-        break;
-      }
+      // Out of descriptors for a pipe: relay this batch without one.
+      copy_without_pipe(d);
+      return;
     }
     ssize_t n = ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, worker_.pipes().pipe_size(), kSpliceFlags);
     if (n > 0) {
       d.pipe.bytes = static_cast<size_t>(n);
+      read_something = true;
       continue;
     }
     if (n == 0) {
-      d.eof = true;
-      if (!first_close_) {
-        first_close_ = d.source_side == Side::client ? SessionEnd::client_close : SessionEnd::server_close;
-      }
+      source_eof(d);
       continue;
     }
     if (errno == EINTR) continue;
     if (would_block(errno)) {
+      // Readable, yet splice moves nothing: the source is at TCP's urgent
+      // mark, which splice never crosses. The urgent byte is inline
+      // (SO_OOBINLINE); read it like any other and go on.
+      if (!read_something && at_urgent_mark(d.source)) {
+        if (move_urgent_byte(d)) continue;
+        reset_from(d.source_side);
+        return;
+      }
       d.pipe.give_back();  // empty: an idle direction holds no pipe
-      event_del(d.write_event);
-      event_add(d.read_event, nullptr);
+      wait_for_source(d);
       break;
     }
     reset_from(d.source_side);
     return;
   }
   if (moved > 0) touch();
+}
+
+// The relay without a pipe, used only while the descriptor budget has none
+// to lend: peek at the source, send what the sink takes, then consume exactly
+// that much. Nothing is buffered in user space, so backpressure still holds.
+void Session::copy_without_pipe(Direction& d) {
+  char buffer[16384];
+  uint64_t moved = 0;
+  while (moved < kBytesPerWakeup) {
+    ssize_t n = ::recv(d.source, buffer, sizeof buffer, MSG_PEEK);
+    if (n == 0) {
+      source_eof(d);
+      direction_done(d);
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (would_block(errno)) {
+        wait_for_source(d);
+        break;
+      }
+      reset_from(d.source_side);
+      return;
+    }
+    ssize_t sent = ::send(d.sink, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (would_block(errno)) {
+        wait_for_sink(d);
+        break;
+      }
+      reset_from(sink_side(d));
+      return;
+    }
+    // These bytes were peeked, so they are there to be consumed.
+    ::recv(d.source, buffer, static_cast<size_t>(sent), 0);
+    d.bytes += static_cast<uint64_t>(sent);
+    moved += static_cast<uint64_t>(sent);
+  }
+  if (moved >= kBytesPerWakeup) wait_for_source(d);
+  if (moved > 0) touch();
+}
+
+bool Session::at_urgent_mark(int fd) {
+  int at_mark = 0;
+  return ::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark != 0;
+}
+
+// Reads the inline urgent byte into the (empty) pipe.
+bool Session::move_urgent_byte(Direction& d) {
+  char byte;
+  if (::recv(d.source, &byte, 1, 0) != 1) return false;
+  if (::write(d.pipe.write_fd(), &byte, 1) != 1) return false;
+  d.pipe.bytes = 1;
+  return true;
+}
+
+void Session::source_eof(Direction& d) {
+  d.eof = true;
+  if (!first_close_) {
+    first_close_ = d.source_side == Side::client ? SessionEnd::client_close : SessionEnd::server_close;
+  }
+}
+
+void Session::wait_for_source(Direction& d) {
+  event_del(d.write_event);
+  event_add(d.read_event, nullptr);
+}
+
+void Session::wait_for_sink(Direction& d) {
+  event_del(d.read_event);
+  event_add(d.write_event, nullptr);
 }
 
 // The source ended and everything it sent was delivered: pass the FIN on.
@@ -244,17 +313,6 @@ void Session::direction_done(Direction& d) {
   ::shutdown(d.sink, SHUT_WR);
   touch();
   if (c2s_.done && s2c_.done) finish(*first_close_);
-}
-
-void Session::on_pipe_retry_cb(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Session*>(arg);
-  for (Direction* d : {&self->c2s_, &self->s2c_}) {
-    if (self->finished_) return;
-    if (d->waiting_for_pipe) {
-      d->waiting_for_pipe = false;
-      self->pump(*d);
-    }
-  }
 }
 
 void Session::on_idle_cb(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->on_idle_timer(); }
@@ -295,10 +353,11 @@ void Session::finish(SessionEnd end) {
   } else {
     service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
   }
-  if (end == SessionEnd::shutdown) {
-    // Cut off mid-stream: tell both peers it was not a clean end.
-    set_linger_reset(client_.get());
-    if (server_) set_linger_reset(server_.get());
+  if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout || end == SessionEnd::max_lifetime) {
+    // Cut off by fulcrum: a peer whose incoming stream was not finished gets
+    // a reset, so a truncated stream never looks like a clean end.
+    if (!s2c_.done) set_linger_reset(client_.get());
+    if (server_ && !c2s_.done) set_linger_reset(server_.get());
   }
   if (snapshot_->config.global.access_log && Log::enabled(LogLevel::info)) {
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
@@ -314,7 +373,6 @@ void Session::finish(SessionEnd end) {
   }
   connect_event_.reset();
   idle_timer_.reset();
-  pipe_retry_.reset();
   client_read_.reset();
   client_write_.reset();
   server_read_.reset();

@@ -15,7 +15,9 @@ namespace {
 // system call on bulk transfers; pages are only allocated while bytes sit in
 // the pipe.
 constexpr size_t kPipeSize = 256 * 1024;
-constexpr size_t kMaxIdlePipes = 64;
+// Idle pipes kept per worker: enough to absorb bursts of new transfers
+// without pipe2() calls, few enough not to hoard descriptors.
+constexpr size_t kMaxIdlePipes = 16;
 
 }  // namespace
 
@@ -93,7 +95,18 @@ void Worker::on_wake() {
     exit_if_idle();
     return;
   }
+  if (admission_.free_fds() < 2) pipes_.trim();
   for (auto& listener : listeners_) listener->resume_if_admissible();
+}
+
+void Worker::listener_paused() {
+  paused_listeners_.fetch_add(1);
+  admission_.add_paused();
+}
+
+void Worker::listener_resumed() {
+  paused_listeners_.fetch_sub(1);
+  admission_.remove_paused();
 }
 
 void Worker::start_session(std::unique_ptr<Session> session) {

@@ -28,13 +28,15 @@ Admission::Admission(uint64_t max_sessions, int64_t fd_budget) : max_sessions_(m
 
 bool Admission::try_admit(ServiceState& service, uint64_t service_limit) {
   if (!try_take_fds(kFdsPerSession)) return false;
+  // A rollback is a release like any other: a listener that failed while
+  // we held the slot may be paused waiting for it.
   if (!take_slot(sessions_, max_sessions_)) {
-    fds_.fetch_add(kFdsPerSession);
+    give_fds(kFdsPerSession);
     return false;
   }
   if (!take_slot(service.active, service_limit)) {
     sessions_.fetch_sub(1);
-    fds_.fetch_add(kFdsPerSession);
+    give_fds(kFdsPerSession);
     return false;
   }
   return true;

@@ -33,7 +33,7 @@ int open_listener(const SocketAddress& address, int backlog, Fd& out) {
 int start_connect(const SocketAddress& destination, const SocketAddress* source, Fd& out) {
   Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
-  set_tcp_nodelay(fd.get());
+  set_relay_options(fd.get());
   if (source != nullptr) {
     if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
     if (::bind(fd.get(), source->sockaddr_ptr(), source->length) != 0) return errno;
@@ -52,7 +52,10 @@ int pending_socket_error(int fd) {
   return error;
 }
 
-void set_tcp_nodelay(int fd) { set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1); }
+void set_relay_options(int fd) {
+  set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);
+}
 
 void set_linger_reset(int fd) {
   linger option{1, 0};

@@ -609,6 +609,12 @@ services:
 services: []
 )") == R"(test.yaml:6:1: expected a single YAML document)");
 
+  // yaml-cpp 0.7's LoadAll loops forever, allocating, on this (yaml-cpp#1040).
+  CHECK(errors_of(R"(
+,services:
+  - name: web
+)") == R"(test.yaml:1:1: invalid YAML: unexpected ",")");
+
   const std::string deep = "services: " + std::string(1000, '[') + std::string(1000, ']');
   CHECK(errors_of(deep).find("invalid YAML: nested more than") != std::string::npos);
 }
