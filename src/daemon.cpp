@@ -103,7 +103,7 @@ int Daemon::run() {
   worker_count_ = config_.global.workers == 0 ? available_cpus() : config_.global.workers;
   const uint64_t max_connections = config_.global.max_connections;
   const std::string config_path = config_.path;
-  snapshot_ = build_snapshot(std::move(config_), 1, registry_);
+  snapshot_ = build_snapshot(std::move(config_), 1, registry_, worker_count_);
   if (!open_listeners()) return kExitStartup;
 
   // The descriptor budget is handed over once every base, listener and

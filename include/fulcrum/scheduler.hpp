@@ -3,6 +3,7 @@
 // distribution is exact whatever worker accepted the client.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,42 +16,78 @@
 
 namespace fulcrum {
 
+using SteadyTime = std::chrono::steady_clock::time_point;
+
 // What a scheduler knows of one server. It reads the live state, it never
 // owns or writes counters.
 struct SchedServer {
-  std::string name;
+  std::string name;  // Maglev's key: the same name maps the same clients
   uint32_t weight = 1;
   uint32_t max_connections = 0;
+  bool backup = false;
+  Duration slow_start{0};
   const ServerState* state = nullptr;
 };
 
 struct PickContext {
   const SocketAddress& client;
-  uint32_t attempt = 0;                 // 0 for the first try, then 1, 2, ... on retries
-  std::optional<uint32_t> avoid;        // the server that just failed, skipped while another is usable
+  uint32_t attempt = 0;           // 0 for the first try, then 1, 2, ... on retries
+  std::optional<uint32_t> avoid;  // the server that just failed, skipped while another is usable
+  unsigned worker = 0;            // calling worker, < SchedulerOptions::workers
+  SteadyTime now{};               // for slow start
 };
 
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
   // Index of a usable server, or nullopt when none is. Called from any
-  // worker thread concurrently; never blocks and takes no lock.
+  // worker thread concurrently; never blocks and takes no lock shared by
+  // the workers.
   virtual std::optional<uint32_t> pick(const PickContext& context) = 0;
+  // Main thread: a server's status or weight changed, or a slow start is
+  // ramping. Rebuilds what depends on them (the Maglev table, the WRR cycle,
+  // which of primaries and backups serve) off the hot path and publishes it;
+  // concurrent picks see the old or the new version, never a mix.
+  virtual void rebuild(SteadyTime now) = 0;
 };
+
+struct SchedulerOptions {
+  SchedulerKind kind = SchedulerKind::wrr;
+  HashKey hash_key = HashKey::source_ip;
+  unsigned workers = 1;  // picks come with a worker index below this
+};
+
+// The scheduler `options.kind` names, over `servers` (indices returned are
+// into this vector). Backup servers are only picked while no primary is up.
+std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers);
 
 // True when `server` may take a new session: up, weight > 0, below its
 // max_connections.
 bool is_usable(const SchedServer& server);
+// True when the server counts as up for the primary/backup decision: status
+// up and configured weight > 0 (HAProxy's rule: a drained server is not up).
+bool is_up(const SchedServer& server);
 
-std::unique_ptr<Scheduler> make_rr_scheduler(std::vector<SchedServer> servers);
-std::unique_ptr<Scheduler> make_wrr_scheduler(std::vector<SchedServer> servers);
-
-// The scheduler the configuration names. Kinds the loader rejects as not
-// supported yet never reach this function.
-std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, std::vector<SchedServer> servers);
+// The weight in force: the configured weight, ramped linearly from 1 during
+// slow_start after the server came up.
+uint32_t effective_weight(const SchedServer& server, SteadyTime now);
+// True while any server of `servers` is in its slow start ramp.
+bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now);
 
 // Smooth weighted round robin order (nginx's algorithm) for one full cycle
-// of sum(weights) picks; weight-0 servers never appear. Exposed for tests.
+// of sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests.
 std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights);
+
+// The Maglev lookup table (Maglev paper, section 3.4): `size` slots (prime)
+// each holding an index into `names`, filled by each server's permutation
+// (offset and skip from hashes of its name) in turns proportional to
+// `weights`. Weight-0 servers get no slot; empty when every weight is 0.
+std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names, const std::vector<uint32_t>& weights,
+                                         uint32_t size = 65537);
+// Stable 64-bit hash (FNV-1a, then a splitmix64 finaliser): the same in every
+// process and build, so Maglev maps clients the same way everywhere.
+uint64_t stable_hash(const void* data, size_t length, uint64_t seed);
+// Maglev's key of a client address.
+uint64_t client_hash(const SocketAddress& client, HashKey key);
 
 }  // namespace fulcrum

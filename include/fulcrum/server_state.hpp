@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace fulcrum {
@@ -19,6 +20,13 @@ struct alignas(64) ServerState {
   std::atomic<uint64_t> connect_failures{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  // When the server last came up (steady clock, ns since its epoch); 0 when it
+  // has been up since start-up. Slow start ramps its weight from this moment.
+  std::atomic<int64_t> up_since_ns{0};
+
+  // Sets the status; a change to up from any other status starts slow start.
+  // Returns true when the status changed. Main thread.
+  bool set_status(ServerStatus next, std::chrono::steady_clock::time_point now);
 
   // Takes one active slot unless the server is at `max_connections`
   // (0 = unlimited). Lock free; safe from any worker.

@@ -49,6 +49,8 @@ class StateRegistry {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<ServerState>> servers_;
 };
 
-std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry);
+// `workers`: how many worker threads will pick from the schedulers.
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,
+                                               unsigned workers);
 
 }  // namespace fulcrum

@@ -764,9 +764,6 @@ void Loader::reject_unsupported(const Mapping& m) {
       break;
     case Section::defaults:
     case Section::service:
-      if (const Entry* e = one_of("scheduler", {"lc", "wlc", "maglev", "p2c"})) {
-        not_supported(e->value, "scheduler " + quote(e->value.Scalar()));
-      }
       if (const Entry* e = one_of("address_mode", {"transparent"})) {
         not_supported(e->value, "address_mode " + quote(e->value.Scalar()));
       }
@@ -782,8 +779,6 @@ void Loader::reject_unsupported(const Mapping& m) {
       }
       break;
     case Section::server:
-      if (const Entry* e = one_of("backup", {"true"})) not_supported(e->value, "backup");
-      if (const Entry* e = nonzero_duration("slow_start")) not_supported(e->value, "slow_start");
       break;
     case Section::timeouts:
     case Section::health_check:

@@ -65,7 +65,8 @@ void Session::connect_next() {
   std::optional<uint32_t> avoid = failed_index_;
   // A server can fill up between pick() and try_acquire(); try the others.
   for (size_t tries = 0; tries <= servers.size(); ++tries) {
-    index = service_.scheduler->pick(PickContext{client_address_, attempt_, avoid});
+    index = service_.scheduler->pick(
+        PickContext{client_address_, attempt_, avoid, worker_.index(), std::chrono::steady_clock::now()});
     if (!index) break;
     const auto& server = servers[*index];
     if (server.state->try_acquire(server.config->max_connections)) break;

@@ -14,7 +14,8 @@ std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_na
   return slot;
 }
 
-std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry) {
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,
+                                               unsigned workers) {
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->config = std::move(config);
   snapshot->generation = generation;
@@ -25,11 +26,12 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
     std::vector<SchedServer> sched_servers;
     for (const auto& server_config : service_config.servers) {
       ServerRuntime server{&server_config, registry.server(service_config.name, server_config.name)};
-      sched_servers.push_back(
-          SchedServer{server_config.name, server_config.weight, server_config.max_connections, server.state.get()});
+      sched_servers.push_back(SchedServer{server_config.name, server_config.weight, server_config.max_connections,
+                                          server_config.backup, server_config.slow_start, server.state.get()});
       service.servers.push_back(std::move(server));
     }
-    service.scheduler = make_scheduler(service_config.scheduler, std::move(sched_servers));
+    const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};
+    service.scheduler = make_scheduler(options, std::move(sched_servers));
     snapshot->services.push_back(std::move(service));
   }
   return snapshot;

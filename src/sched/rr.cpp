@@ -1,8 +1,8 @@
 // Round robin: servers in configuration order, one shared atomic cursor.
 #include <atomic>
 
+#include "algorithms.hpp"
 #include "cursor.hpp"
-#include "fulcrum/scheduler.hpp"
 
 namespace fulcrum {
 
@@ -17,6 +17,9 @@ class RoundRobin final : public Scheduler {
   std::optional<uint32_t> pick(const PickContext& context) override {
     return claim_next(cursor_, order_, servers_, context.avoid);
   }
+
+  // Status and weight are read at pick time: nothing to rebuild.
+  void rebuild(SteadyTime) override {}
 
  private:
   std::vector<SchedServer> servers_;

@@ -1,4 +1,10 @@
+// What all schedulers share: usability, effective weights, the factory, and
+// the primary/backup split wrapped around any algorithm.
 #include "fulcrum/scheduler.hpp"
+
+#include <atomic>
+
+#include "algorithms.hpp"
 
 namespace fulcrum {
 
@@ -14,19 +20,136 @@ bool ServerState::try_acquire(uint32_t max_connections) {
   return false;
 }
 
+bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_point now) {
+  const ServerStatus previous = status.exchange(next);
+  if (previous == next) return false;
+  if (next == ServerStatus::up) {
+    const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    up_since_ns.store(ns == 0 ? 1 : ns);
+  }
+  return true;
+}
+
+bool is_up(const SchedServer& server) {
+  return server.weight > 0 && server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+}
+
 bool is_usable(const SchedServer& server) {
-  if (server.weight == 0) return false;
-  if (server.state->status.load(std::memory_order_relaxed) != ServerStatus::up) return false;
+  if (!is_up(server)) return false;
   return server.max_connections == 0 ||
          server.state->active.load(std::memory_order_relaxed) < server.max_connections;
 }
 
-std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, std::vector<SchedServer> servers) {
-  switch (kind) {
-    case SchedulerKind::rr: return make_rr_scheduler(std::move(servers));
-    case SchedulerKind::wrr: return make_wrr_scheduler(std::move(servers));
-    default: return nullptr;
+namespace {
+
+// Time since the server came up, or nullopt when it has been up since
+// start-up (slow start never applies at start-up: nothing was down).
+std::optional<std::chrono::nanoseconds> time_up(const SchedServer& server, SteadyTime now) {
+  const int64_t since = server.state->up_since_ns.load(std::memory_order_relaxed);
+  if (since == 0) return std::nullopt;
+  return now.time_since_epoch() - std::chrono::nanoseconds(since);
+}
+
+}  // namespace
+
+uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
+  if (server.weight == 0 || server.slow_start.count() == 0) return server.weight;
+  const auto up = time_up(server, now);
+  if (!up || *up >= server.slow_start) return server.weight;
+  if (up->count() <= 0) return 1;
+  const double fraction = static_cast<double>(up->count()) /
+                          static_cast<double>(std::chrono::nanoseconds(server.slow_start).count());
+  const auto ramped = static_cast<uint32_t>(static_cast<double>(server.weight) * fraction);
+  return ramped == 0 ? 1 : ramped;
+}
+
+bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now) {
+  for (const auto& server : servers) {
+    if (server.slow_start.count() == 0 || server.weight == 0) continue;
+    const auto up = time_up(server, now);
+    if (up && *up < server.slow_start) return true;
   }
+  return false;
+}
+
+namespace {
+
+// Primaries serve while any of them is up; otherwise the backups do. Each
+// group has its own scheduler of the same kind; indices are mapped back to
+// the service's server list.
+class WithBackups final : public Scheduler {
+ public:
+  WithBackups(const SchedulerOptions& options, std::vector<SchedServer> servers) : servers_(std::move(servers)) {
+    std::vector<SchedServer> primaries;
+    std::vector<SchedServer> backups;
+    for (uint32_t i = 0; i < servers_.size(); ++i) {
+      auto& group = servers_[i].backup ? backups : primaries;
+      (servers_[i].backup ? backup_index_ : primary_index_).push_back(i);
+      group.push_back(servers_[i]);
+    }
+    primaries_ = make_algorithm(options, std::move(primaries));
+    backups_ = make_algorithm(options, std::move(backups));
+    update_primaries_up();
+  }
+
+  std::optional<uint32_t> pick(const PickContext& context) override {
+    const bool primary = primaries_up_.load(std::memory_order_relaxed);
+    const auto& index = primary ? primary_index_ : backup_index_;
+    PickContext inner = context;
+    inner.avoid = to_group(context.avoid, index);
+    const auto picked = (primary ? primaries_ : backups_)->pick(inner);
+    if (!picked) return std::nullopt;
+    return index[*picked];
+  }
+
+  void rebuild(SteadyTime now) override {
+    primaries_->rebuild(now);
+    backups_->rebuild(now);
+    update_primaries_up();
+  }
+
+ private:
+  void update_primaries_up() {
+    bool up = false;
+    for (uint32_t i : primary_index_) up = up || is_up(servers_[i]);
+    primaries_up_.store(up, std::memory_order_relaxed);
+  }
+
+  static std::optional<uint32_t> to_group(std::optional<uint32_t> service_index, const std::vector<uint32_t>& index) {
+    if (!service_index) return std::nullopt;
+    for (uint32_t i = 0; i < index.size(); ++i) {
+      if (index[i] == *service_index) return i;
+    }
+    return std::nullopt;
+  }
+
+  std::vector<SchedServer> servers_;
+  std::vector<uint32_t> primary_index_;  // group index -> service index
+  std::vector<uint32_t> backup_index_;
+  std::unique_ptr<Scheduler> primaries_;
+  std::unique_ptr<Scheduler> backups_;
+  std::atomic<bool> primaries_up_{true};
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make_algorithm(const SchedulerOptions& options, std::vector<SchedServer> servers) {
+  switch (options.kind) {
+    case SchedulerKind::rr: return make_rr_scheduler(std::move(servers));
+    case SchedulerKind::wrr: return make_wrr_scheduler(std::move(servers), options.workers);
+    case SchedulerKind::lc: return make_lc_scheduler(std::move(servers), false);
+    case SchedulerKind::wlc: return make_lc_scheduler(std::move(servers), true);
+    case SchedulerKind::maglev: return make_maglev_scheduler(std::move(servers), options.hash_key, options.workers);
+    case SchedulerKind::p2c: return make_p2c_scheduler(std::move(servers));
+  }
+  return make_rr_scheduler(std::move(servers));
+}
+
+std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers) {
+  for (const auto& server : servers) {
+    if (server.backup) return std::make_unique<WithBackups>(options, std::move(servers));
+  }
+  return make_algorithm(options, std::move(servers));
 }
 
 }  // namespace fulcrum

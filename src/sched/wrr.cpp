@@ -1,12 +1,14 @@
 // Smooth weighted round robin. nginx computes the order pick by pick under a
-// lock; here the whole cycle is computed once when the snapshot is built and
-// workers walk it with one shared atomic cursor, so picking takes no lock and
-// the split is exact across workers.
+// lock; here a whole cycle is computed off the hot path (at start-up and on
+// each weight change, slow start included) and workers walk it with one
+// shared atomic cursor, so picking takes no lock and the split is exact
+// across workers.
 #include <atomic>
 #include <numeric>
 
+#include "algorithms.hpp"
 #include "cursor.hpp"
-#include "fulcrum/scheduler.hpp"
+#include "published.hpp"
 
 namespace fulcrum {
 
@@ -42,28 +44,39 @@ namespace {
 
 class WeightedRoundRobin final : public Scheduler {
  public:
-  explicit WeightedRoundRobin(std::vector<SchedServer> servers) : servers_(std::move(servers)) {
-    std::vector<uint32_t> weights;
-    for (const auto& s : servers_) weights.push_back(s.weight);
-    sequence_ = smooth_wrr_sequence(weights);
+  WeightedRoundRobin(std::vector<SchedServer> servers, unsigned workers)
+      : servers_(std::move(servers)), sequence_(workers, build(SteadyTime{})) {}
+
+  // Walks the cycle; unusable servers (down, full) are passed over, so over
+  // each pass the others keep exactly their relative proportions.
+  std::optional<uint32_t> pick(const PickContext& context) override {
+    return claim_next(cursor_, sequence_.read(context.worker), servers_, context.avoid);
   }
 
-  // Walks the precomputed cycle; unusable servers are passed over, so the
-  // others keep their relative proportions.
-  std::optional<uint32_t> pick(const PickContext& context) override {
-    return claim_next(cursor_, sequence_, servers_, context.avoid);
+  void rebuild(SteadyTime now) override {
+    const auto previous = current_;
+    auto next = build(now);
+    if (*next != *previous) sequence_.publish(std::move(next));
   }
 
  private:
+  std::shared_ptr<const std::vector<uint32_t>> build(SteadyTime now) {
+    std::vector<uint32_t> weights;
+    for (const auto& s : servers_) weights.push_back(effective_weight(s, now));
+    current_ = std::make_shared<const std::vector<uint32_t>>(smooth_wrr_sequence(weights));
+    return current_;
+  }
+
   std::vector<SchedServer> servers_;
-  std::vector<uint32_t> sequence_;
+  std::shared_ptr<const std::vector<uint32_t>> current_;  // main thread's copy of the latest build
+  Published<std::vector<uint32_t>> sequence_;
   std::atomic<uint64_t> cursor_{0};
 };
 
 }  // namespace
 
-std::unique_ptr<Scheduler> make_wrr_scheduler(std::vector<SchedServer> servers) {
-  return std::make_unique<WeightedRoundRobin>(std::move(servers));
+std::unique_ptr<Scheduler> make_wrr_scheduler(std::vector<SchedServer> servers, unsigned workers) {
+  return std::make_unique<WeightedRoundRobin>(std::move(servers), workers);
 }
 
 }  // namespace fulcrum

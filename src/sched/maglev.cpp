@@ -1,0 +1,174 @@
+// Maglev consistent hashing (Eisenbud et al., NSDI 2016, section 3.4): a
+// lookup table of 65537 slots filled by each server's own permutation of
+// the slots, so that removing one of N servers moves only about 1/N of the
+// clients, and the same server names give the same table in every process.
+#include <algorithm>
+#include <cstring>
+#include <netinet/in.h>
+
+#include "algorithms.hpp"
+#include "published.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// Seeds of the two permutation hashes and of the client hash: part of the
+// mapping, pinned by a golden test. Changing them moves every client.
+constexpr uint64_t kOffsetSeed = 0x6d61676c65762d6fULL;  // "maglev-o"
+constexpr uint64_t kSkipSeed = 0x6d61676c65762d73ULL;    // "maglev-s"
+constexpr uint64_t kClientSeed = 0x6d61676c65762d63ULL;  // "maglev-c"
+constexpr uint32_t kTableSize = 65537;
+
+}  // namespace
+
+uint64_t stable_hash(const void* data, size_t length, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < length; ++i) {
+    h ^= bytes[i];
+    h *= 0x100000001b3ULL;
+  }
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+uint64_t client_hash(const SocketAddress& client, HashKey key) {
+  unsigned char buffer[18] = {};
+  size_t length = 0;
+  uint16_t port = 0;
+  if (client.family() == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&client.storage);
+    std::memcpy(buffer, &in->sin_addr, 4);
+    length = 4;
+    port = in->sin_port;
+  } else if (client.family() == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&client.storage);
+    std::memcpy(buffer, &in6->sin6_addr, 16);
+    length = 16;
+    port = in6->sin6_port;
+  }
+  if (key == HashKey::source_ip_port) {
+    std::memcpy(buffer + length, &port, 2);  // network byte order: the same on every host
+    length += 2;
+  }
+  return stable_hash(buffer, length, kClientSeed);
+}
+
+// Turns go round the servers; in each round a server fills as many slots as
+// its weight allows (credit grows by its weight, one slot costs the largest
+// weight), so the heaviest server takes one slot a round and the others
+// proportionally fewer. Each takes the next slot of its permutation that is
+// still empty.
+std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names, const std::vector<uint32_t>& weights,
+                                         uint32_t size) {
+  const size_t n = names.size();
+  uint32_t max_weight = 0;
+  for (uint32_t w : weights) max_weight = std::max(max_weight, w);
+  if (max_weight == 0) return {};
+
+  std::vector<uint64_t> offset(n);
+  std::vector<uint64_t> skip(n);
+  for (size_t i = 0; i < n; ++i) {
+    offset[i] = stable_hash(names[i].data(), names[i].size(), kOffsetSeed) % size;
+    skip[i] = stable_hash(names[i].data(), names[i].size(), kSkipSeed) % (size - 1) + 1;
+  }
+  constexpr uint32_t kEmpty = UINT32_MAX;
+  // Turns are taken in name order, so the order servers are listed in the
+  // configuration does not matter: only names and weights do.
+  std::vector<size_t> turn_order(n);
+  for (size_t i = 0; i < n; ++i) turn_order[i] = i;
+  std::sort(turn_order.begin(), turn_order.end(), [&names](size_t a, size_t b) { return names[a] < names[b]; });
+
+  std::vector<uint32_t> table(size, kEmpty);
+  std::vector<uint64_t> next(n, 0);    // position in each server's permutation
+  std::vector<uint64_t> credit(n, 0);
+  uint32_t filled = 0;
+  while (filled < size) {
+    for (size_t i : turn_order) {
+      if (filled == size) break;
+      if (weights[i] == 0) continue;
+      credit[i] += weights[i];
+      while (credit[i] >= max_weight && filled < size) {
+        credit[i] -= max_weight;
+        uint64_t slot = (offset[i] + next[i] * skip[i]) % size;
+        while (table[slot] != kEmpty) {
+          ++next[i];
+          slot = (offset[i] + next[i] * skip[i]) % size;
+        }
+        table[slot] = static_cast<uint32_t>(i);
+        ++next[i];
+        ++filled;
+      }
+    }
+  }
+  return table;
+}
+
+namespace {
+
+class Maglev final : public Scheduler {
+ public:
+  Maglev(std::vector<SchedServer> servers, HashKey key, unsigned workers)
+      : servers_(std::move(servers)), key_(key), table_(workers, build(SteadyTime{})) {}
+
+  // The client's slot names its server. When that server cannot take the
+  // session right now (full, or failed on this very session) the following
+  // slots are tried: deterministic, and no rebuild for a passing condition.
+  std::optional<uint32_t> pick(const PickContext& context) override {
+    const std::vector<uint32_t>& table = table_.read(context.worker);
+    if (table.empty()) return std::nullopt;
+    const size_t size = table.size();
+    size_t slot = client_hash(context.client, key_) % size;
+    std::optional<uint32_t> fallback;
+    // Every server owns many slots spread over the table, so a short walk
+    // meets each of them; the bound keeps a pick cheap when none is usable.
+    const size_t bound = std::min<size_t>(size, 64 * servers_.size());
+    for (size_t step = 0; step < bound; ++step, slot = slot + 1 == size ? 0 : slot + 1) {
+      const uint32_t index = table[slot];
+      if (!is_usable(servers_[index])) continue;
+      if (index == context.avoid) {
+        fallback = index;
+        continue;
+      }
+      return index;
+    }
+    return fallback;
+  }
+
+  // Rebuilt from the servers that are up, with their weights in force: a
+  // server that goes down gives up its slots (its clients move, nobody
+  // else's), and gets exactly the same slots back when it returns.
+  void rebuild(SteadyTime now) override {
+    const auto previous = current_;
+    auto next = build(now);
+    if (*next != *previous) table_.publish(std::move(next));
+  }
+
+ private:
+  std::shared_ptr<const std::vector<uint32_t>> build(SteadyTime now) {
+    std::vector<std::string> names;
+    std::vector<uint32_t> weights;
+    for (const auto& s : servers_) {
+      names.push_back(s.name);
+      const bool up = s.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+      weights.push_back(up ? effective_weight(s, now) : 0);
+    }
+    current_ = std::make_shared<const std::vector<uint32_t>>(build_maglev_table(names, weights, kTableSize));
+    return current_;
+  }
+
+  std::vector<SchedServer> servers_;
+  HashKey key_;
+  std::shared_ptr<const std::vector<uint32_t>> current_;  // main thread's copy of the latest build
+  Published<std::vector<uint32_t>> table_;
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make_maglev_scheduler(std::vector<SchedServer> servers, HashKey key, unsigned workers) {
+  return std::make_unique<Maglev>(std::move(servers), key, workers);
+}
+
+}  // namespace fulcrum
