@@ -13,6 +13,8 @@ What a test gets from here:
     whose exceptions fail the test.
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
   - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
+  - greeting servers for the scheduler tests: read_greeting, greeted_session,
+    open_greeted, greeting_holder (a TcpServer handler that greets and holds).
 Standard library only.
 """
 
@@ -841,6 +843,51 @@ def rst_close(sock):
     """Closes with SO_LINGER {1, 0}: the peer gets a RST, not a FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
     sock.close()
+
+
+def read_greeting(sock, what='greeting'):
+    """Reads one `hello from NAME` line (fulcrum-demo-server, greeting_holder)
+    and returns NAME."""
+    line = recv_line(sock, what=what).decode('utf-8', 'replace')
+    prefix = 'hello from '
+    expect(line.startswith(prefix) and len(line) > len(prefix) + 1, f'{what}: {line!r}')
+    return line[len(prefix):-1]
+
+
+def greeted_session(address, source=None, timeout=10, what='session'):
+    """One whole session with a greeting server: connect (from `source` when
+    given), read the greeting, half-close, expect a clean EOF. Returns
+    (NAME from the greeting, the client's own address)."""
+    with connect(address, timeout=timeout, source=source) as sock:
+        name = read_greeting(sock, f'{what}: greeting')
+        me = local_address(sock)
+        sock.shutdown(socket.SHUT_WR)
+        expect_eof(sock, f'{what} after its half-close')
+    return name, me
+
+
+def open_greeted(address, source=None, timeout=10, what='session'):
+    """A session left open: connect, read the greeting. Returns (socket, NAME);
+    the caller closes the socket."""
+    sock = connect(address, timeout=timeout, source=source)
+    try:
+        return sock, read_greeting(sock, f'{what}: greeting')
+    except BaseException:
+        sock.close()
+        raise
+
+
+def greeting_holder(name):
+    """A TcpServer handler that greets with `hello from NAME\\n` and then holds
+    the connection, discarding what arrives, until the peer half-closes. The
+    server's `active` counts the sessions it holds."""
+    greeting = f'hello from {name}\n'.encode()
+
+    def handler(conn, peer):
+        conn.sendall(greeting)
+        while conn.recv(4096):
+            pass
+    return handler
 
 
 def listening_on(port):

@@ -654,18 +654,12 @@ services:
 )") == R"(test.yaml:2:9: user is not supported yet
 test.yaml:3:10: group is not supported yet
 test.yaml:4:1: stats section is not supported yet
-test.yaml:7:14: scheduler "maglev" is not supported yet
-test.yaml:11:16: scheduler "lc" is not supported yet
 test.yaml:12:19: address_mode "transparent" is not supported yet
 test.yaml:13:21: proxy_protocol "v2" is not supported yet
 test.yaml:14:28: accept_proxy_protocol is not supported yet
 test.yaml:15:19: max_lifetime is not supported yet
 test.yaml:16:5: health_check is not supported yet
-test.yaml:20:17: backup is not supported yet
-test.yaml:21:21: slow_start is not supported yet
-test.yaml:24:16: scheduler "wlc" is not supported yet
-test.yaml:25:21: proxy_protocol "v1" is not supported yet
-test.yaml:29:16: scheduler "p2c" is not supported yet)");
+test.yaml:25:21: proxy_protocol "v1" is not supported yet)");
 }
 
 TEST_CASE("health_check values are checked even while it is not supported") {
@@ -821,4 +815,43 @@ TEST_CASE("enumerations print as written in the file") {
   CHECK(to_string(SchedulerKind::wrr) == "wrr");
   CHECK(to_string(SchedulerKind::maglev) == "maglev");
   CHECK(to_string(SchedulerKind::p2c) == "p2c");
+}
+
+TEST_CASE("scheduler settings: every algorithm, hash_key, backup and slow_start") {
+  const Config config = valid(R"(
+defaults:
+  scheduler: maglev
+  hash_key: source_ip_port
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers:
+      - address: 127.0.0.1:9001
+        slow_start: 30s
+      - address: 127.0.0.1:9002
+        backup: true
+  - name: a
+    listen: 127.0.0.1:8081
+    scheduler: lc
+    servers: [{address: 127.0.0.1:9001}]
+  - name: b
+    listen: 127.0.0.1:8082
+    scheduler: wlc
+    servers: [{address: 127.0.0.1:9001}]
+  - name: c
+    listen: 127.0.0.1:8083
+    scheduler: p2c
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  REQUIRE(config.services.size() == 4);
+  const ServiceConfig& web = config.services[0];
+  CHECK(web.scheduler == SchedulerKind::maglev);
+  CHECK(web.hash_key == HashKey::source_ip_port);
+  CHECK(web.servers[0].slow_start == 30s);
+  CHECK_FALSE(web.servers[0].backup);
+  CHECK(web.servers[1].backup);
+  CHECK(config.services[1].scheduler == SchedulerKind::lc);
+  CHECK(config.services[2].scheduler == SchedulerKind::wlc);
+  CHECK(config.services[3].scheduler == SchedulerKind::p2c);
+  CHECK(config.services[3].hash_key == HashKey::source_ip_port);  // inherited, unused by p2c
 }
