@@ -23,6 +23,8 @@ namespace {
 // (health checks, stats clients): 1/8 of the limit, between 8 and 64.
 int64_t reserved_fds(int64_t open_file_limit) { return std::clamp<int64_t>(open_file_limit / 8, 8, 64); }
 constexpr int kListenBacklog = 65535;  // the kernel caps it at net.core.somaxconn
+// How often weights ramping under slow start are re-published.
+constexpr std::chrono::milliseconds kSlowStartTick{500};
 
 unsigned available_cpus() {
   cpu_set_t set;
@@ -54,6 +56,8 @@ class Daemon {
   static void on_signal_cb(evutil_socket_t signal, short, void* arg);
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
+  static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
+  void on_slow_start_tick();
 
   Config config_;
   unsigned worker_count_ = 1;
@@ -72,6 +76,8 @@ class Daemon {
   std::vector<EventPtr> signal_events_;
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
+  EventPtr slow_start_timer_;
+  std::vector<bool> ramping_;  // per service: some server was in slow start at the last tick
   std::atomic<unsigned> workers_exited_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopping_ = false;
@@ -97,6 +103,23 @@ bool Daemon::open_listeners() {
   return true;
 }
 
+void Daemon::on_slow_start_tick_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->on_slow_start_tick();
+}
+
+// While a server of a service ramps its weight after coming up, the service's
+// scheduler is rebuilt every tick, and once more when the ramp has ended so
+// that the full weight is in force.
+void Daemon::on_slow_start_tick() {
+  const auto now = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < snapshot_->services.size(); ++i) {
+    const ServiceRuntime& service = snapshot_->services[i];
+    const bool ramping = any_ramping(service.sched_servers, now);
+    if (ramping || ramping_[i]) service.scheduler->rebuild(now);
+    ramping_[i] = ramping;
+  }
+}
+
 int Daemon::run() {
   Log::set_level(config_.global.log_level);
   const int64_t open_file_limit = raise_open_file_limit();
@@ -117,6 +140,9 @@ int Daemon::run() {
     event_add(signal_events_.back().get(), nullptr);
   }
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
+  slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
+  add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
+  ramping_.assign(snapshot_->services.size(), false);
 
   for (unsigned w = 0; w < worker_count_; ++w) {
     auto worker = std::make_unique<Worker>(w, *admission_, [this] {

@@ -24,6 +24,7 @@ struct ServiceRuntime {
   const ServiceConfig* config = nullptr;
   std::shared_ptr<ServiceState> state;
   std::vector<ServerRuntime> servers;
+  std::vector<SchedServer> sched_servers;  // what the scheduler was built from
   std::unique_ptr<Scheduler> scheduler;
 };
 

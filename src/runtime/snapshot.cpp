@@ -31,6 +31,7 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
       service.servers.push_back(std::move(server));
     }
     const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};
+    service.sched_servers = sched_servers;
     service.scheduler = make_scheduler(options, std::move(sched_servers));
     snapshot->services.push_back(std::move(service));
   }

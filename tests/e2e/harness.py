@@ -14,7 +14,8 @@ What a test gets from here:
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
   - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
   - greeting servers for the scheduler tests: read_greeting, greeted_session,
-    open_greeted, greeting_holder (a TcpServer handler that greets and holds).
+    open_greeted, finish_session, greeting_holder (a TcpServer handler that
+    greets and holds).
 Standard library only.
 """
 
@@ -522,14 +523,16 @@ class Daemon:
 
 class DemoServer:
     """fulcrum-demo-server NAME ADDRESS: greets with `hello from NAME\\n`, then
-    echoes. Built by TestContext.demo_server()."""
+    echoes. Built by TestContext.demo_server(). `label` (default NAME) names
+    its output files, so that two demo servers may share a NAME."""
 
-    def __init__(self, ctx, name, host='127.0.0.1'):
+    def __init__(self, ctx, name, host='127.0.0.1', label=None):
         self.name = name
         self.address = free_address(host)
         self.greeting = f'hello from {name}\n'.encode()
-        self.stdout_path = ctx.path(f'demo-{name}.stdout')
-        with open(self.stdout_path, 'wb') as out, open(ctx.path(f'demo-{name}.stderr'), 'wb') as err:
+        label = label or name
+        self.stdout_path = ctx.path(f'demo-{label}.stdout')
+        with open(self.stdout_path, 'wb') as out, open(ctx.path(f'demo-{label}.stderr'), 'wb') as err:
             self.proc = subprocess.Popen([binary('DEMO_SERVER'), name, self.address], stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err, env=_child_environment())
         ctx.register_process(self.proc, f'demo server {name}')
@@ -648,8 +651,8 @@ class TestContext:
             d.start()
         return d
 
-    def demo_server(self, name, host='127.0.0.1'):
-        return DemoServer(self, name, host)
+    def demo_server(self, name, host='127.0.0.1', label=None):
+        return DemoServer(self, name, host, label)
 
     def tcp_server(self, handler, host='127.0.0.1', name='server', **options):
         server = TcpServer(handler, host, name, **options)
@@ -861,8 +864,7 @@ def greeted_session(address, source=None, timeout=10, what='session'):
     with connect(address, timeout=timeout, source=source) as sock:
         name = read_greeting(sock, f'{what}: greeting')
         me = local_address(sock)
-        sock.shutdown(socket.SHUT_WR)
-        expect_eof(sock, f'{what} after its half-close')
+        finish_session(sock, what)
     return name, me
 
 
@@ -875,6 +877,16 @@ def open_greeted(address, source=None, timeout=10, what='session'):
     except BaseException:
         sock.close()
         raise
+
+
+def finish_session(sock, what='session'):
+    """Half-closes, expects a clean EOF (the server closes after the client's
+    EOF: fulcrum-demo-server and greeting_holder do), closes the socket."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        expect_eof(sock, f'{what} after its half-close')
+    finally:
+        sock.close()
 
 
 def greeting_holder(name):
