@@ -1,8 +1,8 @@
 """Backup servers serve only while no primary server is up.
 
-For each of wrr, rr, maglev (hash_key source_ip), lc, wlc and p2c one fulcrum (two
-workers) with three services, each server an in-test server that greets
-(connections accepted are counted at the server):
+For each of wrr, rr, maglev (hash_key source_ip), lc, wlc and p2c one
+fulcrum (two workers) with three services, each server an in-test server
+that greets (connections accepted are counted at the server):
   - `primaries`: p1, p2 (weight 1) and backup b1. 20 sessions: b1 never
     accepts a connection; wrr and rr split them exactly 10/10.
   - `drained`: p1, p2 both weight 0 (drained: not up) and backups b1, b2.
@@ -20,7 +20,7 @@ import collections
 
 from harness import expect, expect_eq, free_address, greeted_session, greeting_holder, log_stream
 
-DEADLINE = 120
+DEADLINE = 60
 SESSIONS = 20
 EXACT = ('wrr', 'rr')
 

@@ -18,7 +18,7 @@ import collections
 from harness import expect, expect_eq, finish_session, free_address, greeting_holder, local_address, log_stream, \
     open_greeted, wait_until
 
-DEADLINE = 120
+DEADLINE = 60
 SESSIONS = 40
 WEIGHTS = {'a': 1, 'b': 0, 'c': 1}
 EXACT = ('wrr', 'rr', 'lc', 'wlc')

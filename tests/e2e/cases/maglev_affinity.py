@@ -24,7 +24,7 @@ import socket
 from harness import expect, expect_eof, expect_eq, free_address, greeted_session, local_address, log_stream, \
     parse_address, read_greeting
 
-DEADLINE = 120
+DEADLINE = 60
 NAMES = ['a', 'b', 'c', 'd']
 SHUFFLED = ['c', 'a', 'd', 'b']
 CLIENTS = 64
@@ -136,4 +136,5 @@ def run(t):
         expect_eq(collections.Counter(line['server'] for line in lines), collections.Counter(met[label].values()),
                   f'{label}: sessions per server in the access log')
         for line in lines:
-            expect_eq(line['server_addr'], addresses[label][line['server']], f'{label}: server_addr of {line["server"]}')
+            expect_eq(line['server_addr'], addresses[label][line['server']],
+                      f'{label}: server_addr of {line["server"]}')

@@ -12,9 +12,9 @@ per-server counts are the same.
 
 import collections
 
-from harness import expect, expect_eq, free_address, greeted_session, log_stream, run_threads
+from harness import expect_eq, free_address, greeted_session, log_stream, run_threads
 
-DEADLINE = 150
+DEADLINE = 120
 WEIGHTS = {'a': 1, 'b': 2, 'c': 3}
 CYCLE = sum(WEIGHTS.values())
 SESSIONS = 600
@@ -31,13 +31,15 @@ def run(t):
                                   for demo in demos]}],
     })
     expected = {name: weight * SESSIONS // CYCLE for name, weight in WEIGHTS.items()}
-    met = {}  # client address -> server name from its greeting
+    # (client address, server name from its greeting) of every session. A
+    # list, not a dict: over 1200 sessions the kernel may reuse a client port.
+    met = []
 
     # Phase 1: sequential.
     order = []
     for i in range(SESSIONS):
         name, me = greeted_session(listen, what=f'sequential session {i}')
-        met[me] = name
+        met.append((me, name))
         order.append(name)
     expect_eq(dict(collections.Counter(order)), expected, 'sequential sessions per server')
     for start in range(0, SESSIONS, CYCLE):
@@ -57,8 +59,7 @@ def run(t):
     concurrent = collections.Counter()
     for seen in results:
         for name, me in seen:
-            expect(me not in met, f'client address {me} used twice')
-            met[me] = name
+            met.append((me, name))
             concurrent[name] += 1
     expect_eq(dict(concurrent), expected, f'concurrent sessions per server ({THREADS} threads)')
     log_stream(f'concurrent: {dict(concurrent)}')
@@ -70,7 +71,8 @@ def run(t):
     expect_eq({line['end'] for line in lines}, {'client_close'}, 'end reasons')
     expect_eq(dict(collections.Counter(line['server'] for line in lines)),
               {name: 2 * count for name, count in expected.items()}, 'sessions per server in the access log')
-    expect_eq({line['client']: line['server'] for line in lines}, met, 'server of each client in the access log')
+    expect_eq(collections.Counter((line['client'], line['server']) for line in lines), collections.Counter(met),
+              'client and server of each session in the access log')
     addresses = {demo.name: demo.address for demo in demos}
     for line in lines:
         expect_eq(line['server_addr'], addresses[line['server']], f'server_addr of {line["server"]}')
