@@ -5,7 +5,10 @@
 // target is reported, never an error: the exit status is 0 unless the
 // arguments are wrong.
 //
-//   sched_bench [--reps N] [--batch N] [--builds N]
+//   sched_bench [--reps N] [--batch N] [--builds N] [--only NAME]
+//
+// --only runs one part (rr, wrr, lc, wlc, maglev, p2c or build), e.g. to
+// profile it with perf.
 #include <algorithm>
 #include <arpa/inet.h>
 #include <barrier>
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <netinet/in.h>
 #include <string>
@@ -37,7 +41,19 @@ struct Settings {
   int reps = 15;          // timed batches per figure
   int batch = 100000;     // picks per batch
   int builds = 7;         // Maglev table builds per figure
+  std::string only;       // empty: everything
 };
+
+bool selected(const Settings& settings, std::string_view part) { return settings.only.empty() || settings.only == part; }
+
+// The 1, 5 and 15 minute load averages: other work on the machine skews the
+// figures, the two-thread ones most.
+std::string load_average() {
+  std::ifstream file("/proc/loadavg");
+  std::string one, five, fifteen;
+  if (!(file >> one >> five >> fifteen)) return "unknown";
+  return one + " " + five + " " + fifteen;
+}
 
 constexpr size_t kClients = 4096;  // distinct client addresses, cycled
 constexpr uint32_t kTableSize = 65537;
@@ -245,11 +261,18 @@ int main(int argc, char** argv) {
   Settings settings;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
+    if (arg == "--only" && i + 1 < argc) {
+      settings.only = argv[++i];
+      const std::string_view parts[] = {"rr", "wrr", "lc", "wlc", "maglev", "p2c", "build"};
+      if (std::find(std::begin(parts), std::end(parts), settings.only) != std::end(parts)) continue;
+      std::fprintf(stderr, "--only: one of rr, wrr, lc, wlc, maglev, p2c, build\n");
+      return 2;
+    }
     int* target = arg == "--reps" ? &settings.reps : arg == "--batch" ? &settings.batch
                                                    : arg == "--builds" ? &settings.builds
                                                                        : nullptr;
     if (!target || i + 1 >= argc || !parse_int(argv[i + 1], *target)) {
-      std::fprintf(stderr, "usage: %s [--reps N] [--batch N] [--builds N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--batch N] [--builds N] [--only NAME]\n", argv[0]);
       return 2;
     }
     ++i;
@@ -259,15 +282,18 @@ int main(int argc, char** argv) {
   std::printf("fulcrum scheduler micro-benchmark\n");
   std::printf("picks: median/min/max over %d batches of %d picks (after 1 warm-up batch), %zu distinct IPv4 clients\n",
               settings.reps, settings.batch, kClients);
-  std::printf("maglev build: median/min/max over %d builds, table size %u\n\n", settings.builds, kTableSize);
+  std::printf("maglev build: median/min/max over %d builds, table size %u\n", settings.builds, kTableSize);
+  std::printf("load average at start: %s\n\n", load_average().c_str());
 
   uint64_t misses = 0;
   std::vector<PickRow> rows;
   const char* algorithms[] = {"rr", "wrr", "lc", "wlc", "maglev", "p2c"};
   for (const char* algorithm : algorithms) {
+    if (!selected(settings, algorithm)) continue;
     for (uint32_t count : kServerCounts) rows.push_back(bench_single(settings, algorithm, count, clients, misses));
   }
   for (const char* algorithm : {"rr", "wrr"}) {
+    if (!selected(settings, algorithm)) continue;
     for (uint32_t count : kServerCounts) {
       for (auto& row : bench_two_threads(settings, algorithm, count, clients, misses)) rows.push_back(std::move(row));
     }
@@ -281,7 +307,9 @@ int main(int argc, char** argv) {
   std::printf("(threads \"2 (tN)\": ns per pick seen by thread N while both pick from one scheduler)\n\n");
 
   std::vector<BuildRow> builds;
-  for (uint32_t count : kServerCounts) builds.push_back(bench_maglev_build(settings, count));
+  if (selected(settings, "build")) {
+    for (uint32_t count : kServerCounts) builds.push_back(bench_maglev_build(settings, count));
+  }
   std::printf("%-14s %8s %12s %10s %10s\n", "maglev build", "servers", "median ms", "min ms", "max ms");
   for (const auto& build : builds) {
     std::printf("%-14s %8u %12.3f %10.3f %10.3f\n", "", build.servers, build.ms.median, build.ms.min, build.ms.max);
@@ -311,5 +339,6 @@ int main(int argc, char** argv) {
     std::printf("  maglev  build <= %5.0f ms : %10.3f ms  %s\n", 10.0, build.ms.median,
                 build.ms.median <= 10.0 ? "meets" : "misses");
   }
+  std::printf("load average at end: %s\n", load_average().c_str());
   return 0;
 }
