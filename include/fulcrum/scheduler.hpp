@@ -61,16 +61,29 @@ struct SchedulerOptions {
 // into this vector). Backup servers are only picked while no primary is up.
 std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers);
 
-// True when `server` may take a new session: up, weight > 0, below its
-// max_connections.
-bool is_usable(const SchedServer& server);
 // True when the server counts as up for the primary/backup decision: status
 // up and configured weight > 0 (HAProxy's rule: a drained server is not up).
-bool is_up(const SchedServer& server);
+inline bool is_up(const SchedServer& server) {
+  return server.weight > 0 && server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+}
+
+// True when `server` may take a new session: up, weight > 0, below its
+// max_connections. Inline: schedulers call it for every server they look at.
+inline bool is_usable(const SchedServer& server) {
+  if (!is_up(server)) return false;
+  return server.max_connections == 0 ||
+         server.state->active.load(std::memory_order_relaxed) < server.max_connections;
+}
+
+// The weight in force during slow start (see effective_weight()).
+uint32_t ramped_weight(const SchedServer& server, SteadyTime now);
 
 // The weight in force: the configured weight, ramped linearly from 1 during
 // slow_start after the server came up.
-uint32_t effective_weight(const SchedServer& server, SteadyTime now);
+inline uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
+  if (server.weight == 0 || server.slow_start.count() == 0) return server.weight;
+  return ramped_weight(server, now);
+}
 // True while any server of `servers` is in its slow start ramp.
 bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now);
 

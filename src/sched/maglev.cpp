@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include "algorithms.hpp"
+#include "cursor.hpp"
 #include "published.hpp"
 
 namespace fulcrum {
@@ -19,6 +20,9 @@ constexpr uint64_t kOffsetSeed = 0x6d61676c65762d6fULL;  // "maglev-o"
 constexpr uint64_t kSkipSeed = 0x6d61676c65762d73ULL;    // "maglev-s"
 constexpr uint64_t kClientSeed = 0x6d61676c65762d63ULL;  // "maglev-c"
 constexpr uint32_t kTableSize = 65537;
+// Slots tried from the client's own before scanning the servers: enough to
+// meet another server nearly always (servers' slots are spread evenly).
+constexpr size_t kLookupWalk = 128;
 
 }  // namespace
 
@@ -121,20 +125,14 @@ class Maglev final : public Scheduler {
     if (table.empty()) return std::nullopt;
     const size_t size = table.size();
     size_t slot = client_hash(context.client, key_) % size;
-    std::optional<uint32_t> fallback;
-    // Every server owns many slots spread over the table, so a short walk
-    // meets each of them; the bound keeps a pick cheap when none is usable.
-    const size_t bound = std::min<size_t>(size, 64 * servers_.size());
-    for (size_t step = 0; step < bound; ++step, slot = slot + 1 == size ? 0 : slot + 1) {
+    for (size_t step = 0; step < kLookupWalk; ++step, slot = slot + 1 == size ? 0 : slot + 1) {
       const uint32_t index = table[slot];
-      if (!is_usable(servers_[index])) continue;
-      if (index == context.avoid) {
-        fallback = index;
-        continue;
-      }
-      return index;
+      if (is_usable(servers_[index]) && index != context.avoid) return index;
     }
-    return fallback;
+    // Rare: the walk met only unusable servers (or the one to avoid). A scan
+    // of the servers, from the client's slot so still deterministic, settles
+    // it in O(servers), the avoided server last.
+    return scan_usable(servers_, slot, context.avoid);
   }
 
   // Rebuilt from the servers that are up, with their weights in force: a

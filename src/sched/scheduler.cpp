@@ -30,16 +30,6 @@ bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_
   return true;
 }
 
-bool is_up(const SchedServer& server) {
-  return server.weight > 0 && server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
-}
-
-bool is_usable(const SchedServer& server) {
-  if (!is_up(server)) return false;
-  return server.max_connections == 0 ||
-         server.state->active.load(std::memory_order_relaxed) < server.max_connections;
-}
-
 namespace {
 
 // Time since the server came up, or nullopt when it has been up since
@@ -52,8 +42,7 @@ std::optional<std::chrono::nanoseconds> time_up(const SchedServer& server, Stead
 
 }  // namespace
 
-uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
-  if (server.weight == 0 || server.slow_start.count() == 0) return server.weight;
+uint32_t ramped_weight(const SchedServer& server, SteadyTime now) {
   const auto up = time_up(server, now);
   if (!up || *up >= server.slow_start) return server.weight;
   if (up->count() <= 0) return 1;

@@ -1,6 +1,6 @@
 // Smooth weighted round robin. nginx computes the order pick by pick under a
 // lock; here a whole cycle is computed off the hot path (at start-up and on
-// each weight change, slow start included) and workers walk it with one
+// each weight or state change, slow start included) and workers walk it with one
 // shared atomic cursor, so picking takes no lock and the split is exact
 // across workers.
 #include <atomic>
@@ -61,8 +61,13 @@ class WeightedRoundRobin final : public Scheduler {
 
  private:
   std::shared_ptr<const std::vector<uint32_t>> build(SteadyTime now) {
+    // Servers that are not up leave the cycle until they return: picks then
+    // only pass over servers that are momentarily full.
     std::vector<uint32_t> weights;
-    for (const auto& s : servers_) weights.push_back(effective_weight(s, now));
+    for (const auto& s : servers_) {
+      const bool up = s.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+      weights.push_back(up ? effective_weight(s, now) : 0);
+    }
     current_ = std::make_shared<const std::vector<uint32_t>>(smooth_wrr_sequence(weights));
     return current_;
   }

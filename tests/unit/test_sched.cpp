@@ -500,3 +500,19 @@ TEST_CASE("ServerState::set_status reports changes and marks the moment a server
   CHECK(state.set_status(ServerStatus::up, now));
   CHECK(state.up_since_ns.load() != 0);
 }
+
+TEST_CASE("every scheduler: with all servers full, picks fail; the last free one is found") {
+  for (auto kind : {SchedulerKind::rr, SchedulerKind::wrr, SchedulerKind::lc, SchedulerKind::wlc,
+                    SchedulerKind::maglev, SchedulerKind::p2c}) {
+    CAPTURE(to_string(kind));
+    Pool pool;
+    for (int i = 0; i < 200; ++i) {
+      pool.add("s" + std::to_string(i), static_cast<uint32_t>(1 + i % 10)).max_connections = 1;
+    }
+    auto scheduler = pool.make(kind);
+    for (auto& state : pool.states) state.active = 1;
+    CHECK_FALSE(pick(*scheduler));
+    pool.states[137].active = 0;  // one slot frees up, on a light server deep in the cycle
+    for (int i = 0; i < 5; ++i) CHECK(pick(*scheduler, ipv4("10.9.0." + std::to_string(i))) == 137u);
+  }
+}
