@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fulcrum/event.hpp"
+#include "fulcrum/health.hpp"
 #include "fulcrum/limits.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/snapshot.hpp"
@@ -77,6 +78,7 @@ class Daemon {
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
+  std::unique_ptr<HealthChecker> health_;
   std::vector<bool> ramping_;  // per service: some server was in slow start at the last tick
   std::atomic<unsigned> workers_exited_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -143,6 +145,9 @@ int Daemon::run() {
   slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   ramping_.assign(snapshot_->services.size(), false);
+  health_ = std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
+    service.scheduler->rebuild(std::chrono::steady_clock::now());
+  });
 
   for (unsigned w = 0; w < worker_count_; ++w) {
     auto worker = std::make_unique<Worker>(w, *admission_, [this] {
@@ -150,6 +155,7 @@ int Daemon::run() {
       event_active(worker_exit_event_.get(), EV_READ, 0);
     });
     worker->set_snapshot(snapshot_);
+    worker->set_passive_failure_notifier([this] { health_->notify_passive_failure(); });
     for (auto& pending : listeners_) {
       worker->add_listener(*pending.service, pending.address, std::move(pending.per_worker[w]));
     }
@@ -168,6 +174,7 @@ int Daemon::run() {
     }
   });
   for (auto& worker : workers_) worker->start();
+  health_->start();
 
   for (const auto& service : snapshot_->services) {
     for (const auto& address : service.config->listen) {
@@ -187,6 +194,7 @@ int Daemon::run() {
   for (auto& worker : workers_) worker->join();
   admission_->set_waker(nullptr);
   workers_.clear();
+  health_.reset();
   log_info("stopped");
   return kExitOk;
 }

@@ -23,6 +23,14 @@ struct alignas(64) ServerState {
   // When the server last came up (steady clock, ns since its epoch); 0 when it
   // has been up since start-up. Slow start ramps its weight from this moment.
   std::atomic<int64_t> up_since_ns{0};
+  // When the status last changed (steady clock ns; 0 = never since start-up).
+  std::atomic<int64_t> last_change_ns{0};
+  // Failed health checks, active and passive, since start-up.
+  std::atomic<uint64_t> checks_failed{0};
+  // Failed connects of real sessions not yet counted by the health checker
+  // (written by workers, drained by the main thread), and the last error.
+  std::atomic<uint32_t> passive_failures{0};
+  std::atomic<int> passive_error{0};
 
   // Sets the status; a change to up from any other status starts slow start.
   // Returns true when the status changed. Main thread.

@@ -105,6 +105,7 @@ class Session {
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
   static void on_s2c_cb(evutil_socket_t, short, void* arg);
   static void on_idle_cb(evutil_socket_t, short, void* arg);
+  static void on_lifetime_cb(evutil_socket_t, short, void* arg);
 
   // Gives the admitted session slot back when the session is gone.
   struct AdmissionSlot {
@@ -139,6 +140,7 @@ class Session {
   EventPtr server_write_;
   EventPtr connect_event_;
   EventPtr idle_timer_;
+  EventPtr lifetime_timer_;
 };
 
 }  // namespace fulcrum

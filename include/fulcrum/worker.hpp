@@ -30,6 +30,9 @@ class Worker {
 
   // Before start(), from the main thread.
   void set_snapshot(std::shared_ptr<const Snapshot> snapshot) { snapshot_ = std::move(snapshot); }
+  // Called (from this worker's thread) after a session's connect failed on a
+  // health-checked service: wakes the health checker on the main thread.
+  void set_passive_failure_notifier(std::function<void()> notify) { notify_passive_failure_ = std::move(notify); }
   void add_listener(const ServiceRuntime& service, const SocketAddress& address, Fd fd);
   void start();
   void join();
@@ -50,6 +53,9 @@ class Worker {
   // descriptors; releases anywhere wake this worker while one is paused.
   void listener_paused();
   void listener_resumed();
+  void notify_passive_failure() {
+    if (notify_passive_failure_) notify_passive_failure_();
+  }
   // Takes ownership of a new session and starts it.
   void start_session(std::unique_ptr<Session> session);
   // A session ended: it is destroyed once the current callback returns.
@@ -65,6 +71,7 @@ class Worker {
   const unsigned index_;
   Admission& admission_;
   std::function<void()> on_exit_;
+  std::function<void()> notify_passive_failure_;
   EventBasePtr base_;
   EventPtr wake_event_;
   EventPtr reap_event_;  // destroys finished sessions outside their callbacks

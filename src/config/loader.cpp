@@ -747,12 +747,6 @@ void Loader::reject_unsupported(const Mapping& m) {
     const Entry* entry = scalar(key);
     return entry && is_one_of(entry->value.Scalar(), values) ? entry : nullptr;
   };
-  const auto nonzero_duration = [&scalar](std::string_view key) -> const Entry* {
-    const Entry* entry = scalar(key);
-    if (!entry) return nullptr;
-    const std::optional<Duration> value = parse_duration(entry->value.Scalar());
-    return value && value->count() != 0 ? entry : nullptr;
-  };
 
   switch (m.section()) {
     case Section::top:
@@ -772,10 +766,6 @@ void Loader::reject_unsupported(const Mapping& m) {
       }
       if (const Entry* e = one_of("accept_proxy_protocol", {"true"})) {
         not_supported(e->value, "accept_proxy_protocol");
-      }
-      if (const Entry* e = nonzero_duration("max_lifetime")) not_supported(e->value, "max_lifetime");
-      if (const Entry* e = m.find("health_check"); e && e->value.IsMap()) {
-        not_supported(e->key, "health_check");
       }
       break;
     case Section::server:

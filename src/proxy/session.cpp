@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "fulcrum/log.hpp"
+#include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/worker.hpp"
 
@@ -110,6 +111,13 @@ void Session::on_connect_event(short what) {
 void Session::connect_failed(int error) {
   const ServerRuntime& server = service_.servers[*server_index_];
   server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+  if (service_.config->health_check.enabled) {
+    // Passive detection: the health checker counts this as a failed check,
+    // so a dead server leaves rotation even between active checks.
+    server.state->passive_error.store(error, std::memory_order_relaxed);
+    server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
+    worker_.notify_passive_failure();
+  }
   log_warn("connect failed", {{"service", service_.config->name},
                               {"server", server.config->name},
                               {"address", server.config->address.to_string()},
@@ -149,6 +157,16 @@ void Session::start_relay() {
 
   touch();
   add_with_timeout(idle_timer_.get(), service_.config->idle_timeout);
+  if (service_.config->max_lifetime.count() > 0) {
+    // +-10% jitter, so that sessions opened together (a reconnect storm)
+    // do not all end together, and long-lived clients spread over servers
+    // added since they connected.
+    const auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(
+        service_.config->max_lifetime * thread_random_between(0.9, 1.1));
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+    lifetime_timer_.reset(evtimer_new(base, on_lifetime_cb, this));
+    add_with_timeout(lifetime_timer_.get(), std::max(lifetime - age, std::chrono::milliseconds(0)));
+  }
   event_add(client_read_.get(), nullptr);
   event_add(server_read_.get(), nullptr);
 }
@@ -318,6 +336,10 @@ void Session::direction_done(Direction& d) {
 
 void Session::on_idle_cb(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->on_idle_timer(); }
 
+void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->finish(SessionEnd::max_lifetime);
+}
+
 // The timer is armed for the full idle period and re-armed for what remains
 // since the last byte, so moving bytes never touches the timer heap.
 void Session::on_idle_timer() {
@@ -374,6 +396,7 @@ void Session::finish(SessionEnd end) {
   }
   connect_event_.reset();
   idle_timer_.reset();
+  lifetime_timer_.reset();
   client_read_.reset();
   client_write_.reset();
   server_read_.reset();

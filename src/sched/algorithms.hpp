@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "fulcrum/random.hpp"
 #include "fulcrum/scheduler.hpp"
 
 namespace fulcrum {
@@ -18,9 +19,6 @@ std::unique_ptr<Scheduler> make_lc_scheduler(std::vector<SchedServer> servers, b
 std::unique_ptr<Scheduler> make_maglev_scheduler(std::vector<SchedServer> servers, HashKey key, unsigned workers);
 std::unique_ptr<Scheduler> make_p2c_scheduler(std::vector<SchedServer> servers);
 
-// Tie-breaking and random choices: a per-thread generator (splitmix64),
-// seeded differently in each thread; no state shared between workers.
-uint64_t thread_random();
 
 // (active + 1) / weight of `a` is below that of `b`, without division.
 inline bool lighter(uint64_t active_a, uint64_t weight_a, uint64_t active_b, uint64_t weight_b) {

@@ -23,6 +23,7 @@ bool ServerState::try_acquire(uint32_t max_connections) {
 bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_point now) {
   const ServerStatus previous = status.exchange(next);
   if (previous == next) return false;
+  last_change_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
   if (next == ServerStatus::up) {
     const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
     up_since_ns.store(ns == 0 ? 1 : ns);

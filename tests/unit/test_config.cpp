@@ -657,12 +657,10 @@ test.yaml:4:1: stats section is not supported yet
 test.yaml:12:19: address_mode "transparent" is not supported yet
 test.yaml:13:21: proxy_protocol "v2" is not supported yet
 test.yaml:14:28: accept_proxy_protocol is not supported yet
-test.yaml:15:19: max_lifetime is not supported yet
-test.yaml:16:5: health_check is not supported yet
 test.yaml:25:21: proxy_protocol "v1" is not supported yet)");
 }
 
-TEST_CASE("health_check values are checked even while it is not supported") {
+TEST_CASE("health_check values are checked") {
   CHECK(errors_of(R"(
 services:
   - name: web
@@ -674,8 +672,7 @@ services:
       fall: 101
       path: /
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:4:5: health_check is not supported yet
-test.yaml:7:13: expected an integer from 1 to 100, got "0"
+)") == R"(test.yaml:7:13: expected an integer from 1 to 100, got "0"
 test.yaml:8:13: expected an integer from 1 to 100, got "101"
 test.yaml:9:7: unknown key "path" in health_check)");
 
@@ -685,8 +682,7 @@ services:
     listen: 127.0.0.1:8080
     health_check: {interval: 1s, timeout: 2s}
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:4:5: health_check is not supported yet
-test.yaml:4:43: health_check timeout (2s) must not be longer than its interval (1s))");
+)") == R"(test.yaml:4:43: health_check timeout (2s) must not be longer than its interval (1s))");
 }
 
 TEST_CASE("an unsupported value in defaults is reported once, where it is written") {
@@ -854,4 +850,29 @@ services:
   CHECK(config.services[2].scheduler == SchedulerKind::wlc);
   CHECK(config.services[3].scheduler == SchedulerKind::p2c);
   CHECK(config.services[3].hash_key == HashKey::source_ip_port);  // inherited, unused by p2c
+}
+
+TEST_CASE("health_check and max_lifetime are read") {
+  const Config config = valid(R"(
+defaults:
+  health_check: {interval: 200ms, timeout: 100ms, rise: 3, fall: 4}
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    max_lifetime: 10m
+    servers: [{address: 127.0.0.1:9001}]
+  - name: off
+    listen: 127.0.0.1:8081
+    health_check: false
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  const HealthCheckConfig& check = config.services.at(0).health_check;
+  CHECK(check.enabled);
+  CHECK(check.interval == 200ms);
+  CHECK(check.timeout == 100ms);
+  CHECK(check.rise == 3);
+  CHECK(check.fall == 4);
+  CHECK(config.services.at(0).max_lifetime == 10min);
+  CHECK_FALSE(config.services.at(1).health_check.enabled);
+  CHECK(config.services.at(1).max_lifetime == 0s);
 }

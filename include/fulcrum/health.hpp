@@ -1,0 +1,66 @@
+// Health checking: the rise/fall state machine, and the active TCP connect
+// checks run on the main thread's loop, which also counts the failed connects
+// of real sessions (passive detection) reported by the workers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fulcrum/event.hpp"
+#include "fulcrum/snapshot.hpp"
+
+namespace fulcrum {
+
+// Consecutive results decide: `fall` failures in a row take an up server
+// down, `rise` successes in a row bring a down server up. A result of the
+// other kind restarts the count.
+class RiseFall {
+ public:
+  RiseFall(uint32_t rise, uint32_t fall, bool up = true) : rise_(rise), fall_(fall), up_(up) {}
+
+  // Records one result; true when it flips the state.
+  bool record(bool success);
+  bool up() const { return up_; }
+  // Results in a row counting towards the next flip.
+  uint32_t streak() const { return streak_; }
+  uint32_t needed() const { return up_ ? fall_ : rise_; }
+
+ private:
+  uint32_t rise_;
+  uint32_t fall_;
+  bool up_;
+  uint32_t streak_ = 0;
+};
+
+class HealthChecker {
+ public:
+  // `on_change` runs (main thread) after a server of `service` changed state,
+  // to rebuild the service's scheduler.
+  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
+                std::function<void(const ServiceRuntime& service)> on_change);
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  // Starts the active checks (first ones spread over one interval).
+  void start();
+  // Thread safe: a worker saw a failed connect (counted in the server's
+  // ServerState::passive_failures); the main thread accounts it soon.
+  void notify_passive_failure();
+
+ private:
+  class Check;
+  void on_passive();
+  static void on_passive_cb(evutil_socket_t, short, void* arg);
+
+  event_base* base_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::function<void(const ServiceRuntime&)> on_change_;
+  std::vector<std::unique_ptr<Check>> checks_;
+  EventPtr passive_event_;
+};
+
+}  // namespace fulcrum

@@ -1,0 +1,131 @@
+#include <cerrno>
+#include <cctype>
+
+#include "fulcrum/health.hpp"
+#include "fulcrum/log.hpp"
+#include "fulcrum/random.hpp"
+#include "fulcrum/socket.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+std::string failure_reason(int error) {
+  if (error == ECONNREFUSED) return "connect refused";
+  if (error == ETIMEDOUT) return "connect timeout";
+  std::string text = errno_string(error);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+}  // namespace
+
+// The checks of one server of one service: a TCP connect every interval
+// (jittered +-10% so that checks of many servers drift apart), each given
+// `timeout` to complete, fed with passive results into the rise/fall machine.
+class HealthChecker::Check {
+ public:
+  Check(HealthChecker& owner, const ServiceRuntime& service, const ServerRuntime& server)
+      : owner_(owner),
+        service_(service),
+        server_(server),
+        config_(service.config->health_check),
+        machine_(config_.rise, config_.fall, server.state->status.load() != ServerStatus::down) {
+    timer_.reset(evtimer_new(owner_.base_, on_timer_cb, this));
+  }
+
+  // The first check comes at a random point of the first interval.
+  void start() { schedule(Duration(static_cast<int64_t>(thread_random_between(0, 1) * config_.interval.count()))); }
+
+  // Failed connects of sessions since the last look, each a failed check.
+  void drain_passive() {
+    uint32_t failures = server_.state->passive_failures.exchange(0);
+    const int error = server_.state->passive_error.load();
+    while (failures-- > 0) record(false, error, "passive");
+  }
+
+ private:
+  static void on_timer_cb(evutil_socket_t, short, void* arg) { static_cast<Check*>(arg)->run(); }
+  static void on_connect_cb(evutil_socket_t, short what, void* arg) { static_cast<Check*>(arg)->connected(what); }
+
+  void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
+
+  void run() {
+    const SocketAddress* source = service_.config->source ? &*service_.config->source : nullptr;
+    if (int error = start_connect(server_.config->address, source, socket_); error != 0) {
+      finish(error);
+      return;
+    }
+    connect_event_.reset(event_new(owner_.base_, socket_.get(), EV_WRITE, on_connect_cb, this));
+    add_with_timeout(connect_event_.get(), config_.timeout);
+  }
+
+  void connected(short what) {
+    finish((what & EV_TIMEOUT) ? ETIMEDOUT : pending_socket_error(socket_.get()));
+  }
+
+  void finish(int error) {
+    connect_event_.reset();
+    socket_.reset();
+    record(error == 0, error, "active");
+    const double jitter = thread_random_between(0.9, 1.1);
+    schedule(Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));
+  }
+
+  void record(bool success, int error, const char* kind) {
+    if (!success) server_.state->checks_failed.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t streak = machine_.streak() + 1;
+    const uint32_t needed = machine_.needed();
+    if (!machine_.record(success)) return;
+    const auto now = std::chrono::steady_clock::now();
+    const bool up = machine_.up();
+    server_.state->set_status(up ? ServerStatus::up : ServerStatus::down, now);
+    const std::string reason = up ? "check passed" : failure_reason(error);
+    const std::string message = "server " + service_.config->name + "/" + server_.config->name +
+                                (up ? " up: " : " down: ") + reason + " (" + std::to_string(streak) + "/" +
+                                std::to_string(needed) + ")";
+    Log::write(up ? LogLevel::info : LogLevel::warn, message,
+               {{"service", service_.config->name},
+                {"server", server_.config->name},
+                {"address", server_.config->address.to_string()},
+                {"state", up ? "up" : "down"},
+                {"reason", reason},
+                {"check", kind}});
+    owner_.on_change_(service_);
+  }
+
+  HealthChecker& owner_;
+  const ServiceRuntime& service_;
+  const ServerRuntime& server_;
+  const HealthCheckConfig& config_;
+  RiseFall machine_;
+  Fd socket_;
+  EventPtr timer_;
+  EventPtr connect_event_;
+};
+
+HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
+                             std::function<void(const ServiceRuntime&)> on_change)
+    : base_(base), snapshot_(std::move(snapshot)), on_change_(std::move(on_change)) {
+  passive_event_.reset(event_new(base_, -1, 0, on_passive_cb, this));
+  for (const auto& service : snapshot_->services) {
+    if (!service.config->health_check.enabled) continue;
+    for (const auto& server : service.servers) checks_.push_back(std::make_unique<Check>(*this, service, server));
+  }
+}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::start() {
+  for (auto& check : checks_) check->start();
+}
+
+void HealthChecker::notify_passive_failure() { event_active(passive_event_.get(), EV_READ, 0); }
+
+void HealthChecker::on_passive_cb(evutil_socket_t, short, void* arg) { static_cast<HealthChecker*>(arg)->on_passive(); }
+
+void HealthChecker::on_passive() {
+  for (auto& check : checks_) check->drain_passive();
+}
+
+}  // namespace fulcrum
