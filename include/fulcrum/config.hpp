@@ -68,9 +68,17 @@ struct GlobalConfig {
   bool access_log = true;
 };
 
+// The stats HTTP endpoint (SPEC.md "Stats endpoint"); absent = disabled.
+struct StatsConfig {
+  bool enabled = false;
+  SocketAddress listen;
+  std::string admin_token_file;  // empty: the write API answers 403
+};
+
 struct Config {
   std::string path;
   GlobalConfig global;
+  StatsConfig stats;
   std::vector<ServiceConfig> services;
 };
 

@@ -69,7 +69,7 @@ std::string_view choice_text(std::span<const Choice<E>> choices, E value) {
 // ---- Sections and their keys ------------------------------------------------
 
 // The mappings of the file, each with its own set of keys.
-enum class Section { top, global, defaults, service, timeouts, health_check, server };
+enum class Section { top, global, stats, defaults, service, timeouts, health_check, server };
 
 bool is_one_of(std::string_view key, std::initializer_list<std::string_view> keys) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
@@ -94,6 +94,8 @@ bool allows(Section section, std::string_view key) {
     case Section::global:
       return is_one_of(key, {"workers", "max_connections", "shutdown_timeout", "user", "group",
                              "log_level", "access_log"});
+    case Section::stats:
+      return is_one_of(key, {"listen", "admin_token_file"});
     case Section::defaults:
       return is_service_setting(key);
     case Section::service:
@@ -114,6 +116,7 @@ std::string_view in_section(Section section) {
   switch (section) {
     case Section::top: return "at top level";
     case Section::global: return "in global";
+    case Section::stats: return "in stats";
     case Section::defaults: return "in defaults";
     case Section::service: return "in service";
     case Section::timeouts: return "in timeouts";
@@ -128,6 +131,7 @@ std::string_view section_name(Section section) {
   switch (section) {
     case Section::top: return "configuration";
     case Section::global: return "global";
+    case Section::stats: return "stats";
     case Section::defaults: return "defaults";
     case Section::service: return "service";
     case Section::timeouts: return "timeouts";
@@ -283,6 +287,7 @@ class Loader {
   // Sections.
   void parse_root(const YAML::Node& root, Config& config);
   void parse_global(const Entry& entry, GlobalConfig& global);
+  void parse_stats(const Entry& entry, StatsConfig& stats);
   void parse_defaults(const Entry& entry, ServiceConfig& defaults);
   void apply_service_settings(const Mapping& mapping, ServiceConfig& service);
   void apply_timeouts(const Entry& entry, ServiceConfig& service);
@@ -499,12 +504,35 @@ void Loader::parse_root(const YAML::Node& root, Config& config) {
   const std::optional<Mapping> top = mapping(item(root), Section::top, true);
   if (!top) return;
   if (const Entry* entry = top->find("global")) parse_global(*entry, config.global);
+  if (const Entry* entry = top->find("stats")) parse_stats(*entry, config.stats);
   ServiceConfig defaults;
   if (const Entry* entry = top->find("defaults")) parse_defaults(*entry, defaults);
   if (const Entry* entry = require(*top, "services")) {
     config.services = parse_services(*entry, defaults);
   }
   reject_unsupported(*top);
+}
+
+// The stats endpoint: one listen address (shared with no service) and an
+// optional token file for the write API.
+void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
+  const std::optional<Mapping> m = mapping(entry, Section::stats, false);
+  if (!m) return;
+  stats.enabled = true;
+  if (const Entry* e = require(*m, "listen")) {
+    if (const std::optional<std::string> value = text(*e)) {
+      AddressParse parsed = parse_address(*value);
+      if (!parsed.error.empty()) {
+        error(e->value, std::move(parsed.error));
+      } else {
+        stats.listen = parsed.addresses.front();
+        const std::string printed = stats.listen.to_string();
+        first_occurrence(listen_addresses_, printed, e->value, "listen address " + printed);
+      }
+    }
+  }
+  if (const Entry* e = m->find("admin_token_file")) assign(stats.admin_token_file, text(*e));
+  reject_unsupported(*m);
 }
 
 void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
@@ -750,7 +778,9 @@ void Loader::reject_unsupported(const Mapping& m) {
 
   switch (m.section()) {
     case Section::top:
-      if (const Entry* e = m.find("stats")) not_supported(e->key, "stats section");
+      break;
+    case Section::stats:
+      if (const Entry* e = scalar("admin_token_file")) not_supported(e->value, "admin_token_file");
       break;
     case Section::global:
       if (const Entry* e = scalar("user")) not_supported(e->value, "user");

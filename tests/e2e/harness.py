@@ -19,6 +19,7 @@ What a test gets from here:
 Standard library only.
 """
 
+import datetime
 import fcntl
 import hashlib
 import json
@@ -313,6 +314,49 @@ def parse_log_line(line):
     return LogRecord(line, m.group('time'), m.group('level'), ' '.join(words), fields)
 
 
+def log_time(record):
+    """A LogRecord's timestamp in seconds since the epoch (the scale of time.time())."""
+    stamp = datetime.datetime.strptime(record.time, '%Y-%m-%dT%H:%M:%S.%fZ')
+    return stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+_TRANSITION = re.compile(r'server (?P<service>[^/ ]+)/(?P<server>\S+) (?P<state>up|down): '
+                         r'(?P<reason>.+) \((?P<streak>\d+)/(?P<needed>\d+)\)')
+
+
+def health_transitions(daemon, service=None, server=None):
+    """The health state changes `daemon` logged, in log order:
+    `server SERVICE/SERVER down: REASON (N/FALL)` (warn) and
+    `server SERVICE/SERVER up: check passed (N/RISE)` (info), each checked
+    against its fields (service, server, address, state, reason, check).
+    Returned as dicts: record, time (log_time), service, server, address,
+    state, reason, streak, needed (ints), check. Only those of `service` and
+    `server` when given."""
+    out = []
+    for r in daemon.logs():
+        m = _TRANSITION.fullmatch(r.message)
+        if not m:
+            continue
+        t = m.groupdict()
+        f = r.fields
+        expect_eq(r.level, 'warn' if t['state'] == 'down' else 'info', f'level of {r.raw}')
+        for key in ('service', 'server', 'state', 'reason'):
+            expect_eq(f.get(key), t[key], f'{key}= of {r.raw}')
+        expect(f.get('check') in ('active', 'passive'), f'check= is not active or passive: {r.raw}')
+        try:
+            parse_address(f.get('address', ''))
+        except ValueError:
+            raise TestFailure(f'address= is not IP:port: {r.raw}')
+        if t['state'] == 'up':
+            expect_eq(t['reason'], 'check passed', f'reason of {r.raw}')
+        t.update(record=r, time=log_time(r), address=f['address'], check=f['check'],
+                 streak=int(t['streak']), needed=int(t['needed']))
+        expect_eq(t['streak'], t['needed'], f'(N/M) of {r.raw}: N consecutive results of M needed')
+        if (service is None or t['service'] == service) and (server is None or t['server'] == server):
+            out.append(t)
+    return out
+
+
 def validate_access_record(record):
     """Checks one `session` line has every access-log field in its form; returns
     its fields as a dict with bytes_in, bytes_out and duration_ms as ints."""
@@ -524,11 +568,13 @@ class Daemon:
 class DemoServer:
     """fulcrum-demo-server NAME ADDRESS: greets with `hello from NAME\\n`, then
     echoes. Built by TestContext.demo_server(). `label` (default NAME) names
-    its output files, so that two demo servers may share a NAME."""
+    its output files, so that two demo servers may share a NAME. `address`
+    (default: a free port on `host`) restarts a server where a killed one
+    listened."""
 
-    def __init__(self, ctx, name, host='127.0.0.1', label=None):
+    def __init__(self, ctx, name, host='127.0.0.1', label=None, address=None):
         self.name = name
-        self.address = free_address(host)
+        self.address = address or free_address(host)
         self.greeting = f'hello from {name}\n'.encode()
         label = label or name
         self.stdout_path = ctx.path(f'demo-{label}.stdout')
@@ -544,6 +590,12 @@ class DemoServer:
             with open(self.stdout_path, 'rb') as f:
                 return ready in f.read().decode('utf-8', 'replace').splitlines()
         wait_until(is_ready, 10, f'demo server line {ready!r}')
+
+    def kill(self):
+        """SIGKILL by PID and reap: its listener and connections vanish at once."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
 
 
 class TcpServer:
@@ -651,8 +703,8 @@ class TestContext:
             d.start()
         return d
 
-    def demo_server(self, name, host='127.0.0.1', label=None):
-        return DemoServer(self, name, host, label)
+    def demo_server(self, name, host='127.0.0.1', label=None, address=None):
+        return DemoServer(self, name, host, label, address)
 
     def tcp_server(self, handler, host='127.0.0.1', name='server', **options):
         server = TcpServer(handler, host, name, **options)
@@ -947,6 +999,124 @@ def run_threads(function, args_list, timeout, what='client'):
     if problems:
         raise TestFailure(f'{len(failed)} of {len(args_list)} {what}s failed:\n' + '\n'.join(problems))
     return results
+
+
+class LoadSession:
+    """One session of a SessionLoad: n (1, 2, ... in start order), thread,
+    start and end (time.monotonic()), server (the greeting's NAME, or None)
+    and error (None when the session went through)."""
+
+    def __init__(self, n, thread, start, end, server, error):
+        self.n, self.thread, self.start, self.end = n, thread, start, end
+        self.server, self.error = server, error
+
+    def __repr__(self):
+        return (f'LoadSession(#{self.n} thread {self.thread} {self.start:.3f}..{self.end:.3f} '
+                f'server={self.server} error={self.error})')
+
+
+def echo_session(address, n, timeout=5):
+    """A short session with a greeting echo server: read the greeting, send a
+    line, read its echo, half-close, expect a clean EOF. Returns (NAME, the
+    client's own address)."""
+    with connect(address, timeout=timeout) as sock:
+        me = local_address(sock)
+        name = read_greeting(sock, f'session {n}: greeting')
+        line = f'load session {n}\n'.encode()
+        sock.sendall(line)
+        expect_eq(recv_exact(sock, len(line), 'echo'), line, f'session {n}: echo')
+        sock.shutdown(socket.SHUT_WR)
+        expect_eof(sock, f'session {n} after its half-close')
+    return name, me
+
+
+class SessionLoad:
+    """Short echo sessions (echo_session) against `address`, one after
+    another in each of `threads` client threads, `gap` seconds apart, until
+    stop() or `max_sessions` in all. Every session is kept in `sessions` (a
+    LoadSession), failures too. pause() waits until no session is in flight
+    and holds new ones back until resume(), so that a server can be killed
+    with no session of the load on it."""
+
+    def __init__(self, address, threads=2, max_sessions=4000, gap=0.005, timeout=5, what='load'):
+        self.address = address
+        self.max_sessions = max_sessions
+        self.gap = gap
+        self.timeout = timeout
+        self.cond = threading.Condition()
+        self.sessions = []
+        self.clients = set()
+        self.started = 0
+        self.in_flight = 0
+        self.paused = False
+        self.stopping = False
+        self._threads = [threading.Thread(target=self._run, args=(k,), name=f'{what}-{k}', daemon=True)
+                         for k in range(threads)]
+
+    def start(self):
+        for th in self._threads:
+            th.start()
+        return self
+
+    def _run(self, k):
+        while True:
+            with self.cond:
+                while self.paused and not self.stopping:
+                    self.cond.wait(0.1)
+                if self.stopping or self.started >= self.max_sessions:
+                    return
+                self.started += 1
+                n = self.started
+                self.in_flight += 1
+            start = time.monotonic()
+            server, error, me = None, None, None
+            try:
+                server, me = echo_session(self.address, n, self.timeout)
+            except Exception as e:
+                error = f'{type(e).__name__}: {e}'
+            end = time.monotonic()
+            with self.cond:
+                self.sessions.append(LoadSession(n, k, start, end, server, error))
+                if me is not None:
+                    self.clients.add(me)
+                self.in_flight -= 1
+                self.cond.notify_all()
+            time.sleep(self.gap)
+
+    def pause(self, timeout=10):
+        with self.cond:
+            self.paused = True
+            deadline = time.monotonic() + timeout
+            while self.in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestFailure(f'{self.in_flight} load sessions still in flight {timeout:g}s after pause()')
+                self.cond.wait(left)
+
+    def resume(self):
+        with self.cond:
+            self.paused = False
+            self.cond.notify_all()
+
+    def snapshot(self):
+        with self.cond:
+            return list(self.sessions)
+
+    def stop(self, timeout=15):
+        """Stops the threads (each finishes its session); fails if the load ran
+        out of sessions before (so the phases were not covered) or a thread
+        hangs. Returns every session in start order."""
+        with self.cond:
+            exhausted = self.started >= self.max_sessions
+            self.stopping = True
+            self.cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for th in self._threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        hung = [th.name for th in self._threads if th.is_alive()]
+        expect(not hung, f'load threads still running {timeout:g}s after stop(): {hung}')
+        expect(not exhausted, f'the load ran out of sessions ({self.max_sessions}) before the test ended')
+        return sorted(self.sessions, key=lambda s: s.n)
 
 
 def log_stream(message):
