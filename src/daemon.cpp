@@ -14,6 +14,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/snapshot.hpp"
 #include "fulcrum/socket.hpp"
+#include "fulcrum/stats.hpp"
 #include "fulcrum/worker.hpp"
 
 namespace fulcrum {
@@ -79,10 +80,13 @@ class Daemon {
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
   std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<StatsServer> stats_;
   std::vector<bool> ramping_;  // per service: some server was in slow start at the last tick
   std::atomic<unsigned> workers_exited_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopping_ = false;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
 };
 
 bool Daemon::open_listeners() {
@@ -145,6 +149,15 @@ int Daemon::run() {
   slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   ramping_.assign(snapshot_->services.size(), false);
+  if (snapshot_->config.stats.enabled) {
+    stats_ = std::make_unique<StatsServer>(base_.get(), StatsContext{snapshot_, started_, started_wall_});
+    if (int error = stats_->listen(snapshot_->config.stats.listen); error != 0) {
+      log_error("cannot listen", {{"service", "stats"},
+                                  {"address", snapshot_->config.stats.listen.to_string()},
+                                  {"error", errno_string(error)}});
+      return kExitStartup;
+    }
+  }
   health_ = std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
     service.scheduler->rebuild(std::chrono::steady_clock::now());
   });
@@ -181,6 +194,7 @@ int Daemon::run() {
       log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
     }
   }
+  if (stats_) log_info("stats listening", {{"address", snapshot_->config.stats.listen.to_string()}});
   log_info("started", {{"version", FULCRUM_VERSION},
                        {"config", config_path},
                        {"workers", worker_count_},
@@ -195,6 +209,7 @@ int Daemon::run() {
   admission_->set_waker(nullptr);
   workers_.clear();
   health_.reset();
+  stats_.reset();
   log_info("stopped");
   return kExitOk;
 }

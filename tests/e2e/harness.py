@@ -720,6 +720,11 @@ class TestContext:
         self._sockets.append(s)
         return format_address(host, s.getsockname()[1])
 
+    def own_socket(self, sock):
+        """Closes `sock` at cleanup; returns it."""
+        self._sockets.append(sock)
+        return sock
+
     def check_servers(self):
         for server in self._servers:
             server.check()

@@ -1,0 +1,59 @@
+// The stats endpoint (SPEC.md "Stats endpoint"): an HTTP server on the main
+// thread's loop, built on libevent's evhttp, that reads the live state of the
+// running snapshot. It never touches the workers: slow or hostile stats
+// clients cannot delay proxying.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "fulcrum/event.hpp"
+#include "fulcrum/snapshot.hpp"
+
+struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
+
+namespace fulcrum {
+
+// What the renderers need besides the snapshot.
+struct StatsContext {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::chrono::steady_clock::time_point started;
+  std::chrono::system_clock::time_point started_wall;
+};
+
+// GET /stats: the JSON document of SPEC.md.
+std::string render_stats_json(const StatsContext& context);
+// GET /metrics: Prometheus text exposition format 0.0.4.
+std::string render_metrics(const StatsContext& context);
+
+class StatsServer {
+ public:
+  StatsServer(event_base* base, StatsContext context);
+  ~StatsServer();
+  StatsServer(const StatsServer&) = delete;
+  StatsServer& operator=(const StatsServer&) = delete;
+
+  // Binds `address`; returns errno (0 on success).
+  int listen(const SocketAddress& address);
+
+ private:
+  void handle(evhttp_request* request);
+  void track(evhttp_connection* connection);
+  void untrack(evhttp_connection* connection);
+  void update_accepting();
+  static void on_request_cb(evhttp_request* request, void* arg);
+  static void on_close_cb(evhttp_connection* connection, void* arg);
+
+  StatsContext context_;
+  evhttp* http_ = nullptr;
+  struct evhttp_bound_socket* bound_ = nullptr;
+  std::set<evhttp_connection*> connections_;
+  bool accepting_ = true;
+};
+
+}  // namespace fulcrum

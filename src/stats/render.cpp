@@ -1,0 +1,294 @@
+// Rendering of /stats (JSON) and /metrics (Prometheus text) from the live
+// state. Counters are read with relaxed loads: each value is exact, the
+// document as a whole is a near-instant view, and counters never go back.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "fulcrum/limits.hpp"
+#include "fulcrum/stats.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buffer[8];
+          std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+          out += buffer;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point at) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(at);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buffer;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point since, std::chrono::steady_clock::time_point now) {
+  return std::chrono::duration<double>(now - since).count();
+}
+
+// up, down, drain or maint as the stats show it: a server configured with
+// weight 0 is draining.
+std::string_view state_name(const ServerRuntime& server) {
+  const ServerStatus status = server.state->status.load(std::memory_order_relaxed);
+  switch (status) {
+    case ServerStatus::up: return server.config->weight == 0 ? "drain" : "up";
+    case ServerStatus::down: return "down";
+    case ServerStatus::drain: return "drain";
+    case ServerStatus::maint: return "maint";
+  }
+  return "down";
+}
+
+double last_change_seconds(const ServerRuntime& server, const StatsContext& context,
+                           std::chrono::steady_clock::time_point now) {
+  const int64_t ns = server.state->last_change_ns.load(std::memory_order_relaxed);
+  const auto since = ns == 0 ? context.started
+                             : std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+  return seconds_since(since, now);
+}
+
+std::string number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3f", value);
+  return buffer;
+}
+
+template <typename T>
+std::string load(const std::atomic<T>& value) {
+  return std::to_string(value.load(std::memory_order_relaxed));
+}
+
+struct ProcessFigures {
+  int64_t open_fds = 0;
+  int64_t max_fds = 0;
+  int64_t resident_bytes = 0;
+  double cpu_seconds = 0;
+};
+
+ProcessFigures process_figures() {
+  ProcessFigures figures;
+  figures.open_fds = count_open_fds();
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    long pages_total = 0;
+    long pages_resident = 0;
+    if (std::fscanf(f, "%ld %ld", &pages_total, &pages_resident) == 2) {
+      figures.resident_bytes = pages_resident * sysconf(_SC_PAGESIZE);
+    }
+    std::fclose(f);
+  }
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    figures.cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) figures.max_fds = static_cast<int64_t>(limit.rlim_cur);
+  return figures;
+}
+
+}  // namespace
+
+std::string render_stats_json(const StatsContext& context) {
+  const auto now = std::chrono::steady_clock::now();
+  const Snapshot& snapshot = *context.snapshot;
+  std::string out;
+  out.reserve(4096);
+  out += "{\"version\":" + json_string(FULCRUM_VERSION);
+  out += ",\"uptime_seconds\":" + number(seconds_since(context.started, now));
+  out += ",\"config\":{\"generation\":" + std::to_string(snapshot.generation);
+  out += ",\"last_reload\":{\"ok\":true,\"at\":" + json_string(rfc3339(context.started_wall)) + ",\"error\":null}}";
+  out += ",\"services\":[";
+  bool first_service = true;
+  for (const ServiceRuntime& service : snapshot.services) {
+    if (!first_service) out += ',';
+    first_service = false;
+    const ServiceState& s = *service.state;
+    out += "{\"name\":" + json_string(service.config->name) + ",\"listen\":[";
+    for (size_t i = 0; i < service.config->listen.size(); ++i) {
+      if (i > 0) out += ',';
+      out += json_string(service.config->listen[i].to_string());
+    }
+    out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
+    out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +
+           ",\"rejected\":" + load(s.rejected) + "}";
+    out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
+    out += ",\"servers\":[";
+    bool first_server = true;
+    for (const ServerRuntime& server : service.servers) {
+      if (!first_server) out += ',';
+      first_server = false;
+      const ServerState& st = *server.state;
+      out += "{\"name\":" + json_string(server.config->name);
+      out += ",\"address\":" + json_string(server.config->address.to_string());
+      out += ",\"state\":" + json_string(state_name(server));
+      out += ",\"weight\":" + std::to_string(server.config->weight);
+      out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
+      out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
+             ",\"max\":" + std::to_string(server.config->max_connections) + "}";
+      out += ",\"connect_failures\":" + load(st.connect_failures);
+      out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
+      out += ",\"health\":{\"enabled\":" + std::string(service.config->health_check.enabled ? "true" : "false") +
+             ",\"checks_failed\":" + load(st.checks_failed) +
+             ",\"last_change_seconds\":" + number(last_change_seconds(server, context, now)) + "}}";
+    }
+    out += "]}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+std::string render_metrics(const StatsContext& context) {
+  const Snapshot& snapshot = *context.snapshot;
+  std::string out;
+  out.reserve(8192);
+  const auto family = [&out](std::string_view name, std::string_view type, std::string_view help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  };
+  const auto sample = [&out](std::string_view name, const std::string& labels, const std::string& value) {
+    out += name;
+    if (!labels.empty()) out += "{" + labels + "}";
+    out += ' ';
+    out += value;
+    out += '\n';
+  };
+  const auto service_label = [](const ServiceRuntime& service) {
+    return "service=\"" + label_value(service.config->name) + "\"";
+  };
+  const auto server_label = [&service_label](const ServiceRuntime& service, const ServerRuntime& server) {
+    return service_label(service) + ",server=\"" + label_value(server.config->name) + "\"";
+  };
+
+  family("fulcrum_build_info", "gauge", "Build information; the value is always 1.");
+  sample("fulcrum_build_info", "version=\"" + label_value(FULCRUM_VERSION) + "\"", "1");
+  family("fulcrum_config_generation", "gauge", "Configuration generation: 1 at start, +1 per successful reload.");
+  sample("fulcrum_config_generation", "", std::to_string(snapshot.generation));
+  family("fulcrum_config_reloads_total", "counter", "Configuration reloads by result.");
+  sample("fulcrum_config_reloads_total", "result=\"success\"", "0");
+  sample("fulcrum_config_reloads_total", "result=\"failure\"", "0");
+
+  struct ServiceMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    const std::atomic<uint64_t> ServiceState::*field;
+  };
+  const ServiceMetric service_metrics[] = {
+      {"fulcrum_service_sessions_active", "gauge", "Sessions of the service open now.", &ServiceState::active},
+      {"fulcrum_service_sessions_total", "counter", "Sessions accepted by the service.", &ServiceState::total},
+      {"fulcrum_service_sessions_rejected_total", "counter",
+       "Sessions closed without reaching a server (no server, every connect failed).", &ServiceState::rejected},
+      {"fulcrum_service_bytes_in_total", "counter", "Bytes from clients delivered to servers.", &ServiceState::bytes_in},
+      {"fulcrum_service_bytes_out_total", "counter", "Bytes from servers delivered to clients.",
+       &ServiceState::bytes_out},
+  };
+  for (const auto& metric : service_metrics) {
+    family(metric.name, metric.type, metric.help);
+    for (const ServiceRuntime& service : snapshot.services) {
+      sample(metric.name, service_label(service), load((*service.state).*metric.field));
+    }
+  }
+
+  family("fulcrum_server_up", "gauge", "1 when the server is up (health), else 0.");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      const bool up = server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+      sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
+    }
+  }
+  family("fulcrum_server_weight", "gauge", "Configured weight of the server (0 = drain).");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      sample("fulcrum_server_weight", server_label(service, server), std::to_string(server.config->weight));
+    }
+  }
+  family("fulcrum_server_sessions_active", "gauge", "Sessions open on the server now.");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      sample("fulcrum_server_sessions_active", server_label(service, server), load(server.state->active));
+    }
+  }
+  struct ServerMetric {
+    const char* name;
+    const char* help;
+    const std::atomic<uint64_t> ServerState::*field;
+  };
+  const ServerMetric server_metrics[] = {
+      {"fulcrum_server_sessions_total", "Sessions sent to the server.", &ServerState::total},
+      {"fulcrum_server_connect_failures_total", "Failed connect attempts to the server, retried ones included.",
+       &ServerState::connect_failures},
+      {"fulcrum_server_bytes_in_total", "Bytes from clients delivered to the server.", &ServerState::bytes_in},
+      {"fulcrum_server_bytes_out_total", "Bytes from the server delivered to clients.", &ServerState::bytes_out},
+      {"fulcrum_server_health_checks_failed_total", "Failed health checks, active and passive.",
+       &ServerState::checks_failed},
+  };
+  for (const auto& metric : server_metrics) {
+    family(metric.name, "counter", metric.help);
+    for (const ServiceRuntime& service : snapshot.services) {
+      for (const ServerRuntime& server : service.servers) {
+        sample(metric.name, server_label(service, server), load((*server.state).*metric.field));
+      }
+    }
+  }
+
+  const ProcessFigures process = process_figures();
+  family("process_open_fds", "gauge", "Number of open file descriptors.");
+  sample("process_open_fds", "", std::to_string(process.open_fds));
+  family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+  sample("process_max_fds", "", std::to_string(process.max_fds));
+  family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  sample("process_resident_memory_bytes", "", std::to_string(process.resident_bytes));
+  family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+  sample("process_cpu_seconds_total", "", number(process.cpu_seconds));
+  family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.");
+  sample("process_start_time_seconds", "",
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(context.started_wall.time_since_epoch()).count()));
+  return out;
+}
+
+}  // namespace fulcrum
