@@ -13,15 +13,23 @@ What a test gets from here:
     whose exceptions fail the test.
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
   - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
+  - the stats endpoint: http_request, http_get, get_stats (JSON) and
+    get_metrics (a parsed Prometheus text exposition, Metrics).
   - greeting servers for the scheduler tests: read_greeting, greeted_session,
     open_greeted, finish_session, greeting_holder (a TcpServer handler that
     greets and holds).
+  - health checks: health_transitions (the `server S/N up|down: ...` lines,
+    checked for form), log_time; echo_session and SessionLoad (client
+    threads running short echo sessions throughout a test, pausable so that
+    a server can be killed with no session on it); DemoServer.kill() and
+    demo_server(address=...) to restart one on the same port.
 Standard library only.
 """
 
 import datetime
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -233,6 +241,13 @@ def listen_addresses(config):
         listen = service.get('listen', [])
         out.extend([listen] if isinstance(listen, str) else listen)
     return out
+
+
+def stats_listen_address(config):
+    """The stats endpoint's listen address of a config dict, as written, or
+    None when the config has no stats section."""
+    stats = config.get('stats')
+    return stats.get('listen') if isinstance(stats, dict) else None
 
 
 # --------------------------------------------------------------------------
@@ -450,18 +465,27 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout=20):
-        """Waits for one `listening` line per listen address of the config."""
+        """Waits for one `listening` line per listen address of the config,
+        and for `stats listening` when the config has a stats section."""
         expected = {parse_address(a) for a in listen_addresses(self.config)}
+        stats = stats_listen_address(self.config)
+        if stats is not None:
+            expected_stats = parse_address(stats)
 
         def listening():
             seen = set()
+            stats_seen = stats is None
             for r in self.logs():
-                if r.message == 'listening' and 'address' in r.fields:
+                if r.message in ('listening', 'stats listening') and 'address' in r.fields:
                     try:
-                        seen.add(parse_address(r.fields['address']))
+                        address = parse_address(r.fields['address'])
                     except ValueError:
-                        pass
-            return expected <= seen
+                        continue
+                    if r.message == 'listening':
+                        seen.add(address)
+                    elif address == expected_stats:
+                        stats_seen = True
+            return expected <= seen and stats_seen
 
         deadline = time.monotonic() + timeout
         while not listening():
@@ -469,7 +493,8 @@ class Daemon:
                 raise TestFailure(f'{self.name} exited with {self.proc.returncode} before listening:\n'
                                   + self.stderr_tail())
             if time.monotonic() > deadline:
-                raise TestFailure(f'{self.name} not listening on all of {sorted(expected)} after {timeout}s:\n'
+                also = f' and stats on {stats}' if stats is not None else ''
+                raise TestFailure(f'{self.name} not listening on all of {sorted(expected)}{also} after {timeout}s:\n'
                                   + self.stderr_tail())
             time.sleep(0.02)
 
@@ -721,7 +746,7 @@ class TestContext:
         return format_address(host, s.getsockname()[1])
 
     def own_socket(self, sock):
-        """Closes `sock` at cleanup; returns it."""
+        """Closes `sock` (anything with a close()) at cleanup; returns it."""
         self._sockets.append(sock)
         return sock
 
@@ -757,6 +782,116 @@ def kill_processes(processes):
             proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+
+# --------------------------------------------------------------------------
+# Stats endpoint: HTTP requests and the Prometheus text format
+
+
+class HttpReply:
+    """One HTTP response: status (int), reason, headers (an
+    http.client.HTTPMessage: case-insensitive get()), body (bytes)."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    def __repr__(self):
+        return f'HttpReply({self.status} {self.reason}, {len(self.body)} bytes)'
+
+
+def http_request(address, method, path, body=None, headers=None, timeout=10):
+    """One request on its own connection to 'IP:PORT' / '[IPv6]:PORT';
+    returns an HttpReply with the whole body. Connection errors propagate."""
+    host, port = parse_address(address)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return HttpReply(response.status, response.reason, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+def http_get(address, path, timeout=10):
+    return http_request(address, 'GET', path, timeout=timeout)
+
+
+def get_ok(address, path, content_type, timeout=10):
+    """GET that must answer 200 with this Content-Type; returns the body as text."""
+    reply = http_get(address, path, timeout)
+    expect_eq(reply.status, 200, f'status of GET {path}')
+    expect_eq(reply.headers.get('Content-Type'), content_type, f'Content-Type of GET {path}')
+    return reply.body.decode('utf-8')
+
+
+def get_stats(address, timeout=10):
+    """GET /stats, parsed as JSON."""
+    text = get_ok(address, '/stats', 'application/json', timeout)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise TestFailure(f'GET /stats is not JSON ({e}): {text[:500]!r}')
+
+
+METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
+_METRIC_NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+_SAMPLE_LINE = re.compile(rf'(?P<name>{_METRIC_NAME})(?:\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)')
+_LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+
+
+class Metrics:
+    """A parsed Prometheus text exposition (format 0.0.4): `types` and
+    `helps` by family name, `samples` {(name, ((label, value), ...)): float}
+    with labels sorted. get(name, **labels) is one sample's value."""
+
+    def __init__(self, text):
+        self.types, self.helps, self.samples = {}, {}, {}
+        expect(text.endswith('\n'), 'metrics text does not end with a newline')
+        for number, line in enumerate(text[:-1].split('\n'), 1):
+            where = f'metrics line {number} {line!r}'
+            if line.startswith('# HELP ') or line.startswith('# TYPE '):
+                parts = line.split(' ', 3)
+                expect(len(parts) == 4 and re.fullmatch(_METRIC_NAME, parts[2]), f'{where}: bad comment')
+                table = self.helps if parts[1] == 'HELP' else self.types
+                expect(parts[2] not in table, f'{where}: second {parts[1]} for {parts[2]}')
+                table[parts[2]] = parts[3]
+                continue
+            m = _SAMPLE_LINE.fullmatch(line)
+            expect(m is not None, f'{where}: not a sample line')
+            labels = []
+            text_labels = m.group('labels') or ''
+            pos = 0
+            while pos < len(text_labels):
+                pair = _LABEL_PAIR.match(text_labels, pos)
+                expect(pair is not None, f'{where}: bad labels')
+                value = re.sub(r'\\(.)', lambda x: '\n' if x.group(1) == 'n' else x.group(1), pair.group(2))
+                labels.append((pair.group(1), value))
+                pos = pair.end()
+            expect(len({k for k, _ in labels}) == len(labels), f'{where}: repeated label')
+            try:
+                value = float(m.group('value'))
+            except ValueError:
+                raise TestFailure(f'{where}: value is not a number')
+            key = (m.group('name'), tuple(sorted(labels)))
+            expect(key not in self.samples, f'{where}: repeated sample')
+            expect(m.group('name') in self.types, f'{where}: sample before its # TYPE line')
+            self.samples[key] = value
+
+    def get(self, name, **labels):
+        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        if key not in self.samples:
+            raise TestFailure(f'metrics lack {name}{labels}')
+        return self.samples[key]
+
+    def names(self):
+        return {name for name, _ in self.samples}
+
+
+def get_metrics(address, timeout=10):
+    """GET /metrics, parsed; also returns the text: (Metrics, text)."""
+    text = get_ok(address, '/metrics', METRICS_CONTENT_TYPE, timeout)
+    return Metrics(text), text
 
 
 # --------------------------------------------------------------------------
@@ -1020,12 +1155,15 @@ class LoadSession:
                 f'server={self.server} error={self.error})')
 
 
-def echo_session(address, n, timeout=5):
+def echo_session(address, n, timeout=5, clients=None):
     """A short session with a greeting echo server: read the greeting, send a
     line, read its echo, half-close, expect a clean EOF. Returns (NAME, the
-    client's own address)."""
+    client's own address); the address is also added to the set `clients`
+    (when given) as soon as it is connected."""
     with connect(address, timeout=timeout) as sock:
         me = local_address(sock)
+        if clients is not None:
+            clients.add(me)
         name = read_greeting(sock, f'session {n}: greeting')
         line = f'load session {n}\n'.encode()
         sock.sendall(line)
@@ -1039,7 +1177,7 @@ class SessionLoad:
     """Short echo sessions (echo_session) against `address`, one after
     another in each of `threads` client threads, `gap` seconds apart, until
     stop() or `max_sessions` in all. Every session is kept in `sessions` (a
-    LoadSession), failures too. pause() waits until no session is in flight
+    LoadSession), failures too, and its client address in `clients`. pause() waits until no session is in flight
     and holds new ones back until resume(), so that a server can be killed
     with no session of the load on it."""
 
@@ -1074,16 +1212,15 @@ class SessionLoad:
                 n = self.started
                 self.in_flight += 1
             start = time.monotonic()
-            server, error, me = None, None, None
+            server, error, me = None, None, set()
             try:
-                server, me = echo_session(self.address, n, self.timeout)
+                server, _ = echo_session(self.address, n, self.timeout, me)
             except Exception as e:
                 error = f'{type(e).__name__}: {e}'
             end = time.monotonic()
             with self.cond:
                 self.sessions.append(LoadSession(n, k, start, end, server, error))
-                if me is not None:
-                    self.clients.add(me)
+                self.clients |= me
                 self.in_flight -= 1
                 self.cond.notify_all()
             time.sleep(self.gap)
