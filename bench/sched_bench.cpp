@@ -133,7 +133,7 @@ double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clien
   uint64_t none = 0;
   const auto start = Clock::now();
   for (int i = 0; i < batch; ++i) {
-    const PickContext context{clients[static_cast<size_t>(i) % kClients], 0, std::nullopt, worker, now};
+    const PickContext context{clients[static_cast<size_t>(i) % kClients], 0, {}, worker, now};
     const auto picked = scheduler.pick(context);
     if (picked) {
       sum += *picked;

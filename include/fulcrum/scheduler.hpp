@@ -3,7 +3,9 @@
 // distribution is exact whatever worker accepted the client.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <span>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -31,10 +33,12 @@ struct SchedServer {
 
 struct PickContext {
   const SocketAddress& client;
-  uint32_t attempt = 0;           // 0 for the first try, then 1, 2, ... on retries
-  std::optional<uint32_t> avoid;  // the server that just failed, skipped while another is usable
-  unsigned worker = 0;            // calling worker, < SchedulerOptions::workers
-  SteadyTime now{};               // for slow start
+  uint32_t attempt = 0;              // 0 for the first try, then 1, 2, ... on retries
+  std::span<const uint32_t> failed;  // servers this session already failed on: skipped while another is usable
+  unsigned worker = 0;               // calling worker, < SchedulerOptions::workers
+  SteadyTime now{};                  // for slow start
+
+  bool avoids(uint32_t index) const { return std::find(failed.begin(), failed.end(), index) != failed.end(); }
 };
 
 class Scheduler {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "fulcrum/address.hpp"
 #include "fulcrum/event.hpp"
@@ -126,7 +127,7 @@ class Session {
   // events go first, then pipes, sockets, and the slots last.
   ServerLease server_lease_;
   std::optional<uint32_t> server_index_;
-  std::optional<uint32_t> failed_index_;
+  std::vector<uint32_t> failed_servers_;  // servers this session failed to connect to
   uint32_t attempt_ = 0;
   std::optional<SessionEnd> first_close_;
   bool finished_ = false;

@@ -63,15 +63,16 @@ void Session::start() {
 void Session::connect_next() {
   const auto& servers = service_.servers;
   std::optional<uint32_t> index;
-  std::optional<uint32_t> avoid = failed_index_;
-  // A server can fill up between pick() and try_acquire(); try the others.
+  // Servers to pass over: those this session failed on, and any that filled
+  // up between pick() and try_acquire(). Allocates only after a failure.
+  std::vector<uint32_t> skip = failed_servers_;
   for (size_t tries = 0; tries <= servers.size(); ++tries) {
     index = service_.scheduler->pick(
-        PickContext{client_address_, attempt_, avoid, worker_.index(), std::chrono::steady_clock::now()});
+        PickContext{client_address_, attempt_, skip, worker_.index(), std::chrono::steady_clock::now()});
     if (!index) break;
     const auto& server = servers[*index];
     if (server.state->try_acquire(server.config->max_connections)) break;
-    avoid = index;
+    skip.push_back(*index);
     index.reset();
   }
   if (!index) {
@@ -126,7 +127,7 @@ void Session::connect_failed(int error) {
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
-  failed_index_ = server_index_;
+  failed_servers_.push_back(*server_index_);
   server_index_.reset();
   if (attempt_ >= service_.config->retries) {
     finish(SessionEnd::connect_failed);

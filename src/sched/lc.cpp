@@ -21,15 +21,15 @@ class LeastConnections final : public Scheduler {
     std::optional<uint32_t> best;
     uint64_t best_active = 0;
     uint64_t best_weight = 1;
-    std::optional<uint32_t> fallback;  // the avoided server, if nothing else is usable
+    std::optional<uint32_t> fallback;  // an avoided server, if nothing else is usable
     for (size_t step = 0; step < n; ++step) {
       size_t i = start + step;
       if (i >= n) i -= n;
       const SchedServer& server = servers_[i];
       if (!is_usable(server)) continue;
       const auto index = static_cast<uint32_t>(i);
-      if (index == context.avoid) {
-        fallback = index;
+      if (context.avoids(index)) {
+        if (!fallback) fallback = index;
         continue;
       }
       const uint64_t active = server.state->active.load(std::memory_order_relaxed);

@@ -129,12 +129,12 @@ class Maglev final : public Scheduler {
     size_t slot = client_hash(context.client, key_) % size;
     for (size_t step = 0; step < kLookupWalk; ++step, slot = slot + 1 == size ? 0 : slot + 1) {
       const uint32_t index = table[slot];
-      if (is_usable(servers_[index]) && index != context.avoid) return index;
+      if (is_usable(servers_[index]) && !context.avoids(index)) return index;
     }
     // Rare: the walk met only unusable servers (or the one to avoid). A scan
     // of the servers, from the client's slot so still deterministic, settles
     // it in O(servers), the avoided server last.
-    return scan_usable(servers_, slot, context.avoid);
+    return scan_usable(servers_, slot, context);
   }
 
   // Rebuilt from the servers that are up, with their weights in force: a

@@ -33,26 +33,26 @@ class PowerOfTwoChoices final : public Scheduler {
   void rebuild(SteadyTime) override {}
 
  private:
-  // A random usable server other than `other` and the avoided one.
+  // A random usable server other than `other` and those avoided.
   std::optional<uint32_t> draw(const PickContext& context, std::optional<uint32_t> other) const {
     for (int i = 0; i < kDraws; ++i) {
       const auto index = static_cast<uint32_t>(thread_random() % servers_.size());
-      if (index == other || index == context.avoid || !is_usable(servers_[index])) continue;
+      if (index == other || context.avoids(index) || !is_usable(servers_[index])) continue;
       return index;
     }
     return std::nullopt;
   }
 
-  // The lightest usable server by a full scan; the avoided one only if it is
-  // the only one.
+  // The lightest usable server by a full scan; an avoided one only if there
+  // is no other.
   std::optional<uint32_t> scan(const PickContext& context) const {
     std::optional<uint32_t> best;
     std::optional<uint32_t> fallback;
     for (uint32_t i = 0; i < servers_.size(); ++i) {
       const SchedServer& server = servers_[i];
       if (!is_usable(server)) continue;
-      if (i == context.avoid) {
-        fallback = i;
+      if (context.avoids(i)) {
+        if (!fallback) fallback = i;
         continue;
       }
       if (!best || lighter(server.state->active.load(std::memory_order_relaxed), effective_weight(server, context.now),

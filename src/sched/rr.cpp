@@ -15,7 +15,7 @@ class RoundRobin final : public Scheduler {
   }
 
   std::optional<uint32_t> pick(const PickContext& context) override {
-    return claim_next(cursor_, order_, servers_, context.avoid);
+    return claim_next(cursor_, order_, servers_, context);
   }
 
   // Status and weight are read at pick time: nothing to rebuild.

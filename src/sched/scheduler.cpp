@@ -64,9 +64,11 @@ bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now) {
 
 namespace {
 
-// Primaries serve while any of them is up; otherwise the backups do. Each
-// group has its own scheduler of the same kind; indices are mapped back to
-// the service's server list.
+// Primaries serve while any of them is up; otherwise the backups do. A
+// session whose every usable primary already failed to connect (or is full)
+// goes to a backup rather than back to a primary that failed, so a retry
+// absorbs the failure before health checks notice. Each group has its own
+// scheduler of the same kind; indices are mapped back to the service's list.
 class WithBackups final : public Scheduler {
  public:
   WithBackups(const SchedulerOptions& options, std::vector<SchedServer> servers) : servers_(std::move(servers)) {
@@ -83,13 +85,14 @@ class WithBackups final : public Scheduler {
   }
 
   std::optional<uint32_t> pick(const PickContext& context) override {
-    const bool primary = primaries_up_.load(std::memory_order_relaxed);
-    const auto& index = primary ? primary_index_ : backup_index_;
-    PickContext inner = context;
-    inner.avoid = to_group(context.avoid, index);
-    const auto picked = (primary ? primaries_ : backups_)->pick(inner);
-    if (!picked) return std::nullopt;
-    return index[*picked];
+    std::optional<uint32_t> primary;
+    if (primaries_up_.load(std::memory_order_relaxed)) {
+      primary = pick_in(*primaries_, primary_index_, context);
+      if (primary && !context.avoids(*primary)) return primary;
+    }
+    const auto backup = pick_in(*backups_, backup_index_, context);
+    if (backup && !context.avoids(*backup)) return backup;
+    return primary ? primary : backup;
   }
 
   void rebuild(SteadyTime now) override {
@@ -105,12 +108,19 @@ class WithBackups final : public Scheduler {
     primaries_up_.store(up, std::memory_order_relaxed);
   }
 
-  static std::optional<uint32_t> to_group(std::optional<uint32_t> service_index, const std::vector<uint32_t>& index) {
-    if (!service_index) return std::nullopt;
+  // Picks in one group, with the session's failed servers translated to the
+  // group's indices; returns a service index.
+  static std::optional<uint32_t> pick_in(Scheduler& group, const std::vector<uint32_t>& index,
+                                         const PickContext& context) {
+    std::vector<uint32_t> failed;
     for (uint32_t i = 0; i < index.size(); ++i) {
-      if (index[i] == *service_index) return i;
+      if (context.avoids(index[i])) failed.push_back(i);
     }
-    return std::nullopt;
+    PickContext inner = context;
+    inner.failed = failed;
+    const auto picked = group.pick(inner);
+    if (!picked) return std::nullopt;
+    return index[*picked];
   }
 
   std::vector<SchedServer> servers_;

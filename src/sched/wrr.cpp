@@ -50,7 +50,7 @@ class WeightedRoundRobin final : public Scheduler {
   // Walks the cycle; unusable servers (down, full) are passed over, so over
   // each pass the others keep exactly their relative proportions.
   std::optional<uint32_t> pick(const PickContext& context) override {
-    return claim_next(cursor_, sequence_.read(context.worker), servers_, context.avoid);
+    return claim_next(cursor_, sequence_.read(context.worker), servers_, context);
   }
 
   void rebuild(SteadyTime now) override {

@@ -653,7 +653,6 @@ services:
     servers: [{address: 127.0.0.1:9001}]
 )") == R"(test.yaml:2:9: user is not supported yet
 test.yaml:3:10: group is not supported yet
-test.yaml:4:1: stats section is not supported yet
 test.yaml:12:19: address_mode "transparent" is not supported yet
 test.yaml:13:21: proxy_protocol "v2" is not supported yet
 test.yaml:14:28: accept_proxy_protocol is not supported yet
@@ -875,4 +874,42 @@ services:
   CHECK(config.services.at(0).max_lifetime == 10min);
   CHECK_FALSE(config.services.at(1).health_check.enabled);
   CHECK(config.services.at(1).max_lifetime == 0s);
+}
+
+TEST_CASE("stats section") {
+  const Config config = valid(R"(
+stats:
+  listen: 127.0.0.1:9100
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  CHECK(config.stats.enabled);
+  CHECK(config.stats.listen.to_string() == "127.0.0.1:9100");
+  CHECK_FALSE(valid(R"(
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)").stats.enabled);
+  CHECK(errors_of(R"(
+stats:
+  listen: 127.0.0.1:8080
+  admin_token_file: /etc/fulcrum/admin.token
+  port: 1
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)") == R"(test.yaml:3:21: admin_token_file is not supported yet
+test.yaml:4:3: unknown key "port" in stats
+test.yaml:7:13: duplicate listen address 127.0.0.1:8080 (first at line 2))");
+  CHECK(errors_of(R"(
+stats: {}
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)") == "test.yaml:1:8: stats is missing required key \"listen\"");
 }

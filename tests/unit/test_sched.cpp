@@ -46,7 +46,9 @@ const SocketAddress kClient = ipv4("127.0.0.1");
 
 std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client = kClient,
                              std::optional<uint32_t> avoid = std::nullopt) {
-  return scheduler.pick(PickContext{client, avoid ? 1u : 0u, avoid, 0, std::chrono::steady_clock::now()});
+  std::vector<uint32_t> failed;
+  if (avoid) failed.push_back(*avoid);
+  return scheduler.pick(PickContext{client, avoid ? 1u : 0u, failed, 0, std::chrono::steady_clock::now()});
 }
 
 // Names of `count` consecutive picks, "-" for none.
@@ -514,5 +516,45 @@ TEST_CASE("every scheduler: with all servers full, picks fail; the last free one
     CHECK_FALSE(pick(*scheduler));
     pool.states[137].active = 0;  // one slot frees up, on a light server deep in the cycle
     for (int i = 0; i < 5; ++i) CHECK(pick(*scheduler, ipv4("10.9.0." + std::to_string(i))) == 137u);
+  }
+}
+
+TEST_CASE("every scheduler: retries skip every server the session already failed on") {
+  for (auto kind : {SchedulerKind::rr, SchedulerKind::wrr, SchedulerKind::lc, SchedulerKind::wlc,
+                    SchedulerKind::maglev, SchedulerKind::p2c}) {
+    CAPTURE(to_string(kind));
+    Pool pool;
+    pool.add("a");
+    pool.add("b");
+    pool.add("c");
+    auto scheduler = pool.make(kind);
+    const std::vector<uint32_t> failed{0, 2};
+    for (int i = 0; i < 30; ++i) {
+      const auto client = ipv4("10.2.0." + std::to_string(i));
+      CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) == 1u);
+    }
+  }
+}
+
+TEST_CASE("every scheduler: once every primary failed for a session, a backup gets it") {
+  for (auto kind : {SchedulerKind::rr, SchedulerKind::wrr, SchedulerKind::lc, SchedulerKind::wlc,
+                    SchedulerKind::maglev, SchedulerKind::p2c}) {
+    CAPTURE(to_string(kind));
+    Pool pool;
+    pool.add("p1");
+    pool.add("p2");
+    pool.add("b1").backup = true;
+    auto scheduler = pool.make(kind);
+    const std::vector<uint32_t> one{0};
+    const std::vector<uint32_t> both{0, 1};
+    CHECK(scheduler->pick(PickContext{kClient, 1, one, 0, std::chrono::steady_clock::now()}) == 1u);
+    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0, std::chrono::steady_clock::now()}) == 2u);
+    // Primaries full: the backup absorbs the session rather than failing it.
+    pool.servers[0].max_connections = 1;
+    pool.servers[1].max_connections = 1;
+    auto limited = pool.make(kind);
+    pool.states[0].active = 1;
+    pool.states[1].active = 1;
+    CHECK(pick(*limited) == 2u);
   }
 }
