@@ -4,6 +4,7 @@ FULCRUM_PACKAGES=(
   g++ meson ninja-build pkg-config
   libevent-dev libyaml-cpp-dev doctest-dev
   python3 util-linux netcat-openbsd
+  prometheus
 )
 
 install_packages() {
@@ -20,8 +21,25 @@ install_packages() {
       echo "need root to install packages (or install them yourself): ${missing[*]}" >&2
       exit 1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    # Packages such as prometheus (wanted for promtool) ship a service that
+    # their install would start. A policy-rc.d that answers 101 forbids
+    # every service start; one already in place is left as it is, and the
+    # one made here is removed again, also when the install fails.
+    local policy=/usr/sbin/policy-rc.d made_policy=0 status=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\n# made by fulcrum tools/deps.sh for the duration of an install\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      made_policy=1
+    fi
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } || status=$?
+    if ((made_policy)); then
+      rm -f "$policy"
+    fi
+    if ((status != 0)); then
+      echo "package install failed (exit $status): ${missing[*]}" >&2
+      exit "$status"
+    fi
   fi
 }
 

@@ -65,10 +65,16 @@ struct SchedulerOptions {
 // into this vector). Backup servers are only picked while no primary is up.
 std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers);
 
+// The weight set through the admin API if any, else the configured one.
+inline uint32_t current_weight(const SchedServer& server) {
+  const int32_t override_weight = server.state->weight_override.load(std::memory_order_relaxed);
+  return override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.weight;
+}
+
 // True when the server counts as up for the primary/backup decision: status
-// up and configured weight > 0 (HAProxy's rule: a drained server is not up).
+// up and weight > 0 (HAProxy's rule: a drained server is not up).
 inline bool is_up(const SchedServer& server) {
-  return server.weight > 0 && server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+  return server.state->status.load(std::memory_order_relaxed) == ServerStatus::up && current_weight(server) > 0;
 }
 
 // True when `server` may take a new session: up, weight > 0, below its
@@ -85,7 +91,7 @@ uint32_t ramped_weight(const SchedServer& server, SteadyTime now);
 // The weight in force: the configured weight, ramped linearly from 1 during
 // slow_start after the server came up.
 inline uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
-  if (server.weight == 0 || server.slow_start.count() == 0) return server.weight;
+  if (server.slow_start.count() == 0) return current_weight(server);
   return ramped_weight(server, now);
 }
 // True while any server of `servers` is in its slow start ramp.

@@ -9,12 +9,23 @@
 
 namespace fulcrum {
 
+// What the schedulers look at: up takes new sessions; down (health checks
+// failing), drain and maint (set by an operator) do not. Sessions already
+// running continue in every state.
 enum class ServerStatus : uint8_t { up, down, drain, maint };
+
+// The operator's setting (admin API), kept across reloads for servers that
+// stay: ready lets health decide, drain and maint take the server out.
+enum class AdminState : uint8_t { ready, drain, maint };
 
 // Counters written by workers with relaxed atomics; each instance sits on its
 // own cache line so that servers never false-share.
 struct alignas(64) ServerState {
   std::atomic<ServerStatus> status{ServerStatus::up};
+  std::atomic<AdminState> admin{AdminState::ready};
+  std::atomic<bool> healthy{true};  // the health checker's verdict
+  // A weight set through the admin API (lasts until the next reload), or -1.
+  std::atomic<int32_t> weight_override{-1};
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> connect_failures{0};
@@ -35,6 +46,9 @@ struct alignas(64) ServerState {
   // Sets the status; a change to up from any other status starts slow start.
   // Returns true when the status changed. Main thread.
   bool set_status(ServerStatus next, std::chrono::steady_clock::time_point now);
+  // Derives the status from `admin` and `healthy` (maint and drain win over
+  // health); returns true when it changed. Main thread.
+  bool update_status(std::chrono::steady_clock::time_point now);
 
   // Takes one active slot unless the server is at `max_connections`
   // (0 = unlimited). Lock free; safe from any worker.

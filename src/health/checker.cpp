@@ -30,7 +30,7 @@ class HealthChecker::Check {
         service_(service),
         server_(server),
         config_(service.config->health_check),
-        machine_(config_.rise, config_.fall, server.state->status.load() != ServerStatus::down) {
+        machine_(config_.rise, config_.fall, server.state->healthy.load()) {
     timer_.reset(evtimer_new(owner_.base_, on_timer_cb, this));
   }
 
@@ -79,7 +79,10 @@ class HealthChecker::Check {
     if (!machine_.record(success)) return;
     const auto now = std::chrono::steady_clock::now();
     const bool up = machine_.up();
-    server_.state->set_status(up ? ServerStatus::up : ServerStatus::down, now);
+    server_.state->healthy.store(up);
+    // An operator's drain or maint stays in force; health still decides
+    // what the server returns to.
+    const bool changed = server_.state->update_status(now);
     const std::string reason = up ? "check passed" : failure_reason(error);
     const std::string message = "server " + service_.config->name + "/" + server_.config->name +
                                 (up ? " up: " : " down: ") + reason + " (" + std::to_string(streak) + "/" +
@@ -91,7 +94,7 @@ class HealthChecker::Check {
                 {"state", up ? "up" : "down"},
                 {"reason", reason},
                 {"check", kind}});
-    owner_.on_change_(service_);
+    if (changed) owner_.on_change_(service_);
   }
 
   HealthChecker& owner_;

@@ -20,6 +20,15 @@ bool ServerState::try_acquire(uint32_t max_connections) {
   return false;
 }
 
+bool ServerState::update_status(std::chrono::steady_clock::time_point now) {
+  switch (admin.load()) {
+    case AdminState::maint: return set_status(ServerStatus::maint, now);
+    case AdminState::drain: return set_status(ServerStatus::drain, now);
+    case AdminState::ready: break;
+  }
+  return set_status(healthy.load() ? ServerStatus::up : ServerStatus::down, now);
+}
+
 bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_point now) {
   const ServerStatus previous = status.exchange(next);
   if (previous == next) return false;
@@ -45,17 +54,18 @@ std::optional<std::chrono::nanoseconds> time_up(const SchedServer& server, Stead
 
 uint32_t ramped_weight(const SchedServer& server, SteadyTime now) {
   const auto up = time_up(server, now);
-  if (!up || *up >= server.slow_start) return server.weight;
+  const uint32_t weight = current_weight(server);
+  if (!up || *up >= server.slow_start) return weight;
   if (up->count() <= 0) return 1;
   const double fraction = static_cast<double>(up->count()) /
                           static_cast<double>(std::chrono::nanoseconds(server.slow_start).count());
-  const auto ramped = static_cast<uint32_t>(static_cast<double>(server.weight) * fraction);
+  const auto ramped = static_cast<uint32_t>(static_cast<double>(weight) * fraction);
   return ramped == 0 ? 1 : ramped;
 }
 
 bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now) {
   for (const auto& server : servers) {
-    if (server.slow_start.count() == 0 || server.weight == 0) continue;
+    if (server.slow_start.count() == 0 || current_weight(server) == 0) continue;
     const auto up = time_up(server, now);
     if (up && *up < server.slow_start) return true;
   }

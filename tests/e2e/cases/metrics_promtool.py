@@ -37,7 +37,7 @@ def promtool_check(promtool, text, when):
 def run(t):
     promtool = shutil.which('promtool')
     if promtool is None:
-        if os.environ.get('CI'):
+        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
             raise TestFailure('promtool is not installed (Debian package prometheus, see tools/deps.sh); '
                               'in CI this test must run')
         raise TestSkip('promtool is not installed (Debian package prometheus; tools/deps.sh installs it)')

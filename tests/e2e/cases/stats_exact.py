@@ -28,13 +28,15 @@ answers `ok`, unknown paths 404, POST /stats 405.
 """
 
 import datetime
+import os
 import re
 import socket
 import threading
 import time
 
-from harness import MiB, PatternStream, SessionLoad, TestFailure, connect, expect, expect_eof, expect_eq, free_address, \
-    get_metrics, get_stats, hash_to_eof, http_get, http_request, local_address, log_stream, read_greeting
+from harness import MiB, PatternStream, SessionLoad, TestFailure, connect, expect, expect_eof, expect_eq, \
+    free_address, get_metrics, get_stats, hash_to_eof, http_get, http_request, local_address, log_stream, \
+    read_greeting, wait_until
 
 DEADLINE = 90
 MAIN_SIZES = [1, 999, 4096, 65537, 262143, 1000003]
@@ -327,12 +329,21 @@ def run(t):
     with open(f'/proc/{d.pid}/limits') as f:
         soft_nofile = next(int(line.split()[3]) for line in f if line.startswith('Max open files'))
     expect_eq(metrics.get('process_max_fds'), soft_nofile, 'process_max_fds (the soft RLIMIT_NOFILE)')
-    open_fds = metrics.get('process_open_fds')
-    expect(10 <= open_fds <= 200, f'process_open_fds {open_fds}: not 10..200 for an idle daemon with 3 services')
+    # Idle, the daemon's descriptors stay put; while it renders /metrics it
+    # holds one more: the stats connection asking.
+    counts = []
+
+    def settled():
+        counts.append(len(os.listdir(f'/proc/{d.pid}/fd')))
+        return len(counts) >= 5 and len(set(counts[-5:])) == 1
+    wait_until(settled, 10, 'the daemon\'s descriptor count to settle', interval=0.05)
+    open_fds = get_metrics(stats_address)[0].get('process_open_fds')
+    expect_eq(open_fds, counts[-1] + 1, f'process_open_fds (/proc/PID/fd had {counts[-1]} before the request)')
     resident = metrics.get('process_resident_memory_bytes')
-    expect(MiB <= resident <= 512 * MiB, f'process_resident_memory_bytes {resident}: not 1 MiB..512 MiB')
+    expect(MiB <= resident <= 4096 * MiB, f'process_resident_memory_bytes {resident}: not 1 MiB..4 GiB')
     cpu = metrics.get('process_cpu_seconds_total')
     expect(0 <= cpu <= d.cpu_seconds() + 0.05, f'process_cpu_seconds_total {cpu} vs /proc: {d.cpu_seconds()}')
+    log_stream(f'process: open_fds {open_fds:g}, resident {resident / MiB:.1f} MiB, cpu {cpu:.3f}s')
     started = metrics.get('process_start_time_seconds')
     expect(abs(started - at) <= 1, f'process_start_time_seconds {started} vs last_reload.at {at}')
 
