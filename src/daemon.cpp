@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "fulcrum/admin.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
 #include "fulcrum/limits.hpp"
@@ -150,7 +151,16 @@ int Daemon::run() {
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   ramping_.assign(snapshot_->services.size(), false);
   if (snapshot_->config.stats.enabled) {
-    stats_ = std::make_unique<StatsServer>(base_.get(), StatsContext{snapshot_, started_, started_wall_});
+    StatsContext context{snapshot_, std::nullopt, started_, started_wall_};
+    if (const std::string& path = snapshot_->config.stats.admin_token_file; !path.empty()) {
+      std::string error;
+      context.admin_token = read_admin_token(path, error);
+      if (!context.admin_token) {
+        log_error("cannot start the admin API", {{"error", error}});
+        return kExitStartup;
+      }
+    }
+    stats_ = std::make_unique<StatsServer>(base_.get(), std::move(context));
     if (int error = stats_->listen(snapshot_->config.stats.listen); error != 0) {
       log_error("cannot listen", {{"service", "stats"},
                                   {"address", snapshot_->config.stats.listen.to_string()},

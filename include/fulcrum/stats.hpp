@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -22,10 +23,14 @@ namespace fulcrum {
 // What the renderers need besides the snapshot.
 struct StatsContext {
   std::shared_ptr<const Snapshot> snapshot;
+  std::optional<std::string> admin_token;  // none: the write API answers 403
   std::chrono::steady_clock::time_point started;
   std::chrono::system_clock::time_point started_wall;
 };
 
+// One element of a service's "servers" in /stats; also the write API's reply.
+std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
+                               const StatsContext& context);
 // GET /stats: the JSON document of SPEC.md.
 std::string render_stats_json(const StatsContext& context);
 // GET /metrics: Prometheus text exposition format 0.0.4.
@@ -43,6 +48,8 @@ class StatsServer {
 
  private:
   void handle(evhttp_request* request);
+  void handle_admin(evhttp_request* request, const std::string& path);
+  void change_server(evhttp_request* request, const ServiceRuntime& service, const ServerRuntime& server);
   void track(evhttp_connection* connection);
   void untrack(evhttp_connection* connection);
   void update_accepting();

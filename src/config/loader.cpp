@@ -780,7 +780,6 @@ void Loader::reject_unsupported(const Mapping& m) {
     case Section::top:
       break;
     case Section::stats:
-      if (const Entry* e = scalar("admin_token_file")) not_supported(e->value, "admin_token_file");
       break;
     case Section::global:
       if (const Entry* e = scalar("user")) not_supported(e->value, "user");

@@ -64,12 +64,12 @@ double seconds_since(std::chrono::steady_clock::time_point since, std::chrono::s
   return std::chrono::duration<double>(now - since).count();
 }
 
-// up, down, drain or maint as the stats show it: a server configured with
-// weight 0 is draining.
-std::string_view state_name(const ServerRuntime& server) {
+// up, down, drain or maint as the stats show it: an up server whose weight
+// in force is 0 is draining.
+std::string_view state_name(const ServerRuntime& server, uint32_t weight) {
   const ServerStatus status = server.state->status.load(std::memory_order_relaxed);
   switch (status) {
-    case ServerStatus::up: return server.config->weight == 0 ? "drain" : "up";
+    case ServerStatus::up: return weight == 0 ? "drain" : "up";
     case ServerStatus::down: return "down";
     case ServerStatus::drain: return "drain";
     case ServerStatus::maint: return "maint";
@@ -126,6 +126,27 @@ ProcessFigures process_figures() {
 
 }  // namespace
 
+std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
+                               const StatsContext& context) {
+  const auto now = std::chrono::steady_clock::now();
+  const ServerState& st = *server.state;
+  const int32_t override_weight = st.weight_override.load(std::memory_order_relaxed);
+  const uint32_t weight = override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.config->weight;
+  std::string out = "{\"name\":" + json_string(server.config->name);
+  out += ",\"address\":" + json_string(server.config->address.to_string());
+  out += ",\"state\":" + json_string(state_name(server, weight));
+  out += ",\"weight\":" + std::to_string(weight);
+  out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
+  out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
+         ",\"max\":" + std::to_string(server.config->max_connections) + "}";
+  out += ",\"connect_failures\":" + load(st.connect_failures);
+  out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
+  out += ",\"health\":{\"enabled\":" + std::string(service.config->health_check.enabled ? "true" : "false") +
+         ",\"checks_failed\":" + load(st.checks_failed) +
+         ",\"last_change_seconds\":" + number(last_change_seconds(server, context, now)) + "}}";
+  return out;
+}
+
 std::string render_stats_json(const StatsContext& context) {
   const auto now = std::chrono::steady_clock::now();
   const Snapshot& snapshot = *context.snapshot;
@@ -155,19 +176,7 @@ std::string render_stats_json(const StatsContext& context) {
     for (const ServerRuntime& server : service.servers) {
       if (!first_server) out += ',';
       first_server = false;
-      const ServerState& st = *server.state;
-      out += "{\"name\":" + json_string(server.config->name);
-      out += ",\"address\":" + json_string(server.config->address.to_string());
-      out += ",\"state\":" + json_string(state_name(server));
-      out += ",\"weight\":" + std::to_string(server.config->weight);
-      out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
-      out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
-             ",\"max\":" + std::to_string(server.config->max_connections) + "}";
-      out += ",\"connect_failures\":" + load(st.connect_failures);
-      out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
-      out += ",\"health\":{\"enabled\":" + std::string(service.config->health_check.enabled ? "true" : "false") +
-             ",\"checks_failed\":" + load(st.checks_failed) +
-             ",\"last_change_seconds\":" + number(last_change_seconds(server, context, now)) + "}}";
+      out += render_server_json(service, server, context);
     }
     out += "]}";
   }
@@ -241,10 +250,12 @@ std::string render_metrics(const StatsContext& context) {
       sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
     }
   }
-  family("fulcrum_server_weight", "gauge", "Configured weight of the server (0 = drain).");
+  family("fulcrum_server_weight", "gauge", "Weight in force: configured, or set through the admin API (0 = drain).");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_weight", server_label(service, server), std::to_string(server.config->weight));
+      const int32_t override_weight = server.state->weight_override.load(std::memory_order_relaxed);
+      const uint32_t weight = override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.config->weight;
+      sample("fulcrum_server_weight", server_label(service, server), std::to_string(weight));
     }
   }
   family("fulcrum_server_sessions_active", "gauge", "Sessions open on the server now.");

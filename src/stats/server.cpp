@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fulcrum/admin.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
@@ -114,7 +115,86 @@ void StatsServer::handle(evhttp_request* request) {
     }
     return;
   }
+  if (path.starts_with("/api/")) {
+    handle_admin(request, path);
+    return;
+  }
   reply(request, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+}
+
+// The write API: POST only, Bearer token against admin_token_file (403
+// without one configured, 401 for a missing or wrong token), then the
+// route.
+void StatsServer::handle_admin(evhttp_request* request, const std::string& path) {
+  if (evhttp_request_get_command(request) != EVHTTP_REQ_POST) {
+    evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "POST");
+    reply(request, 405, "Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n");
+    return;
+  }
+  if (!context_.admin_token) {
+    reply(request, 403, "Forbidden", "text/plain; charset=utf-8", "no admin token configured\n");
+    return;
+  }
+  const char* authorization = evhttp_find_header(evhttp_request_get_input_headers(request), "Authorization");
+  if (authorization == nullptr || !bearer_matches(authorization, *context_.admin_token)) {
+    evhttp_add_header(evhttp_request_get_output_headers(request), "WWW-Authenticate", "Bearer");
+    reply(request, 401, "Unauthorized", "text/plain; charset=utf-8", "missing or wrong token\n");
+    return;
+  }
+  if (path == "/api/v1/reload") {
+    // Reload arrives with the operations work; say so rather than pretend.
+    reply(request, 501, "Not Implemented", "text/plain; charset=utf-8", "reload is not implemented yet\n");
+    return;
+  }
+  // /api/v1/services/SERVICE/servers/SERVER
+  constexpr std::string_view kPrefix = "/api/v1/services/";
+  if (path.starts_with(kPrefix)) {
+    const std::string rest = path.substr(kPrefix.size());
+    const size_t middle = rest.find("/servers/");
+    if (middle != std::string::npos) {
+      const std::string service_name = rest.substr(0, middle);
+      const std::string server_name = rest.substr(middle + std::strlen("/servers/"));
+      for (const ServiceRuntime& service : context_.snapshot->services) {
+        if (service.config->name != service_name) continue;
+        for (const ServerRuntime& server : service.servers) {
+          if (server.config->name == server_name) {
+            change_server(request, service, server);
+            return;
+          }
+        }
+      }
+    }
+  }
+  reply(request, 404, "Not Found", "text/plain; charset=utf-8", "no such service or server\n");
+}
+
+void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service, const ServerRuntime& server) {
+  evbuffer* input = evhttp_request_get_input_buffer(request);
+  std::string body(evbuffer_get_length(input), '\0');
+  evbuffer_copyout(input, body.data(), body.size());
+  std::string error;
+  const std::optional<AdminChange> change = parse_admin_change(body, error);
+  if (!change) {
+    reply(request, 400, "Bad Request", "text/plain; charset=utf-8", error + "\n");
+    return;
+  }
+  ServerState& state = *server.state;
+  if (change->state) state.admin.store(*change->state);
+  if (change->weight) state.weight_override.store(static_cast<int32_t>(*change->weight));
+  state.update_status(std::chrono::steady_clock::now());
+  service.scheduler->rebuild(std::chrono::steady_clock::now());
+
+  char* peer_host = nullptr;
+  ev_uint16_t peer_port = 0;
+  evhttp_connection_get_peer(evhttp_request_get_connection(request), &peer_host, &peer_port);
+  const std::string peer = std::string(peer_host ? peer_host : "?") + ":" + std::to_string(peer_port);
+  static constexpr std::string_view kAdminNames[] = {"ready", "drain", "maint"};
+  log_info("admin change", {{"service", service.config->name},
+                            {"server", server.config->name},
+                            {"state", change->state ? kAdminNames[static_cast<int>(*change->state)] : "-"},
+                            {"weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
+                            {"peer", peer}});
+  reply(request, 200, "OK", "application/json", render_server_json(service, server, context_) + "\n");
 }
 
 }  // namespace fulcrum

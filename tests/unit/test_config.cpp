@@ -902,8 +902,7 @@ services:
   - name: web
     listen: 127.0.0.1:8080
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:3:21: admin_token_file is not supported yet
-test.yaml:4:3: unknown key "port" in stats
+)") == R"(test.yaml:4:3: unknown key "port" in stats
 test.yaml:7:13: duplicate listen address 127.0.0.1:8080 (first at line 2))");
   CHECK(errors_of(R"(
 stats: {}

@@ -1,0 +1,32 @@
+// The write API of the stats endpoint: its request body and its token.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fulcrum/server_state.hpp"
+
+namespace fulcrum {
+
+// A change asked for by POST /api/v1/services/S/servers/V: `{"state":
+// "ready"|"drain"|"maint"}` and/or `{"weight": 0..1000}`.
+struct AdminChange {
+  std::optional<AdminState> state;
+  std::optional<uint32_t> weight;
+};
+
+// Parses the body strictly: one flat JSON object with only those keys, at
+// least one of them, no duplicates. On error returns nullopt and sets
+// `error` to a one-line reason.
+std::optional<AdminChange> parse_admin_change(std::string_view body, std::string& error);
+
+// Reads the token file: its content without surrounding whitespace. Empty
+// optional and `error` set when unreadable or empty.
+std::optional<std::string> read_admin_token(const std::string& path, std::string& error);
+
+// Checks an `Authorization` header value against the token in time that does
+// not depend on where they differ.
+bool bearer_matches(std::string_view authorization, std::string_view token);
+
+}  // namespace fulcrum

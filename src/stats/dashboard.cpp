@@ -1,0 +1,627 @@
+// The dashboard page of the stats endpoint (`GET /`). One HTML document with
+// its CSS and JavaScript inline: it loads nothing else, polls `stats` (a URL
+// relative to the page) every second and keeps the last good data on screen
+// when a poll fails. Every string from the JSON reaches the DOM through
+// textContent or setAttribute, never as markup.
+//
+// Hooks for tests and scripts: each service is a
+// `<section class="service" data-service="NAME">`, each server a
+// `<tr class="server" data-service="S" data-server="N" data-state="up|down|drain|maint">`,
+// both with data-sessions-active/-total; header fields #version, #uptime,
+// #generation, #reload; the failure banner is #banner (hidden while polls
+// succeed).
+#include "fulcrum/dashboard.hpp"
+
+namespace fulcrum {
+
+const std::string_view kDashboardHtml = R"html(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>fulcrum dashboard</title>
+<style>
+:root {
+  --bg: #f4f6f8; --card: #ffffff; --fg: #1f2328; --muted: #5f6873; --line: #d9dee3; --head: #f0f3f6;
+  --up: #1a7f37; --down: #cf222e; --drain: #c98a00; --maint: #7a838c; --accent: #0969da;
+  --warn: #b35900; --banner-bg: #ffebe9; --banner-fg: #82071e; --banner-line: #ff8182;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #0d1117; --card: #161b22; --fg: #e6edf3; --muted: #8d96a0; --line: #30363d; --head: #1c222a;
+    --up: #2ea043; --down: #f85149; --drain: #d29922; --maint: #6e7681; --accent: #58a6ff;
+    --warn: #db8a3a; --banner-bg: #3c1618; --banner-fg: #ffb4ad; --banner-line: #8e1519;
+  }
+}
+* { box-sizing: border-box; }
+html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
+body {
+  margin: 0; background: var(--bg); color: var(--fg);
+  font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  font-variant-numeric: tabular-nums;
+}
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+.wrap { max-width: 1440px; margin: 0 auto; padding: 0 20px; }
+.top { background: var(--card); border-bottom: 1px solid var(--line); }
+.top .wrap { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 28px; padding-top: 12px; padding-bottom: 12px; }
+.brand { display: flex; align-items: baseline; gap: 10px; margin-right: auto; }
+.brand h1 { margin: 0; font-size: 20px; letter-spacing: -0.01em; }
+.brand .logo { color: var(--accent); font-weight: 700; }
+.meta { display: flex; flex-wrap: wrap; gap: 6px 24px; margin: 0; }
+.meta div { display: flex; flex-direction: column; min-width: 0; }
+.meta dt { font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
+.meta dd { margin: 0; font-weight: 600; white-space: nowrap; }
+#reload[data-ok="false"] { color: var(--down); white-space: normal; }
+.status { display: inline-flex; align-items: center; gap: 6px; font-size: 12px; font-weight: 600; color: var(--muted);
+  border: 1px solid var(--line); border-radius: 999px; padding: 2px 10px; }
+.status::before { content: ""; width: 8px; height: 8px; border-radius: 50%; background: var(--maint); }
+.status[data-status="live"]::before { background: var(--up); }
+.status[data-status="unreachable"] { color: var(--down); border-color: var(--down); }
+.status[data-status="unreachable"]::before { background: var(--down); }
+.banner { background: var(--banner-bg); color: var(--banner-fg); border-bottom: 1px solid var(--banner-line); font-weight: 600; }
+.banner .wrap { padding-top: 10px; padding-bottom: 10px; }
+.banner[hidden] { display: none; }
+main.wrap { padding-top: 18px; padding-bottom: 24px; }
+body.stale main { opacity: 0.6; }
+.empty { color: var(--muted); text-align: center; padding: 40px 0; }
+.service { background: var(--card); border: 1px solid var(--line); border-radius: 10px; margin-bottom: 18px; overflow: hidden; }
+.svc-head { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px; padding: 12px 16px 0; }
+.svc-name { margin: 0; font-size: 17px; overflow-wrap: anywhere; }
+.chip { display: inline-block; font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 999px;
+  background: var(--head); border: 1px solid var(--line); color: var(--fg); }
+.svc-listen { display: flex; flex-wrap: wrap; gap: 4px 10px; color: var(--muted); }
+.svc-listen code { color: var(--fg); }
+.tiles { display: grid; grid-template-columns: repeat(6, minmax(0, 1fr)); gap: 10px; padding: 12px 16px 14px; }
+.tile { background: var(--head); border-radius: 8px; padding: 8px 12px; min-width: 0; }
+.tile-label { font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
+.tile-value { font-size: 19px; font-weight: 650; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.tile .spark { display: block; width: 100%; height: 22px; margin-top: 2px; }
+.tile-rejected.nonzero .tile-value { color: var(--warn); }
+.table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; border-top: 1px solid var(--line); }
+table.servers { width: 100%; border-collapse: collapse; }
+.servers th, .servers td { padding: 7px 10px; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--line); }
+.servers th { background: var(--head); font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); font-weight: 600; }
+.servers tbody tr:last-child td { border-bottom: 0; }
+.servers tbody tr:hover td { background: var(--head); }
+.servers .c-name, .servers .c-address, .servers .c-state, .servers .c-backup, .servers .c-change { text-align: left; }
+.servers td.c-name { font-weight: 600; box-shadow: inset 4px 0 0 var(--maint); }
+.servers tr[data-state="up"] td.c-name { box-shadow: inset 4px 0 0 var(--up); }
+.servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
+.servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
+.servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
+.state { display: inline-block; min-width: 64px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
+  border-radius: 999px; color: #fff; background: var(--maint); }
+.state-up { background: var(--up); }
+.state-down { background: var(--down); }
+.state-drain { background: var(--drain); color: #1f1600; }
+.state-maint { background: var(--maint); }
+.flag { font-size: 12px; font-weight: 600; padding: 0 6px; border-radius: 4px; border: 1px solid var(--accent); color: var(--accent); }
+.muted { color: var(--muted); }
+.warn { color: var(--warn); font-weight: 600; }
+.rate-cell { display: inline-flex; align-items: center; gap: 8px; justify-content: flex-end; }
+.rate-value { min-width: 48px; text-align: right; }
+.servers .spark { width: 64px; height: 18px; }
+.spark { overflow: visible; }
+.spark .area { fill: var(--accent); opacity: 0.16; stroke: none; }
+.spark .line { fill: none; stroke: var(--accent); stroke-width: 1.5; stroke-linejoin: round; }
+footer { color: var(--muted); font-size: 12px; text-align: center; padding: 4px 0 24px; }
+footer a { color: var(--accent); }
+@media (max-width: 900px) {
+  .tiles { grid-template-columns: repeat(3, minmax(0, 1fr)); }
+}
+@media (max-width: 720px) {
+  .wrap { padding: 0 12px; }
+  .top .wrap { gap: 8px 16px; }
+  .meta { gap: 6px 16px; }
+  main.wrap { padding-top: 12px; }
+  .svc-head { padding: 10px 12px 0; }
+  .tiles { gap: 8px; padding: 10px 12px 12px; }
+  .tile { padding: 6px 10px; }
+  .tile-value { font-size: 16px; }
+  .table-wrap { overflow: visible; padding: 10px 12px 2px; }
+  .servers, .servers tbody { display: block; }
+  .servers thead { display: none; }
+  .servers tr { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 8px 10px; padding: 10px 12px 10px 14px;
+    margin-bottom: 10px; border: 1px solid var(--line); border-left: 4px solid var(--maint); border-radius: 8px; }
+  .servers tr[data-state="up"] { border-left-color: var(--up); }
+  .servers tr[data-state="down"] { border-left-color: var(--down); }
+  .servers tr[data-state="drain"] { border-left-color: var(--drain); }
+  .servers tbody tr:hover td { background: none; }
+  .servers td, .servers td.group-start { display: block; padding: 0; border: 0; text-align: left; min-width: 0;
+    overflow: hidden; text-overflow: ellipsis; }
+  .servers td::before { content: attr(data-label); display: block; font-size: 10.5px; font-weight: 500;
+    text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
+  .servers td.c-name { grid-column: span 2; order: -2; font-size: 15px; box-shadow: none; white-space: normal; overflow-wrap: anywhere; }
+  .servers td.c-name::before, .servers td.c-state::before { content: none; }
+  .servers td.c-state { order: -1; text-align: right; align-self: center; }
+  .servers td.c-address { grid-column: span 2; }
+  .servers td.c-rate { grid-column: span 2; }
+  .servers td.c-change { grid-column: span 2; }
+  .rate-cell { justify-content: flex-start; }
+  .rate-value { min-width: 0; text-align: left; }
+}
+@media (max-width: 360px) {
+  .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+}
+</style>
+</head>
+<body>
+<header class="top">
+  <div class="wrap">
+    <div class="brand"><span class="logo" aria-hidden="true">&#9650;</span><h1>fulcrum</h1><span id="version" class="muted"></span></div>
+    <dl class="meta">
+      <div><dt>Uptime</dt><dd id="uptime">&ndash;</dd></div>
+      <div><dt>Config</dt><dd id="generation">&ndash;</dd></div>
+      <div><dt>Last reload</dt><dd id="reload">&ndash;</dd></div>
+      <div><dt>Updated</dt><dd id="updated">&ndash;</dd></div>
+    </dl>
+    <span id="status" class="status" data-status="loading">connecting</span>
+  </div>
+</header>
+<div id="banner" class="banner" role="alert" hidden><div class="wrap" id="banner-text"></div></div>
+<main id="services" class="wrap">
+  <p id="empty" class="empty">Loading stats&hellip;</p>
+</main>
+<footer>Refreshed every second from <a href="stats">/stats</a> &middot; <a href="metrics">/metrics</a></footer>
+<script>
+'use strict';
+(function () {
+  var POLL_MS = 1000;
+  var TIMEOUT_MS = 5000;
+  var HISTORY = 60;
+  var DASH = '\u2013';
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  var STATE_TEXT = { up: 'up', down: 'down', drain: 'draining', maint: 'maintenance' };
+  var COLUMNS = [
+    // key, table header, label on narrow screens, header tooltip, starts a column group
+    ['name', 'Server', 'Server', '', false],
+    ['address', 'Address', 'Address', '', false],
+    ['state', 'State', 'State', '', false],
+    ['weight', 'Weight', 'Weight', '', false],
+    ['backup', 'Backup', 'Backup', 'used only while no primary server is up', false],
+    ['active', 'Active', 'Active', 'sessions open now', true],
+    ['total', 'Total', 'Total', 'sessions sent to the server', false],
+    ['max', 'Max', 'Max', 'max_connections', false],
+    ['rate', 'Rate', 'Rate', 'new sessions per second, last 60 samples', false],
+    ['in', 'Bytes in', 'Bytes in', 'bytes from clients', true],
+    ['out', 'Bytes out', 'Bytes out', 'bytes to clients', false],
+    ['fail', 'Conn. fail', 'Conn. failures', 'failed connect attempts, retried ones included', true],
+    ['checks', 'Checks fail', 'Checks failed', 'failed health checks', false],
+    ['change', 'Last change', 'Last change', 'time since the last state change', false]
+  ];
+
+  var servicesEl = document.getElementById('services');
+  var emptyEl = document.getElementById('empty');
+  var bannerEl = document.getElementById('banner');
+  var bannerTextEl = document.getElementById('banner-text');
+  var statusEl = document.getElementById('status');
+  var views = new Map();    // service name -> view
+  var history = new Map();  // "service\u0000server" -> {total, uptime, rate, rates}
+  var pollCount = 0;
+  var lastGood = null;      // Date of the last good poll
+  var failures = 0;
+
+  // ---- formatting
+
+  var intFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+  function isNum(v) { return typeof v === 'number' && isFinite(v); }
+  function count(v) { return isNum(v) ? intFormat.format(v) : DASH; }
+  function bytes(v) {
+    if (!isNum(v)) return DASH;
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+    var i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    if (i === 0) return v + ' B';
+    return v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0) + ' ' + units[i];
+  }
+  function perSecond(r) {
+    if (!isNum(r)) return DASH;
+    if (r === 0) return '0/s';
+    if (r < 10) return r.toFixed(2) + '/s';
+    if (r < 100) return r.toFixed(1) + '/s';
+    return intFormat.format(Math.round(r)) + '/s';
+  }
+  function duration(seconds) {
+    var s = Math.max(0, Math.floor(seconds));
+    var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), sec = s % 60;
+    if (d) return d + 'd ' + h + 'h';
+    if (h) return h + 'h ' + m + 'm';
+    if (m) return m + 'm ' + sec + 's';
+    return sec + 's';
+  }
+  function clock(date) {
+    function two(n) { return (n < 10 ? '0' : '') + n; }
+    return two(date.getHours()) + ':' + two(date.getMinutes()) + ':' + two(date.getSeconds());
+  }
+
+  // ---- DOM helpers: text only, never markup from the data
+
+  function el(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function setText(e, text) {
+    text = String(text);
+    if (e.textContent !== text) e.textContent = text;
+  }
+  function setAttr(e, name, value) {
+    value = String(value);
+    if (e.getAttribute(name) !== value) e.setAttribute(name, value);
+  }
+  function setClass(e, className) {
+    if (e.className !== className) e.className = className;
+  }
+
+  // ---- rates and sparklines
+
+  // Sessions per second from successive totals, timed by the daemon's own
+  // uptime. A total that goes down (server re-added, daemon restarted)
+  // starts the history again.
+  function track(key, total, uptime) {
+    var h = history.get(key);
+    if (!h || !isNum(total) || !isNum(uptime) || total < h.total || uptime < h.uptime) {
+      h = { total: total, uptime: uptime, rate: null, rates: [], seen: pollCount };
+      history.set(key, h);
+      return h;
+    }
+    h.seen = pollCount;
+    var dt = uptime - h.uptime;
+    if (dt > 0) {
+      h.rate = (total - h.total) / dt;
+      h.rates.push(h.rate);
+      if (h.rates.length > HISTORY) h.rates.shift();
+      h.total = total;
+      h.uptime = uptime;
+    }
+    return h;
+  }
+
+  function makeSpark(className) {
+    var svg = document.createElementNS(SVG_NS, 'svg');
+    svg.setAttribute('class', 'spark ' + className);
+    svg.setAttribute('viewBox', '0 0 100 20');
+    svg.setAttribute('preserveAspectRatio', 'none');
+    svg.setAttribute('aria-hidden', 'true');
+    var title = document.createElementNS(SVG_NS, 'title');
+    var area = document.createElementNS(SVG_NS, 'polygon');
+    area.setAttribute('class', 'area');
+    var line = document.createElementNS(SVG_NS, 'polyline');
+    line.setAttribute('class', 'line');
+    line.setAttribute('vector-effect', 'non-scaling-stroke');
+    svg.appendChild(title);
+    svg.appendChild(area);
+    svg.appendChild(line);
+    return svg;
+  }
+
+  // The newest sample at the right edge; the scale is the window's peak.
+  function drawSpark(svg, values) {
+    var title = svg.childNodes[0], area = svg.childNodes[1], line = svg.childNodes[2];
+    var n = values.length;
+    setAttr(svg, 'data-samples', n);
+    if (n < 2) {
+      setAttr(area, 'points', '');
+      setAttr(line, 'points', '');
+      setText(title, 'collecting samples');
+      return;
+    }
+    var peak = 0;
+    for (var i = 0; i < n; i++) peak = Math.max(peak, values[i]);
+    var scale = peak > 0 ? peak : 1;
+    var points = [];
+    for (var j = 0; j < n; j++) {
+      var x = 100 * (HISTORY - n + j) / (HISTORY - 1);
+      var y = 19 - 18 * values[j] / scale;
+      points.push(x.toFixed(2) + ',' + y.toFixed(2));
+    }
+    var first = (100 * (HISTORY - n) / (HISTORY - 1)).toFixed(2);
+    setAttr(line, 'points', points.join(' '));
+    setAttr(area, 'points', first + ',20 ' + points.join(' ') + ' 100,20');
+    setText(title, 'peak ' + perSecond(peak) + ' over the last ' + n + ' samples');
+  }
+
+  // ---- views
+
+  function tile(container, label, className) {
+    var t = el('div', 'tile ' + className);
+    t.appendChild(el('div', 'tile-label', label));
+    var value = el('div', 'tile-value', DASH);
+    t.appendChild(value);
+    container.appendChild(t);
+    return { box: t, value: value };
+  }
+
+  function makeServiceView(name) {
+    var root = el('section', 'service');
+    root.setAttribute('data-service', name);
+    var head = el('div', 'svc-head');
+    head.appendChild(el('h2', 'svc-name', name));
+    var scheduler = el('span', 'chip svc-scheduler', DASH);
+    scheduler.title = 'scheduler';
+    head.appendChild(scheduler);
+    var listen = el('div', 'svc-listen');
+    head.appendChild(listen);
+    root.appendChild(head);
+
+    var tiles = el('div', 'tiles');
+    var v = {
+      root: root, scheduler: scheduler, listen: listen, rows: new Map(),
+      active: tile(tiles, 'Active', 'tile-active'),
+      total: tile(tiles, 'Total', 'tile-total'),
+      rejected: tile(tiles, 'Rejected', 'tile-rejected'),
+      rate: tile(tiles, 'Sessions/s', 'tile-rate'),
+      bytesIn: tile(tiles, 'Bytes in', 'tile-bytes-in'),
+      bytesOut: tile(tiles, 'Bytes out', 'tile-bytes-out')
+    };
+    v.spark = makeSpark('svc-spark');
+    v.rate.box.appendChild(v.spark);
+    root.appendChild(tiles);
+
+    var wrap = el('div', 'table-wrap');
+    var table = el('table', 'servers');
+    var headRow = el('tr');
+    COLUMNS.forEach(function (c) {
+      var th = el('th', 'c-' + c[0] + (c[4] ? ' group-start' : ''), c[1]);
+      th.scope = 'col';
+      if (c[3]) th.title = c[3];
+      headRow.appendChild(th);
+    });
+    var thead = el('thead');
+    thead.appendChild(headRow);
+    table.appendChild(thead);
+    v.tbody = el('tbody');
+    table.appendChild(v.tbody);
+    wrap.appendChild(table);
+    root.appendChild(wrap);
+    return v;
+  }
+
+  function makeRowView(service, server) {
+    var tr = el('tr', 'server');
+    tr.setAttribute('data-service', service);
+    tr.setAttribute('data-server', server);
+    var cells = {};
+    COLUMNS.forEach(function (c) {
+      var td = el('td', 'c-' + c[0] + (c[4] ? ' group-start' : ''));
+      td.setAttribute('data-label', c[2]);
+      tr.appendChild(td);
+      cells[c[0]] = td;
+    });
+    var badge = el('span', 'state', DASH);
+    cells.state.appendChild(badge);
+    var rateBox = el('span', 'rate-cell');
+    var rateValue = el('span', 'rate-value', DASH);
+    var spark = makeSpark('server-spark');
+    rateBox.appendChild(rateValue);
+    rateBox.appendChild(spark);
+    cells.rate.appendChild(rateBox);
+    var backup = el('span', '', DASH);
+    cells.backup.appendChild(backup);
+    return { tr: tr, cells: cells, badge: badge, rateValue: rateValue, spark: spark, backup: backup };
+  }
+
+  // Puts `node` at position `index` of `parent` unless it is there already
+  // (moving nodes needlessly would reset scroll positions and hover).
+  function place(parent, node, index) {
+    var at = parent.children[index];
+    if (at !== node) parent.insertBefore(node, at || null);
+  }
+
+  function obj(v) { return v && typeof v === 'object' ? v : {}; }
+
+  function updateRow(r, service, s, uptime) {
+    var sessions = obj(s.sessions), b = obj(s.bytes), health = obj(s.health);
+    var state = typeof s.state === 'string' ? s.state : 'unknown';
+    var known = Object.prototype.hasOwnProperty.call(STATE_TEXT, state);
+    setAttr(r.tr, 'data-state', state);
+    setAttr(r.tr, 'data-sessions-active', sessions.active);
+    setAttr(r.tr, 'data-sessions-total', sessions.total);
+    setAttr(r.tr, 'data-weight', s.weight);
+    setText(r.cells.name, s.name);
+    setText(r.cells.address, s.address === undefined ? DASH : s.address);
+    setClass(r.badge, 'state state-' + (known ? state : 'unknown'));
+    setText(r.badge, known ? STATE_TEXT[state] : state);
+    setText(r.cells.weight, count(s.weight));
+    if (s.backup === true) {
+      setClass(r.backup, 'flag');
+      setText(r.backup, 'backup');
+    } else {
+      setClass(r.backup, 'muted');
+      setText(r.backup, s.backup === false ? 'no' : DASH);
+    }
+    setText(r.cells.active, count(sessions.active));
+    setText(r.cells.total, count(sessions.total));
+    if (sessions.max === 0) {
+      setText(r.cells.max, '\u221e');
+      r.cells.max.title = 'unlimited';
+    } else {
+      setText(r.cells.max, count(sessions.max));
+      r.cells.max.title = '';
+    }
+    var h = track(service + '\u0000' + s.name, sessions.total, uptime);
+    setText(r.rateValue, perSecond(h.rate));
+    drawSpark(r.spark, h.rates);
+    setText(r.cells['in'], bytes(b['in']));
+    r.cells['in'].title = count(b['in']) + ' bytes';
+    setText(r.cells.out, bytes(b.out));
+    r.cells.out.title = count(b.out) + ' bytes';
+    setText(r.cells.fail, count(s.connect_failures));
+    setClass(r.cells.fail, 'c-fail group-start' + (s.connect_failures > 0 ? ' warn' : ''));
+    setAttr(r.cells.checks, 'data-checks-failed', health.checks_failed);
+    if (health.enabled === false && !health.checks_failed) {
+      setText(r.cells.checks, 'off');
+      setClass(r.cells.checks, 'c-checks muted');
+      r.cells.checks.title = 'health checks are off for this service';
+    } else {
+      setText(r.cells.checks, count(health.checks_failed));
+      setClass(r.cells.checks, 'c-checks' + (health.checks_failed > 0 ? ' warn' : ''));
+      r.cells.checks.title = '';
+    }
+    if (isNum(health.last_change_seconds)) {
+      setText(r.cells.change, duration(health.last_change_seconds) + ' ago');
+      r.cells.change.title = health.last_change_seconds.toFixed(1) + ' s';
+    } else {
+      setText(r.cells.change, DASH);
+    }
+  }
+
+  function updateService(v, s, uptime) {
+    var sessions = obj(s.sessions), b = obj(s.bytes);
+    setAttr(v.root, 'data-sessions-active', sessions.active);
+    setAttr(v.root, 'data-sessions-total', sessions.total);
+    setAttr(v.root, 'data-sessions-rejected', sessions.rejected);
+    setText(v.scheduler, s.scheduler || DASH);
+
+    var listen = Array.isArray(s.listen) ? s.listen : (s.listen ? [s.listen] : []);
+    var key = listen.join('\n');
+    if (v.listenKey !== key) {
+      v.listenKey = key;
+      while (v.listen.firstChild) v.listen.removeChild(v.listen.firstChild);
+      v.listen.appendChild(el('span', 'muted', 'listen'));
+      listen.forEach(function (a) { v.listen.appendChild(el('code', 'svc-address', a)); });
+    }
+
+    setText(v.active.value, count(sessions.active));
+    setText(v.total.value, count(sessions.total));
+    setText(v.rejected.value, count(sessions.rejected));
+    setClass(v.rejected.box, 'tile tile-rejected' + (sessions.rejected > 0 ? ' nonzero' : ''));
+    var h = track(s.name, sessions.total, uptime);
+    setText(v.rate.value, perSecond(h.rate));
+    drawSpark(v.spark, h.rates);
+    setText(v.bytesIn.value, bytes(b['in']));
+    v.bytesIn.value.title = count(b['in']) + ' bytes';
+    setText(v.bytesOut.value, bytes(b.out));
+    v.bytesOut.value.title = count(b.out) + ' bytes';
+
+    var servers = Array.isArray(s.servers) ? s.servers : [];
+    var seen = new Set();
+    servers.forEach(function (server, index) {
+      var name = String(server.name);
+      seen.add(name);
+      var r = v.rows.get(name);
+      if (!r) {
+        r = makeRowView(s.name, name);
+        v.rows.set(name, r);
+      }
+      place(v.tbody, r.tr, index);
+      updateRow(r, s.name, server, uptime);
+    });
+    v.rows.forEach(function (r, name) {
+      if (!seen.has(name)) {
+        v.tbody.removeChild(r.tr);
+        v.rows['delete'](name);
+      }
+    });
+  }
+
+  function render(data) {
+    pollCount++;
+    var uptime = data.uptime_seconds;
+    setText(document.getElementById('version'), data.version ? 'v' + data.version : '');
+    setText(document.getElementById('uptime'), isNum(uptime) ? duration(uptime) : DASH);
+    var config = obj(data.config), reload = obj(config.last_reload);
+    var generationEl = document.getElementById('generation');
+    setText(generationEl, isNum(config.generation) ? 'generation ' + config.generation : DASH);
+    setAttr(generationEl, 'data-generation', config.generation);
+    var reloadEl = document.getElementById('reload');
+    setAttr(reloadEl, 'data-ok', reload.ok === true);
+    var at = typeof reload.at === 'string' ? reload.at.replace('T', ' ').replace('Z', ' UTC') : '';
+    if (reload.ok === true) {
+      setText(reloadEl, 'ok' + (at ? ' \u00b7 ' + at : ''));
+      reloadEl.title = '';
+    } else {
+      setText(reloadEl, 'failed' + (reload.error ? ': ' + reload.error : ''));
+      reloadEl.title = at;
+    }
+
+    var seen = new Set();
+    data.services.forEach(function (s, index) {
+      var name = String(s.name);
+      seen.add(name);
+      var v = views.get(name);
+      if (!v) {
+        v = makeServiceView(name);
+        views.set(name, v);
+      }
+      place(servicesEl, v.root, index);
+      updateService(v, s, uptime);
+    });
+    views.forEach(function (v, name) {
+      if (!seen.has(name)) {
+        servicesEl.removeChild(v.root);
+        views['delete'](name);
+      }
+    });
+    history.forEach(function (h, key) {
+      if (h.seen !== pollCount) history['delete'](key);
+    });
+    setText(emptyEl, 'No services configured.');
+    emptyEl.hidden = data.services.length > 0;
+    if (emptyEl.parentNode === servicesEl) place(servicesEl, emptyEl, data.services.length);
+    document.title = 'fulcrum' + (data.version ? ' ' + data.version : '') + ' \u2013 dashboard';
+  }
+
+  function healthy() {
+    failures = 0;
+    lastGood = new Date();
+    bannerEl.hidden = true;
+    document.body.classList.remove('stale');
+    setAttr(statusEl, 'data-status', 'live');
+    setText(statusEl, 'live');
+    setText(document.getElementById('updated'), clock(lastGood));
+  }
+
+  function unreachable(reason) {
+    failures++;
+    var text = 'Stats unreachable (' + reason + ').';
+    if (lastGood) {
+      var age = Math.round((Date.now() - lastGood.getTime()) / 1000);
+      text += ' Showing the last data, from ' + clock(lastGood) + ' (' + duration(age) + ' ago).';
+    }
+    text += ' Retrying every second.';
+    setText(bannerTextEl, text);
+    bannerEl.hidden = false;
+    document.body.classList.add('stale');
+    setAttr(statusEl, 'data-status', 'unreachable');
+    setText(statusEl, 'unreachable');
+    setAttr(bannerEl, 'data-failures', failures);
+    if (document.title.indexOf('(!)') !== 0) document.title = '(!) ' + document.title;
+  }
+
+  function poll() {
+    var started = Date.now();
+    var controller = typeof AbortController === 'function' ? new AbortController() : null;
+    var timer = setTimeout(function () { if (controller) controller.abort(); }, TIMEOUT_MS);
+    fetch('stats', { cache: 'no-store', headers: { Accept: 'application/json' },
+                     signal: controller ? controller.signal : undefined })
+      .then(function (response) {
+        if (!response.ok) throw new Error('HTTP ' + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        if (!data || !Array.isArray(data.services)) throw new Error('not a stats document');
+        render(data);
+        healthy();
+      })
+      .catch(function (error) {
+        var reason = error && error.name === 'AbortError' ? 'timed out'
+                   : error && error.message ? error.message : String(error);
+        unreachable(reason);
+      })
+      .then(function () {
+        clearTimeout(timer);
+        setTimeout(poll, Math.max(100, POLL_MS - (Date.now() - started)));
+      });
+  }
+
+  poll();
+})();
+</script>
+</body>
+</html>
+)html";
+
+}  // namespace fulcrum
