@@ -34,7 +34,7 @@ cat <<'TEXT'
 fulcrum is running in front of three demo servers (alpha, beta, gamma; weights 1, 2, 3).
   connect:   nc 127.0.0.1 8080     (each connection is greeted by the server it reached, then echoed)
   try:       for i in $(seq 6); do echo hi | nc -N 127.0.0.1 8080; done
-  dashboard: not available yet: the stats endpoint is still to be built (see docs/)
+  dashboard: http://127.0.0.1:9100/   (JSON: /stats, Prometheus: /metrics)
   stop:      Ctrl-C
 The access log of every session appears below.
 

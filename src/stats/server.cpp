@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "fulcrum/admin.hpp"
+#include "fulcrum/dashboard.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
@@ -100,13 +101,19 @@ void StatsServer::handle(evhttp_request* request) {
   const auto method = evhttp_request_get_command(request);
   const bool read_only = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
 
-  if (path == "/stats" || path == "/metrics" || path == "/healthz") {
+  if (path == "/" || path == "/stats" || path == "/metrics" || path == "/healthz") {
     if (!read_only) {
       evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "GET, HEAD");
       reply(request, 405, "Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n");
       return;
     }
-    if (path == "/stats") {
+    if (path == "/") {
+      // Everything the page needs is inline; it may only talk back to us.
+      evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Security-Policy",
+                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                        "img-src data:; connect-src 'self'");
+      reply(request, 200, "OK", "text/html; charset=utf-8", std::string(kDashboardHtml));
+    } else if (path == "/stats") {
       reply(request, 200, "OK", "application/json", render_stats_json(context_));
     } else if (path == "/metrics") {
       reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(context_));

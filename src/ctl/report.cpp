@@ -1,0 +1,97 @@
+// The tables and confirmation lines of fulcrumctl.
+#include "report.hpp"
+
+#include "format.hpp"
+#include "reply.hpp"
+
+namespace fulcrum::ctl {
+
+namespace {
+
+using Align = Table::Align;
+
+std::string count_text(const Node& node) { return std::to_string(node.count()); }
+
+std::string last_reload_text(const Node& reload) {
+  const Node at = reload["at"];
+  const std::string when = at.is_null() ? "-" : at.string();
+  if (reload["ok"].boolean()) return "ok at " + when;
+  const Node error = reload["error"];
+  return "failed at " + when + (error.is_null() ? "" : ": " + error.string());
+}
+
+}  // namespace
+
+std::string status_report(const Json& stats) {
+  const Node root(stats, "");
+  const Node config = root["config"];
+  std::string out;
+  out += "version      " + root["version"].string() + "\n";
+  out += "uptime       " + human_duration(root["uptime_seconds"].number()) + "\n";
+  out += "generation   " + count_text(config["generation"]) + "\n";
+  out += "last reload  " + last_reload_text(config["last_reload"]) + "\n";
+
+  Table table;
+  table.add_column("SERVICE");
+  table.add_column("SCHEDULER");
+  table.add_column("ACTIVE", Align::right);
+  table.add_column("TOTAL", Align::right);
+  table.add_column("REJECTED", Align::right);
+  table.add_column("BYTES_IN", Align::right);
+  table.add_column("BYTES_OUT", Align::right);
+  table.add_column("UP", Align::right);
+  for (const Node& service : root["services"].elements()) {
+    const Node sessions = service["sessions"];
+    const Node bytes = service["bytes"];
+    const std::vector<Node> servers = service["servers"].elements();
+    size_t up = 0;
+    for (const Node& server : servers) up += server["state"].string() == "up";
+    table.add_row({service["name"].string(), service["scheduler"].string(), count_text(sessions["active"]),
+                   count_text(sessions["total"]), count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
+                   human_bytes(bytes["out"].count()), std::to_string(up) + "/" + std::to_string(servers.size())});
+  }
+  out += "\n" + table.render();
+  return out;
+}
+
+std::string servers_report(const Json& stats) {
+  const Node root(stats, "");
+  Table table;
+  table.add_column("SERVICE");
+  table.add_column("SERVER");
+  table.add_column("ADDRESS");
+  table.add_column("STATE");
+  table.add_column("WEIGHT", Align::right);
+  table.add_column("ACTIVE", Align::right);
+  table.add_column("TOTAL", Align::right);
+  table.add_column("FAILURES", Align::right);
+  table.add_column("CHECKS_FAILED", Align::right);
+  table.add_column("LAST_CHANGE", Align::right);
+  for (const Node& service : root["services"].elements()) {
+    const std::string service_name = service["name"].string();
+    for (const Node& server : service["servers"].elements()) {
+      const Node sessions = server["sessions"];
+      const Node health = server["health"];
+      table.add_row({service_name, server["name"].string(), server["address"].string(), server["state"].string(),
+                     count_text(server["weight"]), count_text(sessions["active"]), count_text(sessions["total"]),
+                     count_text(server["connect_failures"]), count_text(health["checks_failed"]),
+                     human_duration(health["last_change_seconds"].number())});
+    }
+  }
+  return table.render();
+}
+
+std::string server_change_report(std::string_view service, const Json& server) {
+  const Node node(server, "");
+  return std::string(service) + "/" + node["name"].string() + ": state " + node["state"].string() + ", weight " +
+         count_text(node["weight"]) + "\n";
+}
+
+std::string reload_report(const Json& reply) {
+  const Node node(reply, "");
+  if (node.has("message")) return node["message"].string() + "\n";
+  if (node.has("generation")) return "reloaded: configuration generation " + count_text(node["generation"]) + "\n";
+  return "reloaded\n";
+}
+
+}  // namespace fulcrum::ctl

@@ -1,0 +1,28 @@
+// What fulcrumctl prints for each reply: the status summary and the server
+// table from /stats, one-line confirmations of writes. Each throws a
+// ReplyError when the reply lacks a field it shows.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "json.hpp"
+
+namespace fulcrum::ctl {
+
+// `status`: version, uptime, generation, last reload, then one row per
+// service: name, scheduler, sessions active/total/rejected, bytes in/out,
+// servers up/total.
+std::string status_report(const Json& stats);
+
+// `servers`: one row per server of every service.
+std::string servers_report(const Json& stats);
+
+// After drain/ready/maint/weight: `SERVICE/SERVER: state S, weight W`,
+// from the server's JSON the daemon answered with.
+std::string server_change_report(std::string_view service, const Json& server);
+
+// After reload: the reply's message (or what the reply says otherwise).
+std::string reload_report(const Json& reply);
+
+}  // namespace fulcrum::ctl
