@@ -29,6 +29,8 @@ struct alignas(64) ServerState {
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> connects{0};         // successful connects
+  std::atomic<uint64_t> connect_time_us{0};  // their total duration
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
   // When the server last came up (steady clock, ns since its epoch); 0 when it

@@ -122,6 +122,7 @@ class Session {
   const SocketAddress client_address_;
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
+  std::chrono::steady_clock::time_point connect_started_;
 
   // Declared before what it outlives: members are destroyed bottom-up, so
   // events go first, then pipes, sockets, and the slots last.

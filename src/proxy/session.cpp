@@ -89,6 +89,7 @@ void Session::connect_next() {
     connect_failed(error);
     return;
   }
+  connect_started_ = std::chrono::steady_clock::now();
   connect_event_.reset(event_new(worker_.base(), server_.get(), EV_WRITE, on_connect_cb, this));
   add_with_timeout(connect_event_.get(), service_.config->connect_timeout);
 }
@@ -104,6 +105,12 @@ void Session::on_connect_event(short what) {
     return;
   }
   connect_event_.reset();
+  ServerState& state = *service_.servers[*server_index_].state;
+  const auto took = std::chrono::steady_clock::now() - connect_started_;
+  state.connect_time_us.fetch_add(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()),
+      std::memory_order_relaxed);
+  state.connects.fetch_add(1, std::memory_order_relaxed);
   start_relay();
 }
 

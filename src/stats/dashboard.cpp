@@ -45,7 +45,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaV
 .wrap { max-width: 1440px; margin: 0 auto; padding: 0 20px; }
 .top { background: var(--card); border-bottom: 1px solid var(--line); }
 .top .wrap { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 28px; padding-top: 12px; padding-bottom: 12px; }
-.brand { display: flex; align-items: baseline; gap: 10px; margin-right: auto; }
+.brand { display: flex; align-items: center; gap: 10px; margin-right: auto; }
 .brand h1 { margin: 0; font-size: 20px; letter-spacing: -0.01em; }
 .brand .logo { color: var(--accent); font-weight: 700; }
 .meta { display: flex; flex-wrap: wrap; gap: 6px 24px; margin: 0; }
@@ -53,7 +53,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaV
 .meta dt { font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
 .meta dd { margin: 0; font-weight: 600; white-space: nowrap; }
 #reload[data-ok="false"] { color: var(--down); white-space: normal; }
-.status { display: inline-flex; align-items: center; gap: 6px; font-size: 12px; font-weight: 600; color: var(--muted);
+.status { margin-left: 6px; display: inline-flex; align-items: center; gap: 6px; font-size: 12px; font-weight: 600; color: var(--muted);
   border: 1px solid var(--line); border-radius: 999px; padding: 2px 10px; }
 .status::before { content: ""; width: 8px; height: 8px; border-radius: 50%; background: var(--maint); }
 .status[data-status="live"]::before { background: var(--up); }
@@ -79,8 +79,8 @@ body.stale main { opacity: 0.6; }
 .tile .spark { display: block; width: 100%; height: 22px; margin-top: 2px; }
 .tile-rejected.nonzero .tile-value { color: var(--warn); }
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; border-top: 1px solid var(--line); }
-table.servers { width: 100%; border-collapse: collapse; }
-.servers th, .servers td { padding: 7px 10px; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--line); }
+table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
+.servers th, .servers td { padding: 6px 8px; vertical-align: middle; text-align: right; white-space: nowrap; border-bottom: 1px solid var(--line); }
 .servers th { background: var(--head); font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); font-weight: 600; }
 .servers tbody tr:last-child td { border-bottom: 0; }
 .servers tbody tr:hover td { background: var(--head); }
@@ -90,7 +90,7 @@ table.servers { width: 100%; border-collapse: collapse; }
 .servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
 .servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
 .servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
-.state { display: inline-block; min-width: 64px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
+.state { display: inline-block; min-width: 52px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
   border-radius: 999px; color: #fff; background: var(--maint); }
 .state-up { background: var(--up); }
 .state-down { background: var(--down); }
@@ -99,9 +99,9 @@ table.servers { width: 100%; border-collapse: collapse; }
 .flag { font-size: 12px; font-weight: 600; padding: 0 6px; border-radius: 4px; border: 1px solid var(--accent); color: var(--accent); }
 .muted { color: var(--muted); }
 .warn { color: var(--warn); font-weight: 600; }
-.rate-cell { display: inline-flex; align-items: center; gap: 8px; justify-content: flex-end; }
-.rate-value { min-width: 48px; text-align: right; }
-.servers .spark { width: 64px; height: 18px; }
+.rate-cell { display: inline-flex; align-items: center; gap: 6px; justify-content: flex-end; vertical-align: middle; }
+.rate-value { min-width: 44px; text-align: right; }
+.servers .spark { width: 52px; height: 18px; }
 .spark { overflow: visible; }
 .spark .area { fill: var(--accent); opacity: 0.16; stroke: none; }
 .spark .line { fill: none; stroke: var(--accent); stroke-width: 1.5; stroke-linejoin: round; }
@@ -113,7 +113,11 @@ footer a { color: var(--accent); }
 @media (max-width: 720px) {
   .wrap { padding: 0 12px; }
   .top .wrap { gap: 8px 16px; }
-  .meta { gap: 6px 16px; }
+  .brand { width: 100%; }
+  .status { margin-left: auto; }
+  .meta { display: grid; grid-template-columns: repeat(3, auto); justify-content: space-between; gap: 6px 16px; width: 100%; }
+  .meta .meta-reload { grid-column: 1 / -1; order: 1; }
+  #reload { white-space: normal; }
   main.wrap { padding-top: 12px; }
   .svc-head { padding: 10px 12px 0; }
   .tiles { gap: 8px; padding: 10px 12px 12px; }
@@ -132,14 +136,16 @@ footer a { color: var(--accent); }
     overflow: hidden; text-overflow: ellipsis; }
   .servers td::before { content: attr(data-label); display: block; font-size: 10.5px; font-weight: 500;
     text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
-  .servers td.c-name { grid-column: span 2; order: -2; font-size: 15px; box-shadow: none; white-space: normal; overflow-wrap: anywhere; }
+  .servers td.c-name, .servers tr[data-state] td.c-name { grid-column: span 2; order: -2; font-size: 15px; box-shadow: none;
+    white-space: normal; overflow-wrap: anywhere; }
   .servers td.c-name::before, .servers td.c-state::before { content: none; }
   .servers td.c-state { order: -1; text-align: right; align-self: center; }
   .servers td.c-address { grid-column: span 2; }
   .servers td.c-rate { grid-column: span 2; }
   .servers td.c-change { grid-column: span 2; }
-  .rate-cell { justify-content: flex-start; }
+  .rate-cell { justify-content: flex-start; flex-direction: row-reverse; }
   .rate-value { min-width: 0; text-align: left; }
+  .servers .spark { width: 96px; }
 }
 @media (max-width: 360px) {
   .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); }
@@ -149,14 +155,14 @@ footer a { color: var(--accent); }
 <body>
 <header class="top">
   <div class="wrap">
-    <div class="brand"><span class="logo" aria-hidden="true">&#9650;</span><h1>fulcrum</h1><span id="version" class="muted"></span></div>
+    <div class="brand"><span class="logo" aria-hidden="true">&#9650;</span><h1>fulcrum</h1><span id="version" class="muted"></span>
+      <span id="status" class="status" data-status="loading">connecting</span></div>
     <dl class="meta">
       <div><dt>Uptime</dt><dd id="uptime">&ndash;</dd></div>
       <div><dt>Config</dt><dd id="generation">&ndash;</dd></div>
-      <div><dt>Last reload</dt><dd id="reload">&ndash;</dd></div>
+      <div class="meta-reload"><dt>Last reload</dt><dd id="reload">&ndash;</dd></div>
       <div><dt>Updated</dt><dd id="updated">&ndash;</dd></div>
     </dl>
-    <span id="status" class="status" data-status="loading">connecting</span>
   </div>
 </header>
 <div id="banner" class="banner" role="alert" hidden><div class="wrap" id="banner-text"></div></div>
@@ -297,7 +303,8 @@ footer a { color: var(--accent); }
     return svg;
   }
 
-  // The newest sample at the right edge; the scale is the window's peak.
+  // The samples spread over the width, the newest at the right edge; the
+  // scale is the window's peak.
   function drawSpark(svg, values) {
     var title = svg.childNodes[0], area = svg.childNodes[1], line = svg.childNodes[2];
     var n = values.length;
@@ -313,13 +320,12 @@ footer a { color: var(--accent); }
     var scale = peak > 0 ? peak : 1;
     var points = [];
     for (var j = 0; j < n; j++) {
-      var x = 100 * (HISTORY - n + j) / (HISTORY - 1);
+      var x = 100 * j / (n - 1);
       var y = 19 - 18 * values[j] / scale;
       points.push(x.toFixed(2) + ',' + y.toFixed(2));
     }
-    var first = (100 * (HISTORY - n) / (HISTORY - 1)).toFixed(2);
     setAttr(line, 'points', points.join(' '));
-    setAttr(area, 'points', first + ',20 ' + points.join(' ') + ' 100,20');
+    setAttr(area, 'points', '0,20 ' + points.join(' ') + ' 100,20');
     setText(title, 'peak ' + perSecond(peak) + ' over the last ' + n + ' samples');
   }
 
@@ -395,8 +401,8 @@ footer a { color: var(--accent); }
     var rateBox = el('span', 'rate-cell');
     var rateValue = el('span', 'rate-value', DASH);
     var spark = makeSpark('server-spark');
-    rateBox.appendChild(rateValue);
     rateBox.appendChild(spark);
+    rateBox.appendChild(rateValue);
     cells.rate.appendChild(rateBox);
     var backup = el('span', '', DASH);
     cells.backup.appendChild(backup);

@@ -140,6 +140,11 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
          ",\"max\":" + std::to_string(server.config->max_connections) + "}";
   out += ",\"connect_failures\":" + load(st.connect_failures);
+  const uint64_t connects = st.connects.load(std::memory_order_relaxed);
+  const double connect_ms = connects == 0 ? 0.0
+                                          : static_cast<double>(st.connect_time_us.load(std::memory_order_relaxed)) /
+                                                1000.0 / static_cast<double>(connects);
+  out += ",\"connect_time_ms_avg\":" + number(connect_ms);
   out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
   out += ",\"health\":{\"enabled\":" + std::string(service.config->health_check.enabled ? "true" : "false") +
          ",\"checks_failed\":" + load(st.checks_failed) +
@@ -273,6 +278,7 @@ std::string render_metrics(const StatsContext& context) {
       {"fulcrum_server_sessions_total", "Sessions sent to the server.", &ServerState::total},
       {"fulcrum_server_connect_failures_total", "Failed connect attempts to the server, retried ones included.",
        &ServerState::connect_failures},
+      {"fulcrum_server_connects_total", "Successful connects to the server.", &ServerState::connects},
       {"fulcrum_server_bytes_in_total", "Bytes from clients delivered to the server.", &ServerState::bytes_in},
       {"fulcrum_server_bytes_out_total", "Bytes from the server delivered to clients.", &ServerState::bytes_out},
       {"fulcrum_server_health_checks_failed_total", "Failed health checks, active and passive.",
@@ -284,6 +290,17 @@ std::string render_metrics(const StatsContext& context) {
       for (const ServerRuntime& server : service.servers) {
         sample(metric.name, server_label(service, server), load((*server.state).*metric.field));
       }
+    }
+  }
+
+  family("fulcrum_server_connect_seconds_total", "counter",
+         "Total time of the successful connects to the server (divide by fulcrum_server_connects_total).");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      const double seconds = static_cast<double>(server.state->connect_time_us.load(std::memory_order_relaxed)) / 1e6;
+      char buffer[32];
+      std::snprintf(buffer, sizeof buffer, "%.6f", seconds);
+      sample("fulcrum_server_connect_seconds_total", server_label(service, server), buffer);
     }
   }
 

@@ -1,0 +1,51 @@
+// The daemon's HTTP API as fulcrumctl uses it: GET /stats and the write
+// API, with each failure turned into one line for the operator.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "url.hpp"
+
+namespace fulcrum::ctl {
+
+inline constexpr std::chrono::seconds kRequestTimeout{5};
+
+struct HttpOutcome;
+
+struct ApiResult {
+  bool ok = false;
+  std::string body;   // ok: the reply's body
+  std::string error;  // not ok: one line, without the program name
+};
+
+class Api {
+ public:
+  // `token`: the admin token for writes (nullopt: none was given).
+  Api(BaseUrl url, std::optional<std::string> token, std::chrono::seconds timeout = kRequestTimeout)
+      : url_(std::move(url)), token_(std::move(token)), timeout_(timeout) {}
+
+  // GET /stats.
+  ApiResult stats() const;
+  // POST /api/v1/services/SERVICE/servers/SERVER with a JSON body.
+  ApiResult set_server(std::string_view service, std::string_view server, const std::string& body) const;
+  // POST /api/v1/reload.
+  ApiResult reload() const;
+
+ private:
+  enum class Target { stats, server, reload };
+
+  ApiResult post(const std::string& path, const std::string& body, Target target, std::string_view what) const;
+  ApiResult finish(const HttpOutcome& outcome, Target target, std::string_view what) const;
+
+  BaseUrl url_;
+  std::optional<std::string> token_;
+  std::chrono::seconds timeout_;
+};
+
+// The first line of an error reply's body, trimmed and cut to 200 bytes.
+std::string body_summary(std::string_view body);
+
+}  // namespace fulcrum::ctl

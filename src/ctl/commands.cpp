@@ -1,0 +1,114 @@
+// The commands: which request each sends and what it prints.
+#include "commands.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "api.hpp"
+#include "exit_codes.hpp"
+#include "json.hpp"
+#include "reply.hpp"
+#include "report.hpp"
+#include "token.hpp"
+
+namespace fulcrum::ctl {
+
+namespace {
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "fulcrumctl: %s\n", message.c_str());
+  return kExitFailure;
+}
+
+// Writes `text` to stdout; a failed write (a closed pipe, a full disk) is
+// an error too.
+int print(const std::string& text) {
+  const bool written = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+  if (written && std::fflush(stdout) == 0) return kExitOk;
+  const int error = errno;
+  if (error == EPIPE) return kExitFailure;  // the reader went away: nothing to tell it
+  return fail(std::string("cannot write the output: ") + std::strerror(error));
+}
+
+// The reply body as JSON, or nullopt after printing why it is not.
+std::optional<Json> parse_reply(const ApiResult& result, int& exit_code) {
+  std::string error;
+  std::optional<Json> json = Json::parse(result.body, &error);
+  if (!json) exit_code = fail("the daemon's reply is not valid JSON (" + error + ")");
+  return json;
+}
+
+// --json: the body as the daemon sent it, ending with a newline.
+int print_raw(const std::string& body) { return print(body.ends_with('\n') ? body : body + "\n"); }
+
+template <typename Report>
+int print_report(const Json& json, Report report) {
+  std::string text;
+  try {
+    text = report(json);
+  } catch (const ReplyError& e) {
+    return fail(std::string("unexpected reply from the daemon: ") + e.what());
+  }
+  return print(text);
+}
+
+int show_stats(const Options& options, const Api& api) {
+  const ApiResult result = api.stats();
+  if (!result.ok) return fail(result.error);
+  int exit_code = kExitOk;
+  const std::optional<Json> json = parse_reply(result, exit_code);
+  if (!json) return exit_code;
+  if (options.json) return print_raw(result.body);
+  return print_report(*json, options.command == Command::status ? status_report : servers_report);
+}
+
+int change_server(const Options& options, const Api& api) {
+  const std::string body = options.command == Command::weight
+                               ? "{\"weight\":" + std::to_string(options.weight) + "}"
+                               : std::string("{\"state\":\"") + state_name(options.command) + "\"}";
+  const ApiResult result = api.set_server(options.service, options.server, body);
+  if (!result.ok) return fail(result.error);
+  int exit_code = kExitOk;
+  const std::optional<Json> json = parse_reply(result, exit_code);
+  if (!json) return exit_code;
+  if (options.json) return print_raw(result.body);
+  return print_report(*json, [&options](const Json& server) { return server_change_report(options.service, server); });
+}
+
+int reload(const Options& options, const Api& api) {
+  const ApiResult result = api.reload();
+  if (!result.ok) return fail(result.error);
+  int exit_code = kExitOk;
+  const std::optional<Json> json = parse_reply(result, exit_code);
+  if (!json) return exit_code;
+  if (options.json) return print_raw(result.body);
+  return print_report(*json, reload_report);
+}
+
+}  // namespace
+
+int run_command(const Options& options, const BaseUrl& url) {
+  const bool writes = options.command != Command::status && options.command != Command::servers;
+  std::optional<std::string> token;
+  if (writes && options.token_file) {
+    std::string error;
+    token = read_token_file(*options.token_file, &error);
+    if (!token) return fail(error);
+  }
+  const Api api(url, token);
+  switch (options.command) {
+    case Command::status:
+    case Command::servers: return show_stats(options, api);
+    case Command::drain:
+    case Command::ready:
+    case Command::maint:
+    case Command::weight: return change_server(options, api);
+    case Command::reload: return reload(options, api);
+  }
+  return kExitFailure;
+}
+
+}  // namespace fulcrum::ctl
