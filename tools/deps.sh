@@ -5,6 +5,7 @@ FULCRUM_PACKAGES=(
   libevent-dev libyaml-cpp-dev doctest-dev
   python3 util-linux netcat-openbsd
   prometheus
+  chromium
 )
 
 install_packages() {

@@ -1,22 +1,25 @@
 // The evhttp client: one event base, one connection, one request. libevent
 // parses the reply; this file only maps its outcome to a response or to the
-// reason there is none.
+// reason there is none. The address is found (and its reachability proven)
+// by find_reachable() first, since libevent keeps no usable errno for a
+// failed connect.
 #include "http.hpp"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/util.h>
-#include <sys/socket.h>
+#include <event2/keyvalq_struct.h>
 
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
 #include <memory>
+
+#include "reach.hpp"
 
 namespace fulcrum::ctl {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 struct EventBaseFree {
   void operator()(event_base* base) const { event_base_free(base); }
@@ -31,45 +34,22 @@ struct EventFree {
 // What the callbacks learn; read after the loop ends.
 struct Exchange {
   event_base* base = nullptr;
-  evhttp_connection* connection = nullptr;
   std::optional<HttpResponse> response;
   bool finished = false;
   bool timed_out = false;
   bool have_error = false;
   evhttp_request_error error = EVREQ_HTTP_EOF;
-  int saved_errno = 0;
 };
 
-// The connection's socket is connected (so a timeout means the daemon took
-// the connection but did not answer).
-bool connected(evhttp_connection* connection) {
-  bufferevent* bev = evhttp_connection_get_bufferevent(connection);
-  const evutil_socket_t fd = bev != nullptr ? bufferevent_getfd(bev) : -1;
-  if (fd < 0) return false;
-  sockaddr_storage peer{};
-  socklen_t length = sizeof peer;
-  return getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0;
-}
-
-// A name that did not resolve: the resolver's error text, else empty.
-std::string dns_error(evhttp_connection* connection) {
-  bufferevent* bev = evhttp_connection_get_bufferevent(connection);
-  const int error = bev != nullptr ? bufferevent_socket_get_dns_error(bev) : 0;
-  return error != 0 ? evutil_gai_strerror(error) : "";
-}
-
 void on_error(evhttp_request_error error, void* arg) {
-  const int saved = errno;  // libevent restores the socket error for this call
   auto* exchange = static_cast<Exchange*>(arg);
   if (!exchange->have_error) {
     exchange->have_error = true;
     exchange->error = error;
-    exchange->saved_errno = saved;
   }
 }
 
 void on_done(evhttp_request* request, void* arg) {
-  const int saved = errno;
   auto* exchange = static_cast<Exchange*>(arg);
   exchange->finished = true;
   if (request != nullptr && evhttp_request_get_response_code(request) != 0) {
@@ -82,11 +62,6 @@ void on_done(evhttp_request* request, void* arg) {
     response.body.resize(length);
     if (length > 0) evbuffer_copyout(input, response.body.data(), length);
     exchange->response = std::move(response);
-  } else if (!exchange->have_error) {
-    // A refused connect reaches here without the error callback.
-    exchange->have_error = true;
-    exchange->error = EVREQ_HTTP_EOF;
-    exchange->saved_errno = saved;
   }
   event_base_loopbreak(exchange->base);
 }
@@ -97,43 +72,51 @@ void on_deadline(evutil_socket_t, short, void* arg) {
   event_base_loopbreak(exchange->base);
 }
 
-std::string seconds_text(std::chrono::seconds timeout) { return std::to_string(timeout.count()) + "s"; }
+timeval to_timeval(std::chrono::milliseconds d) {
+  return timeval{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
+}
 
-// Why the exchange ended without a response.
+// Why the exchange ended without a response (the connection itself could
+// be made: find_reachable() saw to that).
 std::string failure_reason(const Exchange& exchange, std::chrono::seconds timeout) {
-  const bool timed_out = exchange.timed_out || (exchange.have_error && exchange.error == EVREQ_HTTP_TIMEOUT);
-  if (timed_out) {
-    return connected(exchange.connection) ? "no reply within " + seconds_text(timeout)
-                                          : "connection timed out after " + seconds_text(timeout);
+  if (exchange.timed_out || (exchange.have_error && exchange.error == EVREQ_HTTP_TIMEOUT)) {
+    return "no reply within " + std::to_string(timeout.count()) + "s";
   }
-  if (std::string resolver = dns_error(exchange.connection); !resolver.empty()) return resolver;
-  switch (exchange.error) {
-    case EVREQ_HTTP_INVALID_HEADER: return "the reply is not valid HTTP";
-    case EVREQ_HTTP_DATA_TOO_LONG: return "the reply is larger than " + std::to_string(kMaxReplyBytes >> 20) + " MiB";
-    case EVREQ_HTTP_REQUEST_CANCEL: return "the request was cancelled";
-    default: break;
+  if (exchange.have_error) {
+    switch (exchange.error) {
+      case EVREQ_HTTP_INVALID_HEADER: return "the reply is not valid HTTP";
+      case EVREQ_HTTP_DATA_TOO_LONG:
+        return "the reply is larger than " + std::to_string(kMaxReplyBytes >> 20) + " MiB";
+      case EVREQ_HTTP_EOF: return "the connection closed without a reply";
+      default: break;
+    }
   }
-  const int error = exchange.saved_errno;
-  if (error != 0 && error != EAGAIN && error != EINPROGRESS) return std::strerror(error);
-  return "the connection closed without a reply";
+  // What is left (the daemon went away between the probe and the request,
+  // a reset) comes without a reliable errno from libevent.
+  return "the connection failed without a reply";
 }
 
 }  // namespace
 
 HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::chrono::seconds timeout) {
   HttpOutcome outcome;
+  const Clock::time_point deadline = Clock::now() + timeout;
+  const std::optional<std::string> address = find_reachable(url.host, url.port, deadline, &outcome.error);
+  if (!address) return outcome;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  const timeval limit = to_timeval(std::max(left, std::chrono::milliseconds(1)));
+
   std::unique_ptr<event_base, EventBaseFree> base(event_base_new());
   if (!base) {
     outcome.error = "cannot create an event base";
     return outcome;
   }
   std::unique_ptr<evhttp_connection, ConnectionFree> connection(
-      evhttp_connection_base_new(base.get(), nullptr, url.host.c_str(), static_cast<ev_uint16_t>(url.port)));
+      evhttp_connection_base_new(base.get(), nullptr, address->c_str(), static_cast<ev_uint16_t>(url.port)));
   if (!connection) {
     outcome.error = "cannot create an HTTP connection";
     return outcome;
   }
-  const timeval limit{static_cast<time_t>(timeout.count()), 0};
   evhttp_connection_set_timeout_tv(connection.get(), &limit);
   evhttp_connection_set_retries(connection.get(), 0);
   evhttp_connection_set_max_body_size(connection.get(), static_cast<ev_ssize_t>(kMaxReplyBytes));
@@ -141,13 +124,12 @@ HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::c
 
   Exchange exchange;
   exchange.base = base.get();
-  exchange.connection = connection.get();
-  std::unique_ptr<event, EventFree> deadline(evtimer_new(base.get(), on_deadline, &exchange));
-  if (!deadline) {
+  std::unique_ptr<event, EventFree> timer(evtimer_new(base.get(), on_deadline, &exchange));
+  if (!timer) {
     outcome.error = "cannot create a timer";
     return outcome;
   }
-  evtimer_add(deadline.get(), &limit);
+  evtimer_add(timer.get(), &limit);
 
   evhttp_request* req = evhttp_request_new(on_done, &exchange);
   if (req == nullptr) {
@@ -162,7 +144,7 @@ HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::c
   for (const auto& [name, value] : request.headers) {
     if (evhttp_add_header(headers, name.c_str(), value.c_str()) != 0) {
       evhttp_request_free(req);
-      outcome.error = "header " + name + " has characters HTTP does not allow";
+      outcome.error = "header " + name + " holds characters HTTP does not allow";
       return outcome;
     }
   }
@@ -183,8 +165,8 @@ HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::c
   } else {
     outcome.error = failure_reason(exchange, timeout);
   }
-  // The connection goes before the timer and the base (unique_ptrs are
-  // destroyed in reverse order: deadline, connection, base).
+  // Freed in reverse order of declaration: the timer, the connection (with
+  // a request still pending after a timeout: no callback runs), the base.
   return outcome;
 }
 

@@ -85,7 +85,8 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .servers tbody tr:last-child td { border-bottom: 0; }
 .servers tbody tr:hover td { background: var(--head); }
 .servers .c-name, .servers .c-address, .servers .c-state, .servers .c-backup, .servers .c-change { text-align: left; }
-.servers td.c-name { font-weight: 600; box-shadow: inset 4px 0 0 var(--maint); }
+.servers td.c-name { font-weight: 600; box-shadow: inset 4px 0 0 var(--maint); white-space: normal;
+  overflow-wrap: anywhere; min-width: 9em; max-width: 18em; }
 .servers tr[data-state="up"] td.c-name { box-shadow: inset 4px 0 0 var(--up); }
 .servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
 .servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
@@ -586,6 +587,8 @@ footer a { color: var(--accent); }
     if (lastGood) {
       var age = Math.round((Date.now() - lastGood.getTime()) / 1000);
       text += ' Showing the last data, from ' + clock(lastGood) + ' (' + duration(age) + ' ago).';
+    } else {
+      setText(emptyEl, 'No data yet.');
     }
     text += ' Retrying every second.';
     setText(bannerTextEl, text);
