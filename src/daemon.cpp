@@ -52,6 +52,9 @@ class Daemon {
 
  private:
   bool open_listeners();
+  std::unique_ptr<HealthChecker> make_health_checker();
+  const ReloadStatus& reload(const std::string& asked_by);
+  bool apply_reload(Config config, std::string& error);
   void on_signal(int signal);
   void begin_stop(int signal);
   void on_worker_exit();
@@ -60,6 +63,7 @@ class Daemon {
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
+  static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
   void on_slow_start_tick();
 
   Config config_;
@@ -80,6 +84,9 @@ class Daemon {
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
+  EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
+  std::string config_path_;
+  ReloadStatus reload_status_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<StatsServer> stats_;
   std::vector<bool> ramping_;  // per service: some server was in slow start at the last tick
@@ -127,12 +134,120 @@ void Daemon::on_slow_start_tick() {
   }
 }
 
+void Daemon::on_passive_failure_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->health_->account_passive_failures();
+}
+
+std::unique_ptr<HealthChecker> Daemon::make_health_checker() {
+  auto checker = std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
+    service.scheduler->rebuild(std::chrono::steady_clock::now());
+  });
+  return checker;
+}
+
+// Reloads the configuration file (SIGHUP or the admin API): the same
+// loading and validation as --check; on any error the running
+// configuration stays and the errors are logged and recorded.
+const ReloadStatus& Daemon::reload(const std::string& asked_by) {
+  log_info("reloading", {{"config", config_path_}, {"by", asked_by}});
+  ConfigLoad load = load_config_file(config_path_);
+  std::vector<std::string> errors;
+  for (const ConfigError& e : load.errors) errors.push_back(e.to_string());
+  if (errors.empty()) {
+    std::string error;
+    if (!apply_reload(std::move(*load.config), error)) errors.push_back(error);
+  }
+  reload_status_.at = std::chrono::system_clock::now();
+  if (!errors.empty()) {
+    for (const std::string& e : errors) log_error("reload rejected", {{"error", e}});
+    reload_status_.ok = false;
+    reload_status_.error = errors.front();
+    ++reload_status_.failed;
+    log_error("reload failed, the running configuration stays",
+              {{"errors", errors.size()}, {"generation", snapshot_->generation}});
+    return reload_status_;
+  }
+  reload_status_.ok = true;
+  reload_status_.error.clear();
+  ++reload_status_.succeeded;
+  log_info("reloaded", {{"generation", snapshot_->generation}, {"by", asked_by}});
+  return reload_status_;
+}
+
+// Builds and publishes the next snapshot. Listening sockets of addresses that
+// stay are kept (never closed: no client refused); new addresses are bound
+// first, so that a bind error leaves everything as it was.
+bool Daemon::apply_reload(Config config, std::string& error) {
+  if (config.global.workers != 0 && config.global.workers != worker_count_) {
+    log_warn("global.workers changes need a restart; keeping the running count",
+             {{"workers", worker_count_}, {"configured", config.global.workers}});
+  }
+  std::optional<std::string> token;
+  if (config.stats.enabled && !config.stats.admin_token_file.empty()) {
+    token = read_admin_token(config.stats.admin_token_file, error);
+    if (!token) return false;
+  }
+  if (config.stats.enabled != snapshot_->config.stats.enabled ||
+      !(config.stats.listen == snapshot_->config.stats.listen)) {
+    log_warn("stats.listen changes need a restart; the stats endpoint stays as it is");
+  }
+
+  // Bind what is new before touching anything.
+  std::vector<std::pair<SocketAddress, std::vector<Fd>>> added;
+  for (const auto& service : config.services) {
+    for (const auto& address : service.listen) {
+      if (snapshot_->service_listening_on(address) != nullptr) continue;
+      std::vector<Fd> per_worker;
+      for (unsigned w = 0; w < worker_count_; ++w) {
+        Fd fd;
+        if (int e = open_listener(address, kListenBacklog, fd); e != 0) {
+          error = "cannot listen on " + address.to_string() + ": " + errno_string(e);
+          log_error("cannot listen", {{"service", service.name}, {"address", address.to_string()},
+                                      {"error", errno_string(e)}});
+          return false;
+        }
+        per_worker.push_back(std::move(fd));
+      }
+      added.emplace_back(address, std::move(per_worker));
+    }
+  }
+
+  // Weights set through the admin API last until a reload (SPEC.md).
+  registry_.for_each_server([](ServerState& state) { state.weight_override.store(-1); });
+  const auto previous = snapshot_;
+  snapshot_ = build_snapshot(std::move(config), previous->generation + 1, registry_, worker_count_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& service : snapshot_->services) {
+    for (const auto& server : service.servers) server.state->update_status(now);
+    service.scheduler->rebuild(now);
+  }
+  for (const auto& [address, fds] : added) {
+    log_info("listening", {{"service", snapshot_->service_listening_on(address)->config->name},
+                           {"address", address.to_string()}});
+  }
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    Worker::Update update{snapshot_, {}};
+    for (auto& [address, fds] : added) update.listeners.push_back({address, std::move(fds[w])});
+    workers_[w]->post_update(std::move(update));
+  }
+  admission_->set_max_sessions(snapshot_->config.global.max_connections);
+  Log::set_level(snapshot_->config.global.log_level);
+  health_ = make_health_checker();
+  health_->start();
+  if (stats_) stats_->update(snapshot_, std::move(token));
+  ramping_.assign(snapshot_->services.size(), false);
+  log_config_changes(*previous, *snapshot_);
+  return true;
+}
+
 int Daemon::run() {
   Log::set_level(config_.global.log_level);
   const int64_t open_file_limit = raise_open_file_limit();
   worker_count_ = config_.global.workers == 0 ? available_cpus() : config_.global.workers;
   const uint64_t max_connections = config_.global.max_connections;
   const std::string config_path = config_.path;
+  config_path_ = config_path;
+  reload_status_.at = started_wall_;
   snapshot_ = build_snapshot(std::move(config_), 1, registry_, worker_count_);
   if (!open_listeners()) return kExitStartup;
 
@@ -151,7 +266,8 @@ int Daemon::run() {
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   ramping_.assign(snapshot_->services.size(), false);
   if (snapshot_->config.stats.enabled) {
-    StatsContext context{snapshot_, std::nullopt, started_, started_wall_};
+    StatsContext context{snapshot_, std::nullopt, started_, started_wall_, &reload_status_,
+                         [this](const std::string& peer) -> const ReloadStatus& { return reload(peer); }};
     if (const std::string& path = snapshot_->config.stats.admin_token_file; !path.empty()) {
       std::string error;
       context.admin_token = read_admin_token(path, error);
@@ -168,9 +284,8 @@ int Daemon::run() {
       return kExitStartup;
     }
   }
-  health_ = std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
-    service.scheduler->rebuild(std::chrono::steady_clock::now());
-  });
+  passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
+  health_ = make_health_checker();
 
   for (unsigned w = 0; w < worker_count_; ++w) {
     auto worker = std::make_unique<Worker>(w, *admission_, [this] {
@@ -178,7 +293,7 @@ int Daemon::run() {
       event_active(worker_exit_event_.get(), EV_READ, 0);
     });
     worker->set_snapshot(snapshot_);
-    worker->set_passive_failure_notifier([this] { health_->notify_passive_failure(); });
+    worker->set_passive_failure_notifier([this] { event_active(passive_failure_event_.get(), EV_READ, 0); });
     for (auto& pending : listeners_) {
       worker->add_listener(*pending.service, pending.address, std::move(pending.per_worker[w]));
     }
@@ -230,9 +345,7 @@ void Daemon::on_signal_cb(evutil_socket_t signal, short, void* arg) {
 
 void Daemon::on_signal(int signal) {
   if (signal == SIGHUP) {
-    // Reload is the operations issue's work; until then say so instead of
-    // dying on the default action.
-    log_warn("reload is not supported yet, configuration unchanged", {{"signal", signal_name(signal)}});
+    if (!stopping_) reload("SIGHUP");
     return;
   }
   if (stopping_) {

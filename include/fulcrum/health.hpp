@@ -47,20 +47,18 @@ class HealthChecker {
 
   // Starts the active checks (first ones spread over one interval).
   void start();
-  // Thread safe: a worker saw a failed connect (counted in the server's
-  // ServerState::passive_failures); the main thread accounts it soon.
-  void notify_passive_failure();
+  // Counts the failed session connects the workers recorded in
+  // ServerState::passive_failures as failed checks. Main thread, when a
+  // worker signalled one.
+  void account_passive_failures();
 
  private:
   class Check;
-  void on_passive();
-  static void on_passive_cb(evutil_socket_t, short, void* arg);
 
   event_base* base_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::function<void(const ServiceRuntime&)> on_change_;
   std::vector<std::unique_ptr<Check>> checks_;
-  EventPtr passive_event_;
 };
 
 }  // namespace fulcrum

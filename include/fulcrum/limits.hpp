@@ -37,13 +37,19 @@ class Admission {
   void remove_paused() { paused_.fetch_sub(1); }
   bool would_admit(const ServiceState& service, uint64_t service_limit) const;
 
+  // A reload may change global.max_connections.
+  void set_max_sessions(uint64_t max_sessions) {
+    max_sessions_.store(max_sessions);
+    wake_paused();
+  }
+
   uint64_t active_sessions() const { return sessions_.load(std::memory_order_relaxed); }
   int64_t free_fds() const { return fds_.load(std::memory_order_relaxed); }
 
  private:
   void wake_paused();
 
-  const uint64_t max_sessions_;
+  std::atomic<uint64_t> max_sessions_;
   std::atomic<uint64_t> sessions_{0};
   std::atomic<int64_t> fds_;
   std::atomic<int> paused_{0};

@@ -20,6 +20,11 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
 
   void enable();
+  const SocketAddress& address() const { return address_; }
+  // After a reload: new clients on this (kept) socket belong to `service` of
+  // the new snapshot. The socket itself is never closed, so no client is
+  // refused.
+  void retarget(const ServiceRuntime& service) { service_ = &service; }
   // Resumes a listener paused on a limit if it could now admit a client.
   void resume_if_admissible();
 
@@ -31,7 +36,7 @@ class Listener {
   static void on_retry_cb(evutil_socket_t, short, void* arg);
 
   Worker& worker_;
-  const ServiceRuntime& service_;
+  const ServiceRuntime* service_;
   const SocketAddress address_;
   Fd fd_;
   EventPtr accept_event_;

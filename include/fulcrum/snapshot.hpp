@@ -34,6 +34,8 @@ struct Snapshot {
   std::vector<ServiceRuntime> services;
 
   Snapshot() = default;
+  // The service that listens on `address`, or nullptr.
+  const ServiceRuntime* service_listening_on(const SocketAddress& address) const;
   Snapshot(const Snapshot&) = delete;  // runtimes point into `config`
   Snapshot& operator=(const Snapshot&) = delete;
 };
@@ -44,11 +46,19 @@ class StateRegistry {
  public:
   std::shared_ptr<ServiceState> service(const std::string& service_name);
   std::shared_ptr<ServerState> server(const std::string& service_name, const std::string& server_name);
+  template <typename F>
+  void for_each_server(F&& f) {
+    for (auto& [key, state] : servers_) f(*state);
+  }
 
  private:
   std::map<std::string, std::shared_ptr<ServiceState>> services_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<ServerState>> servers_;
 };
+
+// Logs what a reload changed: services added, removed or changed, and per
+// service the servers added, removed or changed.
+void log_config_changes(const Snapshot& before, const Snapshot& after);
 
 // `workers`: how many worker threads will pick from the schedulers.
 std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,

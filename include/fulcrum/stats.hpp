@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -20,12 +21,24 @@ struct evhttp_connection;
 
 namespace fulcrum {
 
+// The outcome of the last reload (main thread).
+struct ReloadStatus {
+  bool ok = true;
+  std::chrono::system_clock::time_point at;  // start-up until the first reload
+  std::string error;                          // first error of a failed reload
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+};
+
 // What the renderers need besides the snapshot.
 struct StatsContext {
   std::shared_ptr<const Snapshot> snapshot;
   std::optional<std::string> admin_token;  // none: the write API answers 403
   std::chrono::steady_clock::time_point started;
   std::chrono::system_clock::time_point started_wall;
+  const ReloadStatus* reload = nullptr;  // owned by the daemon
+  // POST /api/v1/reload: reloads the file; `peer` asked. Returns the status.
+  std::function<const ReloadStatus&(const std::string& peer)> reload_action;
 };
 
 // One element of a service's "servers" in /stats; also the write API's reply.
@@ -45,6 +58,11 @@ class StatsServer {
 
   // Binds `address`; returns errno (0 on success).
   int listen(const SocketAddress& address);
+  // After a reload: serve the new snapshot (and token).
+  void update(std::shared_ptr<const Snapshot> snapshot, std::optional<std::string> admin_token) {
+    context_.snapshot = std::move(snapshot);
+    context_.admin_token = std::move(admin_token);
+  }
 
  private:
   void handle(evhttp_request* request);

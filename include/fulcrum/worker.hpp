@@ -6,6 +6,8 @@
 #include <atomic>
 #include <functional>
 #include <list>
+#include <mutex>
+#include <optional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -37,7 +39,20 @@ class Worker {
   void start();
   void join();
 
+  // A new snapshot to serve, with the listening sockets of its new addresses
+  // (one per address for this worker). Listeners whose address stays are
+  // kept and retargeted, those whose address is gone are closed.
+  struct Update {
+    std::shared_ptr<const Snapshot> snapshot;
+    struct NewListener {
+      SocketAddress address;
+      Fd fd;
+    };
+    std::vector<NewListener> listeners;
+  };
+
   // Thread safe.
+  void post_update(Update update);
   void request_stop();         // stop accepting; the loop ends with the last session
   void request_force_close();  // close every remaining session now
   void wake();                 // a session slot or descriptors were released
@@ -64,6 +79,7 @@ class Worker {
  private:
   void run();
   void on_wake();
+  void apply(Update update);
   void exit_if_idle();
   static void on_wake_cb(evutil_socket_t, short, void* arg);
   static void on_reap_cb(evutil_socket_t, short, void* arg);
@@ -81,6 +97,8 @@ class Worker {
   std::list<std::unique_ptr<Session>> sessions_;
   std::list<std::unique_ptr<Session>> finished_sessions_;
   std::atomic<int> paused_listeners_{0};
+  std::mutex update_mutex_;
+  std::vector<Update> pending_updates_;  // applied in order: each builds on the last
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_requested_{false};
   bool stopping_ = false;

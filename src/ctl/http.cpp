@@ -10,7 +10,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <memory>
 
 #include "reach.hpp"

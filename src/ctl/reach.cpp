@@ -37,22 +37,22 @@ class Socket {
 // Connects to `address` before `deadline`: 0, ETIMEDOUT, or the errno of
 // the failed connect.
 int try_connect(const addrinfo& address, std::chrono::steady_clock::time_point deadline) {
-  const Socket socket(::socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                               address.ai_protocol));
-  if (socket.get() < 0) return errno;
-  if (connect(socket.get(), address.ai_addr, address.ai_addrlen) == 0) return 0;
+  const Socket probe(socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                            address.ai_protocol));
+  if (probe.get() < 0) return errno;
+  if (connect(probe.get(), address.ai_addr, address.ai_addrlen) == 0) return 0;
   if (errno != EINPROGRESS) return errno;
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return ETIMEDOUT;
-    pollfd entry{socket.get(), POLLOUT, 0};
+    pollfd entry{probe.get(), POLLOUT, 0};
     const int ready = poll(&entry, 1, static_cast<int>(left.count()));
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return errno;
     if (ready == 0) return ETIMEDOUT;
     int error = 0;
     socklen_t length = sizeof error;
-    if (getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
+    if (getsockopt(probe.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
     return error;
   }
 }

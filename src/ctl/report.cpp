@@ -50,7 +50,8 @@ std::string status_report(const Json& stats) {
                    count_text(sessions["total"]), count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
                    human_bytes(bytes["out"].count()), std::to_string(up) + "/" + std::to_string(servers.size())});
   }
-  out += "\n" + table.render();
+  out += '\n';
+  out += table.render();
   return out;
 }
 

@@ -110,7 +110,6 @@ class HealthChecker::Check {
 HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
                              std::function<void(const ServiceRuntime&)> on_change)
     : base_(base), snapshot_(std::move(snapshot)), on_change_(std::move(on_change)) {
-  passive_event_.reset(event_new(base_, -1, 0, on_passive_cb, this));
   for (const auto& service : snapshot_->services) {
     if (!service.config->health_check.enabled) continue;
     for (const auto& server : service.servers) checks_.push_back(std::make_unique<Check>(*this, service, server));
@@ -123,11 +122,7 @@ void HealthChecker::start() {
   for (auto& check : checks_) check->start();
 }
 
-void HealthChecker::notify_passive_failure() { event_active(passive_event_.get(), EV_READ, 0); }
-
-void HealthChecker::on_passive_cb(evutil_socket_t, short, void* arg) { static_cast<HealthChecker*>(arg)->on_passive(); }
-
-void HealthChecker::on_passive() {
+void HealthChecker::account_passive_failures() {
   for (auto& check : checks_) check->drain_passive();
 }
 

@@ -21,7 +21,7 @@ constexpr std::chrono::milliseconds kDescriptorRetry{100};
 }  // namespace
 
 Listener::Listener(Worker& worker, const ServiceRuntime& service, const SocketAddress& address, Fd fd)
-    : worker_(worker), service_(service), address_(address), fd_(std::move(fd)) {
+    : worker_(worker), service_(&service), address_(address), fd_(std::move(fd)) {
   accept_event_.reset(event_new(worker_.base(), fd_.get(), EV_READ | EV_PERSIST, on_readable_cb, this));
   retry_timer_.reset(evtimer_new(worker_.base(), on_retry_cb, this));
 }
@@ -38,8 +38,8 @@ void Listener::on_retry_cb(evutil_socket_t, short, void* arg) { static_cast<List
 
 void Listener::on_readable() {
   Admission& admission = worker_.admission();
-  ServiceState& service_state = *service_.state;
-  const uint64_t service_limit = service_.config->max_connections;
+  ServiceState& service_state = *service_->state;
+  const uint64_t service_limit = service_->config->max_connections;
   for (int i = 0; i < kAcceptBatch; ++i) {
     if (!admission.try_admit(service_state, service_limit)) {
       pause_for_admission();
@@ -54,18 +54,18 @@ void Listener::on_readable() {
       admission.release(service_state);
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
-        log_warn("accept paused", {{"service", service_.config->name}, {"address", address_.to_string()},
+        log_warn("accept paused", {{"service", service_->config->name}, {"address", address_.to_string()},
                                    {"error", errno_string(error)}});
         pause_for_descriptors();
         return;
       }
       // ECONNABORTED and friends concern one client only.
-      log_debug("accept failed", {{"service", service_.config->name}, {"error", errno_string(error)}});
+      log_debug("accept failed", {{"service", service_->config->name}, {"error", errno_string(error)}});
       continue;
     }
     set_relay_options(fd);
     worker_.start_session(
-        std::make_unique<Session>(worker_, worker_.snapshot(), service_, Fd(fd), client_address));
+        std::make_unique<Session>(worker_, worker_.snapshot(), *service_, Fd(fd), client_address));
   }
 }
 
@@ -84,7 +84,7 @@ void Listener::pause_for_admission() {
 
 void Listener::resume_if_admissible() {
   if (!paused_for_admission_) return;
-  if (!worker_.admission().would_admit(*service_.state, service_.config->max_connections)) return;
+  if (!worker_.admission().would_admit(*service_->state, service_->config->max_connections)) return;
   paused_for_admission_ = false;
   worker_.listener_resumed();
   enable();

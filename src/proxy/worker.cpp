@@ -80,9 +80,40 @@ void Worker::request_force_close() {
 
 void Worker::wake() { event_active(wake_event_.get(), EV_READ, 0); }
 
+void Worker::post_update(Update update) {
+  {
+    std::lock_guard lock(update_mutex_);
+    pending_updates_.push_back(std::move(update));
+  }
+  wake();
+}
+
+void Worker::apply(Update update) {
+  snapshot_ = std::move(update.snapshot);
+  if (stopping_) return;  // listeners are gone already; sockets in `update` close
+  std::erase_if(listeners_, [this](const std::unique_ptr<Listener>& listener) {
+    const ServiceRuntime* service = snapshot_->service_listening_on(listener->address());
+    if (service == nullptr) return true;  // address removed: close it
+    listener->retarget(*service);
+    return false;
+  });
+  for (auto& added : update.listeners) {
+    const ServiceRuntime* service = snapshot_->service_listening_on(added.address);
+    if (service == nullptr) continue;
+    listeners_.push_back(std::make_unique<Listener>(*this, *service, added.address, std::move(added.fd)));
+    listeners_.back()->enable();
+  }
+}
+
 void Worker::on_wake_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_wake(); }
 
 void Worker::on_wake() {
+  std::vector<Update> updates;
+  {
+    std::lock_guard lock(update_mutex_);
+    updates.swap(pending_updates_);
+  }
+  for (auto& update : updates) apply(std::move(update));
   if (stop_requested_.load() && !stopping_) {
     stopping_ = true;
     listeners_.clear();  // closes the sockets: new clients are refused by the kernel

@@ -30,7 +30,7 @@ bool Admission::try_admit(ServiceState& service, uint64_t service_limit) {
   if (!try_take_fds(kFdsPerSession)) return false;
   // A rollback is a release like any other: a listener that failed while
   // we held the slot may be paused waiting for it.
-  if (!take_slot(sessions_, max_sessions_)) {
+  if (!take_slot(sessions_, max_sessions_.load())) {
     give_fds(kFdsPerSession);
     return false;
   }
@@ -64,7 +64,7 @@ void Admission::give_fds(int64_t count) {
 
 bool Admission::would_admit(const ServiceState& service, uint64_t service_limit) const {
   if (fds_.load() < kFdsPerSession) return false;
-  if (max_sessions_ != 0 && sessions_.load() >= max_sessions_) return false;
+  if (const uint64_t max = max_sessions_.load(); max != 0 && sessions_.load() >= max) return false;
   return service_limit == 0 || service.active.load() < service_limit;
 }
 

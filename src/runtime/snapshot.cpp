@@ -14,6 +14,15 @@ std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_na
   return slot;
 }
 
+const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& address) const {
+  for (const auto& service : services) {
+    for (const auto& listen : service.config->listen) {
+      if (listen == address) return &service;
+    }
+  }
+  return nullptr;
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,
                                                unsigned workers) {
   auto snapshot = std::make_shared<Snapshot>();

@@ -160,7 +160,13 @@ std::string render_stats_json(const StatsContext& context) {
   out += "{\"version\":" + json_string(FULCRUM_VERSION);
   out += ",\"uptime_seconds\":" + number(seconds_since(context.started, now));
   out += ",\"config\":{\"generation\":" + std::to_string(snapshot.generation);
-  out += ",\"last_reload\":{\"ok\":true,\"at\":" + json_string(rfc3339(context.started_wall)) + ",\"error\":null}}";
+  const ReloadStatus none{true, context.started_wall, {}, 0, 0};
+  const ReloadStatus& reload = context.reload ? *context.reload : none;
+  out += ",\"last_reload\":{\"ok\":" + std::string(reload.ok ? "true" : "false") +
+         ",\"at\":" + json_string(rfc3339(reload.at)) +
+         ",\"error\":" + (reload.ok ? std::string("null") : json_string(reload.error)) + "}";
+  out += ",\"reloads\":{\"succeeded\":" + std::to_string(reload.succeeded) +
+         ",\"failed\":" + std::to_string(reload.failed) + "}}";
   out += ",\"services\":[";
   bool first_service = true;
   for (const ServiceRuntime& service : snapshot.services) {
@@ -223,8 +229,10 @@ std::string render_metrics(const StatsContext& context) {
   family("fulcrum_config_generation", "gauge", "Configuration generation: 1 at start, +1 per successful reload.");
   sample("fulcrum_config_generation", "", std::to_string(snapshot.generation));
   family("fulcrum_config_reloads_total", "counter", "Configuration reloads by result.");
-  sample("fulcrum_config_reloads_total", "result=\"success\"", "0");
-  sample("fulcrum_config_reloads_total", "result=\"failure\"", "0");
+  const uint64_t succeeded = context.reload ? context.reload->succeeded : 0;
+  const uint64_t failed = context.reload ? context.reload->failed : 0;
+  sample("fulcrum_config_reloads_total", "result=\"success\"", std::to_string(succeeded));
+  sample("fulcrum_config_reloads_total", "result=\"failure\"", std::to_string(failed));
 
   struct ServiceMetric {
     const char* name;

@@ -36,6 +36,26 @@ void reply(evhttp_request* request, int code, const char* reason, const char* co
   evbuffer_free(buffer);
 }
 
+std::string peer_of(evhttp_request* request) {
+  char* host = nullptr;
+  ev_uint16_t port = 0;
+  evhttp_connection_get_peer(evhttp_request_get_connection(request), &host, &port);
+  return std::string(host ? host : "?") + ":" + std::to_string(port);
+}
+
+std::string json_quote(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
 }  // namespace
 
 StatsServer::StatsServer(event_base* base, StatsContext context) : context_(std::move(context)) {
@@ -149,8 +169,16 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     return;
   }
   if (path == "/api/v1/reload") {
-    // Reload arrives with the operations work; say so rather than pretend.
-    reply(request, 501, "Not Implemented", "text/plain; charset=utf-8", "reload is not implemented yet\n");
+    const ReloadStatus& status = context_.reload_action(peer_of(request));
+    std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
+                       ",\"generation\":" + std::to_string(context_.snapshot->generation);
+    if (!status.ok) body += ",\"error\":" + json_quote(status.error);
+    body += "}\n";
+    if (status.ok) {
+      reply(request, 200, "OK", "application/json", body);
+    } else {
+      reply(request, 422, "Unprocessable Entity", "application/json", body);
+    }
     return;
   }
   // /api/v1/services/SERVICE/servers/SERVER
@@ -191,10 +219,7 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
   state.update_status(std::chrono::steady_clock::now());
   service.scheduler->rebuild(std::chrono::steady_clock::now());
 
-  char* peer_host = nullptr;
-  ev_uint16_t peer_port = 0;
-  evhttp_connection_get_peer(evhttp_request_get_connection(request), &peer_host, &peer_port);
-  const std::string peer = std::string(peer_host ? peer_host : "?") + ":" + std::to_string(peer_port);
+  const std::string peer = peer_of(request);
   static constexpr std::string_view kAdminNames[] = {"ready", "drain", "maint"};
   log_info("admin change", {{"service", service.config->name},
                             {"server", server.config->name},
