@@ -41,6 +41,9 @@ struct StatsContext {
   std::function<const ReloadStatus&(const std::string& peer)> reload_action;
 };
 
+// `text` as a JSON string literal, quoted and escaped.
+std::string json_string(std::string_view text);
+
 // One element of a service's "servers" in /stats; also the write API's reply.
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
                                const StatsContext& context);

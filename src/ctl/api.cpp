@@ -2,19 +2,40 @@
 #include "api.hpp"
 
 #include "http.hpp"
+#include "json.hpp"
 #include "token.hpp"
 
 namespace fulcrum::ctl {
 
-std::string body_summary(std::string_view body) {
+namespace {
+
+// A failed reload's JSON (`{"ok":false,"generation":N,"error":"..."}`) as
+// one line, or empty when the body is not of that shape.
+std::string reload_failure(std::string_view body) {
+  const std::optional<Json> reply = Json::parse(body);
+  const Json* error = reply ? reply->find("error") : nullptr;
+  if (error == nullptr || !error->is_string()) return "";
+  std::string line = "reload failed: " + body_summary(error->text(), 4096);
+  const Json* generation = reply->find("generation");
+  if (generation != nullptr && generation->as_uint64()) {
+    line += " (the running configuration stays, generation ";
+    line += generation->text();
+    line += ')';
+  }
+  return line;
+}
+
+}  // namespace
+
+std::string body_summary(std::string_view body, size_t limit) {
   std::string_view text = trim_whitespace(body);
   if (const size_t end = text.find_first_of("\r\n"); end != std::string_view::npos) text = text.substr(0, end);
   std::string out;
-  for (char c : text.substr(0, 200)) {
+  for (char c : text.substr(0, limit)) {
     const auto byte = static_cast<unsigned char>(c);
     out += byte < 0x20 || byte == 0x7F ? '?' : c;
   }
-  if (text.size() > 200) out += "...";
+  if (text.size() > limit) out += "...";
   return out;
 }
 
@@ -66,6 +87,9 @@ ApiResult Api::finish(const HttpOutcome& outcome, Target target, std::string_vie
     result.error = "the daemon has no admin token configured (403)";
   } else if (target == Target::server && response.status == 404) {
     result.error = "no such service or server: " + std::string(what) + " (404)";
+  } else if (std::string failure = target == Target::reload ? reload_failure(response.body) : "";
+             !failure.empty()) {
+    result.error = std::move(failure);
   } else {
     const std::string summary = body_summary(response.body);
     result.error = "the daemon answered " + std::to_string(response.status) +

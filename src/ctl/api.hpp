@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,7 +46,8 @@ class Api {
   std::chrono::seconds timeout_;
 };
 
-// The first line of an error reply's body, trimmed and cut to 200 bytes.
-std::string body_summary(std::string_view body);
+// The first line of an error reply's body, trimmed, control characters
+// shown as '?', cut to `limit` bytes.
+std::string body_summary(std::string_view body, size_t limit = 200);
 
 }  // namespace fulcrum::ctl

@@ -12,8 +12,6 @@
 
 namespace fulcrum {
 
-namespace {
-
 std::string json_string(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
@@ -36,6 +34,8 @@ std::string json_string(std::string_view text) {
   out += '"';
   return out;
 }
+
+namespace {
 
 // A Prometheus label value: backslash, double quote and newline escaped.
 std::string label_value(std::string_view text) {

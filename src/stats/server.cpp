@@ -43,19 +43,6 @@ std::string peer_of(evhttp_request* request) {
   return std::string(host ? host : "?") + ":" + std::to_string(port);
 }
 
-std::string json_quote(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 StatsServer::StatsServer(event_base* base, StatsContext context) : context_(std::move(context)) {
@@ -172,7 +159,7 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     const ReloadStatus& status = context_.reload_action(peer_of(request));
     std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
                        ",\"generation\":" + std::to_string(context_.snapshot->generation);
-    if (!status.ok) body += ",\"error\":" + json_quote(status.error);
+    if (!status.ok) body += ",\"error\":" + json_string(status.error);
     body += "}\n";
     if (status.ok) {
       reply(request, 200, "OK", "application/json", body);
