@@ -4,6 +4,7 @@
 #include <event2/listener.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "fulcrum/admin.hpp"
@@ -34,6 +35,14 @@ void reply(evhttp_request* request, int code, const char* reason, const char* co
   if (evhttp_request_get_command(request) != EVHTTP_REQ_HEAD) evbuffer_add(buffer, body.data(), body.size());
   evhttp_send_reply(request, code, reason, buffer);
   evbuffer_free(buffer);
+}
+
+std::string uri_decode(const std::string& segment) {
+  char* decoded = evhttp_uridecode(segment.c_str(), 0, nullptr);
+  if (decoded == nullptr) return segment;
+  std::string out(decoded);
+  std::free(decoded);
+  return out;
 }
 
 std::string peer_of(evhttp_request* request) {
@@ -174,8 +183,9 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     const std::string rest = path.substr(kPrefix.size());
     const size_t middle = rest.find("/servers/");
     if (middle != std::string::npos) {
-      const std::string service_name = rest.substr(0, middle);
-      const std::string server_name = rest.substr(middle + std::strlen("/servers/"));
+      // Names may hold characters a path must encode (`[::1]:80`).
+      const std::string service_name = uri_decode(rest.substr(0, middle));
+      const std::string server_name = uri_decode(rest.substr(middle + std::strlen("/servers/")));
       for (const ServiceRuntime& service : context_.snapshot->services) {
         if (service.config->name != service_name) continue;
         for (const ServerRuntime& server : service.servers) {

@@ -1,0 +1,296 @@
+// fulcrumctl's command line, URLs, tokens and output (src/ctl): everything
+// but the network, which the e2e test fulcrumctl.py covers.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "api.hpp"
+#include "format.hpp"
+#include "json.hpp"
+#include "options.hpp"
+#include "report.hpp"
+#include "token.hpp"
+#include "url.hpp"
+
+using namespace fulcrum::ctl;
+
+namespace {
+
+CommandLine parse(std::vector<std::string> args, Environment env = {}) { return parse_command_line(args, env); }
+
+std::string usage_error_of(std::vector<std::string> args) {
+  const CommandLine line = parse(std::move(args));
+  if (line.action != CommandLine::Action::usage_error) return "(no usage error)";
+  return line.error;
+}
+
+Json json(std::string_view text) {
+  std::string error;
+  auto value = Json::parse(text, &error);
+  INFO(error);
+  REQUIRE(value.has_value());
+  return *value;
+}
+
+constexpr const char* kStats =
+    R"({"version":"0.1.0","uptime_seconds":7384.2,"config":{"generation":3,"last_reload":)"
+    R"({"ok":true,"at":"2026-11-25T16:38:47Z","error":null}},"services":[)"
+    R"({"name":"web","listen":["0.0.0.0:80"],"scheduler":"wrr","sessions":{"active":2,"total":1500,"rejected":1},)"
+    R"("bytes":{"in":1536,"out":5242880},"servers":[)"
+    R"({"name":"app1","address":"10.0.0.1:8080","state":"up","weight":3,"backup":false,)"
+    R"("sessions":{"active":2,"total":1000,"max":0},"connect_failures":4,"bytes":{"in":1024,"out":4194304},)"
+    R"("health":{"enabled":true,"checks_failed":7,"last_change_seconds":65.5}},)"
+    R"({"name":"app2","address":"10.0.0.2:8080","state":"drain","weight":1,"backup":false,)"
+    R"("sessions":{"active":0,"total":500,"max":0},"connect_failures":0,"bytes":{"in":512,"out":1048576},)"
+    R"("health":{"enabled":true,"checks_failed":0,"last_change_seconds":3.2}}]},)"
+    R"({"name":"db","listen":["127.0.0.1:5432"],"scheduler":"lc","sessions":{"active":0,"total":0,"rejected":0},)"
+    R"("bytes":{"in":0,"out":0},"servers":[]}]})";
+
+}  // namespace
+
+TEST_CASE("ctl options: commands and their arguments") {
+  CommandLine line = parse({"status"});
+  REQUIRE(line.action == CommandLine::Action::run);
+  CHECK(line.options.command == Command::status);
+  CHECK(line.options.url == "http://127.0.0.1:9100");
+  CHECK_FALSE(line.options.token_file.has_value());
+  CHECK_FALSE(line.options.json);
+
+  line = parse({"--json", "servers"});
+  CHECK(line.options.command == Command::servers);
+  CHECK(line.options.json);
+
+  line = parse({"drain", "web", "app1", "--token-file", "/t"});
+  REQUIRE(line.action == CommandLine::Action::run);
+  CHECK(line.options.command == Command::drain);
+  CHECK(line.options.service == "web");
+  CHECK(line.options.server == "app1");
+  CHECK(line.options.token_file == std::optional<std::string>("/t"));
+
+  line = parse({"--url=http://h:1", "weight", "web", "10.0.0.1:8080", "1000"});
+  REQUIRE(line.action == CommandLine::Action::run);
+  CHECK(line.options.command == Command::weight);
+  CHECK(line.options.server == "10.0.0.1:8080");
+  CHECK(line.options.weight == 1000);
+  CHECK(line.options.url == "http://h:1");
+
+  CHECK(parse({"weight", "web", "a", "0"}).options.weight == 0);
+  CHECK(parse({"ready", "web", "a"}).options.command == Command::ready);
+  CHECK(parse({"maint", "web", "a"}).options.command == Command::maint);
+  CHECK(parse({"reload"}).options.command == Command::reload);
+  // `--` ends the options: a server may be named like one.
+  line = parse({"drain", "--", "web", "--json"});
+  REQUIRE(line.action == CommandLine::Action::run);
+  CHECK(line.options.server == "--json");
+  CHECK_FALSE(line.options.json);
+
+  CHECK(parse({"--help"}).action == CommandLine::Action::help);
+  CHECK(parse({"status", "-h"}).action == CommandLine::Action::help);
+  CHECK(parse({"--version"}).action == CommandLine::Action::version);
+
+  CHECK(std::string(state_name(Command::drain)) == "drain");
+  CHECK(std::string(state_name(Command::ready)) == "ready");
+  CHECK(std::string(state_name(Command::maint)) == "maint");
+}
+
+TEST_CASE("ctl options: the environment stands in for --url and --token-file, flags win") {
+  const Environment env{std::string("http://env:1"), std::string("/env/token")};
+  CommandLine line = parse({"status"}, env);
+  CHECK(line.options.url == "http://env:1");
+  CHECK(line.options.token_file == std::optional<std::string>("/env/token"));
+  line = parse({"--url", "http://flag:2", "--token-file", "/flag/token", "status"}, env);
+  CHECK(line.options.url == "http://flag:2");
+  CHECK(line.options.token_file == std::optional<std::string>("/flag/token"));
+}
+
+TEST_CASE("ctl options: bad usage") {
+  CHECK(usage_error_of({}) == "no command given");
+  CHECK(usage_error_of({"--json"}) == "no command given");
+  CHECK(usage_error_of({"stats"}) == "unknown command 'stats'");
+  CHECK(usage_error_of({"--verbose", "status"}) == "unknown option '--verbose'");
+  CHECK(usage_error_of({"status", "web"}) == "status takes no arguments, got 1 argument");
+  CHECK(usage_error_of({"drain", "web"}) == "drain takes SERVICE SERVER, got 1 argument");
+  CHECK(usage_error_of({"drain", "web", "a", "b"}) == "drain takes SERVICE SERVER, got 3 arguments");
+  CHECK(usage_error_of({"weight", "web", "a"}) == "weight takes SERVICE SERVER N, got 2 arguments");
+  CHECK(usage_error_of({"weight", "web", "a", "1001"}) == "weight must be an integer 0..1000, got '1001'");
+  CHECK(usage_error_of({"weight", "web", "a", "-1"}) == "weight must be an integer 0..1000, got '-1'");
+  CHECK(usage_error_of({"weight", "web", "a", "1.5"}) == "weight must be an integer 0..1000, got '1.5'");
+  CHECK(usage_error_of({"weight", "web", "a", "+3"}) == "weight must be an integer 0..1000, got '+3'");
+  CHECK(usage_error_of({"weight", "web", "a", ""}) == "weight must be an integer 0..1000, got ''");
+  CHECK(usage_error_of({"weight", "web", "a", "00001"}) == "weight must be an integer 0..1000, got '00001'");
+  CHECK(usage_error_of({"drain", "", "a"}) == "empty SERVICE or SERVER name");
+  CHECK(usage_error_of({"status", "--url"}) == "--url needs a value");
+  CHECK(usage_error_of({"status", "--token-file"}) == "--token-file needs a value");
+  CHECK(usage_error_of({"--token-file=", "status"}) == "--token-file needs a file name");
+}
+
+TEST_CASE("ctl url: the forms of --url") {
+  std::string error;
+  auto url = parse_base_url("http://127.0.0.1:9100", &error);
+  REQUIRE(url.has_value());
+  CHECK(url->host == "127.0.0.1");
+  CHECK(url->port == 9100);
+  CHECK(url->host_header == "127.0.0.1:9100");
+  CHECK(url->path("/stats") == "/stats");
+  CHECK(url->text == "http://127.0.0.1:9100");
+
+  url = parse_base_url("http://[::1]:9100/", &error);
+  REQUIRE(url.has_value());
+  CHECK(url->host == "::1");
+  CHECK(url->host_header == "[::1]:9100");
+  CHECK(url->text == "http://[::1]:9100");
+
+  url = parse_base_url("http://lb.example/fulcrum/", &error);
+  REQUIRE(url.has_value());
+  CHECK(url->host == "lb.example");
+  CHECK(url->port == 80);
+  CHECK(url->host_header == "lb.example");
+  CHECK(url->path("/stats") == "/fulcrum/stats");
+
+  const auto refused = [](std::string_view text) {
+    std::string why;
+    const bool parsed = parse_base_url(text, &why).has_value();
+    INFO(text, ": ", why);
+    CHECK_FALSE(parsed);
+    CHECK(why.starts_with("invalid URL '" + std::string(text) + "': "));
+    return why;
+  };
+  CHECK(refused("127.0.0.1:9100").ends_with("expected http://HOST[:PORT]"));
+  CHECK(refused("https://h:1").ends_with("only http:// is supported (the stats endpoint speaks plain HTTP)"));
+  refused("http://h:99999");
+  refused("http://h:0");
+  refused("http://:80");
+  refused("http://u@h:1");
+  refused("http://h:1/?x=1");
+  refused("");
+}
+
+TEST_CASE("ctl url: path segments are percent-encoded") {
+  CHECK(encode_path_segment("app1") == "app1");
+  CHECK(encode_path_segment("a-b_c.d~e") == "a-b_c.d~e");
+  CHECK(encode_path_segment("10.0.0.1:8080") == "10.0.0.1:8080");
+  CHECK(encode_path_segment("[::1]:8080") == "%5B::1%5D:8080");
+  CHECK(encode_path_segment("a/b c?d#e%") == "a%2Fb%20c%3Fd%23e%25");
+  CHECK(encode_path_segment("caf\xC3\xA9") == "caf%C3%A9");
+}
+
+TEST_CASE("ctl token: the file's surrounding whitespace is dropped") {
+  CHECK(trim_whitespace("  tok \r\n") == "tok");
+  CHECK(trim_whitespace("\t\v\fa b\n") == "a b");
+  CHECK(trim_whitespace(" \n ").empty());
+
+  char dir_template[] = "/tmp/fulcrumctl-unit-XXXXXX";
+  REQUIRE(mkdtemp(dir_template) != nullptr);
+  const std::string dir = dir_template;
+  const auto write = [&dir](const std::string& name, const std::string& content) {
+    const std::string path = dir + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    std::fwrite(content.data(), 1, content.size(), f);
+    std::fclose(f);
+    return path;
+  };
+  std::string error;
+  CHECK(read_token_file(write("good", "\n  s3cret \n\n"), &error) == std::optional<std::string>("s3cret"));
+  CHECK_FALSE(read_token_file(write("empty", " \n"), &error).has_value());
+  CHECK(error == "token file " + dir + "/empty is empty");
+  CHECK_FALSE(read_token_file(write("two-lines", "abc\ndef\n"), &error).has_value());
+  CHECK(error.ends_with("the token holds control characters (a line break inside it?)"));
+  CHECK_FALSE(read_token_file(dir + "/missing", &error).has_value());
+  CHECK(error == "cannot read token file " + dir + "/missing: No such file or directory");
+  for (const char* name : {"good", "empty", "two-lines"}) unlink((dir + "/" + name).c_str());
+  rmdir(dir.c_str());
+}
+
+TEST_CASE("ctl format: bytes and durations") {
+  CHECK(human_bytes(0) == "0B");
+  CHECK(human_bytes(1023) == "1023B");
+  CHECK(human_bytes(1024) == "1.0KiB");
+  CHECK(human_bytes(1536) == "1.5KiB");
+  CHECK(human_bytes(1048575) == "1.0MiB");  // not 1024.0KiB
+  CHECK(human_bytes(5242880) == "5.0MiB");
+  CHECK(human_bytes(uint64_t{3} << 40) == "3.0TiB");
+  CHECK(human_bytes(UINT64_MAX) == "16.0EiB");
+
+  CHECK(human_duration(0) == "0s");
+  CHECK(human_duration(-3) == "0s");
+  CHECK(human_duration(0.999) == "0s");
+  CHECK(human_duration(42.7) == "42s");
+  CHECK(human_duration(60) == "1m0s");
+  CHECK(human_duration(312) == "5m12s");
+  CHECK(human_duration(7384.2) == "2h3m");
+  CHECK(human_duration(3 * 86400 + 4 * 3600 + 59) == "3d4h");
+}
+
+TEST_CASE("ctl format: tables align their columns") {
+  Table table;
+  table.add_column("NAME");
+  table.add_column("COUNT", Table::Align::right);
+  table.add_column("NOTE");
+  table.add_row({"a", "1", ""});
+  table.add_row({"longer", "12345", "x"});
+  CHECK(table.render() ==
+        "NAME    COUNT  NOTE\n"
+        "a           1\n"
+        "longer  12345  x\n");
+}
+
+TEST_CASE("ctl report: status") {
+  CHECK(status_report(json(kStats)) ==
+        "version      0.1.0\n"
+        "uptime       2h3m\n"
+        "generation   3\n"
+        "last reload  ok at 2026-11-25T16:38:47Z\n"
+        "\n"
+        "SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT   UP\n"
+        "web      wrr             2   1500         1    1.5KiB     5.0MiB  1/2\n"
+        "db       lc              0      0         0        0B         0B  0/0\n");
+  const std::string failed = status_report(json(
+      R"({"version":"0.2.0","uptime_seconds":1,"config":{"generation":1,"last_reload":)"
+      R"({"ok":false,"at":"2026-11-25T17:00:00Z","error":"web.yaml:3:5: unknown key"}},"services":[]})"));
+  CHECK(failed.find("last reload  failed at 2026-11-25T17:00:00Z: web.yaml:3:5: unknown key\n") != std::string::npos);
+}
+
+TEST_CASE("ctl report: servers") {
+  CHECK(servers_report(json(kStats)) ==
+        "SERVICE  SERVER  ADDRESS        STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
+        "web      app1    10.0.0.1:8080  up          3       2   1000         4              7         1m5s\n"
+        "web      app2    10.0.0.2:8080  drain       1       0    500         0              0           3s\n");
+}
+
+TEST_CASE("ctl report: confirmations") {
+  CHECK(server_change_report("web", json(R"({"name":"app1","state":"drain","weight":3})")) ==
+        "web/app1: state drain, weight 3\n");
+  CHECK(reload_report(json(R"({"ok":true,"message":"reloaded: generation 2"})")) == "reloaded: generation 2\n");
+  CHECK(reload_report(json(R"({"ok":true,"generation":2})")) == "reloaded: configuration generation 2\n");
+  CHECK(reload_report(json(R"({"ok":true})")) == "reloaded\n");
+}
+
+TEST_CASE("ctl report: a reply without a field it shows is an error naming the field") {
+  const auto error_of = [](auto report, std::string_view text) -> std::string {
+    try {
+      report(json(text));
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  CHECK(error_of(servers_report, R"({"services":[{"name":"web","servers":[{"name":"a"}]}]})") ==
+        "services[0].servers[0].sessions is missing");
+  CHECK(error_of(servers_report, R"({"services":{}})") == "services is an object, expected an array");
+  CHECK(error_of(status_report, R"([])") == "the reply is an array, expected an object");
+  CHECK(error_of([](const Json& j) { return server_change_report("web", j); },
+                 R"({"name":"a","state":"up","weight":-1})") == "weight is a number, expected a non-negative integer");
+}
+
+TEST_CASE("ctl api: error bodies are cut to one short line") {
+  CHECK(body_summary("no such service or server\n") == "no such service or server");
+  CHECK(body_summary("  first\nsecond\n") == "first");
+  CHECK(body_summary("") == "");
+  CHECK(body_summary("a\tb") == "a?b");
+  CHECK(body_summary(std::string(300, 'x')) == std::string(200, 'x') + "...");
+}
