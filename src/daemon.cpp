@@ -1,6 +1,7 @@
 #include "fulcrum/daemon.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +14,8 @@
 #include "fulcrum/health.hpp"
 #include "fulcrum/limits.hpp"
 #include "fulcrum/log.hpp"
+#include "fulcrum/notify.hpp"
+#include "fulcrum/privileges.hpp"
 #include "fulcrum/snapshot.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
@@ -64,6 +67,8 @@ class Daemon {
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
+  static void on_watchdog_cb(evutil_socket_t, short, void* arg);
+  std::string status_line() const;
   void on_slow_start_tick();
 
   Config config_;
@@ -85,6 +90,8 @@ class Daemon {
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
+  EventPtr watchdog_timer_;
+  Notifier notifier_;
   std::string config_path_;
   ReloadStatus reload_status_;
   std::unique_ptr<HealthChecker> health_;
@@ -148,7 +155,23 @@ std::unique_ptr<HealthChecker> Daemon::make_health_checker() {
 // Reloads the configuration file (SIGHUP or the admin API): the same
 // loading and validation as --check; on any error the running
 // configuration stays and the errors are logged and recorded.
+void Daemon::on_watchdog_cb(evutil_socket_t, short, void* arg) { static_cast<Daemon*>(arg)->notifier_.watchdog(); }
+
+// The one-line summary systemd shows (STATUS=).
+std::string Daemon::status_line() const {
+  return "serving " + std::to_string(snapshot_->services.size()) + " services, " +
+         std::to_string(admission_->active_sessions()) + " sessions, configuration generation " +
+         std::to_string(snapshot_->generation);
+}
+
 const ReloadStatus& Daemon::reload(const std::string& asked_by) {
+  notifier_.reloading();
+  // READY=1 follows whatever the outcome: the old or the new configuration
+  // is serving.
+  struct ReadyAgain {
+    const Daemon& daemon;
+    ~ReadyAgain() { daemon.notifier_.ready(daemon.status_line()); }
+  } ready_again{*this};
   log_info("reloading", {{"config", config_path_}, {"by", asked_by}});
   ConfigLoad load = load_config_file(config_path_);
   std::vector<std::string> errors;
@@ -284,6 +307,15 @@ int Daemon::run() {
       return kExitStartup;
     }
   }
+  // Everything privileged is done: listeners and the stats port are bound,
+  // the token is read. Drop root before any worker thread exists.
+  if (const auto& global = snapshot_->config.global; !global.user.empty()) {
+    if (const std::string error = drop_privileges(global.user, global.group); !error.empty()) {
+      log_error("cannot drop privileges, refusing to run", {{"user", global.user}, {"error", error}});
+      return kExitStartup;
+    }
+    log_info("privileges dropped", {{"user", global.user}, {"uid", ::getuid()}, {"gid", ::getgid()}});
+  }
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   health_ = make_health_checker();
 
@@ -313,6 +345,11 @@ int Daemon::run() {
   });
   for (auto& worker : workers_) worker->start();
   health_->start();
+  if (const auto interval = notifier_.watchdog_interval()) {
+    // From the main loop: if it hangs, the pings stop and systemd acts.
+    watchdog_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_watchdog_cb, this));
+    add_with_timeout(watchdog_timer_.get(), *interval);
+  }
 
   for (const auto& service : snapshot_->services) {
     for (const auto& address : service.config->listen) {
@@ -327,6 +364,7 @@ int Daemon::run() {
                        {"max_connections", max_connections},
                        {"fd_limit", open_file_limit},
                        {"fd_budget", fd_budget}});
+  notifier_.ready(status_line());
 
   event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
 
@@ -359,6 +397,7 @@ void Daemon::on_signal(int signal) {
 // Stops accepting everywhere and lets sessions finish for shutdown_timeout.
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
+  notifier_.stopping();
   log_info("stopping", {{"signal", signal_name(signal)},
                         {"sessions", admission_->active_sessions()},
                         {"shutdown_timeout", format_duration(snapshot_->config.global.shutdown_timeout)}});

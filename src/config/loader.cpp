@@ -3,6 +3,9 @@
 // stopping at the first one. docs/configuration.md is the user's view.
 #include "fulcrum/config.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -543,8 +546,22 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
     assign(global.max_connections, integer(*e, 1, 10'000'000));
   }
   if (const Entry* e = m->find("shutdown_timeout")) assign(global.shutdown_timeout, duration(*e));
-  if (const Entry* e = m->find("user")) assign(global.user, text(*e));
-  if (const Entry* e = m->find("group")) assign(global.group, text(*e));
+  // Checked here so that --check catches a user or group the system does
+  // not know.
+  if (const Entry* e = m->find("user")) {
+    assign(global.user, text(*e));
+    if (!global.user.empty() && ::getpwnam(global.user.c_str()) == nullptr) {
+      error(e->value, "unknown user " + quote(global.user));
+    }
+  }
+  if (const Entry* e = m->find("group")) {
+    assign(global.group, text(*e));
+    if (!global.group.empty() && ::getgrnam(global.group.c_str()) == nullptr) {
+      error(e->value, "unknown group " + quote(global.group));
+    } else if (!global.group.empty() && global.user.empty()) {
+      error(e->value, "group needs user: fulcrum drops to a user and, optionally, another group");
+    }
+  }
   if (const Entry* e = m->find("log_level")) {
     assign(global.log_level, choice<LogLevel>(*e, kLogLevels));
   }
@@ -782,8 +799,6 @@ void Loader::reject_unsupported(const Mapping& m) {
     case Section::stats:
       break;
     case Section::global:
-      if (const Entry* e = scalar("user")) not_supported(e->value, "user");
-      if (const Entry* e = scalar("group")) not_supported(e->value, "group");
       break;
     case Section::defaults:
     case Section::service:

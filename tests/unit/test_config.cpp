@@ -622,8 +622,8 @@ services: []
 TEST_CASE("features not supported yet are rejected, never ignored") {
   CHECK(errors_of(R"(
 global:
-  user: fulcrum
-  group: fulcrum
+  user: root
+  group: root
 stats:
   listen: 127.0.0.1:9100
 defaults:
@@ -651,9 +651,7 @@ services:
     listen: 127.0.0.1:8082
     scheduler: p2c
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:2:9: user is not supported yet
-test.yaml:3:10: group is not supported yet
-test.yaml:12:19: address_mode "transparent" is not supported yet
+)") == R"(test.yaml:12:19: address_mode "transparent" is not supported yet
 test.yaml:13:21: proxy_protocol "v2" is not supported yet
 test.yaml:14:28: accept_proxy_protocol is not supported yet
 test.yaml:25:21: proxy_protocol "v1" is not supported yet)");
@@ -911,4 +909,34 @@ services:
     listen: 127.0.0.1:8080
     servers: [{address: 127.0.0.1:9001}]
 )") == "test.yaml:1:8: stats is missing required key \"listen\"");
+}
+
+TEST_CASE("global.user and group must exist") {
+  CHECK(errors_of(R"(
+global:
+  user: no-such-user-here
+  group: no-such-group-here
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)") == R"(test.yaml:2:9: unknown user "no-such-user-here"
+test.yaml:3:10: unknown group "no-such-group-here")");
+  CHECK(errors_of(R"(
+global:
+  group: root
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)") == "test.yaml:2:10: group needs user: fulcrum drops to a user and, optionally, another group");
+  const Config config = valid(R"(
+global: {user: nobody, group: nogroup}
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  CHECK(config.global.user == "nobody");
+  CHECK(config.global.group == "nogroup");
 }

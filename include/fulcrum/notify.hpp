@@ -1,0 +1,39 @@
+// The systemd notification protocol (sd_notify(3)): datagrams to the
+// socket named by NOTIFY_SOCKET. Spoken directly (a few lines) rather than
+// linking libsystemd for it; without NOTIFY_SOCKET every call does nothing.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fulcrum/fd.hpp"
+
+namespace fulcrum {
+
+class Notifier {
+ public:
+  // Reads NOTIFY_SOCKET and WATCHDOG_USEC (honouring WATCHDOG_PID).
+  Notifier();
+
+  bool enabled() const { return static_cast<bool>(socket_); }
+  // Sends one message (lines separated by '\n'); returns false on failure.
+  bool send(std::string_view message) const;
+
+  void ready(std::string_view status) const;
+  // RELOADING=1 with MONOTONIC_USEC, as systemd's Type=notify-reload wants.
+  void reloading() const;
+  void stopping() const;
+  void status(std::string_view status) const;
+  void watchdog() const { send("WATCHDOG=1"); }
+  // How often to send WATCHDOG=1 (half the watchdog timeout), if wanted.
+  std::optional<std::chrono::milliseconds> watchdog_interval() const { return watchdog_interval_; }
+
+ private:
+  Fd socket_;
+  std::string address_;  // the path, with a leading '\0' for the abstract namespace
+  std::optional<std::chrono::milliseconds> watchdog_interval_;
+};
+
+}  // namespace fulcrum

@@ -1,0 +1,54 @@
+#include "fulcrum/notify.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace fulcrum {
+
+Notifier::Notifier() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path != nullptr && (path[0] == '/' || path[0] == '@') && std::strlen(path) < sizeof(sockaddr_un::sun_path)) {
+    address_ = path;
+    if (address_[0] == '@') address_[0] = '\0';  // abstract socket
+    socket_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  }
+  const char* usec = std::getenv("WATCHDOG_USEC");
+  const char* pid = std::getenv("WATCHDOG_PID");
+  const bool for_us = pid == nullptr || std::strtol(pid, nullptr, 10) == ::getpid();
+  if (usec != nullptr && for_us) {
+    const long long value = std::strtoll(usec, nullptr, 10);
+    if (value > 0) watchdog_interval_ = std::chrono::milliseconds(value / 2000);
+  }
+}
+
+bool Notifier::send(std::string_view message) const {
+  if (!socket_) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, address_.data(), address_.size());
+  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
+  return ::sendto(socket_.get(), message.data(), message.size(), MSG_NOSIGNAL,
+                  reinterpret_cast<const sockaddr*>(&address), length) == static_cast<ssize_t>(message.size());
+}
+
+void Notifier::ready(std::string_view status) const {
+  send("READY=1\nSTATUS=" + std::string(status));
+}
+
+void Notifier::reloading() const {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const long long usec = static_cast<long long>(now.tv_sec) * 1000000 + now.tv_nsec / 1000;
+  send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
+}
+
+void Notifier::stopping() const { send("STOPPING=1\nSTATUS=stopping"); }
+
+void Notifier::status(std::string_view status) const { send("STATUS=" + std::string(status)); }
+
+}  // namespace fulcrum
