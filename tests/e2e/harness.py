@@ -431,7 +431,8 @@ class Daemon:
     """The fulcrum binary running `-c FILE` in the foreground, stderr captured
     to a file. Built by TestContext.daemon()."""
 
-    def __init__(self, ctx, config, name='fulcrum', nofile=None):
+    def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None):
+        self.env = env or {}  # extra environment, e.g. NOTIFY_SOCKET for a test
         self.ctx = ctx
         self.name = name
         self.config = config
@@ -455,7 +456,7 @@ class Daemon:
             command = [prlimit, f'--nofile={self.nofile}:{self.nofile}', '--'] + command
         with open(self.stdout_path, 'wb') as out, open(self.stderr_path, 'wb') as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         env=_child_environment())
+                                         env={**_child_environment(), **self.env})
         self.ctx.register_process(self.proc, self.name)
         if wait_ready:
             self.wait_ready(timeout)

@@ -22,6 +22,9 @@ Then:
   - sessions that began after a reload to B was logged (plus 0.1 s for the
     workers to pick it up) reach c in each of those three windows; sessions
     that began after a reload to A was logged (plus 0.1 s) never reach c;
+    in each window every server has its weight's share of the sessions
+    (+-1, the smooth wrr bound, +-2 x 4 for the sessions in flight at the
+    window's edges);
   - /stats: generation 6, last_reload ok with no error, reloads succeeded 5
     and failed 0; servers a (weight 2), b, c; each server's sessions.total is
     its count in the access log (c's counts carry over while it was out of
@@ -48,6 +51,7 @@ LONG_PIECE = 64 * 1024
 LONG_PACE = 0.028  # seconds between pieces: 128 pieces take about 3.6 s
 MARGIN = 0.1  # after the `reloaded` line, for every worker to apply the update
 FINAL_SESSIONS = 8
+THREADS = 4
 
 
 def wait_reloaded(d, generation, timeout=10):
@@ -110,7 +114,7 @@ def run(t):
     uploader.start()
     downloader.start()
 
-    load = SessionLoad(listen, threads=4, max_sessions=50000, gap=0.002, what='load').start()
+    load = SessionLoad(listen, threads=THREADS, max_sessions=50000, gap=0.002, what='load').start()
     windows = []  # (config name, applied at, until)
     try:
         time.sleep(0.4)
@@ -157,7 +161,15 @@ def run(t):
             expect(counts['c'] > 0, f'window {k}: no session reached c after the reload that added it: {counts}')
         else:
             expect_eq(counts['c'], 0, f'window {k}: sessions on c after the reload that removed it')
-        expect(counts['a'] > 0 and counts['b'] > 0, f'window {k}: a or b served nothing: {counts}')
+        # Smooth wrr: each server within +-1 of its share over consecutive
+        # picks; sessions in flight at either edge of the window (one per
+        # client thread) may belong to the neighbouring one.
+        weights = {'A': {'a': 1, 'b': 1}, 'B': {'a': 2, 'b': 1, 'c': 1}}[name]
+        for server, weight in weights.items():
+            share = len(inside) * weight / sum(weights.values())
+            expect(abs(counts[server] - share) <= 1 + 2 * THREADS,
+                   f'window {k} (config {name}): {counts[server]} sessions on {server}, expected {share:g} '
+                   f'+-{1 + 2 * THREADS}')
 
     # Afterwards, one after another: the wrr split of B.
     final = collections.Counter(echo_session(listen, 100000 + i)[0] for i in range(FINAL_SESSIONS))
