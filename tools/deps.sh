@@ -6,6 +6,7 @@ FULCRUM_PACKAGES=(
   python3 util-linux netcat-openbsd
   prometheus
   chromium
+  systemd
 )
 
 install_packages() {
