@@ -242,6 +242,9 @@ bool Daemon::apply_reload(Config config, std::string& error) {
   const auto now = std::chrono::steady_clock::now();
   for (const auto& service : snapshot_->services) {
     for (const auto& server : service.servers) server.state->update_status(now);
+    for (const auto& old : previous->services) {
+      if (old.config->name == service.config->name) service.scheduler->continue_from(*old.scheduler);
+    }
     service.scheduler->rebuild(now);
   }
   for (const auto& [address, fds] : added) {

@@ -53,6 +53,11 @@ class Scheduler {
   // which of primaries and backups serve) off the hot path and publishes it;
   // concurrent picks see the old or the new version, never a mix.
   virtual void rebuild(SteadyTime now) = 0;
+  // Main thread, on reload, before publishing: carry over the rotation
+  // position of the same service's previous scheduler when it is of the
+  // same kind, so that a reload does not restart every rotation at the
+  // first server. Stateless schedulers have nothing to carry.
+  virtual void continue_from(const Scheduler& /*previous*/) {}
 };
 
 struct SchedulerOptions {

@@ -19,6 +19,12 @@ class RoundRobin final : public Scheduler {
   }
 
   // Status and weight are read at pick time: nothing to rebuild.
+  void continue_from(const Scheduler& previous) override {
+    if (const auto* same = dynamic_cast<const RoundRobin*>(&previous)) {
+      cursor_.store(same->cursor_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+  }
+
   void rebuild(SteadyTime) override {}
 
  private:

@@ -105,6 +105,13 @@ class WithBackups final : public Scheduler {
     return primary ? primary : backup;
   }
 
+  void continue_from(const Scheduler& previous) override {
+    if (const auto* same = dynamic_cast<const WithBackups*>(&previous)) {
+      primaries_->continue_from(*same->primaries_);
+      backups_->continue_from(*same->backups_);
+    }
+  }
+
   void rebuild(SteadyTime now) override {
     primaries_->rebuild(now);
     backups_->rebuild(now);

@@ -53,6 +53,12 @@ class WeightedRoundRobin final : public Scheduler {
     return claim_next(cursor_, sequence_.read(context.worker), servers_, context);
   }
 
+  void continue_from(const Scheduler& previous) override {
+    if (const auto* same = dynamic_cast<const WeightedRoundRobin*>(&previous)) {
+      cursor_.store(same->cursor_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+  }
+
   void rebuild(SteadyTime now) override {
     const auto previous = current_;
     auto next = build(now);

@@ -558,3 +558,22 @@ TEST_CASE("every scheduler: once every primary failed for a session, a backup ge
     CHECK(pick(*limited) == 2u);
   }
 }
+
+TEST_CASE("a reloaded rr or wrr scheduler continues the rotation where the old one was") {
+  for (auto kind : {SchedulerKind::rr, SchedulerKind::wrr}) {
+    CAPTURE(to_string(kind));
+    Pool pool;
+    pool.add("a");
+    pool.add("b");
+    pool.add("c");
+    auto before = pool.make(kind);
+    CHECK(picks(*before, pool, 2) == "ab");
+    auto after = pool.make(kind);
+    after->continue_from(*before);
+    CHECK(picks(*after, pool, 4) == "cabc");
+    auto other_kind = pool.make(SchedulerKind::lc);
+    auto fresh = pool.make(kind);
+    fresh->continue_from(*other_kind);  // nothing to carry from another kind
+    CHECK(picks(*fresh, pool, 1) == "a");
+  }
+}
