@@ -11,7 +11,7 @@ import signal
 import socket
 import time
 
-from harness import expect, expect_eq, free_address, greeted_session
+from harness import connect, expect, expect_eof, expect_eq, free_address, greeted_session, recv_exact
 
 DEADLINE = 60
 
@@ -78,10 +78,21 @@ def run(t):
         generation = '2'  # the failed reload keeps generation 2
         expect(again['STATUS'].endswith(f'generation {generation}'), f'STATUS after the reload: {again}')
 
-    d.stop()
-    stopping = [m for _, m in notify.messages if 'STOPPING' in m]
-    if not stopping:
-        notify.collect(lambda m: 'STOPPING' in m, 2, 'STOPPING=1')
+    # A session open at SIGTERM completes; then STOPPING=1 and exit 0.
+    with connect(listen, timeout=10) as sock:
+        expect_eq(recv_exact(sock, len(demo.greeting), 'greeting'), demo.greeting, 'greeting before SIGTERM')
+        os.kill(d.pid, signal.SIGTERM)
+        notify.collect(lambda m: 'STOPPING' in m, 5, 'STOPPING=1')
+        sock.sendall(b'still here\n')
+        expect_eq(recv_exact(sock, 11, 'echo after SIGTERM'), b'still here\n', 'echo after SIGTERM')
+        sock.shutdown(socket.SHUT_WR)
+        expect_eof(sock, 'session after SIGTERM')
+    expect_eq(d.proc.wait(timeout=10), 0, 'exit code after the last session ended')
+
+    # The order of the lifecycle messages (watchdog pings aside).
+    kinds = [next(k for k in ('READY', 'RELOADING', 'STOPPING') if k in m)
+             for _, m in notify.messages if any(k in m for k in ('READY', 'RELOADING', 'STOPPING'))]
+    expect_eq(kinds, ['READY', 'RELOADING', 'READY', 'RELOADING', 'READY', 'STOPPING'], 'lifecycle messages in order')
 
     # The abstract namespace works too.
     name = f'@fulcrum-notify-test-{os.getpid()}'
