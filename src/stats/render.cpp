@@ -256,10 +256,11 @@ std::string render_metrics(const StatsContext& context) {
     }
   }
 
-  family("fulcrum_server_up", "gauge", "1 when the server is up (health), else 0.");
+  family("fulcrum_server_up", "gauge",
+         "1 when the server passes its health checks (or has none), else 0; drain and maint do not change it.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const bool up = server.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
+      const bool up = server.state->healthy.load(std::memory_order_relaxed);
       sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
     }
   }
