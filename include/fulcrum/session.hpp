@@ -100,7 +100,12 @@ class Session {
   void on_idle_timer();
   void reset_from(Side side);
   void finish(SessionEnd end);
-  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+  // Notes activity (for the idle timeout) and, at most once a second, adds
+  // the bytes moved since the last time to the service and server counters:
+  // long transfers show in the stats while they run, and the shared
+  // counters are touched once a second per session, never per chunk.
+  void touch();
+  void publish_bytes();
 
   static void on_connect_cb(evutil_socket_t, short what, void* arg);
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
@@ -123,6 +128,9 @@ class Session {
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;
+  std::chrono::steady_clock::time_point last_publish_;
+  uint64_t published_in_ = 0;   // c2s_.bytes already added to the counters
+  uint64_t published_out_ = 0;  // s2c_.bytes already added
 
   // Declared before what it outlives: members are destroyed bottom-up, so
   // events go first, then pipes, sockets, and the slots last.

@@ -49,6 +49,7 @@ Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const
       client_address_(client_address),
       started_(std::chrono::steady_clock::now()),
       last_activity_(started_),
+      last_publish_(started_),
       client_(std::move(client)) {}
 
 Session::~Session() = default;
@@ -342,6 +343,26 @@ void Session::direction_done(Direction& d) {
   if (c2s_.done && s2c_.done) finish(*first_close_);
 }
 
+void Session::touch() {
+  last_activity_ = std::chrono::steady_clock::now();
+  if (last_activity_ - last_publish_ >= std::chrono::seconds(1)) publish_bytes();
+}
+
+void Session::publish_bytes() {
+  last_publish_ = last_activity_;
+  const uint64_t in = c2s_.bytes - published_in_;
+  const uint64_t out = s2c_.bytes - published_out_;
+  if (in == 0 && out == 0) return;
+  published_in_ = c2s_.bytes;
+  published_out_ = s2c_.bytes;
+  service_.state->bytes_in.fetch_add(in, std::memory_order_relaxed);
+  service_.state->bytes_out.fetch_add(out, std::memory_order_relaxed);
+  if (server_index_) {
+    service_.servers[*server_index_].state->bytes_in.fetch_add(in, std::memory_order_relaxed);
+    service_.servers[*server_index_].state->bytes_out.fetch_add(out, std::memory_order_relaxed);
+  }
+}
+
 void Session::on_idle_cb(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->on_idle_timer(); }
 
 void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
@@ -375,15 +396,9 @@ void Session::finish(SessionEnd end) {
   finished_ = true;
   const uint64_t bytes_in = c2s_.bytes;
   const uint64_t bytes_out = s2c_.bytes;
-  service_.state->bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
-  service_.state->bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+  publish_bytes();
   const ServerRuntime* server = server_index_ ? &service_.servers[*server_index_] : nullptr;
-  if (server != nullptr) {
-    server->state->bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
-    server->state->bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
-  } else {
-    service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (server == nullptr) service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
   if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout || end == SessionEnd::max_lifetime) {
     // Cut off by fulcrum: a peer whose incoming stream was not finished gets
     // a reset, so a truncated stream never looks like a clean end.
