@@ -55,38 +55,33 @@ int print_report(const Json& json, Report report) {
   return print(text);
 }
 
-int show_stats(const Options& options, const Api& api) {
-  const ApiResult result = api.stats();
+// The common end of every command: a failed exchange, a reply that is not
+// JSON, the raw reply for --json, or the command's own report.
+template <typename Report>
+int answer(const Options& options, const ApiResult& result, Report report) {
   if (!result.ok) return fail(result.error);
   int exit_code = kExitOk;
   const std::optional<Json> json = parse_reply(result, exit_code);
   if (!json) return exit_code;
   if (options.json) return print_raw(result.body);
-  return print_report(*json, options.command == Command::status ? status_report : servers_report);
+  return print_report(*json, report);
+}
+
+int show_stats(const Options& options, const Api& api) {
+  using ReportFunction = std::string (*)(const Json&);
+  const ReportFunction report = options.command == Command::status ? status_report : servers_report;
+  return answer(options, api.stats(), report);
 }
 
 int change_server(const Options& options, const Api& api) {
   const std::string body = options.command == Command::weight
                                ? "{\"weight\":" + std::to_string(options.weight) + "}"
                                : std::string("{\"state\":\"") + state_name(options.command) + "\"}";
-  const ApiResult result = api.set_server(options.service, options.server, body);
-  if (!result.ok) return fail(result.error);
-  int exit_code = kExitOk;
-  const std::optional<Json> json = parse_reply(result, exit_code);
-  if (!json) return exit_code;
-  if (options.json) return print_raw(result.body);
-  return print_report(*json, [&options](const Json& server) { return server_change_report(options.service, server); });
+  return answer(options, api.set_server(options.service, options.server, body),
+                [&options](const Json& server) { return server_change_report(options.service, server); });
 }
 
-int reload(const Options& options, const Api& api) {
-  const ApiResult result = api.reload();
-  if (!result.ok) return fail(result.error);
-  int exit_code = kExitOk;
-  const std::optional<Json> json = parse_reply(result, exit_code);
-  if (!json) return exit_code;
-  if (options.json) return print_raw(result.body);
-  return print_report(*json, reload_report);
-}
+int reload(const Options& options, const Api& api) { return answer(options, api.reload(), reload_report); }
 
 }  // namespace
 
