@@ -87,6 +87,7 @@ class Session {
   void connect_next();
   void on_connect_event(short what);
   void connect_failed(int error);
+  int send_proxy_header();
   void start_relay();
   void pump(Direction& d);
   void copy_without_pipe(Direction& d);

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "fulcrum/log.hpp"
+#include "fulcrum/proxy_protocol.hpp"
 #include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/worker.hpp"
@@ -112,7 +113,27 @@ void Session::on_connect_event(short what) {
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()),
       std::memory_order_relaxed);
   state.connects.fetch_add(1, std::memory_order_relaxed);
+  if (int error = send_proxy_header(); error != 0) {
+    connect_failed(error);
+    return;
+  }
   start_relay();
+}
+
+// The PROXY protocol header, before any client byte. The connection is
+// fresh, so its send buffer takes the whole header (at most 108 bytes) at
+// once; anything else is a failed connect.
+int Session::send_proxy_header() {
+  const ProxyProtocol version = service_.config->proxy_protocol;
+  if (version == ProxyProtocol::none) return 0;
+  SocketAddress local;
+  local.length = sizeof local.storage;
+  if (::getsockname(client_.get(), local.sockaddr_ptr(), &local.length) != 0) return errno;
+  const std::string header = version == ProxyProtocol::v1 ? encode_proxy_v1(client_address_, local)
+                                                          : encode_proxy_v2(client_address_, local);
+  const ssize_t sent = ::send(server_.get(), header.data(), header.size(), MSG_NOSIGNAL);
+  if (sent < 0) return errno;
+  return static_cast<size_t>(sent) == header.size() ? 0 : EAGAIN;
 }
 
 // Counts the failure against the server and retries on another one while

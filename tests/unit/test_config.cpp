@@ -652,9 +652,7 @@ services:
     scheduler: p2c
     servers: [{address: 127.0.0.1:9001}]
 )") == R"(test.yaml:12:19: address_mode "transparent" is not supported yet
-test.yaml:13:21: proxy_protocol "v2" is not supported yet
-test.yaml:14:28: accept_proxy_protocol is not supported yet
-test.yaml:25:21: proxy_protocol "v1" is not supported yet)");
+test.yaml:14:28: accept_proxy_protocol is not supported yet)");
 }
 
 TEST_CASE("health_check values are checked") {
@@ -685,7 +683,7 @@ services:
 TEST_CASE("an unsupported value in defaults is reported once, where it is written") {
   CHECK(errors_of(R"(
 defaults:
-  proxy_protocol: v1
+  accept_proxy_protocol: true
 services:
   - name: a
     listen: 127.0.0.1:8080
@@ -693,7 +691,7 @@ services:
   - name: b
     listen: 127.0.0.1:8081
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:2:19: proxy_protocol "v1" is not supported yet)");
+)") == R"(test.yaml:2:26: accept_proxy_protocol is not supported yet)");
 }
 
 TEST_CASE("unsupported keys at their neutral values are accepted") {
