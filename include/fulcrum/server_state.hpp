@@ -62,6 +62,7 @@ struct alignas(64) ServiceState {
   std::atomic<uint64_t> active{0};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> rejected{0};  // sessions closed without a server: no_server, connect_failed
+  std::atomic<uint64_t> proxy_header_errors{0};  // clients closed for a missing or bad PROXY header
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
 };

@@ -13,6 +13,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,7 @@ enum class SessionEnd {
   server_reset,
   connect_failed,
   no_server,
+  bad_proxy_header,
   idle_timeout,
   max_lifetime,
   shutdown,
@@ -84,6 +86,8 @@ class Session {
     }
   };
 
+  void read_proxy_header();
+  void reject_proxy_header(const std::string& reason);
   void connect_next();
   void on_connect_event(short what);
   void connect_failed(int error);
@@ -109,6 +113,7 @@ class Session {
   void publish_bytes();
 
   static void on_connect_cb(evutil_socket_t, short what, void* arg);
+  static void on_proxy_header_cb(evutil_socket_t, short what, void* arg);
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
   static void on_s2c_cb(evutil_socket_t, short, void* arg);
   static void on_idle_cb(evutil_socket_t, short, void* arg);
@@ -125,7 +130,7 @@ class Session {
   std::shared_ptr<const Snapshot> snapshot_;
   AdmissionSlot admission_slot_;
   const ServiceRuntime& service_;
-  const SocketAddress client_address_;
+  SocketAddress client_address_;  // the PROXY header's source, when the client sent one
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;
@@ -150,6 +155,8 @@ class Session {
   EventPtr server_read_;
   EventPtr server_write_;
   EventPtr connect_event_;
+  EventPtr header_event_;     // reading the client's PROXY header
+  std::string header_bytes_;  // header bytes consumed so far
   EventPtr idle_timer_;
   EventPtr lifetime_timer_;
 };

@@ -805,9 +805,6 @@ void Loader::reject_unsupported(const Mapping& m) {
       if (const Entry* e = one_of("address_mode", {"transparent"})) {
         not_supported(e->value, "address_mode " + quote(e->value.Scalar()));
       }
-      if (const Entry* e = one_of("accept_proxy_protocol", {"true"})) {
-        not_supported(e->value, "accept_proxy_protocol");
-      }
       break;
     case Section::server:
       break;

@@ -20,6 +20,9 @@ namespace {
 // rest of the loop; level-triggered events bring it back right away.
 constexpr uint64_t kBytesPerWakeup = 1024 * 1024;
 
+// How long a client that must send a PROXY header has to send all of it.
+constexpr std::chrono::milliseconds kProxyHeaderTimeout{3000};
+
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
@@ -34,6 +37,7 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::server_reset: return "server_reset";
     case SessionEnd::connect_failed: return "connect_failed";
     case SessionEnd::no_server: return "no_server";
+    case SessionEnd::bad_proxy_header: return "bad_proxy_header";
     case SessionEnd::idle_timeout: return "idle_timeout";
     case SessionEnd::max_lifetime: return "max_lifetime";
     case SessionEnd::shutdown: return "shutdown";
@@ -57,7 +61,70 @@ Session::~Session() = default;
 
 void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
+  if (service_.config->accept_proxy_protocol) {
+    // The client is a proxy: its header comes first, within a short time.
+    header_event_.reset(event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_proxy_header_cb, this));
+    add_with_timeout(header_event_.get(), kProxyHeaderTimeout);
+    return;
+  }
   connect_next();
+}
+
+void Session::on_proxy_header_cb(evutil_socket_t, short what, void* arg) {
+  auto* self = static_cast<Session*>(arg);
+  if (what & EV_TIMEOUT) {
+    self->reject_proxy_header("no complete PROXY header within 3s");
+    return;
+  }
+  self->read_proxy_header();
+}
+
+// Peeks at what arrived; consumes exactly the header once it is complete
+// (the bytes after it belong to the server), and everything while it is not
+// (all of it is header then), so a partial header never keeps the socket
+// readable with nothing to do.
+void Session::read_proxy_header() {
+  char buffer[kMaxProxyHeader];
+  const size_t room = kMaxProxyHeader - header_bytes_.size();
+  const ssize_t n = ::recv(client_.get(), buffer, room, MSG_PEEK);
+  if (n < 0) {
+    if (would_block(errno) || errno == EINTR) return;
+    reject_proxy_header(std::string("reading the PROXY header: ") + errno_string(errno));
+    return;
+  }
+  if (n == 0) {
+    reject_proxy_header("connection closed before a complete PROXY header");
+    return;
+  }
+  const std::string seen = header_bytes_ + std::string(buffer, static_cast<size_t>(n));
+  const ProxyHeader header = parse_proxy_header(seen);
+  if (header.status == ProxyHeader::Status::invalid) {
+    reject_proxy_header(header.reason);
+    return;
+  }
+  const size_t take = header.status == ProxyHeader::Status::ok ? header.size - header_bytes_.size()
+                                                               : static_cast<size_t>(n);
+  if (::recv(client_.get(), buffer, take, 0) != static_cast<ssize_t>(take)) {
+    reject_proxy_header("reading the PROXY header failed");
+    return;
+  }
+  if (header.status == ProxyHeader::Status::incomplete) {
+    header_bytes_.append(buffer, take);
+    if (header_bytes_.size() >= kMaxProxyHeader) reject_proxy_header("PROXY header too long");
+    return;
+  }
+  header_event_.reset();
+  header_bytes_.clear();
+  if (header.source) client_address_ = *header.source;
+  connect_next();
+}
+
+void Session::reject_proxy_header(const std::string& reason) {
+  service_.state->proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
+  log_warn("PROXY header rejected", {{"service", service_.config->name},
+                                     {"client", client_address_.to_string()},
+                                     {"reason", reason}});
+  finish(SessionEnd::bad_proxy_header);
 }
 
 // Picks a server (never the one that just failed while another is usable),
@@ -439,6 +506,7 @@ void Session::finish(SessionEnd end) {
                          {"end", to_string(end)}});
   }
   connect_event_.reset();
+  header_event_.reset();
   idle_timer_.reset();
   lifetime_timer_.reset();
   client_read_.reset();

@@ -180,7 +180,7 @@ std::string render_stats_json(const StatsContext& context) {
     }
     out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
     out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +
-           ",\"rejected\":" + load(s.rejected) + "}";
+           ",\"rejected\":" + load(s.rejected) + ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
     out += ",\"servers\":[";
     bool first_server = true;
@@ -248,6 +248,8 @@ std::string render_metrics(const StatsContext& context) {
       {"fulcrum_service_bytes_in_total", "counter", "Bytes from clients delivered to servers.", &ServiceState::bytes_in},
       {"fulcrum_service_bytes_out_total", "counter", "Bytes from servers delivered to clients.",
        &ServiceState::bytes_out},
+      {"fulcrum_service_proxy_header_errors_total", "counter",
+       "Clients closed for a missing, malformed, oversized or late PROXY header.", &ServiceState::proxy_header_errors},
   };
   for (const auto& metric : service_metrics) {
     family(metric.name, metric.type, metric.help);

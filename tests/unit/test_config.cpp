@@ -651,8 +651,7 @@ services:
     listen: 127.0.0.1:8082
     scheduler: p2c
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:12:19: address_mode "transparent" is not supported yet
-test.yaml:14:28: accept_proxy_protocol is not supported yet)");
+)") == R"(test.yaml:12:19: address_mode "transparent" is not supported yet)");
 }
 
 TEST_CASE("health_check values are checked") {
@@ -683,7 +682,7 @@ services:
 TEST_CASE("an unsupported value in defaults is reported once, where it is written") {
   CHECK(errors_of(R"(
 defaults:
-  accept_proxy_protocol: true
+  address_mode: transparent
 services:
   - name: a
     listen: 127.0.0.1:8080
@@ -691,7 +690,7 @@ services:
   - name: b
     listen: 127.0.0.1:8081
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:2:26: accept_proxy_protocol is not supported yet)");
+)") == R"(test.yaml:2:17: address_mode "transparent" is not supported yet)");
 }
 
 TEST_CASE("unsupported keys at their neutral values are accepted") {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+
 #include <string>
 
 #include "fulcrum/proxy_protocol.hpp"
@@ -40,4 +42,60 @@ TEST_CASE("PROXY v2 headers, byte for byte") {
   CHECK(hex(encode_proxy_v2(address("[2001:db8::7]:1"), address("[::1]:443"))) ==
         "0d0a0d0a000d0a515549540a" "21" "21" "0024"
         "20010db8000000000000000000000007" "00000000000000000000000000000001" "0001" "01bb");
+}
+
+TEST_CASE("PROXY headers round trip through the decoder") {
+  for (const char* client : {"127.3.4.5:40000", "[2001:db8::7]:1"}) {
+    const SocketAddress source = address(client);
+    const SocketAddress local = address(source.family() == AF_INET ? "127.0.0.1:8080" : "[::1]:443");
+    for (const std::string& header : {encode_proxy_v1(source, local), encode_proxy_v2(source, local)}) {
+      const ProxyHeader parsed = parse_proxy_header(header + "client bytes");
+      REQUIRE(parsed.status == ProxyHeader::Status::ok);
+      CHECK(parsed.size == header.size());
+      REQUIRE(parsed.source);
+      CHECK(parsed.source->to_string() == source.to_string());
+      // Every strict prefix is incomplete, never invalid.
+      for (size_t n = 1; n < header.size(); ++n) {
+        CHECK(parse_proxy_header(header.substr(0, n)).status == ProxyHeader::Status::incomplete);
+      }
+    }
+  }
+}
+
+TEST_CASE("bad PROXY headers are rejected with a reason") {
+  const auto reason = [](std::string_view data) {
+    const ProxyHeader parsed = parse_proxy_header(data);
+    CHECK(parsed.status == ProxyHeader::Status::invalid);
+    return parsed.reason;
+  };
+  CHECK(reason("GET / HTTP/1.1\r\n") == "not a PROXY protocol header");
+  CHECK(reason("PROXZ TCP4") == "not a PROXY protocol header");
+  CHECK(reason("PROXY TCP4 " + std::string(200, '1')) == "v1 header longer than 107 bytes");
+  CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n") == "v1 header without CRLF");
+  CHECK(reason("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n") == "malformed v1 header");
+  CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n") == "malformed v1 header");
+  CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 0 2\r\n") == "bad port in v1 header");
+  CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n") == "bad port in v1 header");
+  CHECK(reason("PROXY TCP4 ::1 5.6.7.8 1 2\r\n") == "bad address in v1 header");
+  CHECK(reason("PROXY TCP6 1.2.3.4 ::1 1 2\r\n") == "bad address in v1 header");
+  CHECK(reason(std::string("\r\n\r\n\x00\r\nQUIX\n", 12)) == "not a PROXY protocol header");
+  std::string v2("\r\n\r\n\x00\r\nQUIT\n", 12);
+  CHECK(reason(v2 + "\x31\x11" + std::string("\x00\x0c", 2)) == "unsupported v2 version");
+  CHECK(reason(v2 + "\x22\x11" + std::string("\x00\x0c", 2)) == "unsupported v2 command");
+  CHECK(reason(v2 + "\x21\x11" + std::string("\x02\x01", 2)) == "v2 header longer than 528 bytes");
+  CHECK(reason(v2 + "\x21\x11" + std::string("\x00\x04", 2) + "abcd") == "v2 TCP4 header too short");
+  CHECK(reason(v2 + "\x21\x31" + std::string("\x00\x0c", 2) + std::string(12, 'x')) ==
+        "unsupported v2 address family");
+}
+
+TEST_CASE("PROXY UNKNOWN and v2 LOCAL keep the connection's own address") {
+  ProxyHeader parsed = parse_proxy_header("PROXY UNKNOWN\r\nrest");
+  CHECK(parsed.status == ProxyHeader::Status::ok);
+  CHECK(parsed.size == 15);
+  CHECK_FALSE(parsed.source);
+  const std::string local = std::string("\r\n\r\n\x00\r\nQUIT\n", 12) + "\x20" + std::string("\x00\x00\x00", 3);
+  parsed = parse_proxy_header(local);
+  CHECK(parsed.status == ProxyHeader::Status::ok);
+  CHECK(parsed.size == 16);
+  CHECK_FALSE(parsed.source);
 }
