@@ -109,6 +109,11 @@ ProxyHeader parse_v1(std::string_view data) {
   if (!parse_port(words[4], source_port) || !parse_port(words[5], destination_port)) {
     return invalid("bad port in v1 header");
   }
+  // Plain literals only: no IPv6 scope (`%eth0`), no names.
+  const auto literal = [](std::string_view text) {
+    return !text.empty() && text.find_first_not_of("0123456789abcdefABCDEF.:") == std::string_view::npos;
+  };
+  if (!literal(words[2]) || !literal(words[3])) return invalid("bad address in v1 header");
   const AddressParse source = parse_ip_literal(words[2]);
   const AddressParse destination = parse_ip_literal(words[3]);
   const int family = words[1] == "TCP4" ? AF_INET : AF_INET6;

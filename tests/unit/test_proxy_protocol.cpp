@@ -78,6 +78,8 @@ TEST_CASE("bad PROXY headers are rejected with a reason") {
   CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n") == "bad port in v1 header");
   CHECK(reason("PROXY TCP4 ::1 5.6.7.8 1 2\r\n") == "bad address in v1 header");
   CHECK(reason("PROXY TCP6 1.2.3.4 ::1 1 2\r\n") == "bad address in v1 header");
+  CHECK(reason("PROXY TCP6 ::%7 :: 11 3\r\n") == "bad address in v1 header");  // found by the fuzzer
+  CHECK(reason("PROXY TCP4 localhost 1.2.3.4 1 2\r\n") == "bad address in v1 header");
   CHECK(reason(std::string("\r\n\r\n\x00\r\nQUIX\n", 12)) == "not a PROXY protocol header");
   std::string v2("\r\n\r\n\x00\r\nQUIT\n", 12);
   CHECK(reason(v2 + "\x31\x11" + std::string("\x00\x0c", 2)) == "unsupported v2 version");
