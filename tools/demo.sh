@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
-install_packages "${FULCRUM_PACKAGES[@]}"
+install_packages "${FULCRUM_BUILD_PACKAGES[@]}"
 
 build=build-demo
 setup_build "$build" -Dtests=false

@@ -1,9 +1,17 @@
 # Sourced by tools/demo.sh and tools/test.sh: installs the Debian 12 packages
 # fulcrum needs to build and test, and nothing when they are all present.
-FULCRUM_PACKAGES=(
+# What building fulcrum and running the demo need.
+FULCRUM_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config
   libevent-dev libyaml-cpp-dev doctest-dev
-  python3 util-linux netcat-openbsd
+  netcat-openbsd
+)
+# What the test suite needs on top: Python for the e2e tests, prlimit
+# (util-linux), and the real peers some tests drive: Chromium (dashboard),
+# promtool (package prometheus), systemd-analyze (package systemd).
+FULCRUM_TEST_PACKAGES=(
+  "${FULCRUM_BUILD_PACKAGES[@]}"
+  python3 util-linux
   prometheus
   chromium
   systemd

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
-install_packages "${FULCRUM_PACKAGES[@]}"
+install_packages "${FULCRUM_TEST_PACKAGES[@]}"
 
 build=${FULCRUM_TEST_BUILD:-build-test}
 setup_build "$build"
