@@ -14,21 +14,8 @@ ninja -C "$build"
 status=0
 meson test -C "$build" --print-errorlogs "$@" || status=$?
 
-python3 - "$build/meson-logs/testlog.json" <<'PY'
-import json, sys
-passed = failed = skipped = 0
-with open(sys.argv[1]) as log:
-    for line in log:
-        result = json.loads(line)["result"]
-        if result in ("OK", "EXPECTEDFAIL"):
-            passed += 1
-        elif result == "SKIP":
-            skipped += 1
-        else:
-            failed += 1
-summary = f"{passed} passed, {failed} failed"
-if skipped:
-    summary += f", {skipped} skipped"
-print(summary)
-PY
+# The closing line (tools/test-summary.py), unless the caller prints it.
+if [[ ${FULCRUM_NO_SUMMARY:-0} != 1 ]]; then
+  python3 tools/test-summary.py "$build/meson-logs/testlog.json"
+fi
 exit $status

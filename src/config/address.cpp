@@ -39,7 +39,7 @@ AddressParse failure(std::string message) { return AddressParse{{}, std::move(me
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // Only digits and dots: meant as an IPv4 literal, never as a host name
-// (getaddrinfo would take `127.1` or `10.0.0.010` in inet_aton's loose forms).
+// (getaddrinfo would take `127.1` or `127.0.0.010` in inet_aton's loose forms).
 bool looks_like_ipv4(std::string_view host) {
   return std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; });
 }

@@ -38,7 +38,7 @@ TEST_CASE("IPv4 addresses with a port") {
   CHECK(a.to_string() == "127.0.0.1:8080");
   CHECK(a.host_string() == "127.0.0.1");
   CHECK(only_address("0.0.0.0:1").to_string() == "0.0.0.0:1");
-  CHECK(only_address("10.1.2.3:65535").port() == 65535);
+  CHECK(only_address("198.18.2.3:65535").port() == 65535);
   CHECK(only_address("127.0.0.1:080").port() == 80);
 }
 
@@ -51,7 +51,7 @@ TEST_CASE("IPv6 addresses in brackets") {
   CHECK(a.host_string() == "::1");
   CHECK(only_address("[2001:DB8:0:0::1]:443").to_string() == "[2001:db8::1]:443");
   CHECK(only_address("[::]:9000").to_string() == "[::]:9000");
-  CHECK(only_address("[::ffff:192.0.2.1]:1").to_string() == "[::ffff:192.0.2.1]:1");
+  CHECK(only_address("[::ffff:198.18.0.1]:1").to_string() == "[::ffff:198.18.0.1]:1");
 }
 
 TEST_CASE("host names resolve through the local resolver") {
@@ -106,12 +106,12 @@ TEST_CASE("IPv6 without brackets suggests the bracketed form") {
 }
 
 TEST_CASE("IP literals for source addresses") {
-  const AddressParse v4 = parse_ip_literal("192.0.2.7");
+  const AddressParse v4 = parse_ip_literal("198.18.0.7");
   REQUIRE(v4.error.empty());
   REQUIRE(v4.addresses.size() == 1);
   CHECK(v4.addresses[0].family() == AF_INET);
   CHECK(v4.addresses[0].port() == 0);
-  CHECK(v4.addresses[0].host_string() == "192.0.2.7");
+  CHECK(v4.addresses[0].host_string() == "198.18.0.7");
 
   const AddressParse v6 = parse_ip_literal("2001:db8::7");
   REQUIRE(v6.error.empty());
@@ -142,11 +142,11 @@ TEST_CASE("from_sockaddr copies a kernel address") {
   sockaddr_in raw{};
   raw.sin_family = AF_INET;
   raw.sin_port = htons(4242);
-  REQUIRE(inet_pton(AF_INET, "192.0.2.9", &raw.sin_addr) == 1);
+  REQUIRE(inet_pton(AF_INET, "198.18.0.9", &raw.sin_addr) == 1);
   const SocketAddress a =
       SocketAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&raw), sizeof raw);
-  CHECK(a.to_string() == "192.0.2.9:4242");
-  CHECK(a == only_address("192.0.2.9:4242"));
+  CHECK(a.to_string() == "198.18.0.9:4242");
+  CHECK(a == only_address("198.18.0.9:4242"));
   CHECK(SocketAddress::from_sockaddr(nullptr, 0).to_string().empty());
 }
 

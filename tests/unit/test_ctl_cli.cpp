@@ -41,10 +41,10 @@ constexpr const char* kStats =
     R"({"ok":true,"at":"2026-11-25T16:38:47Z","error":null}},"services":[)"
     R"({"name":"web","listen":["0.0.0.0:80"],"scheduler":"wrr","sessions":{"active":2,"total":1500,"rejected":1},)"
     R"("bytes":{"in":1536,"out":5242880},"servers":[)"
-    R"({"name":"app1","address":"10.0.0.1:8080","state":"up","weight":3,"backup":false,)"
+    R"({"name":"app1","address":"127.0.0.1:8080","state":"up","weight":3,"backup":false,)"
     R"("sessions":{"active":2,"total":1000,"max":0},"connect_failures":4,"bytes":{"in":1024,"out":4194304},)"
     R"("health":{"enabled":true,"checks_failed":7,"last_change_seconds":65.5}},)"
-    R"({"name":"app2","address":"10.0.0.2:8080","state":"drain","weight":1,"backup":false,)"
+    R"({"name":"app2","address":"127.0.0.2:8080","state":"drain","weight":1,"backup":false,)"
     R"("sessions":{"active":0,"total":500,"max":0},"connect_failures":0,"bytes":{"in":512,"out":1048576},)"
     R"("health":{"enabled":true,"checks_failed":0,"last_change_seconds":3.2}}]},)"
     R"({"name":"db","listen":["127.0.0.1:5432"],"scheduler":"lc","sessions":{"active":0,"total":0,"rejected":0},)"
@@ -71,10 +71,10 @@ TEST_CASE("ctl options: commands and their arguments") {
   CHECK(line.options.server == "app1");
   CHECK(line.options.token_file == std::optional<std::string>("/t"));
 
-  line = parse({"--url=http://h:1", "weight", "web", "10.0.0.1:8080", "1000"});
+  line = parse({"--url=http://h:1", "weight", "web", "127.0.0.1:8080", "1000"});
   REQUIRE(line.action == CommandLine::Action::run);
   CHECK(line.options.command == Command::weight);
-  CHECK(line.options.server == "10.0.0.1:8080");
+  CHECK(line.options.server == "127.0.0.1:8080");
   CHECK(line.options.weight == 1000);
   CHECK(line.options.url == "http://h:1");
 
@@ -172,7 +172,7 @@ TEST_CASE("ctl url: the forms of --url") {
 TEST_CASE("ctl url: path segments are percent-encoded") {
   CHECK(encode_path_segment("app1") == "app1");
   CHECK(encode_path_segment("a-b_c.d~e") == "a-b_c.d~e");
-  CHECK(encode_path_segment("10.0.0.1:8080") == "10.0.0.1:8080");
+  CHECK(encode_path_segment("127.0.0.1:8080") == "127.0.0.1:8080");
   CHECK(encode_path_segment("[::1]:8080") == "%5B::1%5D:8080");
   CHECK(encode_path_segment("a/b c?d#e%") == "a%2Fb%20c%3Fd%23e%25");
   CHECK(encode_path_segment("caf\xC3\xA9") == "caf%C3%A9");
@@ -257,9 +257,9 @@ TEST_CASE("ctl report: status") {
 
 TEST_CASE("ctl report: servers") {
   CHECK(servers_report(json(kStats)) ==
-        "SERVICE  SERVER  ADDRESS        STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
-        "web      app1    10.0.0.1:8080  up          3       2   1000         4              7         1m5s\n"
-        "web      app2    10.0.0.2:8080  drain       1       0    500         0              0           3s\n");
+        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
+        "web      app1    127.0.0.1:8080  up          3       2   1000         4              7         1m5s\n"
+        "web      app2    127.0.0.2:8080  drain       1       0    500         0              0           3s\n");
 }
 
 TEST_CASE("ctl report: confirmations") {

@@ -116,8 +116,8 @@ TEST_CASE("every scheduler: a retry avoids the failed server while another is us
     pool.add("b");
     auto scheduler = pool.make(kind);
     for (int i = 0; i < 50; ++i) {
-      CHECK(pick(*scheduler, ipv4("10.0.0." + std::to_string(i)), 0u) == 1u);
-      CHECK(pick(*scheduler, ipv4("10.0.0." + std::to_string(i)), 1u) == 0u);
+      CHECK(pick(*scheduler, ipv4("198.18.0." + std::to_string(i)), 0u) == 1u);
+      CHECK(pick(*scheduler, ipv4("198.18.0." + std::to_string(i)), 1u) == 0u);
     }
     // The failed server is the only usable one left: it is still offered.
     pool.states[1].status = ServerStatus::down;
@@ -352,7 +352,7 @@ TEST_CASE("maglev: golden table prefix and hashes pin the mapping") {
   // If this fails, every client of every deployment moves: change the
   // expected values only on purpose, and say so in the release notes.
   CHECK(stable_hash("app1", 4, 0) == 0x559721a43f6847d7ULL);
-  CHECK(client_hash(ipv4("192.0.2.7"), HashKey::source_ip) == 0xd842cf530f963856ULL);
+  CHECK(client_hash(ipv4("198.18.0.7"), HashKey::source_ip) == 0x735e28b1ad0f13a8ULL);
   const auto table = build_maglev_table({"app1", "app2", "app3"}, {1, 1, 1});
   const std::vector<uint32_t> prefix(table.begin(), table.begin() + 24);
   CHECK(prefix == std::vector<uint32_t>{0, 1, 0, 1, 2, 2, 1, 1, 2, 0, 2, 2, 0, 1, 0, 2, 1, 2, 1, 0, 1, 0, 2, 0});
@@ -380,7 +380,7 @@ TEST_CASE("maglev scheduler: source_ip_port spreads one address's ports") {
   for (int i = 0; i < 4; ++i) pool.add("s" + std::to_string(i));
   auto maglev = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
   std::map<uint32_t, int> spread;
-  for (uint16_t port = 1000; port < 1100; ++port) spread[*pick(*maglev, ipv4("203.0.113.9", port))]++;
+  for (uint16_t port = 1000; port < 1100; ++port) spread[*pick(*maglev, ipv4("198.19.113.9", port))]++;
   CHECK(spread.size() == 4);
 }
 
@@ -427,20 +427,20 @@ TEST_CASE("backup servers serve only while no primary is up") {
     auto scheduler = pool.make(kind);
     const auto now = std::chrono::steady_clock::now();
     std::map<std::string, int> seen;
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("10.1.0." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("b1") == 0);
     CHECK(seen.count("b2") == 0);
 
     pool.states[0].set_status(ServerStatus::down, now);
     scheduler->rebuild(now);
     seen.clear();
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("10.1.0." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen == std::map<std::string, int>{{"p2", 40}});  // one primary up: still no backup
 
     pool.states[2].set_status(ServerStatus::down, now);
     scheduler->rebuild(now);
     seen.clear();
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("10.1.0." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("p1") == 0);
     CHECK(seen.count("p2") == 0);
     CHECK(seen["b1"] + seen["b2"] == 40);
@@ -515,7 +515,7 @@ TEST_CASE("every scheduler: with all servers full, picks fail; the last free one
     for (auto& state : pool.states) state.active = 1;
     CHECK_FALSE(pick(*scheduler));
     pool.states[137].active = 0;  // one slot frees up, on a light server deep in the cycle
-    for (int i = 0; i < 5; ++i) CHECK(pick(*scheduler, ipv4("10.9.0." + std::to_string(i))) == 137u);
+    for (int i = 0; i < 5; ++i) CHECK(pick(*scheduler, ipv4("198.18.9." + std::to_string(i))) == 137u);
   }
 }
 
@@ -530,7 +530,7 @@ TEST_CASE("every scheduler: retries skip every server the session already failed
     auto scheduler = pool.make(kind);
     const std::vector<uint32_t> failed{0, 2};
     for (int i = 0; i < 30; ++i) {
-      const auto client = ipv4("10.2.0." + std::to_string(i));
+      const auto client = ipv4("198.18.2." + std::to_string(i));
       CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) == 1u);
     }
   }
