@@ -1050,6 +1050,36 @@ def read_greeting(sock, what='greeting'):
     return line[len(prefix):-1]
 
 
+def upload_and_check_echo(sock, stream, what, timeout=30):
+    """Sends `stream` (a PatternStream) from a thread, half-closes, and
+    hashes the echo to EOF at the same time; fails unless the echo is the
+    upload exactly (byte count and SHA-256)."""
+    sent = {}
+
+    def upload():
+        try:
+            sent['sha'] = stream.send(sock)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            sent['error'] = e
+    sender = threading.Thread(target=upload, daemon=True)
+    sender.start()
+    count, digest = hash_to_eof(sock)
+    sender.join(timeout)
+    expect(not sender.is_alive(), f'{what}: upload still running after the echo ended')
+    expect('error' not in sent, f'{what}: upload failed: {sent.get("error")}')
+    expect_eq((count, digest), (stream.size, sent['sha']), f'{what}: echo byte count and SHA-256')
+
+
+def echo_handler(conn, peer):
+    """A TcpServer handler echoing every byte back until EOF."""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        conn.sendall(data)
+
+
 def greeted_session(address, source=None, timeout=10, what='session'):
     """One whole session with a greeting server: connect (from `source` when
     given), read the greeting, half-close, expect a clean EOF. Returns

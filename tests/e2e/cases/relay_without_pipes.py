@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from harness import connect, expect, expect_eq, expect_eof, free_address, recv_exact, wait_until
+from harness import echo_handler, connect, expect, expect_eq, expect_eof, free_address, recv_exact, wait_until
 
 DEADLINE = 120
 CLIENTS = 40
@@ -22,16 +22,8 @@ NOFILE = 64
 PAYLOAD = 256 * 1024
 
 
-def echo(conn, peer):
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            return
-        conn.sendall(data)
-
-
 def run(t):
-    server = t.tcp_server(echo, name='echo')
+    server = t.tcp_server(echo_handler, name='echo')
     listen = free_address()
     d = t.daemon({
         'global': {'workers': 1},

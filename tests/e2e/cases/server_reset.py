@@ -33,7 +33,7 @@ def run(t):
             expect_eq(got.get(timeout=10), PING, f'session {i}: bytes the server read before its reset')
             try:
                 data = sock.recv(4096)
-                outcome = f'clean EOF' if data == b'' else f'data {data!r}'
+                outcome = 'clean EOF' if data == b'' else f'data {data!r}'
             except ConnectionResetError:
                 outcome = 'reset'
             expect_eq(outcome, 'reset', f'session {i}: what the client saw after the server reset')

@@ -30,12 +30,10 @@ answers `ok`, unknown paths 404, POST /stats 405.
 import datetime
 import os
 import re
-import socket
-import threading
 import time
 
-from harness import MiB, PatternStream, SessionLoad, TestFailure, connect, expect, expect_eof, expect_eq, \
-    free_address, get_metrics, get_stats, hash_to_eof, http_get, http_request, local_address, log_stream, \
+from harness import upload_and_check_echo, MiB, PatternStream, SessionLoad, TestFailure, connect, expect, expect_eof, expect_eq, \
+    free_address, get_metrics, get_stats, http_get, http_request, local_address, log_stream, \
     read_greeting, wait_until
 
 DEADLINE = 90
@@ -55,21 +53,7 @@ def echo_exact(address, stream, what):
     with connect(address, timeout=20) as sock:
         me = local_address(sock)
         name = read_greeting(sock, f'{what}: greeting')
-        sent = {}
-
-        def upload():
-            try:
-                sent['sha'] = stream.send(sock)
-                sock.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                sent['error'] = e
-        sender = threading.Thread(target=upload, daemon=True)
-        sender.start()
-        count, digest = hash_to_eof(sock)
-        sender.join(20)
-        expect(not sender.is_alive(), f'{what}: upload still running after the echo ended')
-        expect('error' not in sent, f'{what}: upload failed: {sent.get("error")}')
-        expect_eq((count, digest), (stream.size, sent['sha']), f'{what}: echo byte count and SHA-256')
+        upload_and_check_echo(sock, stream, what, timeout=20)
     return name, me
 
 

@@ -31,8 +31,8 @@ import socket
 import threading
 import time
 
-from harness import MiB, PatternStream, TestFailure, connect, expect, expect_eq, free_address, get_stats, \
-    hash_to_eof, log_stream, read_greeting, run_threads, wait_until
+from harness import upload_and_check_echo, MiB, PatternStream, TestFailure, connect, expect, expect_eq, free_address, get_stats, \
+    log_stream, read_greeting, run_threads, wait_until
 
 DEADLINE = 120
 SESSIONS = 50
@@ -49,20 +49,7 @@ def proxied_session(address, n):
     stream = PatternStream(seed=1000 + n, size=MiB)
     with connect(address, timeout=60) as sock:
         name = read_greeting(sock, f'session {n}: greeting')
-        sent = {}
-
-        def upload():
-            try:
-                sent['sha'] = stream.send(sock)
-                sock.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                sent['error'] = e
-        sender = threading.Thread(target=upload, daemon=True)
-        sender.start()
-        count, digest = hash_to_eof(sock)
-        sender.join(30)
-        expect(not sender.is_alive() and 'error' not in sent, f'session {n}: upload failed: {sent.get("error")}')
-        expect_eq((count, digest), (MiB, sent['sha']), f'session {n}: echo byte count and SHA-256')
+        upload_and_check_echo(sock, stream, f'session {n}', timeout=30)
     return name
 
 
