@@ -72,8 +72,7 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::
 
 // The weight set through the admin API if any, else the configured one.
 inline uint32_t current_weight(const SchedServer& server) {
-  const int32_t override_weight = server.state->weight_override.load(std::memory_order_relaxed);
-  return override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.weight;
+  return server.state->weight(server.weight);
 }
 
 // True when the server counts as up for the primary/backup decision: status

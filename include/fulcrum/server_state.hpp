@@ -26,6 +26,12 @@ struct alignas(64) ServerState {
   std::atomic<bool> healthy{true};  // the health checker's verdict
   // A weight set through the admin API (lasts until the next reload), or -1.
   std::atomic<int32_t> weight_override{-1};
+
+  // The weight in force: the admin API's, else `configured`.
+  uint32_t weight(uint32_t configured) const {
+    const int32_t set = weight_override.load(std::memory_order_relaxed);
+    return set >= 0 ? static_cast<uint32_t>(set) : configured;
+  }
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> connect_failures{0};

@@ -130,8 +130,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
                                const StatsContext& context) {
   const auto now = std::chrono::steady_clock::now();
   const ServerState& st = *server.state;
-  const int32_t override_weight = st.weight_override.load(std::memory_order_relaxed);
-  const uint32_t weight = override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.config->weight;
+  const uint32_t weight = st.weight(server.config->weight);
   std::string out = "{\"name\":" + json_string(server.config->name);
   out += ",\"address\":" + json_string(server.config->address.to_string());
   out += ",\"state\":" + json_string(state_name(server, weight));
@@ -269,8 +268,7 @@ std::string render_metrics(const StatsContext& context) {
   family("fulcrum_server_weight", "gauge", "Weight in force: configured, or set through the admin API (0 = drain).");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const int32_t override_weight = server.state->weight_override.load(std::memory_order_relaxed);
-      const uint32_t weight = override_weight >= 0 ? static_cast<uint32_t>(override_weight) : server.config->weight;
+      const uint32_t weight = server.state->weight(server.config->weight);
       sample("fulcrum_server_weight", server_label(service, server), std::to_string(weight));
     }
   }
