@@ -742,6 +742,9 @@ class TestContext:
         bound there without listen(), kept for the whole test. Connecting to it
         is refused."""
         s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        # As free_port() checked it: connections of earlier tests may still
+        # sit in TIME_WAIT on that port, which only SO_REUSEADDR lets pass.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, free_port(host)))
         self._sockets.append(s)
         return format_address(host, s.getsockname()[1])
