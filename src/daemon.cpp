@@ -48,6 +48,30 @@ const char* signal_name(int signal) {
   }
 }
 
+bool any_transparent(const Config& config) {
+  return std::any_of(config.services.begin(), config.services.end(), [](const ServiceConfig& s) {
+    return s.address_mode == AddressMode::transparent;
+  });
+}
+
+// Transparent services need IP_TRANSPARENT for each address family of their
+// servers. Tried up front, so a missing capability stops the start (or the
+// reload) with a clear reason instead of failing every session. Returns an
+// empty string or the reason.
+std::string check_transparent_capability(const Config& config) {
+  for (const ServiceConfig& service : config.services) {
+    if (service.address_mode != AddressMode::transparent) continue;
+    for (const ServerConfig& server : service.servers) {
+      const int family = server.address.family();
+      if (int e = check_transparent_allowed(family); e != 0) {
+        return "service " + service.name + ": address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN (" +
+               (family == AF_INET6 ? "IPV6_TRANSPARENT: " : "IP_TRANSPARENT: ") + errno_string(e) + ")";
+      }
+    }
+  }
+  return "";
+}
+
 class Daemon {
  public:
   explicit Daemon(Config config) : config_(std::move(config)) {}
@@ -205,6 +229,8 @@ bool Daemon::apply_reload(Config config, std::string& error) {
     log_warn("global.workers changes need a restart; keeping the running count",
              {{"workers", worker_count_}, {"configured", config.global.workers}});
   }
+  error = check_transparent_capability(config);
+  if (!error.empty()) return false;
   std::optional<std::string> token;
   if (config.stats.enabled && !config.stats.admin_token_file.empty()) {
     token = read_admin_token(config.stats.admin_token_file, error);
@@ -313,11 +339,17 @@ int Daemon::run() {
   // Everything privileged is done: listeners and the stats port are bound,
   // the token is read. Drop root before any worker thread exists.
   if (const auto& global = snapshot_->config.global; !global.user.empty()) {
-    if (const std::string error = drop_privileges(global.user, global.group); !error.empty()) {
+    const bool keep_net_raw = any_transparent(snapshot_->config);
+    if (const std::string error = drop_privileges(global.user, global.group, keep_net_raw); !error.empty()) {
       log_error("cannot drop privileges, refusing to run", {{"user", global.user}, {"error", error}});
       return kExitStartup;
     }
     log_info("privileges dropped", {{"user", global.user}, {"uid", ::getuid()}, {"gid", ::getgid()}});
+  }
+  // In the privileges the daemon keeps serving with.
+  if (const std::string error = check_transparent_capability(snapshot_->config); !error.empty()) {
+    log_error("cannot start", {{"error", error}});
+    return kExitStartup;
   }
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   health_ = make_health_checker();

@@ -6,12 +6,14 @@ FULCRUM_BUILD_PACKAGES=(
   libevent-dev libyaml-cpp-dev doctest-dev
   netcat-openbsd
 )
-# What the test suite needs on top: Python for the e2e tests, prlimit
-# (util-linux), and the real peers some tests drive: Chromium (dashboard),
+# What the test suite needs on top: Python for the e2e tests, prlimit and
+# setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
+# nftables), and the real peers some tests drive: Chromium (dashboard),
 # promtool (package prometheus), systemd-analyze (package systemd).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 util-linux
+  iproute2 nftables
   prometheus
   chromium
   systemd

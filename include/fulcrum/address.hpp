@@ -18,6 +18,8 @@ struct SocketAddress {
 
   int family() const { return storage.ss_family; }
   uint16_t port() const;
+  // The same address with another port (0: the kernel picks one at connect).
+  SocketAddress with_port(uint16_t port) const;
   const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage); }
   sockaddr* sockaddr_ptr() { return reinterpret_cast<sockaddr*>(&storage); }
   // `1.2.3.4:80` or `[2001:db8::1]:80`; an empty string when unset.

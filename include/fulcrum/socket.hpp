@@ -14,12 +14,27 @@ namespace fulcrum {
 // SO_REUSEPORT (one per worker), IPV6_V6ONLY for IPv6. Returns errno.
 int open_listener(const SocketAddress& address, int backlog, Fd& out);
 
-// A non-blocking TCP socket of `family`. When `source` is given it is bound to
-// that address with IP_BIND_ADDRESS_NO_PORT, so the port is chosen at connect
-// time per destination and many sessions to one server never run out of
-// ports. Then starts a connect to `destination`. Returns 0 when the connect is
-// in progress or done, else errno.
-int start_connect(const SocketAddress& destination, const SocketAddress* source, Fd& out);
+// Where a server connection comes from: fulcrum's own address (`address`
+// null: the kernel's choice), a fixed snat `source`, or in transparent mode
+// the client's own address, which needs IP_TRANSPARENT (CAP_NET_RAW or
+// CAP_NET_ADMIN) and routing that brings the server's replies back here
+// (docs/transparent.md).
+struct ConnectSource {
+  const SocketAddress* address = nullptr;
+  bool transparent = false;
+};
+
+// A non-blocking TCP socket of the destination's family, bound to
+// `source.address` (if any) with IP_BIND_ADDRESS_NO_PORT, so the port is
+// chosen at connect time per destination and many sessions to one server
+// never run out of ports; then starts a connect to `destination`. Returns 0
+// when the connect is in progress or done, else errno.
+int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out);
+
+// Whether this process may use transparent sockets of `family` (AF_INET or
+// AF_INET6): tries IP_TRANSPARENT / IPV6_TRANSPARENT on a fresh socket.
+// Returns 0 or errno (EPERM without CAP_NET_RAW or CAP_NET_ADMIN).
+int check_transparent_allowed(int family);
 
 // SO_ERROR of a socket whose connect finished (0 = connected).
 int pending_socket_error(int fd);

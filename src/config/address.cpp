@@ -133,6 +133,12 @@ uint16_t SocketAddress::port() const {
   }
 }
 
+SocketAddress SocketAddress::with_port(uint16_t port) const {
+  SocketAddress copy = *this;
+  set_port(copy, port);
+  return copy;
+}
+
 std::string SocketAddress::host_string() const {
   if (family() != AF_INET && family() != AF_INET6) return {};
   char host[NI_MAXHOST];

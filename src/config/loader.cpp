@@ -167,6 +167,18 @@ bool is_name(std::string_view text, std::string_view extra) {
 
 std::string_view family_name(int family) { return family == AF_INET6 ? "IPv6" : "IPv4"; }
 
+// In transparent mode a server connection comes from the client's address,
+// so servers must have the clients' family: that of the (first) listen
+// address. Not when clients send PROXY headers, whose addresses may be of
+// either family; sessions then skip servers of the other family.
+std::optional<int> transparent_family(const ServiceConfig& service) {
+  if (service.address_mode != AddressMode::transparent || service.accept_proxy_protocol ||
+      service.listen.empty()) {
+    return std::nullopt;
+  }
+  return service.listen.front().family();
+}
+
 // ` (first at line N)`, the end of a duplicate's error.
 std::string first_at(const YAML::Mark& mark) {
   return " (first at line " + std::to_string(mark.line + 1) + ")";
@@ -302,9 +314,6 @@ class Loader {
   std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
                                            std::map<std::string, YAML::Mark>& names);
   std::optional<SocketAddress> server_address(const Entry& entry, const ServiceConfig& service);
-
-  void reject_unsupported(const Mapping& mapping);
-  void not_supported(const YAML::Node& at, const std::string& what);
 
   std::string file_;
   std::vector<ConfigError> errors_;
@@ -513,7 +522,6 @@ void Loader::parse_root(const YAML::Node& root, Config& config) {
   if (const Entry* entry = require(*top, "services")) {
     config.services = parse_services(*entry, defaults);
   }
-  reject_unsupported(*top);
 }
 
 // The stats endpoint: one listen address (shared with no service) and an
@@ -535,7 +543,6 @@ void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
     }
   }
   if (const Entry* e = m->find("admin_token_file")) assign(stats.admin_token_file, text(*e));
-  reject_unsupported(*m);
 }
 
 void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
@@ -566,7 +573,6 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
     assign(global.log_level, choice<LogLevel>(*e, kLogLevels));
   }
   if (const Entry* e = m->find("access_log")) assign(global.access_log, boolean(*e));
-  reject_unsupported(*m);
 }
 
 // `defaults` is a service without identity or servers; every service starts
@@ -601,7 +607,12 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   }
   if (const Entry* e = m.find("max_lifetime")) assign(service.max_lifetime, duration(*e));
   if (const Entry* e = m.find("health_check")) apply_health_check(*e, service.health_check);
-  reject_unsupported(m);
+  // Reported where either key is written here; when both come from
+  // `defaults`, `defaults` reported it already.
+  if (service.address_mode == AddressMode::transparent && service.source) {
+    const Entry* at = m.find("source") ? m.find("source") : m.find("address_mode");
+    if (at) error(at->value, "source is for address_mode snat: transparent connects from the client's address");
+  }
 }
 
 void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
@@ -669,7 +680,15 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
       service.name = *service_name;
     }
   }
-  if (const Entry* e = require(*m, "listen")) service.listen = parse_listen(*e);
+  if (const Entry* e = require(*m, "listen")) {
+    service.listen = parse_listen(*e);
+    if (const std::optional<int> family = transparent_family(service);
+        family && !std::all_of(service.listen.begin(), service.listen.end(),
+                               [&](const SocketAddress& a) { return a.family() == *family; })) {
+      error(e->value, "a transparent service listens on one address family: its clients' addresses "
+                      "are the sources of its server connections");
+    }
+  }
   if (const Entry* e = require(*m, "servers")) service.servers = parse_servers(*e, service);
   return service;
 }
@@ -750,12 +769,11 @@ std::optional<ServerConfig> Loader::parse_server(const Entry& entry, const Servi
   }
   if (const Entry* e = m->find("backup")) assign(server.backup, boolean(*e));
   if (const Entry* e = m->find("slow_start")) assign(server.slow_start, duration(*e));
-  reject_unsupported(*m);
   return server;
 }
 
-// The server's first resolved address; with a `source`, the first one of
-// the source's family.
+// The server's first resolved address, or the first one of the family the
+// service needs (server_family).
 std::optional<SocketAddress> Loader::server_address(const Entry& entry,
                                                     const ServiceConfig& service) {
   const std::optional<std::string> value = text(entry);
@@ -765,57 +783,18 @@ std::optional<SocketAddress> Loader::server_address(const Entry& entry,
     error(entry.value, std::move(parsed.error));
     return std::nullopt;
   }
-  if (!service.source) return parsed.addresses.front();
+  const std::optional<int> family =
+      service.source ? std::optional<int>(service.source->family()) : transparent_family(service);
+  if (!family) return parsed.addresses.front();
   for (const SocketAddress& address : parsed.addresses) {
-    if (address.family() == service.source->family()) return address;
+    if (address.family() == *family) return address;
   }
-  error(entry.value, "server address " + quote(*value) + " has no " +
-                         std::string(family_name(service.source->family())) +
-                         " address to match source " + service.source->host_string());
+  const std::string reason = service.source ? "to match source " + service.source->host_string()
+                                            : "to match the client addresses of transparent listen " +
+                                                  service.listen.front().to_string();
+  error(entry.value, "server address " + quote(*value) + " has no " + std::string(family_name(*family)) +
+                         " address " + reason);
   return std::nullopt;
-}
-
-// ---- Not supported yet ---------------------------------------------------------
-// Settings the daemon does not implement yet. They are rejected, never
-// silently ignored; delete a line here when its feature lands. A check sees
-// the keys written in one mapping (so a value set in `defaults` is reported
-// once, where it is written) and fires only on values that are otherwise
-// valid. Scalars are reported at the value, sections at their key.
-
-void Loader::reject_unsupported(const Mapping& m) {
-  const auto scalar = [&m](std::string_view key) -> const Entry* {
-    const Entry* entry = m.find(key);
-    return entry && entry->value.IsScalar() ? entry : nullptr;
-  };
-  const auto one_of = [&scalar](std::string_view key,
-                                std::initializer_list<std::string_view> values) -> const Entry* {
-    const Entry* entry = scalar(key);
-    return entry && is_one_of(entry->value.Scalar(), values) ? entry : nullptr;
-  };
-
-  switch (m.section()) {
-    case Section::top:
-      break;
-    case Section::stats:
-      break;
-    case Section::global:
-      break;
-    case Section::defaults:
-    case Section::service:
-      if (const Entry* e = one_of("address_mode", {"transparent"})) {
-        not_supported(e->value, "address_mode " + quote(e->value.Scalar()));
-      }
-      break;
-    case Section::server:
-      break;
-    case Section::timeouts:
-    case Section::health_check:
-      break;
-  }
-}
-
-void Loader::not_supported(const YAML::Node& at, const std::string& what) {
-  error(at, what + " is not supported yet");
 }
 
 // ---- Entry point

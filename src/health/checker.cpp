@@ -51,7 +51,9 @@ class HealthChecker::Check {
   void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
 
   void run() {
-    const SocketAddress* source = service_.config->source ? &*service_.config->source : nullptr;
+    // Checks come from fulcrum's own (or the snat source) address, also in
+    // transparent mode: there is no client to speak for.
+    const ConnectSource source{service_.config->source ? &*service_.config->source : nullptr, false};
     if (int error = start_connect(server_.config->address, source, socket_); error != 0) {
       finish(error);
       return;

@@ -135,11 +135,20 @@ void Session::connect_next() {
   // Servers to pass over: those this session failed on, and any that filled
   // up between pick() and try_acquire(). Allocates only after a failure.
   std::vector<uint32_t> skip = failed_servers_;
+  const bool transparent = service_.config->address_mode == AddressMode::transparent;
   for (size_t tries = 0; tries <= servers.size(); ++tries) {
     index = service_.scheduler->pick(
         PickContext{client_address_, attempt_, skip, worker_.index(), std::chrono::steady_clock::now()});
     if (!index) break;
     const auto& server = servers[*index];
+    // Transparent mode speaks from the client's address, so only a server
+    // of the client's family can be reached. The loader ensures that unless
+    // a PROXY header brought the client address from elsewhere.
+    if (transparent && server.config->address.family() != client_address_.family()) {
+      skip.push_back(*index);
+      index.reset();
+      continue;
+    }
     if (server.state->try_acquire(server.config->max_connections)) break;
     skip.push_back(*index);
     index.reset();
@@ -153,7 +162,9 @@ void Session::connect_next() {
   server_lease_.state = server.state.get();
   server.state->total.fetch_add(1, std::memory_order_relaxed);
 
-  const SocketAddress* source = service_.config->source ? &*service_.config->source : nullptr;
+  const SocketAddress client_host = client_address_.with_port(0);
+  const ConnectSource source = transparent ? ConnectSource{&client_host, true}
+                               : ConnectSource{service_.config->source ? &*service_.config->source : nullptr, false};
   if (int error = start_connect(server.config->address, source, server_); error != 0) {
     connect_failed(error);
     return;

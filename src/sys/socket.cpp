@@ -14,6 +14,12 @@ int set_int_option(int fd, int level, int name, int value) {
   return ::setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : errno;
 }
 
+// Lets the socket bind to an address that is not this host's (the client's).
+int set_transparent(int fd, int family) {
+  return family == AF_INET6 ? set_int_option(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+                            : set_int_option(fd, IPPROTO_IP, IP_TRANSPARENT, 1);
+}
+
 }  // namespace
 
 int open_listener(const SocketAddress& address, int backlog, Fd& out) {
@@ -30,19 +36,28 @@ int open_listener(const SocketAddress& address, int backlog, Fd& out) {
   return 0;
 }
 
-int start_connect(const SocketAddress& destination, const SocketAddress* source, Fd& out) {
+int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {
   Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
   set_relay_options(fd.get());
-  if (source != nullptr) {
+  if (source.transparent) {
+    if (int e = set_transparent(fd.get(), destination.family())) return e;
+  }
+  if (source.address != nullptr) {
     if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
-    if (::bind(fd.get(), source->sockaddr_ptr(), source->length) != 0) return errno;
+    if (::bind(fd.get(), source.address->sockaddr_ptr(), source.address->length) != 0) return errno;
   }
   if (::connect(fd.get(), destination.sockaddr_ptr(), destination.length) != 0 && errno != EINPROGRESS) {
     return errno;
   }
   out = std::move(fd);
   return 0;
+}
+
+int check_transparent_allowed(int family) {
+  Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return errno;
+  return set_transparent(fd.get(), family);
 }
 
 int pending_socket_error(int fd) {

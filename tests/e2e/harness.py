@@ -431,8 +431,11 @@ class Daemon:
     """The fulcrum binary running `-c FILE` in the foreground, stderr captured
     to a file. Built by TestContext.daemon()."""
 
-    def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None):
+    def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None, prefix=None):
         self.env = env or {}  # extra environment, e.g. NOTIFY_SOCKET for a test
+        # Commands that exec fulcrum in place (same PID), e.g. `ip netns exec
+        # NS` or setpriv.
+        self.prefix = prefix or []
         self.ctx = ctx
         self.name = name
         self.config = config
@@ -454,6 +457,7 @@ class Daemon:
                 raise TestSkip('prlimit (util-linux) is not installed')
             # prlimit sets the limit on itself and then execs fulcrum: same PID.
             command = [prlimit, f'--nofile={self.nofile}:{self.nofile}', '--'] + command
+        command = self.prefix + command
         with open(self.stdout_path, 'wb') as out, open(self.stderr_path, 'wb') as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          env={**_child_environment(), **self.env})
@@ -714,6 +718,7 @@ class TestContext:
         self._processes = []  # (Popen, label)
         self._servers = []
         self._sockets = []
+        self._cleanups = []
 
     def path(self, filename):
         return os.path.join(self.tmpdir, filename)
@@ -749,6 +754,11 @@ class TestContext:
         self._sockets.append(s)
         return format_address(host, s.getsockname()[1])
 
+    def at_cleanup(self, function):
+        """Calls function() at cleanup, after every process is killed (last
+        registered first), also when the test fails."""
+        self._cleanups.append(function)
+
     def own_socket(self, sock):
         """Closes `sock` (anything with a close()) at cleanup; returns it."""
         self._sockets.append(sock)
@@ -764,6 +774,8 @@ class TestContext:
         for s in self._sockets:
             s.close()
         kill_processes(self._processes)
+        while self._cleanups:
+            self._cleanups.pop()()
 
     def describe_daemons(self):
         out = []

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Runs one fulcrum end-to-end test by name.
 
-    FULCRUM=build/fulcrum DEMO_SERVER=build/fulcrum-demo-server python3 run.py NAME
-    python3 run.py --list
+    FULCRUM=build/fulcrum DEMO_SERVER=build/fulcrum-demo-server python3 run.py [--cases DIR] NAME
+    python3 run.py [--cases DIR] --list
 
-The test is cases/NAME.py: a DEADLINE in seconds and run(t). Exit status:
-0 pass, 1 fail (with the reason and the daemon's last log lines), 77 skip
-(a prerequisite such as IPv6 loopback is missing), 2 bad usage.
-With E2E_KEEP=1 the test's files (configs, daemon logs) are kept on success too.
+The test is DIR/NAME.py (DIR defaults to cases/ here): a DEADLINE in seconds
+and run(t). Exit status: 0 pass, 1 fail (with the reason and the daemon's
+last log lines), 77 skip (a prerequisite such as IPv6 loopback is missing),
+2 bad usage. With E2E_KEEP=1 the test's files (configs, daemon logs) are kept
+on success too.
 """
 
 import importlib.util
@@ -25,30 +26,34 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 
 
-def test_names():
-    return sorted(f[:-3] for f in os.listdir(CASES) if f.endswith('.py') and not f.startswith('_'))
+def test_names(cases):
+    return sorted(f[:-3] for f in os.listdir(cases) if f.endswith('.py') and not f.startswith('_'))
 
 
-def load_case(name):
-    spec = importlib.util.spec_from_file_location(f'cases.{name}', os.path.join(CASES, f'{name}.py'))
+def load_case(cases, name):
+    spec = importlib.util.spec_from_file_location(f'cases.{name}', os.path.join(cases, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def main(argv):
+    cases = CASES
+    if len(argv) >= 3 and argv[1] == '--cases':
+        cases = os.path.abspath(argv[2])
+        argv = argv[:1] + argv[3:]
     if len(argv) != 2 or argv[1] in ('-h', '--help'):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     if argv[1] == '--list':
-        print('\n'.join(test_names()))
+        print('\n'.join(test_names(cases)))
         return 0
     name = argv[1]
-    if not re.fullmatch(r'[a-z0-9_]+', name) or name not in test_names():
-        print(f'run.py: no test named {name!r}; known: {" ".join(test_names())}', file=sys.stderr)
+    if not re.fullmatch(r'[a-z0-9_]+', name) or name not in test_names(cases):
+        print(f'run.py: no test named {name!r}; known: {" ".join(test_names(cases))}', file=sys.stderr)
         return 2
 
-    case = load_case(name)
+    case = load_case(cases, name)
     ctx = harness.TestContext(name)
     harness.arm_deadline(case.DEADLINE, ctx)
 

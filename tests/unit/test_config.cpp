@@ -619,8 +619,8 @@ services: []
   CHECK(errors_of(deep).find("invalid YAML: nested more than") != std::string::npos);
 }
 
-TEST_CASE("features not supported yet are rejected, never ignored") {
-  CHECK(errors_of(R"(
+TEST_CASE("every feature of the schema loads together") {
+  const Config config = valid(R"(
 global:
   user: root
   group: root
@@ -651,7 +651,8 @@ services:
     listen: 127.0.0.1:8082
     scheduler: p2c
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:12:19: address_mode "transparent" is not supported yet)");
+)");
+  CHECK(config.services[0].address_mode == AddressMode::transparent);
 }
 
 TEST_CASE("health_check values are checked") {
@@ -679,21 +680,38 @@ services:
 )") == R"(test.yaml:4:43: health_check timeout (2s) must not be longer than its interval (1s))");
 }
 
-TEST_CASE("an unsupported value in defaults is reported once, where it is written") {
+TEST_CASE("transparent mode: no snat source, one address family") {
   CHECK(errors_of(R"(
 defaults:
   address_mode: transparent
 services:
   - name: a
     listen: 127.0.0.1:8080
+    source: 127.0.0.2
     servers: [{address: 127.0.0.1:9001}]
   - name: b
-    listen: 127.0.0.1:8081
+    listen: ["127.0.0.1:8081", "[::1]:8081"]
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:2:17: address_mode "transparent" is not supported yet)");
+  - name: c
+    listen: "[::1]:8082"
+    servers: [{address: 127.0.0.1:9001}]
+)") == R"(test.yaml:6:13: source is for address_mode snat: transparent connects from the client's address
+test.yaml:9:13: a transparent service listens on one address family: its clients' addresses are the sources of its server connections
+test.yaml:13:25: server address "127.0.0.1:9001" has no IPv6 address to match the client addresses of transparent listen [::1]:8082)");
+
+  // PROXY headers may carry either family: sessions pick a matching server.
+  const Config config = valid(R"(
+services:
+  - name: a
+    listen: "[::1]:8080"
+    address_mode: transparent
+    accept_proxy_protocol: true
+    servers: [{address: 127.0.0.1:9001}, {address: "[::1]:9001"}]
+)");
+  CHECK(config.services[0].servers.size() == 2);
 }
 
-TEST_CASE("unsupported keys at their neutral values are accepted") {
+TEST_CASE("keys at their neutral values are accepted") {
   const Config config = valid(R"(
 services:
   - name: web

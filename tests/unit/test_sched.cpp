@@ -42,6 +42,16 @@ SocketAddress ipv4(const std::string& ip, uint16_t port = 40000) {
   return address;
 }
 
+SocketAddress ipv6(const std::string& ip, uint16_t port = 40000) {
+  SocketAddress address;
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(port);
+  inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr);
+  address.length = sizeof(sockaddr_in6);
+  return address;
+}
+
 const SocketAddress kClient = ipv4("127.0.0.1");
 
 std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client = kClient,
@@ -382,6 +392,28 @@ TEST_CASE("maglev scheduler: source_ip_port spreads one address's ports") {
   std::map<uint32_t, int> spread;
   for (uint16_t port = 1000; port < 1100; ++port) spread[*pick(*maglev, ipv4("198.19.113.9", port))]++;
   CHECK(spread.size() == 4);
+}
+
+TEST_CASE("maglev scheduler: IPv6 clients hash all 16 bytes of the address, and the port with source_ip_port") {
+  CHECK(client_hash(ipv6("2001:db8::7"), HashKey::source_ip) == 0xbd58fc51043a6b8aULL);
+  Pool pool;
+  for (int i = 0; i < 5; ++i) pool.add("s" + std::to_string(i));
+  auto by_ip = pool.make(SchedulerKind::maglev);
+  auto again = pool.make(SchedulerKind::maglev);
+  std::map<uint32_t, int> spread;
+  for (int i = 0; i < 200; ++i) {
+    // Clients differ in the first and in the last group: both count.
+    const std::string ip = "2001:db8:" + std::to_string(i % 10) + "::" + std::to_string(i / 10 + 1);
+    const auto a = pick(*by_ip, ipv6(ip, 1000));
+    REQUIRE(a);
+    CHECK(pick(*again, ipv6(ip, 2000)) == a);  // source_ip: port ignored
+    spread[*a]++;
+  }
+  CHECK(spread.size() == 5);
+  auto by_port = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
+  std::map<uint32_t, int> ports;
+  for (uint16_t port = 1000; port < 1100; ++port) ports[*pick(*by_port, ipv6("2001:db8::9", port))]++;
+  CHECK(ports.size() == 5);
 }
 
 TEST_CASE("maglev scheduler: a down server's clients move on rebuild, the others stay, and all return") {

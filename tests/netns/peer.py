@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The two ends of the netns tests, each run inside its own namespace with
+`ip netns exec NS python3 peer.py ...` (a namespace cannot be entered from a
+thread of the test itself).
+
+    peer.py server IP:PORT|[IPv6]:PORT ...
+        Accepts on every address, forever (the test kills it). Each connection
+        first gets the line `peer IP PORT\\n` (the address the server sees),
+        then everything it sends is echoed back until it half-closes.
+
+    peer.py client TARGET SESSIONS BYTES
+        SESSIONS sequential sessions to TARGET, each sending BYTES random bytes
+        (then a half-close) while reading the echo. Prints one JSON list, an
+        object per session: local (the client's own IP and port), seen (what
+        the server said it sees), sent_sha256, echoed_sha256, echoed_bytes.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+
+TIMEOUT = 20  # seconds per socket operation: nothing here waits on a person
+
+
+def split_address(text):
+    host, _, port = text.rpartition(':')
+    return host.strip('[]'), int(port)
+
+
+def family_of(host):
+    return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+
+def echo(conn, peer):
+    with conn:
+        conn.settimeout(TIMEOUT)
+        conn.sendall(f'peer {peer[0]} {peer[1]}\n'.encode())
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            conn.sendall(data)
+
+
+def serve(address):
+    host, port = split_address(address)
+    listener = socket.socket(family_of(host), socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(128)
+    while True:
+        conn, peer = listener.accept()
+        threading.Thread(target=echo, args=(conn, peer), daemon=True).start()
+
+
+def server(addresses):
+    threads = [threading.Thread(target=serve, args=(a,), daemon=True) for a in addresses]
+    for t in threads:
+        t.start()
+    print('ready', flush=True)
+    for t in threads:
+        t.join()
+
+
+def read_line(sock):
+    line = b''
+    while not line.endswith(b'\n'):
+        byte = sock.recv(1)
+        if not byte:
+            raise ConnectionError(f'connection closed before a whole line: {line!r}')
+        line += byte
+    return line.decode()
+
+
+def session(target, size):
+    host, port = split_address(target)
+    payload = os.urandom(size)
+    with socket.socket(family_of(host), socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect((host, port))
+        local = sock.getsockname()[:2]
+        _, seen_host, seen_port = read_line(sock).split()
+
+        def send():
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        sender = threading.Thread(target=send)
+        sender.start()
+        echoed = hashlib.sha256()
+        count = 0
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            echoed.update(data)
+            count += len(data)
+        sender.join()
+    return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)],
+            'sent_sha256': hashlib.sha256(payload).hexdigest(),
+            'echoed_sha256': echoed.hexdigest(), 'echoed_bytes': count}
+
+
+def client(target, sessions, size):
+    print(json.dumps([session(target, size) for _ in range(sessions)]), flush=True)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == 'server':
+        server(argv[2:])
+    elif len(argv) == 5 and argv[1] == 'client':
+        client(argv[2], int(argv[3]), int(argv[4]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
