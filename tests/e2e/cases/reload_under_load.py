@@ -8,7 +8,9 @@ address. Two configurations alternate:
 fulcrum starts with A. Four client threads run short echo sessions
 (greeting, a line and its echo, half-close, EOF) on web for about 6 s
 (bounded: at most 50000 sessions); meanwhile the file is rewritten and SIGHUP
-sent twenty times, about 0.25 s apart: B, A, B, A, ... (the last one A).
+sent twenty times, about 0.25 s apart (longer when fewer than 20 sessions
+completed in a window: each must hold that many): B, A, B, A, ... (the last
+one A).
 After each reload has been logged the test
   - polls /stats: generation G, and for servers a and b of web (they stay in
     both configurations) sessions.total, bytes.in and bytes.out never
@@ -68,16 +70,17 @@ import time
 
 from harness import MiB, PatternStream, SessionLoad, TestFailure, connect, echo_session, expect, expect_eq, \
     free_address, get_metrics, get_stats, hash_to_eof, local_address, log_stream, parse_address, \
-    read_greeting, to_yaml, write_config
+    read_greeting, to_yaml, wait_until, write_config
 
 DEADLINE = 60
 RELOADS = 20
 SPACING = 0.25  # seconds from one SIGHUP to the next
 LONG_SIZE = 8 * MiB
 LONG_PIECE = 16 * 1024
-LONG_PACE = 0.02  # seconds between pieces until the reloads are over: 512 pieces would take >= 10 s
+LONG_PACE = 0.02  # seconds between pieces until the reloads are over (the last piece waits for that)
 MARGIN = 0.1  # after the `reloaded` line, for every worker to apply the update
 MIN_WINDOW_SESSIONS = 20
+WINDOW_LIMIT = 10  # seconds a window may wait for its sessions
 FINAL_SESSIONS = 8
 THREADS = 4
 STAYED = ('a', 'b')  # web's servers in both configurations
@@ -165,9 +168,14 @@ def run(t):
 
     def long_upload():
         try:
+            sent = 0
             for chunk in stream.chunks():
                 for i in range(0, len(chunk), LONG_PIECE):
-                    long_sock.sendall(chunk[i:i + LONG_PIECE])
+                    piece = chunk[i:i + LONG_PIECE]
+                    if sent + len(piece) == LONG_SIZE:
+                        release_long.wait(DEADLINE)  # the last piece only after the reloads
+                    long_sock.sendall(piece)
+                    sent += len(piece)
                     if not release_long.is_set():
                         time.sleep(LONG_PACE)
             long_result['upload_done'] = time.monotonic()
@@ -212,6 +220,10 @@ def run(t):
                 api_sessions.append((len(windows) - 1, server))
             checked = time.monotonic()
             time.sleep(max(0.0, sent + SPACING - time.monotonic()))
+            # A slow or busy host completes fewer sessions in SPACING: the
+            # window lasts until enough lie wholly inside it (bounded).
+            wait_until(lambda: sum(1 for s in load.snapshot() if s.start >= applied + MARGIN)
+                       >= MIN_WINDOW_SESSIONS, WINDOW_LIMIT, f'reload {k + 1}: {MIN_WINDOW_SESSIONS} sessions')
             if name == 'A':
                 # At the end of the A window (the workers have long applied
                 # the update): api's address refuses. Not listening_on():
