@@ -297,6 +297,7 @@ void Session::on_s2c_cb(evutil_socket_t, short, void* arg) {
 void Session::pump(Direction& d) {
   uint64_t moved = 0;
   bool read_something = false;
+  bool short_read = false;
   while (true) {
     if (d.pipe.bytes > 0) {
       ssize_t n = ::splice(d.pipe.read_fd(), nullptr, d.sink, nullptr, d.pipe.bytes, kSpliceFlags);
@@ -319,6 +320,15 @@ void Session::pump(Direction& d) {
       direction_done(d);
       return;
     }
+    if (short_read) {
+      // The source gave less than asked for, so it is most likely empty.
+      // The read event is level-triggered: it fires again if more came, and
+      // a splice that would only answer EAGAIN is saved (one system call
+      // per message on request/response traffic).
+      d.pipe.give_back();
+      wait_for_source(d);
+      break;
+    }
     if (moved >= kBytesPerWakeup) {
       wait_for_source(d);
       break;
@@ -333,6 +343,7 @@ void Session::pump(Direction& d) {
     if (n > 0) {
       d.pipe.bytes = static_cast<size_t>(n);
       read_something = true;
+      short_read = d.pipe.bytes < worker_.pipes().pipe_size();
       continue;
     }
     if (n == 0) {
