@@ -11,7 +11,8 @@
 namespace fulcrum {
 
 // A non-blocking listening socket bound to `address` with SO_REUSEADDR and
-// SO_REUSEPORT (one per worker), IPV6_V6ONLY for IPv6. Returns errno.
+// SO_REUSEPORT (one per worker), IPV6_V6ONLY for IPv6, and the relay
+// options, which accepted sockets inherit. Returns errno.
 int open_listener(const SocketAddress& address, int backlog, Fd& out);
 
 // Where a server connection comes from: fulcrum's own address (`address`

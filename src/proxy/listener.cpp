@@ -63,7 +63,8 @@ void Listener::on_readable() {
       log_debug("accept failed", {{"service", service_->config->name}, {"error", errno_string(error)}});
       continue;
     }
-    set_relay_options(fd);
+    // TCP_NODELAY and SO_OOBINLINE come from the listener (open_listener):
+    // accepted sockets inherit them, which saves two system calls a session.
     worker_.start_session(
         std::make_unique<Session>(worker_, worker_.snapshot(), *service_, Fd(fd), client_address));
   }

@@ -448,9 +448,15 @@ void Session::direction_done(Direction& d) {
   d.pipe.give_back();
   event_del(d.read_event);
   event_del(d.write_event);
-  ::shutdown(d.sink, SHUT_WR);
   touch();
-  if (c2s_.done && s2c_.done) finish(*first_close_);
+  if (c2s_.done && s2c_.done) {
+    // Both directions ended, so both receive queues are empty: closing the
+    // sockets now sends the FIN (not a reset), and a shutdown() first would
+    // be one more system call for the same packet.
+    finish(*first_close_);
+    return;
+  }
+  ::shutdown(d.sink, SHUT_WR);
 }
 
 void Session::touch() {

@@ -27,6 +27,8 @@ int open_listener(const SocketAddress& address, int backlog, Fd& out) {
   if (!fd) return errno;
   if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return e;
   if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return e;
+  // Inherited by every accepted socket (Linux copies both on accept).
+  set_relay_options(fd.get());
   if (address.family() == AF_INET6) {
     if (int e = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1)) return e;
   }
