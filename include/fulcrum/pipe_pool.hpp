@@ -28,6 +28,9 @@ class PipeLease {
   explicit operator bool() const { return pool_ != nullptr; }
   int read_fd() const { return read_end_.get(); }
   int write_fd() const { return write_end_.get(); }
+  // What the pipe holds: the size asked for, or less where the kernel
+  // refused it (pipe-max-size, the per-user pipe page limits).
+  size_t capacity() const { return capacity_; }
   size_t bytes = 0;  // spliced in, not yet spliced out
 
   void give_back();
@@ -37,6 +40,7 @@ class PipeLease {
   PipePool* pool_ = nullptr;
   Fd read_end_;
   Fd write_end_;
+  size_t capacity_ = 0;
 };
 
 class PipePool {
@@ -51,7 +55,6 @@ class PipePool {
   // An empty lease when no pipe can be had (descriptor budget or pipe2()
   // failure); the caller waits and tries again.
   PipeLease acquire();
-  size_t pipe_size() const { return pipe_size_; }
   // Closes every idle pipe, giving its descriptors back to the budget.
   void trim();
   size_t idle_count() const { return idle_.size(); }
@@ -61,8 +64,9 @@ class PipePool {
   struct IdlePipe {
     Fd read_end;
     Fd write_end;
+    size_t capacity;
   };
-  void put_back(Fd read_end, Fd write_end, bool empty);
+  void put_back(Fd read_end, Fd write_end, size_t capacity, bool empty);
 
   Admission& admission_;
   size_t pipe_size_;

@@ -11,7 +11,8 @@ PipeLease::PipeLease(PipeLease&& other) noexcept
     : bytes(std::exchange(other.bytes, 0)),
       pool_(std::exchange(other.pool_, nullptr)),
       read_end_(std::move(other.read_end_)),
-      write_end_(std::move(other.write_end_)) {}
+      write_end_(std::move(other.write_end_)),
+      capacity_(std::exchange(other.capacity_, 0)) {}
 
 PipeLease& PipeLease::operator=(PipeLease&& other) noexcept {
   if (this != &other) {
@@ -20,13 +21,14 @@ PipeLease& PipeLease::operator=(PipeLease&& other) noexcept {
     pool_ = std::exchange(other.pool_, nullptr);
     read_end_ = std::move(other.read_end_);
     write_end_ = std::move(other.write_end_);
+    capacity_ = std::exchange(other.capacity_, 0);
   }
   return *this;
 }
 
 void PipeLease::give_back() {
   if (pool_ == nullptr) return;
-  std::exchange(pool_, nullptr)->put_back(std::move(read_end_), std::move(write_end_), bytes == 0);
+  std::exchange(pool_, nullptr)->put_back(std::move(read_end_), std::move(write_end_), capacity_, bytes == 0);
   bytes = 0;
 }
 
@@ -40,6 +42,7 @@ PipeLease PipePool::acquire() {
   if (!idle_.empty()) {
     lease.read_end_ = std::move(idle_.back().read_end);
     lease.write_end_ = std::move(idle_.back().write_end);
+    lease.capacity_ = idle_.back().capacity;
     idle_.pop_back();
     lease.pool_ = this;
     return lease;
@@ -53,8 +56,10 @@ PipeLease PipePool::acquire() {
   lease.read_end_.reset(ends[0]);
   lease.write_end_.reset(ends[1]);
   // Best effort: past /proc/sys/fs/pipe-max-size or the per-user pipe page
-  // limit the kernel refuses, and the default 64 KiB still works.
-  ::fcntl(ends[1], F_SETPIPE_SZ, static_cast<int>(pipe_size_));
+  // limit the kernel refuses, and the pipe keeps the size it has.
+  int capacity = ::fcntl(ends[1], F_SETPIPE_SZ, static_cast<int>(pipe_size_));
+  if (capacity <= 0) capacity = ::fcntl(ends[1], F_GETPIPE_SZ);
+  lease.capacity_ = capacity > 0 ? static_cast<size_t>(capacity) : 4096;
   lease.pool_ = this;
   return lease;
 }
@@ -66,9 +71,9 @@ void PipePool::trim() {
   admission_.give_fds(count);
 }
 
-void PipePool::put_back(Fd read_end, Fd write_end, bool empty) {
+void PipePool::put_back(Fd read_end, Fd write_end, size_t capacity, bool empty) {
   if (empty && idle_.size() < max_idle_) {
-    idle_.push_back(IdlePipe{std::move(read_end), std::move(write_end)});
+    idle_.push_back(IdlePipe{std::move(read_end), std::move(write_end), capacity});
     return;
   }
   read_end.reset();

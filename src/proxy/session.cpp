@@ -339,11 +339,11 @@ void Session::pump(Direction& d) {
       copy_without_pipe(d);
       return;
     }
-    ssize_t n = ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, worker_.pipes().pipe_size(), kSpliceFlags);
+    ssize_t n = ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, d.pipe.capacity(), kSpliceFlags);
     if (n > 0) {
       d.pipe.bytes = static_cast<size_t>(n);
       read_something = true;
-      short_read = d.pipe.bytes < worker_.pipes().pipe_size();
+      short_read = d.pipe.bytes < d.pipe.capacity();
       continue;
     }
     if (n == 0) {
