@@ -73,6 +73,7 @@ class Session {
     PipeLease pipe;
     bool eof = false;   // source sent FIN
     bool done = false;  // pipe drained after EOF and sink shut down
+    bool splicing = false;  // a stream is flowing: splice instead of copying (pump)
     uint64_t bytes = 0; // delivered to sink
   };
 
@@ -94,6 +95,7 @@ class Session {
   int send_proxy_header();
   void start_relay();
   void pump(Direction& d);
+  ssize_t copy_through_buffer(Direction& d, size_t size, uint64_t& moved);
   void copy_without_pipe(Direction& d);
   bool move_urgent_byte(Direction& d);
   static bool at_urgent_mark(int fd);

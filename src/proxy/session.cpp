@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "fulcrum/log.hpp"
@@ -24,6 +25,13 @@ constexpr uint64_t kBytesPerWakeup = 1024 * 1024;
 constexpr std::chrono::milliseconds kProxyHeaderTimeout{3000};
 
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+// Reads of up to this size are copied through a stack buffer (recv + send):
+// for a request or a response of a few hundred bytes that costs less than
+// two splices through a pipe. A read that fills it means a stream is
+// flowing, and the direction switches to splice until a read comes back
+// smaller again (HAProxy's splice-auto idea).
+constexpr size_t kCopyBytes = 16 * 1024;
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
 
@@ -289,8 +297,10 @@ void Session::on_s2c_cb(evutil_socket_t, short, void* arg) {
   self->pump(self->s2c_);
 }
 
-// Moves bytes source -> pipe -> sink until one side would block, the
-// direction ends, or it has used its share of this loop iteration. Arms
+// Moves bytes source -> sink until one side would block, the direction
+// ends, or it has used its share of this loop iteration: small reads through
+// a stack buffer (copy_through_buffer), streams source -> pipe -> sink with
+// splice; whatever the sink cannot take yet waits in the pipe. Arms
 // exactly one of the two events: the sink's write event while the pipe holds
 // bytes (and the source is not read: backpressure), else the source's read
 // event.
@@ -339,11 +349,14 @@ void Session::pump(Direction& d) {
       copy_without_pipe(d);
       return;
     }
-    ssize_t n = ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, d.pipe.capacity(), kSpliceFlags);
+    const size_t asked = d.splicing ? d.pipe.capacity() : std::min(kCopyBytes, d.pipe.capacity());
+    const ssize_t n = d.splicing ? ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, asked, kSpliceFlags)
+                                 : copy_through_buffer(d, asked, moved);
     if (n > 0) {
-      d.pipe.bytes = static_cast<size_t>(n);
+      if (d.splicing) d.pipe.bytes = static_cast<size_t>(n);
       read_something = true;
-      short_read = d.pipe.bytes < d.pipe.capacity();
+      short_read = static_cast<size_t>(n) < asked;
+      d.splicing = static_cast<size_t>(n) >= kCopyBytes;
       continue;
     }
     if (n == 0) {
@@ -368,6 +381,27 @@ void Session::pump(Direction& d) {
     return;
   }
   if (moved > 0) touch();
+}
+
+// One read of at most `size` bytes (what the empty pipe holds) into a stack
+// buffer, sent on at once. What the sink does not take now waits in the
+// pipe, drained like spliced bytes; that includes a send that failed, so
+// the pipe's splice meets the same error and resets the session. Returns
+// what recv() returned.
+ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved) {
+  char buffer[kCopyBytes];
+  const ssize_t n = ::recv(d.source, buffer, std::min(size, sizeof buffer), 0);
+  if (n <= 0) return n;
+  const ssize_t sent = std::max<ssize_t>(::send(d.sink, buffer, static_cast<size_t>(n), MSG_NOSIGNAL), 0);
+  d.bytes += static_cast<uint64_t>(sent);
+  moved += static_cast<uint64_t>(sent);
+  if (sent < n) {
+    const auto rest = static_cast<size_t>(n - sent);
+    // The pipe is empty and holds at least `size` bytes: one write takes all.
+    if (::write(d.pipe.write_fd(), buffer + sent, rest) != static_cast<ssize_t>(rest)) return -1;
+    d.pipe.bytes = rest;
+  }
+  return n;
 }
 
 // The relay without a pipe, used only while the descriptor budget has none
