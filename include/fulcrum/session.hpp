@@ -74,6 +74,7 @@ class Session {
     bool eof = false;   // source sent FIN
     bool done = false;  // pipe drained after EOF and sink shut down
     bool splicing = false;  // a stream is flowing: splice instead of copying (pump)
+    bool watching_sink = false;  // write_event is armed, read_event is not (else the reverse)
     uint64_t bytes = 0; // delivered to sink
   };
 

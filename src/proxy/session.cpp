@@ -466,12 +466,19 @@ void Session::source_eof(Direction& d) {
   }
 }
 
+// Only a change of what the direction watches touches the events: most
+// rounds end watching the source as they began, and libevent's add and
+// delete take the base's lock even when they change nothing.
 void Session::wait_for_source(Direction& d) {
+  if (!d.watching_sink) return;
+  d.watching_sink = false;
   event_del(d.write_event);
   event_add(d.read_event, nullptr);
 }
 
 void Session::wait_for_sink(Direction& d) {
+  if (d.watching_sink) return;
+  d.watching_sink = true;
   event_del(d.read_event);
   event_add(d.write_event, nullptr);
 }
