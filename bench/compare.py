@@ -175,6 +175,22 @@ def fd_count(pids):
     return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
 
 
+def fd_kinds(pids):
+    """Descriptors by kind (socket, pipe, anon_inode:[eventpoll], a path...),
+    so a per-session figure can be checked: idle sessions should add sockets
+    only."""
+    kinds = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            kind = target.split(":[", 1)[0] if ":[" in target else "file"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def listening_ports():
     """Local ports of IPv4 sockets in LISTEN state."""
     ports = set()
@@ -616,7 +632,9 @@ def measure_idle(running, backends, args):
     count = args.idle_sessions
     hold_pids = [backends.hold_pid]
     hold_base = fd_count(hold_pids)
-    rss_before, fds_before = rss_kib(pids), fd_count(pids)
+    time.sleep(args.settle)  # the start-up probe's session may still be closing
+    pids = running.pids()
+    rss_before, fds_before, kinds_before = rss_kib(pids), fd_count(pids), fd_kinds(pids)
     sockets = []
     try:
         open_idle_sessions(running.lb.ports["idle"], count, sockets, timeout=60.0)
@@ -624,7 +642,7 @@ def measure_idle(running, backends, args):
             raise BenchError(f"idle: the server holds {fd_count(hold_pids) - hold_base} of {count} sessions")
         time.sleep(args.settle)  # let deferred frees and pool returns happen
         pids = running.pids()
-        rss_after, fds_after = rss_kib(pids), fd_count(pids)
+        rss_after, fds_after, kinds_after = rss_kib(pids), fd_count(pids), fd_kinds(pids)
     finally:
         for s in sockets:
             s.close()
@@ -638,6 +656,8 @@ def measure_idle(running, backends, args):
         "fds_after": fds_after,
         "rss_kib_per_session": (rss_after - rss_before) / count,
         "fds_per_session": (fds_after - fds_before) / count,
+        "fd_kinds_before": kinds_before,
+        "fd_kinds_after": kinds_after,
         "server_side_closed": closed,
     }
 
@@ -1231,7 +1251,9 @@ def progress_line(index, total, sample):
         return f"{where}  {f['gbps']:.2f} Gbit/s{extra}"
     if "rps" in f:
         return f"{where}  {f['rps']:,.0f} req/s, p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms, {f['errors']} errors"
-    return f"{where}  {f['rss_kib_per_session']:.2f} KiB and {f['fds_per_session']:.2f} fds per session"
+    added = {k: v - f["fd_kinds_before"].get(k, 0) for k, v in f["fd_kinds_after"].items()}
+    added = ", ".join(f"{k} +{v}" for k, v in sorted(added.items()) if v)
+    return f"{where}  {f['rss_kib_per_session']:.2f} KiB and {f['fds_per_session']:.3f} fds per session ({added})"
 
 
 def main(argv):
