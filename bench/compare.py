@@ -68,6 +68,7 @@ METRICS = [
     ("rps", ["keepalive"], "keep-alive requests per second", "req/s", True),
     ("p50_ms", ["keepalive"], "keep-alive latency p50", "ms", False),
     ("p99_ms", ["keepalive"], "keep-alive latency p99", "ms", False),
+    ("cpu_us_per_request", ["close", "keepalive"], "balancer CPU (user+sys) per request", "us", False),
     ("rss_kib_per_session", ["idle"], "idle: RSS per session", "KiB", False),
     ("fds_per_session", ["idle"], "idle: fds per session", "fds", False),
     ("cpu_s_per_gib", list(THROUGHPUT_CASES), "CPU (user+sys) per GiB relayed", "s/GiB", False),
@@ -708,12 +709,22 @@ def summarize(samples):
     for sample in samples:
         if not sample["ok"]:
             continue
-        for metric, value in sample["figures"].items():
+        for metric, value in with_derived(sample["figures"]).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 key = (metric, sample["case"], sample["workers"], sample["lb"])
                 groups.setdefault(key, []).append(value)
     return {key: {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
             for key, values in groups.items()}
+
+
+def with_derived(figures):
+    """Figures computed from the raw ones (so saved runs get them too): CPU
+    time per request, which moves less with the machine's other load than
+    requests per second do."""
+    figures = dict(figures)
+    if figures.get("cpu_s") is not None and figures.get("requests"):
+        figures["cpu_us_per_request"] = figures["cpu_s"] / figures["requests"] * 1e6
+    return figures
 
 
 def figure(summary, metric, case, workers, label):
@@ -789,7 +800,7 @@ def compare_builds(samples, lbs, workers_list):
     by_key = {}
     for s in samples:
         if s["ok"]:
-            by_key[(s["round"], s["case"], s["workers"], s["lb"])] = s["figures"]
+            by_key[(s["round"], s["case"], s["workers"], s["lb"])] = with_derived(s["figures"])
     rows = []
     for metric, cases, _, unit, higher_better in METRICS:
         for case in cases:
