@@ -321,10 +321,6 @@ class Balancer:
     splice: str = ""     # haproxy: auto | forced
     ports: dict = field(default_factory=dict)  # frontend ports: tput, http, idle
 
-    @property
-    def is_peer(self):
-        return self.kind in ("haproxy", "nginx")
-
 
 @dataclass
 class Backends:
@@ -844,12 +840,19 @@ def cell(summary, metric, case, workers, label):
     return f"{fmt(entry['median'])} ±{spread:.0f}%" if entry["n"] > 1 else fmt(entry["median"])
 
 
-def report_text(meta, summary, lbs, args, targets, builds, failures):
+def report_text(meta, summary, lbs, args, targets, builds, samples):
     out = []
     m = meta["machine"]
     out.append("fulcrum vs HAProxy vs nginx stream, loopback (bench/compare.py)")
     out.append(f"machine: {m['nproc']} CPUs ({m['cpu_model']}), kernel {m['kernel']}, "
                f"load average at start {meta['loadavg_start']}, at end {meta.get('loadavg_end', '-')}")
+    loads = sorted(float(s["loadavg"].split()[0]) for s in samples)
+    if loads:
+        # Our own load adds about 1-2; much more means other work shared the CPUs.
+        out.append(f"1-minute load average before each measurement: {loads[0]:.1f} to {loads[-1]:.1f}, "
+                   f"median {statistics.median(loads):.1f}")
+    if "interrupted" in meta:
+        out.append(f"INTERRUPTED {meta['interrupted']}")
     out.append("versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     for lb in lbs:
         if lb.kind == "fulcrum":
@@ -894,6 +897,7 @@ def report_text(meta, summary, lbs, args, targets, builds, failures):
             out.append(f"  {b['build']}/{b['base']} {b['metric']:<20} {CASE_TITLES[b['case']]:<32} w{b['workers']}"
                        f"  {b['median_ratio']:.3f}  ({b['min_ratio']:.3f}-{b['max_ratio']:.3f}, {b['rounds']} rounds,"
                        f" {better} is better)")
+    failures = [s for s in samples if not s["ok"]]
     if failures:
         out.append("")
         out.append(f"{len(failures)} measurements failed:")
@@ -1203,8 +1207,15 @@ def run(args):
             try:
                 sample["figures"] = measure(case, lb, workers, backends, processes, args)
                 sample["ok"] = True
-            except BenchError as error:
-                sample.update(ok=False, error=str(error), figures={})
+            except (BenchError, OSError, ValueError, KeyError) as error:
+                # One failed measurement (a balancer that died, a client
+                # that reported nothing) is recorded; the run goes on.
+                sample.update(ok=False, error=f"{type(error).__name__}: {error}" if not isinstance(
+                    error, BenchError) else str(error), figures={})
+            except KeyboardInterrupt:
+                meta["interrupted"] = f"after {index - 1} of {len(steps)} measurements"
+                print(f"interrupted: reporting the {index - 1} measurements made", file=sys.stderr)
+                break
             sample["seconds"] = round(time.monotonic() - started, 2)
             samples.append(sample)
             print(progress_line(index, len(steps), sample), file=sys.stderr, flush=True)
@@ -1217,6 +1228,8 @@ def run(args):
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, time.strftime("compare-%Y%m%d-%H%M%S"))
     write_results(base, meta, samples, lbs, args)
+    if "interrupted" in meta:
+        sys.exit(130)
 
 
 def write_results(base, meta, samples, lbs, args):
@@ -1226,9 +1239,7 @@ def write_results(base, meta, samples, lbs, args):
     cases_run = {s["case"] for s in samples}
     targets = evaluate_targets(summary, lbs, args.workers, cases_run)
     builds = compare_builds(samples, lbs, args.workers)
-    failures = [s for s in samples if not s["ok"]]
-    text = report_text(meta, summary, lbs, args, targets, builds, failures)
-    print(text)
+    text = report_text(meta, summary, lbs, args, targets, builds, samples)
     with open(base + ".json", "w") as f:
         json.dump({"meta": meta, "samples": samples,
                    "summary": [{"metric": k[0], "case": k[1], "workers": k[2], "lb": k[3], **v}
@@ -1236,6 +1247,7 @@ def write_results(base, meta, samples, lbs, args):
                    "targets": targets, "builds_compared": builds}, f, indent=1)
     write_file(base + ".svg", chart_svg(summary, lbs, args, meta))
     write_file(base + ".txt", text)
+    print(text)
     print(f"written: {base}.json, {base}.svg, {base}.txt")
 
 
