@@ -1,11 +1,12 @@
 #!/bin/sh
 # Boots the test root file system under systemd-nspawn (tests/systemd).
 #
-#   unshare --mount --propagation private sh boot.sh LOWER UPPER WORK MERGED [CGROUP_DIR...]
+#   sh boot.sh LOWER UPPER WORK MERGED [CGROUP_DIR...]
 #
-# Runs in a mount namespace of its own (unshare): the mounts made here exist
-# only there and vanish with the container, so nothing is mounted on the host.
-# The process execs systemd-nspawn, so its PID is nspawn's.
+# Run by container.py as the first process of a mount and a PID namespace of
+# its own (OWN_NAMESPACES there): the mounts made here exist only in that
+# namespace and vanish with the container, so nothing is mounted on the
+# host. It execs systemd-nspawn.
 set -eu
 lower=$1 upper=$2 work=$3 merged=$4
 shift 4

@@ -72,6 +72,15 @@ DynamicUser=yes
 
 CLONE_NEWNET = 0x40000000
 
+# What the container (and debootstrap, rootfs.py) run under: a mount
+# namespace of their own, so that their mounts never show on the host, and a
+# PID namespace of their own whose first process dies with ours (pdeathsig
+# on unshare, --kill-child on its child): if the test is killed outright, the
+# kernel ends everything in that namespace, the container included.
+OWN_NAMESPACES = ['setpriv', '--pdeathsig', 'KILL', '--',
+                  'unshare', '--mount', '--propagation', 'private', '--mount-proc',
+                  '--pid', '--fork', '--kill-child', '--']
+
 
 def _cgroup_dirs(name):
     """Directories NAME below this process's own cgroups in the cgroup2
@@ -154,7 +163,7 @@ class Container:
         self.merged = os.path.join(workdir, 'root')
         self.console_path = os.path.join(workdir, 'console.log')
         self.cgroups = _cgroup_dirs(f'fulcrum-systemd-test-{os.getpid()}')
-        self.nspawn = None
+        self.process = None  # unshare; its child runs boot.sh, then nspawn
         self.init_pid = None
         self._host_net = None
         for d in (self.upper, self.overlay_work, self.merged):
@@ -194,23 +203,31 @@ class Container:
 
     def boot(self, timeout=90):
         for d in self.cgroups:
-            if os.path.isdir(d):  # left by a killed run that had our PID
-                self._remove_cgroup_tree(d, [])
+            # A run killed outright loses its container (see OWN_NAMESPACES)
+            # but leaves its empty cgroups: remove those of runs that are gone.
+            parent = os.path.dirname(d)
+            for entry in os.listdir(parent):
+                m = re.fullmatch(r'fulcrum-systemd-test-(\d+)', entry)
+                if m and (int(m.group(1)) == os.getpid() or not os.path.exists(f'/proc/{m.group(1)}')):
+                    self._remove_cgroup_tree(os.path.join(parent, entry), [], wait=0)
             os.mkdir(d)
         with open(self.console_path, 'wb') as console:
-            self.nspawn = subprocess.Popen(
-                ['unshare', '--mount', '--propagation', 'private', 'sh', BOOT_SCRIPT,
-                 self.rootfs, self.upper, self.overlay_work, self.merged, *self.cgroups],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=GUEST_ENV)
+            self.process = subprocess.Popen(OWN_NAMESPACES + ['sh', BOOT_SCRIPT, self.rootfs, self.upper,
+                                                             self.overlay_work, self.merged, *self.cgroups],
+                                           stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                           env=GUEST_ENV)
         started = time.monotonic()
 
-        # The container's init: the child of nspawn that is systemd.
+        # The container's init: the descendant of nspawn that is systemd.
         def find_init():
-            if self.nspawn.poll() is not None:
-                raise TestFailure(f'systemd-nspawn exited with {self.nspawn.returncode}:\n{self.console_tail()}')
-            for pid in _children(self.nspawn.pid):
-                if _comm(pid) == 'systemd':
-                    return pid
+            if self.process.poll() is not None:
+                raise TestFailure(f'the container exited with {self.process.returncode}:\n{self.console_tail()}')
+            generation = [self.process.pid]
+            while generation:
+                generation = [child for pid in generation for child in _children(pid)]
+                for pid in generation:
+                    if _comm(pid) == 'systemd':
+                        return pid
             return None
         self.init_pid = wait_until(find_init, timeout, 'the container\'s systemd', interval=0.02)
 
@@ -230,26 +247,27 @@ class Container:
         list of what was left (and has now been killed or removed)."""
         left = []
         self.leave_network()
-        if self.nspawn is None:
+        if self.process is None:
             return left
-        if self.nspawn.poll() is None:
+        if self.process.poll() is None:
             if self.init_pid is not None:
                 try:
                     os.kill(self.init_pid, signal.SIGRTMIN + 4)  # systemd: poweroff
                 except ProcessLookupError:
                     pass
             try:
-                self.nspawn.wait(timeout)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 left.append(f'the container did not power off within {timeout}s; killed')
-                # Killing the container's init ends its PID namespace.
-                for pid in (self.init_pid, self.nspawn.pid):
+                # Killing unshare kills nspawn (--kill-child), the first
+                # process of the PID namespace the container lives in.
+                for pid in (self.init_pid, self.process.pid):
                     if pid is not None:
                         try:
                             os.kill(pid, signal.SIGKILL)
                         except ProcessLookupError:
                             pass
-                self.nspawn.wait(30)
+                self.process.wait(30)
 
         # Processes of the run: every one of them lives in the run's cgroups.
         deadline = time.monotonic() + 10
@@ -304,10 +322,10 @@ class Container:
         return sorted(pids)
 
     @staticmethod
-    def _remove_cgroup_tree(top, left):
+    def _remove_cgroup_tree(top, left, wait=10):
         # Deepest first; a cgroup whose last process just exited may be busy
         # for a moment.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + wait
         for d, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count('/')):
             while True:
                 try:

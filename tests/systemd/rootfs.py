@@ -26,6 +26,8 @@ import shutil
 import subprocess
 import time
 
+from container import OWN_NAMESPACES
+
 CACHE_DIR = os.environ.get('FULCRUM_ROOTFS_CACHE', '/var/cache/fulcrum-systemd-test')
 
 # systemd itself (dbus and libnss-systemd for what units like DynamicUser
@@ -105,11 +107,10 @@ def _build(codename, mirror, key, log):
     log(f'building the root file system ({codename} from {mirror}); about a minute or two, once')
     started = time.monotonic()
     # debootstrap mounts /proc and /sys inside the tree while it installs:
-    # in a mount namespace of its own those mounts die with it, even if it
-    # is killed.
-    command = ['unshare', '--mount', '--propagation', 'private',
-               'debootstrap', '--variant=minbase', '--include=' + ','.join(PACKAGES),
-               codename, tree, mirror]
+    # in namespaces of its own those mounts, and debootstrap with everything
+    # it started, die with it, or with this process if it is killed.
+    command = OWN_NAMESPACES + ['debootstrap', '--variant=minbase', '--include=' + ','.join(PACKAGES),
+                                codename, tree, mirror]
     with open(log_path, 'wb') as out:
         try:
             result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ import container  # noqa: E402
 import rootfs  # noqa: E402
 from service import setup  # noqa: E402
 
-TOOLS = ('systemd-nspawn', 'debootstrap', 'unshare', 'nsenter')
+TOOLS = ('systemd-nspawn', 'debootstrap', 'unshare', 'nsenter', 'setpriv')
 
 
 def main(argv):
@@ -87,7 +87,7 @@ def main(argv):
     # Last resort if even the cleanup hangs: kill the container by PID.
     def last_resort():
         print(f'FAIL systemd_{name}: hung past deadline + 90s; killing the container', flush=True)
-        for pid in (c.init_pid, c.nspawn.pid if c.nspawn else None):
+        for pid in (c.init_pid, c.process.pid if c.process else None):
             if pid:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -113,7 +113,7 @@ def main(argv):
     signal.alarm(0)
     # From here on nothing interrupts the cleanup (the last resort aside).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if outcome == 'FAIL' and c.init_pid is not None and c.nspawn.poll() is None:
+    if outcome == 'FAIL' and c.init_pid is not None and c.process.poll() is None:
         print('--- the container\'s journal (last lines):\n' + c.journal_tail(), flush=True)
     left = c.destroy()
     timer.cancel()

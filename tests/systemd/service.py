@@ -33,13 +33,12 @@ class ServiceTest:
         self.fulcrum_path, self.config_path = m.group(1), m.group(2)
 
     @staticmethod
-    def config(servers=container.DEMO_PORTS, shutdown_timeout='10s', **service):
+    def config(servers=container.DEMO_PORTS, shutdown_timeout='10s'):
         """A configuration dict: one rr service on LISTEN over the demo servers."""
         return {
             'global': {'workers': 2, 'shutdown_timeout': shutdown_timeout},
             'services': [{'name': 'web', 'listen': LISTEN, 'scheduler': 'rr',
-                          'servers': [{'address': f'127.0.0.1:{port}', 'name': str(port)} for port in servers],
-                          **service}],
+                          'servers': [{'address': f'127.0.0.1:{port}', 'name': str(port)} for port in servers]}],
         }
 
     def write_config(self, config):

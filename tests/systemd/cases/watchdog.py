@@ -44,7 +44,7 @@ def run(t):
             os.kill(host, signal.SIGCONT)
     noticed = time.monotonic() - stopped
     # The last ping came at most WatchdogSec/2 before the stop.
-    expect(limit / 2 - 1 <= noticed <= limit + 2, f'watchdog timeout {noticed:.1f}s after the stop (limit {limit}s)')
+    expect(limit / 2 - 1 <= noticed <= limit + 5, f'watchdog timeout {noticed:.1f}s after the stop (limit {limit}s)')
     log_stream(f'watchdog timeout {noticed:.1f}s after SIGSTOP (WatchdogSec={limit:g}s)')
 
     wait_until(lambda: any(m.endswith("Failed with result 'watchdog'.") for m in t.journal_messages('systemd')),
