@@ -8,8 +8,11 @@ FULCRUM_BUILD_PACKAGES=(
 )
 # What the test suite needs on top: Python for the e2e tests, prlimit and
 # setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
-# nftables), and the real peers some tests drive: Chromium (dashboard),
-# promtool (package prometheus), systemd-analyze (package systemd).
+# nftables), the real peers some tests drive: Chromium (dashboard), promtool
+# (package prometheus), systemd-analyze (package systemd), and for
+# tests/systemd debootstrap (the container's root file system) and
+# systemd-nspawn (package systemd-container; unshare and nsenter are in
+# util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 util-linux
@@ -17,6 +20,7 @@ FULCRUM_TEST_PACKAGES=(
   prometheus
   chromium
   systemd
+  debootstrap systemd-container
 )
 
 install_packages() {
