@@ -202,7 +202,7 @@ std::string describe(const YAML::Node& node) {
 // once, lookups see its first occurrence.
 class Mapping {
  public:
-  Mapping(Section section, YAML::Node node) : section_(section), node_(std::move(node)) {}
+  Mapping(Section section, const YAML::Node& node) : section_(section), node_(node) {}
 
   Section section() const { return section_; }
   const YAML::Node& node() const { return node_; }
@@ -794,20 +794,16 @@ void Loader::reject_unsupported(const Mapping& m) {
   };
 
   switch (m.section()) {
-    case Section::top:
-      break;
-    case Section::stats:
-      break;
-    case Section::global:
-      break;
     case Section::defaults:
     case Section::service:
       if (const Entry* e = one_of("address_mode", {"transparent"})) {
         not_supported(e->value, "address_mode " + quote(e->value.Scalar()));
       }
       break;
+    case Section::top:
+    case Section::stats:
+    case Section::global:
     case Section::server:
-      break;
     case Section::timeouts:
     case Section::health_check:
       break;
