@@ -22,8 +22,8 @@ namespace {
 
 CommandLine parse(const std::vector<std::string>& args, const Environment& env = {}) { return parse_command_line(args, env); }
 
-std::string usage_error_of(std::vector<std::string> args) {
-  const CommandLine line = parse(std::move(args));
+std::string usage_error_of(const std::vector<std::string>& args) {
+  const CommandLine line = parse(args);
   if (line.action != CommandLine::Action::usage_error) return "(no usage error)";
   return line.error;
 }

@@ -295,6 +295,7 @@ namespace {
 
 std::vector<std::string> names(int count) {
   std::vector<std::string> out;
+  out.reserve(count);
   for (int i = 0; i < count; ++i) out.push_back("server-" + std::to_string(i));
   return out;
 }
@@ -390,6 +391,7 @@ TEST_CASE("maglev scheduler: a down server's clients move on rebuild, the others
   for (int i = 0; i < 5; ++i) pool.add("s" + std::to_string(i));
   auto maglev = pool.make(SchedulerKind::maglev);
   std::vector<uint32_t> before;
+  before.reserve(500);
   for (int i = 0; i < 500; ++i) before.push_back(*pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." +
                                                                       std::to_string(i % 250))));
   const auto now = std::chrono::steady_clock::now();
