@@ -178,6 +178,7 @@ PickRow bench_single(const Settings& settings, std::string_view algorithm, uint3
   auto scheduler = make_scheduler(options, pool.servers);
   timed_batch(*scheduler, clients, 0, settings.batch, misses);  // warm-up, not counted
   std::vector<double> ns;
+  ns.reserve(settings.reps);
   for (int rep = 0; rep < settings.reps; ++rep) ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
   return PickRow{std::string(algorithm), count, "1", summarise(ns)};
 }

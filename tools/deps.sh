@@ -1,5 +1,6 @@
-# Sourced by tools/demo.sh and tools/test.sh: installs the Debian 12 packages
-# fulcrum needs to build and test, and nothing when they are all present.
+# Sourced by tools/demo.sh, test.sh, sanitize.sh, fuzz.sh and lint.sh:
+# installs the Debian 12 packages fulcrum needs to build and test, and
+# nothing when they are all present.
 # What building fulcrum and running the demo need.
 FULCRUM_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config
@@ -8,19 +9,36 @@ FULCRUM_BUILD_PACKAGES=(
 )
 # What the test suite needs on top: Python for the e2e tests, prlimit and
 # setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
-# nftables), the real peers some tests drive: Chromium (dashboard), promtool
-# (package prometheus), systemd-analyze (package systemd), and for
-# tests/systemd debootstrap (the container's root file system) and
-# systemd-nspawn (package systemd-container; unshare and nsenter are in
-# util-linux).
+# nftables), valgrind (valgrind_clean), the real peers some tests drive:
+# Chromium (dashboard), promtool (package prometheus), systemd-analyze
+# (package systemd), and for tests/systemd debootstrap (the container's root
+# file system) and systemd-nspawn (package systemd-container; unshare and
+# nsenter are in util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 util-linux
   iproute2 nftables
+  valgrind
   prometheus
   chromium
   systemd
   debootstrap systemd-container
+)
+# tools/sanitize.sh: GCC's sanitizer runtimes (g++ brings them; named so
+# that a trimmed install cannot lose them).
+FULCRUM_SANITIZE_PACKAGES=(
+  "${FULCRUM_TEST_PACKAGES[@]}"
+  libasan8 libubsan1 libtsan2
+)
+# tools/fuzz.sh: clang with libFuzzer and its sanitizer runtimes.
+FULCRUM_FUZZ_PACKAGES=(
+  "${FULCRUM_BUILD_PACKAGES[@]}"
+  clang libclang-rt-14-dev
+)
+# tools/lint.sh: clang-tidy and clang-format.
+FULCRUM_LINT_PACKAGES=(
+  "${FULCRUM_BUILD_PACKAGES[@]}"
+  clang-tidy clang-format
 )
 
 install_packages() {

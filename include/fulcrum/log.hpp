@@ -20,7 +20,7 @@ struct LogField {
   std::string value;
 
   LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
-  LogField(std::string_view k, const std::string& v) : key(k), value(v) {}
+  LogField(std::string_view k, std::string v) : key(k), value(std::move(v)) {}
   LogField(std::string_view k, const char* v) : key(k), value(v) {}
   template <typename Integer>
     requires std::is_integral_v<Integer>

@@ -51,9 +51,13 @@ bool is_host_name(std::string_view host) {
   });
 }
 
+// inet_pton and getaddrinfo read C strings: a NUL inside `host` would cut it
+// short, and `127.0.0.1\0junk` (a YAML "\0" escape) would pass as 127.0.0.1.
+bool has_nul(std::string_view host) { return host.find('\0') != std::string_view::npos; }
+
 bool is_ipv4_literal(std::string_view host) {
   in_addr unused{};
-  return inet_pton(AF_INET, std::string(host).c_str(), &unused) == 1;
+  return !has_nul(host) && inet_pton(AF_INET, std::string(host).c_str(), &unused) == 1;
 }
 
 // `text` as a port number, or nullopt.
@@ -73,6 +77,7 @@ struct AddrinfoDeleter {
 // Every TCP address getaddrinfo gives for `host`, in resolver order, without
 // repeats; port 0. `numeric` accepts literals only (no resolver query).
 AddressParse resolve(const std::string& host, int family, bool numeric) {
+  if (has_nul(host)) return failure("cannot resolve host " + quote(host) + ": NUL in the name");
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = SOCK_STREAM;

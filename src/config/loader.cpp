@@ -214,7 +214,7 @@ std::string describe(const YAML::Node& node) {
 // once, lookups see its first occurrence.
 class Mapping {
  public:
-  Mapping(Section section, YAML::Node node) : section_(section), node_(std::move(node)) {}
+  Mapping(Section section, const YAML::Node& node) : section_(section), node_(node) {}
 
   Section section() const { return section_; }
   const YAML::Node& node() const { return node_; }

@@ -115,7 +115,7 @@ class JsonParser {
   // What is at the current position, for errors.
   std::string found() const {
     if (at_end()) return "the end of the text";
-    const unsigned char c = static_cast<unsigned char>(text_[pos_]);
+    const auto c = static_cast<unsigned char>(text_[pos_]);
     if (c < 0x20 || c >= 0x7F) {
       static const char digits[] = "0123456789abcdef";
       return std::string("byte 0x") + digits[c >> 4] + digits[c & 0xF];
@@ -233,7 +233,7 @@ class JsonParser {
     while (true) {
       if (at_end()) return fail("unterminated string");
       const char c = text_[pos_];
-      const unsigned char byte = static_cast<unsigned char>(c);
+      const auto byte = static_cast<unsigned char>(c);
       if (c == '"') {
         ++pos_;
         return true;
@@ -346,7 +346,7 @@ std::optional<uint64_t> Json::as_uint64() const {
   uint64_t value = 0;
   for (char c : text_) {
     if (!is_digit(c)) return std::nullopt;  // sign, fraction or exponent
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    const auto digit = static_cast<uint64_t>(c - '0');
     if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return std::nullopt;
     value = value * 10 + digit;
   }

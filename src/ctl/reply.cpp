@@ -13,7 +13,7 @@ Node Node::operator[](std::string_view key) const {
   const std::string path = path_.empty() ? std::string(key) : path_ + "." + std::string(key);
   const Json* member = value_->find(key);
   if (member == nullptr) throw ReplyError(path + " is missing");
-  return Node(*member, path);
+  return {*member, path};
 }
 
 bool Node::has(std::string_view key) const { return value_->find(key) != nullptr; }

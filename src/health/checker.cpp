@@ -35,7 +35,10 @@ class HealthChecker::Check {
   }
 
   // The first check comes at a random point of the first interval.
-  void start() { schedule(Duration(static_cast<int64_t>(thread_random_between(0, 1) * config_.interval.count()))); }
+  void start() {
+    const double first = thread_random_between(0, 1) * static_cast<double>(config_.interval.count());
+    schedule(Duration(static_cast<int64_t>(first)));
+  }
 
   // Failed connects of sessions since the last look, each a failed check.
   void drain_passive() {

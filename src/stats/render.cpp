@@ -127,8 +127,7 @@ ProcessFigures process_figures() {
 }  // namespace
 
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
-                               const StatsContext& context) {
-  const auto now = std::chrono::steady_clock::now();
+                               const StatsContext& context, std::chrono::steady_clock::time_point now) {
   const ServerState& st = *server.state;
   const uint32_t weight = st.weight(server.config->weight);
   std::string out = "{\"name\":" + json_string(server.config->name);
@@ -186,7 +185,7 @@ std::string render_stats_json(const StatsContext& context) {
     for (const ServerRuntime& server : service.servers) {
       if (!first_server) out += ',';
       first_server = false;
-      out += render_server_json(service, server, context);
+      out += render_server_json(service, server, context, now);
     }
     out += "]}";
   }

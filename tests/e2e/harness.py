@@ -23,6 +23,8 @@ What a test gets from here:
     threads running short echo sessions throughout a test, pausable so that
     a server can be killed with no session on it); DemoServer.kill() and
     demo_server(address=...) to restart one on the same port.
+  - sanitizer builds: route_sanitizer_reports and sanitizer_reports (run.py
+    fails a test on any report of its processes).
 Standard library only.
 """
 
@@ -397,6 +399,36 @@ def validate_access_record(record):
 
 
 # --------------------------------------------------------------------------
+# Sanitizer reports
+
+SANITIZER_OPTION_VARIABLES = ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'TSAN_OPTIONS')
+
+
+def route_sanitizer_reports(ctx):
+    """Sends the reports of AddressSanitizer, UndefinedBehaviorSanitizer,
+    LeakSanitizer and ThreadSanitizer from every process the test starts
+    (they inherit this environment) to files `sanitizer.PID` in the test's
+    directory, keeping the options already set. A report there fails the test
+    (sanitizer_reports) even when its process went on running (TSan reports
+    and continues), was killed at cleanup, or exited with a status the test
+    never looks at. Binaries built without sanitizers ignore these variables."""
+    prefix = ctx.path('sanitizer')
+    for variable in SANITIZER_OPTION_VARIABLES:
+        options = os.environ.get(variable)
+        os.environ[variable] = f'{options}:log_path={prefix}' if options else f'log_path={prefix}'
+
+
+def sanitizer_reports(ctx):
+    """The text of every sanitizer report the test's processes wrote, '' if none."""
+    texts = []
+    for name in sorted(os.listdir(ctx.tmpdir)):
+        if name.startswith('sanitizer.'):
+            with open(ctx.path(name), 'rb') as f:
+                texts.append(f'--- {name}:\n' + f.read().decode('utf-8', 'replace'))
+    return '\n'.join(texts)
+
+
+# --------------------------------------------------------------------------
 # Processes
 
 
@@ -433,8 +465,8 @@ class Daemon:
 
     def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None, prefix=None):
         self.env = env or {}  # extra environment, e.g. NOTIFY_SOCKET for a test
-        # Commands that exec fulcrum in place (same PID), e.g. `ip netns exec
-        # NS` or setpriv.
+        # A command that runs fulcrum in its own process (same PID), e.g.
+        # `ip netns exec NS`, setpriv, or valgrind and its options.
         self.prefix = prefix or []
         self.ctx = ctx
         self.name = name

@@ -9,6 +9,7 @@ and run(t). Exit status: 0 pass, 1 fail (with the reason and the daemon's
 last log lines), 77 skip (a prerequisite such as IPv6 loopback is missing),
 2 bad usage. With E2E_KEEP=1 the test's files (configs, daemon logs) are kept
 on success too.
+In sanitizer builds any report from a process of the test fails it.
 """
 
 import importlib.util
@@ -55,6 +56,7 @@ def main(argv):
 
     case = load_case(cases, name)
     ctx = harness.TestContext(name)
+    harness.route_sanitizer_reports(ctx)
     harness.arm_deadline(case.DEADLINE, ctx)
 
     def on_terminate(signum, frame):
@@ -78,6 +80,11 @@ def main(argv):
         outcome, detail = 'FAIL', f'unexpected error:\n{traceback.format_exc()}'
     finally:
         signal.alarm(0)
+    # A sanitizer report is a failure whatever the test itself concluded.
+    reports = harness.sanitizer_reports(ctx)
+    if reports:
+        also = f'\n(the test itself: {outcome} {detail})' if outcome != 'PASS' else ''
+        outcome, detail = 'FAIL', f'sanitizer reports:\n{reports}{also}'
 
     if outcome == 'FAIL':
         print(f'FAIL {name}: {detail}', flush=True)

@@ -20,10 +20,10 @@ using namespace fulcrum::ctl;
 
 namespace {
 
-CommandLine parse(std::vector<std::string> args, Environment env = {}) { return parse_command_line(args, env); }
+CommandLine parse(const std::vector<std::string>& args, const Environment& env = {}) { return parse_command_line(args, env); }
 
-std::string usage_error_of(std::vector<std::string> args) {
-  const CommandLine line = parse(std::move(args));
+std::string usage_error_of(const std::vector<std::string>& args) {
+  const CommandLine line = parse(args);
   if (line.action != CommandLine::Action::usage_error) return "(no usage error)";
   return line.error;
 }
@@ -187,7 +187,7 @@ TEST_CASE("ctl token: the file's surrounding whitespace is dropped") {
   REQUIRE(mkdtemp(dir_template) != nullptr);
   const std::string dir = dir_template;
   const auto write = [&dir](const std::string& name, const std::string& content) {
-    const std::string path = dir + "/" + name;
+    std::string path = dir + "/" + name;
     std::FILE* f = std::fopen(path.c_str(), "wb");
     REQUIRE(f != nullptr);
     std::fwrite(content.data(), 1, content.size(), f);
