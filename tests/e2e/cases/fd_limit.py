@@ -35,8 +35,8 @@ import os
 import socket
 import time
 
-from harness import TestFailure, connect, expect, expect_eq, expect_eof, free_address, get_stats, local_address, log_stream, \
-    recv_exact, run_threads, wait_until
+from harness import TestFailure, connect, expect, expect_eq, expect_eof, free_address, get_stats, local_address, \
+    log_stream, recv_exact, run_threads, wait_until
 
 DEADLINE = 210
 CLIENTS = 60
@@ -207,7 +207,8 @@ def drained_pipes(t):
     d = t.daemon({
         'global': {'workers': 1},  # one pipe pool
         'stats': {'listen': stats},
-        'services': [{'name': 'scarce', 'listen': listen, 'servers': [{'name': 'download', 'address': server.address}]}],
+        'services': [{'name': 'scarce', 'listen': listen,
+                      'servers': [{'name': 'download', 'address': server.address}]}],
     }, name='fulcrum-pipes', nofile=NOFILE)
     budget = int(d.find_logs('started')[0].fields['fd_budget'])
 
