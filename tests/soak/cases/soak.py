@@ -6,7 +6,7 @@ a WARMUP of load without them. SOAK_SEED replays a run's choices (the seed
 is printed first; thread timing still differs from run to run).
 
 fulcrum: two workers, one service `soak` (retries 2, connect timeout 3 s,
-idle timeout 5 s, health checks every second, rise 2, fall 2), the stats
+idle timeout 6 s, health checks every second, rise 2, fall 2), the stats
 endpoint with an admin token. Its real servers are peer.py processes:
     echo, echo2  the reference (echo2 comes and goes with reloads)
     stall        stops reading and writing for 0.5..2 s at a random byte
@@ -95,7 +95,10 @@ THREADS = 24
 # source address from 127.100.0.0 on (10 million below 127.255).
 MAX_SESSIONS = min(1000 * (WARMUP + SECONDS), 9_000_000)
 WORKERS = 2
-IDLE_TIMEOUT = 5
+# Above the longest quiet spell of a well-behaved session (a 2 s stall, the
+# slow reader's 3 s) with room for a loaded host; below the longest black-hole
+# holds (8 s), so some of those end by it.
+IDLE_TIMEOUT = 6
 CLIENT_TIMEOUT = 30  # per socket operation: far beyond any stall, hold or idle timeout
 SLOW_BYTES = 3  # the slow reader's one-byte reads, a second apart
 TOKEN = 'soak-token'
