@@ -71,8 +71,12 @@ void PipePool::trim() {
   admission_.give_fds(count);
 }
 
+// Keeps an empty pipe for reuse, unless the budget is out of the two
+// descriptors a new session needs: then a listener may be paused waiting for
+// them, and closing the pipe (give_fds) admits a client instead of parking
+// its descriptors in the pool until some session ends.
 void PipePool::put_back(Fd read_end, Fd write_end, size_t capacity, bool empty) {
-  if (empty && idle_.size() < max_idle_) {
+  if (empty && idle_.size() < max_idle_ && admission_.free_fds() >= 2) {
     idle_.push_back(IdlePipe{std::move(read_end), std::move(write_end), capacity});
     return;
   }

@@ -6,6 +6,14 @@ shared by two services. Both with two workers. The server holds every
 connection until the test releases one; 10 clients connect at once. Exactly
 4 reach the server (and over 1 s never more); then the test releases them one
 by one, each release lets exactly one more in, and all 10 complete.
+
+Phase 3, churn: global max_connections 2, two workers whose listeners pause
+and wake as slots free up. 200 clients connect at once and send their line
+while they wait; the server answers each at once and closes. All 200 get
+their own answer (their early bytes waited intact in the backlog), none is
+refused or reset, the server never holds more than 2, and the access log has
+200 `server_close` lines. A lost wake-up of a paused listener would leave
+clients waiting with free slots: the phase would time out.
 """
 
 import threading
@@ -17,6 +25,8 @@ from harness import TestFailure, connect, expect, expect_eq, free_address, log_s
 DEADLINE = 120
 CLIENTS = 10
 LIMIT = 4
+CHURN_CLIENTS = 200
+CHURN_LIMIT = 2
 
 
 def phase(t, label, make_config):
@@ -105,3 +115,34 @@ def run(t):
 
     phase(t, 'service', service_limit)
     phase(t, 'global', global_limit)
+    churn(t)
+
+
+def churn(t):
+    def answer(conn, peer):
+        conn.sendall(b'done: ' + recv_line(conn, what='client line'))
+
+    server = t.tcp_server(answer, name='churn-server')
+    listen = free_address()
+    d = t.daemon({
+        'global': {'workers': 2, 'max_connections': CHURN_LIMIT},
+        'services': [{'name': 'churn', 'listen': listen, 'servers': [{'name': 'answer', 'address': server.address}]}],
+    }, name='fulcrum-churn')
+
+    def client(i):
+        with connect(listen, timeout=60) as sock:
+            line = f'client {i}\n'.encode()
+            sock.sendall(line)
+            expect_eq(recv_to_eof(sock, limit=1024), b'done: ' + line, f'client {i}: reply')
+
+    started = time.monotonic()
+    run_threads(client, [(i,) for i in range(CHURN_CLIENTS)], timeout=90)
+    log_stream(f'churn: {CHURN_CLIENTS} clients through {CHURN_LIMIT} slots in {time.monotonic() - started:.1f}s, '
+               f'at most {server.max_active} at the server')
+    expect(server.max_active <= CHURN_LIMIT, f'{server.max_active} connections at the server at once, '
+                                             f'limit {CHURN_LIMIT}')
+    d.wait_access_count(CHURN_CLIENTS)
+    d.stop()
+    lines = d.access_log_lines()
+    expect_eq(len(lines), CHURN_CLIENTS, 'churn: access log lines')
+    expect_eq({line['end'] for line in lines}, {'server_close'}, 'churn: end reasons')
