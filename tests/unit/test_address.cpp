@@ -57,8 +57,10 @@ TEST_CASE("IPv6 addresses in brackets") {
 TEST_CASE("host names resolve through the local resolver") {
   const SocketAddress a = only_address("localhost:9001");
   CHECK(a.to_string() == "127.0.0.1:9001");
-  CHECK(error_of("nosuch.invalid:80") ==
-        R"(cannot resolve host "nosuch.invalid": Name or service not known)");
+  // A label over DNS's 63 bytes fails inside the resolver library: no query
+  // leaves the machine (tests stay on loopback).
+  CHECK(error_of("label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid:80") ==
+        R"(cannot resolve host "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid": Name or service not known)");
 }
 
 TEST_CASE("ports outside 1..65535 are rejected") {

@@ -436,7 +436,7 @@ services:
     listen: 127.0.0.1:99999
     source: localhost
     servers:
-      - address: nosuch.invalid:80
+      - address: label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid:80
       - address: ::1:80
       - address: 127.0.0.1
   - name: api
@@ -444,7 +444,7 @@ services:
     servers: [{address: 127.0.0.1:9001}]
 )") == R"(test.yaml:3:13: invalid port "99999"
 test.yaml:4:13: invalid IP address "localhost"
-test.yaml:6:18: cannot resolve host "nosuch.invalid": Name or service not known
+test.yaml:6:18: cannot resolve host "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid": Name or service not known
 test.yaml:7:18: IPv6 address must be in brackets: [::1]:80
 test.yaml:8:18: missing port in "127.0.0.1", expected HOST:PORT
 test.yaml:10:30: invalid IPv4 address "127.1")");
