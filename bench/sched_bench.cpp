@@ -9,8 +9,9 @@
 //
 // --only runs one part (rr, wrr, lc, wlc, maglev, p2c or build), e.g. to
 // profile it with perf.
-#include <algorithm>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <algorithm>
 #include <barrier>
 #include <chrono>
 #include <cstdint>
@@ -19,7 +20,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <netinet/in.h>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -38,13 +38,15 @@ using Clock = std::chrono::steady_clock;
 volatile uint64_t sink = 0;
 
 struct Settings {
-  int reps = 15;          // timed batches per figure
-  int batch = 100000;     // picks per batch
-  int builds = 7;         // Maglev table builds per figure
-  std::string only;       // empty: everything
+  int reps = 15;       // timed batches per figure
+  int batch = 100000;  // picks per batch
+  int builds = 7;      // Maglev table builds per figure
+  std::string only;    // empty: everything
 };
 
-bool selected(const Settings& settings, std::string_view part) { return settings.only.empty() || settings.only == part; }
+bool selected(const Settings& settings, std::string_view part) {
+  return settings.only.empty() || settings.only == part;
+}
 
 // The 1, 5 and 15 minute load averages: other work on the machine skews the
 // figures, the two-thread ones most.
@@ -99,7 +101,8 @@ struct Pool {
     Random random{0x5eed0000ULL + count};
     for (uint32_t i = 0; i < count; ++i) {
       auto state = std::make_shared<ServerState>();
-      if (loaded) state->active.store(static_cast<uint32_t>(random.next() % 100), std::memory_order_relaxed);
+      if (loaded)
+        state->active.store(static_cast<uint32_t>(random.next() % 100), std::memory_order_relaxed);
       SchedServer server;
       server.name = "server-" + std::to_string(i);
       server.weight = 1 + i % 10;
@@ -119,15 +122,16 @@ std::vector<SocketAddress> make_clients() {
     in.sin_family = AF_INET;
     in.sin_addr.s_addr = htonl(0x0a000000U + static_cast<uint32_t>(i) * 7 + 1);
     in.sin_port = htons(static_cast<uint16_t>(1024 + i));
-    clients.push_back(SocketAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&in), sizeof in));
+    clients.push_back(
+        SocketAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&in), sizeof in));
   }
   return clients;
 }
 
 // One timed batch of picks by `worker`; nanoseconds per pick. Counts picks
 // that returned no server in `misses` (there should be none: all are up).
-double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clients, unsigned worker, int batch,
-                   uint64_t& misses) {
+double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clients, unsigned worker,
+                   int batch, uint64_t& misses) {
   const SteadyTime now = Clock::now();
   uint64_t sum = 0;
   uint64_t none = 0;
@@ -144,7 +148,9 @@ double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clien
   const auto stop = Clock::now();
   sink = sum;
   misses += none;
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count()) / batch;
+  return static_cast<double>(
+             std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count()) /
+         batch;
 }
 
 struct PickRow {
@@ -179,14 +185,16 @@ PickRow bench_single(const Settings& settings, std::string_view algorithm, uint3
   timed_batch(*scheduler, clients, 0, settings.batch, misses);  // warm-up, not counted
   std::vector<double> ns;
   ns.reserve(settings.reps);
-  for (int rep = 0; rep < settings.reps; ++rep) ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
+  for (int rep = 0; rep < settings.reps; ++rep)
+    ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
   return PickRow{std::string(algorithm), count, "1", summarise(ns)};
 }
 
 // Two threads picking from one scheduler at the same time (worker indices 0
 // and 1). A barrier starts every repetition together so the batches overlap.
-std::vector<PickRow> bench_two_threads(const Settings& settings, std::string_view algorithm, uint32_t count,
-                                       const std::vector<SocketAddress>& clients, uint64_t& misses) {
+std::vector<PickRow> bench_two_threads(const Settings& settings, std::string_view algorithm,
+                                       uint32_t count, const std::vector<SocketAddress>& clients,
+                                       uint64_t& misses) {
   const SchedulerKind kind = kind_of(algorithm);
   Pool pool(count, false);
   SchedulerOptions options;
@@ -201,7 +209,8 @@ std::vector<PickRow> bench_two_threads(const Settings& settings, std::string_vie
     timed_batch(*scheduler, clients, worker, settings.batch, thread_misses[worker]);  // warm-up
     for (int rep = 0; rep < settings.reps; ++rep) {
       start.arrive_and_wait();
-      ns[worker].push_back(timed_batch(*scheduler, clients, worker, settings.batch, thread_misses[worker]));
+      ns[worker].push_back(
+          timed_batch(*scheduler, clients, worker, settings.batch, thread_misses[worker]));
     }
   };
   std::thread other(run, 1U);
@@ -249,7 +258,8 @@ bool parse_int(const char* text, int& out) {
   return true;
 }
 
-const PickRow* find_row(const std::vector<PickRow>& rows, std::string_view algorithm, uint32_t count) {
+const PickRow* find_row(const std::vector<PickRow>& rows, std::string_view algorithm,
+                        uint32_t count) {
   for (const auto& row : rows) {
     if (row.algorithm == algorithm && row.servers == count && row.threads == "1") return &row;
   }
@@ -269,11 +279,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--only: one of rr, wrr, lc, wlc, maglev, p2c, build\n");
       return 2;
     }
-    int* target = arg == "--reps" ? &settings.reps : arg == "--batch" ? &settings.batch
-                                                   : arg == "--builds" ? &settings.builds
-                                                                       : nullptr;
+    int* target = arg == "--reps"     ? &settings.reps
+                  : arg == "--batch"  ? &settings.batch
+                  : arg == "--builds" ? &settings.builds
+                                      : nullptr;
     if (!target || i + 1 >= argc || !parse_int(argv[i + 1], *target)) {
-      std::fprintf(stderr, "usage: %s [--reps N] [--batch N] [--builds N] [--only NAME]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N] [--batch N] [--builds N] [--only NAME]\n",
+                   argv[0]);
       return 2;
     }
     ++i;
@@ -281,9 +293,12 @@ int main(int argc, char** argv) {
 
   const auto clients = make_clients();
   std::printf("fulcrum scheduler micro-benchmark\n");
-  std::printf("picks: median/min/max over %d batches of %d picks (after 1 warm-up batch), %zu distinct IPv4 clients\n",
-              settings.reps, settings.batch, kClients);
-  std::printf("maglev build: median/min/max over %d builds, table size %u\n", settings.builds, kTableSize);
+  std::printf(
+      "picks: median/min/max over %d batches of %d picks (after 1 warm-up batch), %zu distinct "
+      "IPv4 clients\n",
+      settings.reps, settings.batch, kClients);
+  std::printf("maglev build: median/min/max over %d builds, table size %u\n", settings.builds,
+              kTableSize);
   std::printf("load average at start: %s\n\n", load_average().c_str());
 
   uint64_t misses = 0;
@@ -291,29 +306,35 @@ int main(int argc, char** argv) {
   const char* algorithms[] = {"rr", "wrr", "lc", "wlc", "maglev", "p2c"};
   for (const char* algorithm : algorithms) {
     if (!selected(settings, algorithm)) continue;
-    for (uint32_t count : kServerCounts) rows.push_back(bench_single(settings, algorithm, count, clients, misses));
+    for (uint32_t count : kServerCounts)
+      rows.push_back(bench_single(settings, algorithm, count, clients, misses));
   }
   for (const char* algorithm : {"rr", "wrr"}) {
     if (!selected(settings, algorithm)) continue;
     for (uint32_t count : kServerCounts) {
-      for (auto& row : bench_two_threads(settings, algorithm, count, clients, misses)) rows.push_back(std::move(row));
+      for (auto& row : bench_two_threads(settings, algorithm, count, clients, misses))
+        rows.push_back(std::move(row));
     }
   }
 
-  std::printf("%-9s %8s %8s %12s %10s %10s\n", "algorithm", "servers", "threads", "median ns", "min ns", "max ns");
+  std::printf("%-9s %8s %8s %12s %10s %10s\n", "algorithm", "servers", "threads", "median ns",
+              "min ns", "max ns");
   for (const auto& row : rows) {
-    std::printf("%-9s %8u %8s %12.1f %10.1f %10.1f\n", row.algorithm.c_str(), row.servers, row.threads.c_str(),
-                row.ns.median, row.ns.min, row.ns.max);
+    std::printf("%-9s %8u %8s %12.1f %10.1f %10.1f\n", row.algorithm.c_str(), row.servers,
+                row.threads.c_str(), row.ns.median, row.ns.min, row.ns.max);
   }
-  std::printf("(threads \"2 (tN)\": ns per pick seen by thread N while both pick from one scheduler)\n\n");
+  std::printf(
+      "(threads \"2 (tN)\": ns per pick seen by thread N while both pick from one scheduler)\n\n");
 
   std::vector<BuildRow> builds;
   if (selected(settings, "build")) {
     for (uint32_t count : kServerCounts) builds.push_back(bench_maglev_build(settings, count));
   }
-  std::printf("%-14s %8s %12s %10s %10s\n", "maglev build", "servers", "median ms", "min ms", "max ms");
+  std::printf("%-14s %8s %12s %10s %10s\n", "maglev build", "servers", "median ms", "min ms",
+              "max ms");
   for (const auto& build : builds) {
-    std::printf("%-14s %8u %12.3f %10.3f %10.3f\n", "", build.servers, build.ms.median, build.ms.min, build.ms.max);
+    std::printf("%-14s %8u %12.3f %10.3f %10.3f\n", "", build.servers, build.ms.median,
+                build.ms.min, build.ms.max);
   }
   std::printf("\n");
 
@@ -327,13 +348,13 @@ int main(int argc, char** argv) {
     const char* algorithm;
     double limit_ns;
   };
-  const PickTarget targets[] = {{"rr", 50},  {"wrr", 50}, {"maglev", 50},
+  const PickTarget targets[] = {{"rr", 50},  {"wrr", 50},  {"maglev", 50},
                                 {"lc", 200}, {"wlc", 200}, {"p2c", 200}};
   for (const auto& target : targets) {
     const PickRow* row = find_row(rows, target.algorithm, 1000);
     if (!row) continue;
-    std::printf("  %-7s pick  <= %5.0f ns : %10.1f ns  %s\n", target.algorithm, target.limit_ns, row->ns.median,
-                row->ns.median <= target.limit_ns ? "meets" : "misses");
+    std::printf("  %-7s pick  <= %5.0f ns : %10.1f ns  %s\n", target.algorithm, target.limit_ns,
+                row->ns.median, row->ns.median <= target.limit_ns ? "meets" : "misses");
   }
   for (const auto& build : builds) {
     if (build.servers != 1000) continue;

@@ -27,7 +27,9 @@ namespace {
 
 // Descriptors kept out of the session budget for what opens them later
 // (health checks, stats clients): 1/8 of the limit, between 8 and 64.
-int64_t reserved_fds(int64_t open_file_limit) { return std::clamp<int64_t>(open_file_limit / 8, 8, 64); }
+int64_t reserved_fds(int64_t open_file_limit) {
+  return std::clamp<int64_t>(open_file_limit / 8, 8, 64);
+}
 constexpr int kListenBacklog = 65535;  // the kernel caps it at net.core.somaxconn
 // How often weights ramping under slow start are re-published.
 constexpr std::chrono::milliseconds kSlowStartTick{500};
@@ -64,8 +66,10 @@ std::string check_transparent_capability(const Config& config) {
     for (const ServerConfig& server : service.servers) {
       const int family = server.address.family();
       if (int e = check_transparent_allowed(family); e != 0) {
-        return "service " + service.name + ": address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN (" +
-               (family == AF_INET6 ? "IPV6_TRANSPARENT: " : "IP_TRANSPARENT: ") + errno_string(e) + ")";
+        return "service " + service.name +
+               ": address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN (" +
+               (family == AF_INET6 ? "IPV6_TRANSPARENT: " : "IP_TRANSPARENT: ") + errno_string(e) +
+               ")";
       }
     }
   }
@@ -170,16 +174,19 @@ void Daemon::on_passive_failure_cb(evutil_socket_t, short, void* arg) {
 }
 
 std::unique_ptr<HealthChecker> Daemon::make_health_checker() {
-  auto checker = std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
-    service.scheduler->rebuild(std::chrono::steady_clock::now());
-  });
+  auto checker =
+      std::make_unique<HealthChecker>(base_.get(), snapshot_, [](const ServiceRuntime& service) {
+        service.scheduler->rebuild(std::chrono::steady_clock::now());
+      });
   return checker;
 }
 
 // Reloads the configuration file (SIGHUP or the admin API): the same
 // loading and validation as --check; on any error the running
 // configuration stays and the errors are logged and recorded.
-void Daemon::on_watchdog_cb(evutil_socket_t, short, void* arg) { static_cast<Daemon*>(arg)->notifier_.watchdog(); }
+void Daemon::on_watchdog_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->notifier_.watchdog();
+}
 
 // The one-line summary systemd shows (STATUS=).
 std::string Daemon::status_line() const {
@@ -251,7 +258,8 @@ bool Daemon::apply_reload(Config config, std::string& error) {
         Fd fd;
         if (int e = open_listener(address, kListenBacklog, fd); e != 0) {
           error = "cannot listen on " + address.to_string() + ": " + errno_string(e);
-          log_error("cannot listen", {{"service", service.name}, {"address", address.to_string()},
+          log_error("cannot listen", {{"service", service.name},
+                                      {"address", address.to_string()},
                                       {"error", errno_string(e)}});
           return false;
         }
@@ -269,7 +277,8 @@ bool Daemon::apply_reload(Config config, std::string& error) {
   for (const auto& service : snapshot_->services) {
     for (const auto& server : service.servers) server.state->update_status(now);
     for (const auto& old : previous->services) {
-      if (old.config->name == service.config->name) service.scheduler->continue_from(*old.scheduler);
+      if (old.config->name == service.config->name)
+        service.scheduler->continue_from(*old.scheduler);
     }
     service.scheduler->rebuild(now);
   }
@@ -318,7 +327,11 @@ int Daemon::run() {
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   ramping_.assign(snapshot_->services.size(), false);
   if (snapshot_->config.stats.enabled) {
-    StatsContext context{snapshot_, std::nullopt, started_, started_wall_, &reload_status_,
+    StatsContext context{snapshot_,
+                         std::nullopt,
+                         started_,
+                         started_wall_,
+                         &reload_status_,
                          [this](const std::string& peer) -> const ReloadStatus& { return reload(peer); }};
     if (const std::string& path = snapshot_->config.stats.admin_token_file; !path.empty()) {
       std::string error;
@@ -340,11 +353,14 @@ int Daemon::run() {
   // the token is read. Drop root before any worker thread exists.
   if (const auto& global = snapshot_->config.global; !global.user.empty()) {
     const bool keep_net_raw = any_transparent(snapshot_->config);
-    if (const std::string error = drop_privileges(global.user, global.group, keep_net_raw); !error.empty()) {
-      log_error("cannot drop privileges, refusing to run", {{"user", global.user}, {"error", error}});
+    if (const std::string error = drop_privileges(global.user, global.group, keep_net_raw);
+        !error.empty()) {
+      log_error("cannot drop privileges, refusing to run",
+                {{"user", global.user}, {"error", error}});
       return kExitStartup;
     }
-    log_info("privileges dropped", {{"user", global.user}, {"uid", ::getuid()}, {"gid", ::getgid()}});
+    log_info("privileges dropped",
+             {{"user", global.user}, {"uid", ::getuid()}, {"gid", ::getgid()}});
   }
   // In the privileges the daemon keeps serving with.
   if (const std::string error = check_transparent_capability(snapshot_->config); !error.empty()) {
@@ -360,7 +376,8 @@ int Daemon::run() {
       event_active(worker_exit_event_.get(), EV_READ, 0);
     });
     worker->set_snapshot(snapshot_);
-    worker->set_passive_failure_notifier([this] { event_active(passive_failure_event_.get(), EV_READ, 0); });
+    worker->set_passive_failure_notifier(
+        [this] { event_active(passive_failure_event_.get(), EV_READ, 0); });
     for (auto& pending : listeners_) {
       worker->add_listener(*pending.service, pending.address, std::move(pending.per_worker[w]));
     }
@@ -391,7 +408,8 @@ int Daemon::run() {
       log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
     }
   }
-  if (stats_) log_info("stats listening", {{"address", snapshot_->config.stats.listen.to_string()}});
+  if (stats_)
+    log_info("stats listening", {{"address", snapshot_->config.stats.listen.to_string()}});
   log_info("started", {{"version", FULCRUM_VERSION},
                        {"config", config_path},
                        {"workers", worker_count_},
@@ -433,9 +451,10 @@ void Daemon::on_signal(int signal) {
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   notifier_.stopping();
-  log_info("stopping", {{"signal", signal_name(signal)},
-                        {"sessions", admission_->active_sessions()},
-                        {"shutdown_timeout", format_duration(snapshot_->config.global.shutdown_timeout)}});
+  log_info("stopping",
+           {{"signal", signal_name(signal)},
+            {"sessions", admission_->active_sessions()},
+            {"shutdown_timeout", format_duration(snapshot_->config.global.shutdown_timeout)}});
   for (auto& worker : workers_) worker->request_stop();
   add_with_timeout(shutdown_timer_.get(), snapshot_->config.global.shutdown_timeout);
 }
@@ -447,7 +466,9 @@ void Daemon::on_shutdown_timeout_cb(evutil_socket_t, short, void* arg) {
   for (auto& worker : self->workers_) worker->request_force_close();
 }
 
-void Daemon::on_worker_exit_cb(evutil_socket_t, short, void* arg) { static_cast<Daemon*>(arg)->on_worker_exit(); }
+void Daemon::on_worker_exit_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->on_worker_exit();
+}
 
 void Daemon::on_worker_exit() {
   if (workers_exited_.load() == workers_.size()) event_base_loopbreak(base_.get());

@@ -5,7 +5,7 @@
 #   ./tools/lint.sh format             # clang-format --dry-run --Werror with .clang-format
 #                                      # on every tracked .cpp and .hpp file
 # Exit status non-zero on any finding. The meson tests lint_tidy and
-# lint_format (suite `lint`, not run by default yet) run these.
+# lint_format (suite `lint`, in the default layer of tools/test.sh) run these.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh

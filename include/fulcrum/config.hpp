@@ -23,10 +23,10 @@ std::string_view to_string(LogLevel);
 std::string_view to_string(SchedulerKind);
 
 struct ServerConfig {
-  std::string name;          // default: the address as written
-  std::string address_text;  // as written in the file
-  SocketAddress address;     // first resolved address
-  uint32_t weight = 1;       // 0..1000, 0 = drain
+  std::string name;              // default: the address as written
+  std::string address_text;      // as written in the file
+  SocketAddress address;         // first resolved address
+  uint32_t weight = 1;           // 0..1000, 0 = drain
   uint32_t max_connections = 0;  // 0 = unlimited
   bool backup = false;
   Duration slow_start{0};

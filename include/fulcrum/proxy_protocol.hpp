@@ -27,9 +27,9 @@ namespace fulcrum {
 struct ProxyHeader {
   enum class Status { incomplete, invalid, ok };
   Status status = Status::incomplete;
-  size_t size = 0;                     // header bytes, when ok
-  std::optional<SocketAddress> source; // the original client; none for LOCAL / UNKNOWN
-  std::string reason;                  // why invalid
+  size_t size = 0;                      // header bytes, when ok
+  std::optional<SocketAddress> source;  // the original client; none for LOCAL / UNKNOWN
+  std::string reason;                   // why invalid
 };
 
 // The largest header accepted: v2's 16 bytes plus 512 bytes of addresses

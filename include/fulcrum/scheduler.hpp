@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <span>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,12 +33,15 @@ struct SchedServer {
 
 struct PickContext {
   const SocketAddress& client;
-  uint32_t attempt = 0;              // 0 for the first try, then 1, 2, ... on retries
-  std::span<const uint32_t> failed;  // servers this session already failed on: skipped while another is usable
-  unsigned worker = 0;               // calling worker, < SchedulerOptions::workers
-  SteadyTime now{};                  // for slow start
+  uint32_t attempt = 0;  // 0 for the first try, then 1, 2, ... on retries
+  std::span<const uint32_t>
+      failed;           // servers this session already failed on: skipped while another is usable
+  unsigned worker = 0;  // calling worker, < SchedulerOptions::workers
+  SteadyTime now{};     // for slow start
 
-  bool avoids(uint32_t index) const { return std::find(failed.begin(), failed.end(), index) != failed.end(); }
+  bool avoids(uint32_t index) const {
+    return std::find(failed.begin(), failed.end(), index) != failed.end();
+  }
 };
 
 class Scheduler {
@@ -68,7 +71,8 @@ struct SchedulerOptions {
 
 // The scheduler `options.kind` names, over `servers` (indices returned are
 // into this vector). Backup servers are only picked while no primary is up.
-std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers);
+std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options,
+                                          std::vector<SchedServer> servers);
 
 // The weight set through the admin API if any, else the configured one.
 inline uint32_t current_weight(const SchedServer& server) {
@@ -78,7 +82,8 @@ inline uint32_t current_weight(const SchedServer& server) {
 // True when the server counts as up for the primary/backup decision: status
 // up and weight > 0 (HAProxy's rule: a drained server is not up).
 inline bool is_up(const SchedServer& server) {
-  return server.state->status.load(std::memory_order_relaxed) == ServerStatus::up && current_weight(server) > 0;
+  return server.state->status.load(std::memory_order_relaxed) == ServerStatus::up &&
+         current_weight(server) > 0;
 }
 
 // True when `server` may take a new session: up, weight > 0, below its
@@ -109,7 +114,8 @@ std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights);
 // each holding an index into `names`, filled by each server's permutation
 // (offset and skip from hashes of its name) in turns proportional to
 // `weights`. Weight-0 servers get no slot; empty when every weight is 0.
-std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names, const std::vector<uint32_t>& weights,
+std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
+                                         const std::vector<uint32_t>& weights,
                                          uint32_t size = 65537);
 // Stable 64-bit hash (FNV-1a, then a splitmix64 finaliser): the same in every
 // process and build, so Maglev maps clients the same way everywhere.

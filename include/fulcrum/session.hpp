@@ -46,8 +46,8 @@ class Session {
  public:
   // The session owns `client` and one admitted slot of `service` (released
   // in the destructor).
-  Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service, Fd client,
-          const SocketAddress& client_address);
+  Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service,
+          Fd client, const SocketAddress& client_address);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -71,11 +71,11 @@ class Session {
     event* read_event = nullptr;   // readable on source
     event* write_event = nullptr;  // writable on sink
     PipeLease pipe;
-    bool eof = false;   // source sent FIN
-    bool done = false;  // pipe drained after EOF and sink shut down
-    bool splicing = false;  // a stream is flowing: splice instead of copying (pump)
+    bool eof = false;            // source sent FIN
+    bool done = false;           // pipe drained after EOF and sink shut down
+    bool splicing = false;       // a stream is flowing: splice instead of copying (pump)
     bool watching_sink = false;  // write_event is armed, read_event is not (else the reverse)
-    uint64_t bytes = 0; // delivered to sink
+    uint64_t bytes = 0;          // delivered to sink
   };
 
   // Holds a server's active slot for as long as the session uses it.
@@ -104,7 +104,9 @@ class Session {
   void wait_for_source(Direction& d);
   void wait_for_sink(Direction& d);
   void direction_done(Direction& d);
-  static Side sink_side(const Direction& d) { return d.source_side == Side::client ? Side::server : Side::client; }
+  static Side sink_side(const Direction& d) {
+    return d.source_side == Side::client ? Side::server : Side::client;
+  }
   void on_idle_timer();
   void reset_from(Side side);
   void finish(SessionEnd end);

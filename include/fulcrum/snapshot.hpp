@@ -45,7 +45,8 @@ struct Snapshot {
 class StateRegistry {
  public:
   std::shared_ptr<ServiceState> service(const std::string& service_name);
-  std::shared_ptr<ServerState> server(const std::string& service_name, const std::string& server_name);
+  std::shared_ptr<ServerState> server(const std::string& service_name,
+                                      const std::string& server_name);
   template <typename F>
   void for_each_server(F&& f) {
     for (auto& [key, state] : servers_) f(*state);
@@ -61,7 +62,7 @@ class StateRegistry {
 void log_config_changes(const Snapshot& before, const Snapshot& after);
 
 // `workers`: how many worker threads will pick from the schedulers.
-std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,
-                                               unsigned workers);
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation,
+                                               StateRegistry& registry, unsigned workers);
 
 }  // namespace fulcrum

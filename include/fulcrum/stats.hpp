@@ -25,7 +25,7 @@ namespace fulcrum {
 struct ReloadStatus {
   bool ok = true;
   std::chrono::system_clock::time_point at;  // start-up until the first reload
-  std::string error;                          // first error of a failed reload
+  std::string error;                         // first error of a failed reload
   uint64_t succeeded = 0;
   uint64_t failed = 0;
 };
@@ -47,9 +47,9 @@ std::string json_string(std::string_view text);
 // One element of a service's "servers" in /stats; also the write API's reply.
 // `now` is the instant of the whole answer, so that no server's
 // last_change_seconds exceeds the uptime_seconds beside it.
-std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
-                               const StatsContext& context,
-                               std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+std::string render_server_json(
+    const ServiceRuntime& service, const ServerRuntime& server, const StatsContext& context,
+    std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 // GET /stats: the JSON document of SPEC.md.
 std::string render_stats_json(const StatsContext& context);
 // GET /metrics: Prometheus text exposition format 0.0.4.
@@ -73,7 +73,8 @@ class StatsServer {
  private:
   void handle(evhttp_request* request);
   void handle_admin(evhttp_request* request, const std::string& path);
-  void change_server(evhttp_request* request, const ServiceRuntime& service, const ServerRuntime& server);
+  void change_server(evhttp_request* request, const ServiceRuntime& service,
+                     const ServerRuntime& server);
   void track(evhttp_connection* connection);
   void untrack(evhttp_connection* connection);
   void update_accepting();

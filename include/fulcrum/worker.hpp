@@ -6,9 +6,9 @@
 #include <atomic>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <memory>
 #include <thread>
 #include <vector>
 
@@ -34,7 +34,9 @@ class Worker {
   void set_snapshot(std::shared_ptr<const Snapshot> snapshot) { snapshot_ = std::move(snapshot); }
   // Called (from this worker's thread) after a session's connect failed on a
   // health-checked service: wakes the health checker on the main thread.
-  void set_passive_failure_notifier(std::function<void()> notify) { notify_passive_failure_ = std::move(notify); }
+  void set_passive_failure_notifier(std::function<void()> notify) {
+    notify_passive_failure_ = std::move(notify);
+  }
   void add_listener(const ServiceRuntime& service, const SocketAddress& address, Fd fd);
   void start();
   void join();

@@ -81,7 +81,8 @@ AddressParse resolve(const std::string& host, int family, bool numeric) {
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = numeric ? AI_NUMERICHOST : 0;  // no AI_ADDRCONFIG: loopback-only hosts resolve too
+  hints.ai_flags =
+      numeric ? AI_NUMERICHOST : 0;  // no AI_ADDRCONFIG: loopback-only hosts resolve too
   addrinfo* raw = nullptr;
   const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &raw);
   const std::unique_ptr<addrinfo, AddrinfoDeleter> list(raw);
@@ -118,8 +119,8 @@ AddressParse unbracketed_ipv6(std::string_view text) {
   const std::string_view host = text.substr(0, colon);
   const std::string_view port = text.substr(colon + 1);
   if (parse_port(port, true) && parse_ipv6_literal(host).error.empty()) {
-    return failure("IPv6 address must be in brackets: [" + std::string(host) + "]:" +
-                   std::string(port));
+    return failure("IPv6 address must be in brackets: [" + std::string(host) +
+                   "]:" + std::string(port));
   }
   if (parse_ipv6_literal(text).error.empty()) {
     return failure("IPv6 address must be in brackets and have a port: [" + std::string(text) +
@@ -170,8 +171,7 @@ bool SocketAddress::operator==(const SocketAddress& other) const {
       return std::memcmp(&ipv6(*this).sin6_addr, &ipv6(other).sin6_addr, sizeof(in6_addr)) == 0 &&
              ipv6(*this).sin6_port == ipv6(other).sin6_port &&
              ipv6(*this).sin6_scope_id == ipv6(other).sin6_scope_id;
-    default:
-      return length == other.length && std::memcmp(&storage, &other.storage, length) == 0;
+    default: return length == other.length && std::memcmp(&storage, &other.storage, length) == 0;
   }
 }
 
@@ -194,8 +194,10 @@ AddressParse parse_address(std::string_view text, bool allow_zero_port) {
     if (close == std::string_view::npos) return failure("missing \"]\" in " + quote(text));
     host = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
-    if (rest.empty()) return failure("missing port in " + quote(text) + ", expected [ADDRESS]:PORT");
-    if (rest.front() != ':') return failure("expected \":\" and a port after \"]\" in " + quote(text));
+    if (rest.empty())
+      return failure("missing port in " + quote(text) + ", expected [ADDRESS]:PORT");
+    if (rest.front() != ':')
+      return failure("expected \":\" and a port after \"]\" in " + quote(text));
     port = rest.substr(1);
   } else {
     const std::size_t colon = text.rfind(':');
@@ -229,7 +231,8 @@ AddressParse parse_address(std::string_view text, bool allow_zero_port) {
 
 AddressParse parse_ip_literal(std::string_view text) {
   if (text.empty()) return failure("empty IP address");
-  if (text.front() == '[') return failure("invalid IP address " + quote(text) + ", write it without brackets");
+  if (text.front() == '[')
+    return failure("invalid IP address " + quote(text) + ", write it without brackets");
   if (text.find(':') != std::string_view::npos) {
     AddressParse result = parse_ipv6_literal(text);
     if (!result.error.empty()) return failure("invalid IP address " + quote(text));

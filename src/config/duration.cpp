@@ -34,7 +34,8 @@ std::optional<Duration> parse_duration(std::string_view text, std::string* error
     return std::nullopt;
   };
   if (text.empty()) return fail("empty, expected a number and a unit (ms, s, m or h)");
-  if (text.find_first_of(" \t\r\n") != std::string_view::npos) return fail("spaces are not allowed");
+  if (text.find_first_of(" \t\r\n") != std::string_view::npos)
+    return fail("spaces are not allowed");
   if (text.front() == '+' || text.front() == '-') return fail("a sign is not allowed");
 
   std::size_t digits = 0;

@@ -35,14 +35,15 @@ struct Choice {
 };
 
 constexpr Choice<LogLevel> kLogLevels[] = {
-    {"error", LogLevel::error}, {"warn", LogLevel::warn},
-    {"info", LogLevel::info},   {"debug", LogLevel::debug},
+    {"error", LogLevel::error},
+    {"warn", LogLevel::warn},
+    {"info", LogLevel::info},
+    {"debug", LogLevel::debug},
 };
 
 constexpr Choice<SchedulerKind> kSchedulers[] = {
-    {"rr", SchedulerKind::rr},         {"wrr", SchedulerKind::wrr}, {"lc", SchedulerKind::lc},
-    {"wlc", SchedulerKind::wlc},       {"maglev", SchedulerKind::maglev},
-    {"p2c", SchedulerKind::p2c},
+    {"rr", SchedulerKind::rr},   {"wrr", SchedulerKind::wrr},       {"lc", SchedulerKind::lc},
+    {"wlc", SchedulerKind::wlc}, {"maglev", SchedulerKind::maglev}, {"p2c", SchedulerKind::p2c},
 };
 
 constexpr Choice<HashKey> kHashKeys[] = {
@@ -92,24 +93,18 @@ bool is_service_identity(std::string_view key) {
 
 bool allows(Section section, std::string_view key) {
   switch (section) {
-    case Section::top:
-      return is_one_of(key, {"global", "stats", "defaults", "services"});
+    case Section::top: return is_one_of(key, {"global", "stats", "defaults", "services"});
     case Section::global:
       return is_one_of(key, {"workers", "max_connections", "shutdown_timeout", "user", "group",
                              "log_level", "access_log"});
-    case Section::stats:
-      return is_one_of(key, {"listen", "admin_token_file"});
-    case Section::defaults:
-      return is_service_setting(key);
-    case Section::service:
-      return is_service_setting(key) || is_service_identity(key);
-    case Section::timeouts:
-      return is_one_of(key, {"connect", "idle"});
-    case Section::health_check:
-      return is_one_of(key, {"interval", "timeout", "rise", "fall"});
+    case Section::stats: return is_one_of(key, {"listen", "admin_token_file"});
+    case Section::defaults: return is_service_setting(key);
+    case Section::service: return is_service_setting(key) || is_service_identity(key);
+    case Section::timeouts: return is_one_of(key, {"connect", "idle"});
+    case Section::health_check: return is_one_of(key, {"interval", "timeout", "rise", "fall"});
     case Section::server:
-      return is_one_of(key, {"address", "name", "weight", "max_connections", "backup",
-                             "slow_start"});
+      return is_one_of(key,
+                       {"address", "name", "weight", "max_connections", "backup", "slow_start"});
   }
   return false;
 }
@@ -412,8 +407,8 @@ std::optional<Mapping> Loader::mapping(const Entry& entry, Section section, bool
 const Entry* Loader::require(const Mapping& mapping, std::string_view name) {
   const Entry* entry = mapping.find(name);
   if (!entry) {
-    error(mapping.node(), std::string(section_name(mapping.section())) +
-                              " is missing required key " + quote(name));
+    error(mapping.node(),
+          std::string(section_name(mapping.section())) + " is missing required key " + quote(name));
   }
   return entry;
 }
@@ -611,7 +606,9 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   // `defaults`, `defaults` reported it already.
   if (service.address_mode == AddressMode::transparent && service.source) {
     const Entry* at = m.find("source") ? m.find("source") : m.find("address_mode");
-    if (at) error(at->value, "source is for address_mode snat: transparent connects from the client's address");
+    if (at)
+      error(at->value,
+            "source is for address_mode snat: transparent connects from the client's address");
   }
 }
 
@@ -685,8 +682,9 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
     if (const std::optional<int> family = transparent_family(service);
         family && !std::all_of(service.listen.begin(), service.listen.end(),
                                [&](const SocketAddress& a) { return a.family() == *family; })) {
-      error(e->value, "a transparent service listens on one address family: its clients' addresses "
-                      "are the sources of its server connections");
+      error(e->value,
+            "a transparent service listens on one address family: its clients' addresses "
+            "are the sources of its server connections");
     }
   }
   if (const Entry* e = require(*m, "servers")) service.servers = parse_servers(*e, service);
@@ -789,11 +787,12 @@ std::optional<SocketAddress> Loader::server_address(const Entry& entry,
   for (const SocketAddress& address : parsed.addresses) {
     if (address.family() == *family) return address;
   }
-  const std::string reason = service.source ? "to match source " + service.source->host_string()
-                                            : "to match the client addresses of transparent listen " +
-                                                  service.listen.front().to_string();
-  error(entry.value, "server address " + quote(*value) + " has no " + std::string(family_name(*family)) +
-                         " address " + reason);
+  const std::string reason = service.source
+                                 ? "to match source " + service.source->host_string()
+                                 : "to match the client addresses of transparent listen " +
+                                       service.listen.front().to_string();
+  error(entry.value, "server address " + quote(*value) + " has no " +
+                         std::string(family_name(*family)) + " address " + reason);
   return std::nullopt;
 }
 
@@ -807,7 +806,8 @@ ConfigLoad Loader::load(std::string_view text) {
     check_single_document(yaml);
     if (errors_.empty()) parse_root(YAML::Load(yaml), config);
   } catch (const YAML::DeepRecursion& e) {
-    error(e.mark, "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
+    error(e.mark,
+          "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
   } catch (const YAML::Exception& e) {
     error(e.mark, "invalid YAML: " + escape(e.msg));
   }
@@ -840,8 +840,8 @@ ConfigLoad load_config_text(std::string_view text, const std::string& file_name)
 ConfigLoad load_config_file(const std::string& path) {
   const auto fail = [&path](int error_number) {
     ConfigLoad result;
-    result.errors.push_back(
-        ConfigError{path, 1, 1, "cannot read configuration: " + std::string(std::strerror(error_number))});
+    result.errors.push_back(ConfigError{
+        path, 1, 1, "cannot read configuration: " + std::string(std::strerror(error_number))});
     return result;
   };
   const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),

@@ -29,7 +29,8 @@ std::string reload_failure(std::string_view body) {
 
 std::string body_summary(std::string_view body, size_t limit) {
   std::string_view text = trim_whitespace(body);
-  if (const size_t end = text.find_first_of("\r\n"); end != std::string_view::npos) text = text.substr(0, end);
+  if (const size_t end = text.find_first_of("\r\n"); end != std::string_view::npos)
+    text = text.substr(0, end);
   std::string out;
   for (char c : text.substr(0, limit)) {
     const auto byte = static_cast<unsigned char>(c);
@@ -47,15 +48,17 @@ ApiResult Api::stats() const {
   return finish(http_exchange(url_, request, timeout_), Target::stats, "");
 }
 
-ApiResult Api::set_server(std::string_view service, std::string_view server, const std::string& body) const {
-  const std::string path = url_.path("/api/v1/services/" + encode_path_segment(service) + "/servers/" +
-                                     encode_path_segment(server));
+ApiResult Api::set_server(std::string_view service, std::string_view server,
+                          const std::string& body) const {
+  const std::string path = url_.path("/api/v1/services/" + encode_path_segment(service) +
+                                     "/servers/" + encode_path_segment(server));
   return post(path, body, Target::server, std::string(service) + "/" + std::string(server));
 }
 
 ApiResult Api::reload() const { return post(url_.path("/api/v1/reload"), "", Target::reload, ""); }
 
-ApiResult Api::post(const std::string& path, const std::string& body, Target target, std::string_view what) const {
+ApiResult Api::post(const std::string& path, const std::string& body, Target target,
+                    std::string_view what) const {
   HttpRequest request;
   request.method = Method::post;
   request.path = path;
@@ -93,7 +96,8 @@ ApiResult Api::finish(const HttpOutcome& outcome, Target target, std::string_vie
   } else {
     const std::string summary = body_summary(response.body);
     result.error = "the daemon answered " + std::to_string(response.status) +
-                   (response.reason.empty() ? "" : " " + response.reason) + (summary.empty() ? "" : ": " + summary);
+                   (response.reason.empty() ? "" : " " + response.reason) +
+                   (summary.empty() ? "" : ": " + summary);
   }
   return result;
 }

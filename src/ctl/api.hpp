@@ -31,14 +31,16 @@ class Api {
   // GET /stats.
   ApiResult stats() const;
   // POST /api/v1/services/SERVICE/servers/SERVER with a JSON body.
-  ApiResult set_server(std::string_view service, std::string_view server, const std::string& body) const;
+  ApiResult set_server(std::string_view service, std::string_view server,
+                       const std::string& body) const;
   // POST /api/v1/reload.
   ApiResult reload() const;
 
  private:
   enum class Target { stats, server, reload };
 
-  ApiResult post(const std::string& path, const std::string& body, Target target, std::string_view what) const;
+  ApiResult post(const std::string& path, const std::string& body, Target target,
+                 std::string_view what) const;
   ApiResult finish(const HttpOutcome& outcome, Target target, std::string_view what) const;
 
   BaseUrl url_;

@@ -77,11 +77,14 @@ int change_server(const Options& options, const Api& api) {
   const std::string body = options.command == Command::weight
                                ? "{\"weight\":" + std::to_string(options.weight) + "}"
                                : std::string("{\"state\":\"") + state_name(options.command) + "\"}";
-  return answer(options, api.set_server(options.service, options.server, body),
-                [&options](const Json& server) { return server_change_report(options.service, server); });
+  return answer(
+      options, api.set_server(options.service, options.server, body),
+      [&options](const Json& server) { return server_change_report(options.service, server); });
 }
 
-int reload(const Options& options, const Api& api) { return answer(options, api.reload(), reload_report); }
+int reload(const Options& options, const Api& api) {
+  return answer(options, api.reload(), reload_report);
+}
 
 }  // namespace
 

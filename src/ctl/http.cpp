@@ -73,7 +73,8 @@ void on_deadline(evutil_socket_t, short, void* arg) {
 }
 
 timeval to_timeval(std::chrono::milliseconds d) {
-  return timeval{static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>(d.count() % 1000 * 1000)};
+  return timeval{static_cast<time_t>(d.count() / 1000),
+                 static_cast<suseconds_t>(d.count() % 1000 * 1000)};
 }
 
 // Why the exchange ended without a response (the connection itself could
@@ -98,10 +99,12 @@ std::string failure_reason(const Exchange& exchange, std::chrono::seconds timeou
 
 }  // namespace
 
-HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::chrono::seconds timeout) {
+HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request,
+                          std::chrono::seconds timeout) {
   HttpOutcome outcome;
   const Clock::time_point deadline = Clock::now() + timeout;
-  const std::optional<std::string> address = find_reachable(url.host, url.port, deadline, &outcome.error);
+  const std::optional<std::string> address =
+      find_reachable(url.host, url.port, deadline, &outcome.error);
   if (!address) return outcome;
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   const timeval limit = to_timeval(std::max(left, std::chrono::milliseconds(1)));
@@ -111,8 +114,8 @@ HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::c
     outcome.error = "cannot create an event base";
     return outcome;
   }
-  std::unique_ptr<evhttp_connection, ConnectionFree> connection(
-      evhttp_connection_base_new(base.get(), nullptr, address->c_str(), static_cast<ev_uint16_t>(url.port)));
+  std::unique_ptr<evhttp_connection, ConnectionFree> connection(evhttp_connection_base_new(
+      base.get(), nullptr, address->c_str(), static_cast<ev_uint16_t>(url.port)));
   if (!connection) {
     outcome.error = "cannot create an HTTP connection";
     return outcome;

@@ -38,6 +38,7 @@ inline constexpr size_t kMaxReplyBytes = 64u << 20;
 
 // Sends `request` on a fresh connection (`Connection: close`, with Host) and
 // waits at most `timeout` for the whole reply.
-HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request, std::chrono::seconds timeout);
+HttpOutcome http_exchange(const BaseUrl& url, const HttpRequest& request,
+                          std::chrono::seconds timeout);
 
 }  // namespace fulcrum::ctl

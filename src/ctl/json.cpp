@@ -124,7 +124,8 @@ class JsonParser {
   }
 
   void skip_space() {
-    while (!at_end() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
+    while (!at_end() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' ||
+                         text_[pos_] == '\r')) {
       ++pos_;
     }
   }
@@ -133,9 +134,7 @@ class JsonParser {
     switch (peek()) {
       case '{': return parse_object(out, depth + 1);
       case '[': return parse_array(out, depth + 1);
-      case '"':
-        out.type_ = Json::Type::string;
-        return parse_string(out.text_);
+      case '"': out.type_ = Json::Type::string; return parse_string(out.text_);
       case 't': return parse_literal(out, "true", Json::Type::boolean, true);
       case 'f': return parse_literal(out, "false", Json::Type::boolean, false);
       case 'n': return parse_literal(out, "null", Json::Type::null, false);
@@ -208,19 +207,19 @@ class JsonParser {
       case 'r': out += '\r'; return true;
       case 't': out += '\t'; return true;
       case 'u': break;
-      default:
-        --pos_;
-        return fail("invalid escape in a string: a backslash before " + found());
+      default: --pos_; return fail("invalid escape in a string: a backslash before " + found());
     }
     uint32_t code = 0;
     if (!parse_hex4(code)) return false;
     if (code >= 0xDC00 && code <= 0xDFFF) return fail("lone low surrogate in a \\u escape");
     if (code >= 0xD800 && code <= 0xDBFF) {
-      if (text_.substr(pos_, 2) != "\\u") return fail("high surrogate not followed by a low surrogate");
+      if (text_.substr(pos_, 2) != "\\u")
+        return fail("high surrogate not followed by a low surrogate");
       pos_ += 2;
       uint32_t low = 0;
       if (!parse_hex4(low)) return false;
-      if (low < 0xDC00 || low > 0xDFFF) return fail("high surrogate not followed by a low surrogate");
+      if (low < 0xDC00 || low > 0xDFFF)
+        return fail("high surrogate not followed by a low surrogate");
       code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
     }
     append_utf8(out, code);
@@ -256,7 +255,8 @@ class JsonParser {
   }
 
   bool parse_array(Json& out, int depth) {
-    if (depth > kMaxDepth) return fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (depth > kMaxDepth)
+      return fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
     ++pos_;
     out.type_ = Json::Type::array;
     skip_space();
@@ -285,7 +285,8 @@ class JsonParser {
   }
 
   bool parse_object(Json& out, int depth) {
-    if (depth > kMaxDepth) return fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (depth > kMaxDepth)
+      return fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
     ++pos_;
     out.type_ = Json::Type::object;
     std::unordered_set<std::string> seen;
@@ -332,7 +333,9 @@ class JsonParser {
   std::string error_;
 };
 
-std::optional<Json> Json::parse(std::string_view text, std::string* error) { return JsonParser(text).run(error); }
+std::optional<Json> Json::parse(std::string_view text, std::string* error) {
+  return JsonParser(text).run(error);
+}
 
 double Json::as_double() const {
   if (type_ != Type::number) return 0;

@@ -26,10 +26,15 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   const std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
-  const CommandLine line = fulcrum::ctl::parse_command_line(args, fulcrum::ctl::Environment::from_process());
+  const CommandLine line =
+      fulcrum::ctl::parse_command_line(args, fulcrum::ctl::Environment::from_process());
   switch (line.action) {
-    case CommandLine::Action::help: std::fputs(fulcrum::ctl::kUsage, stdout); return fulcrum::ctl::kExitOk;
-    case CommandLine::Action::version: std::printf("fulcrumctl %s\n", FULCRUM_VERSION); return fulcrum::ctl::kExitOk;
+    case CommandLine::Action::help:
+      std::fputs(fulcrum::ctl::kUsage, stdout);
+      return fulcrum::ctl::kExitOk;
+    case CommandLine::Action::version:
+      std::printf("fulcrumctl %s\n", FULCRUM_VERSION);
+      return fulcrum::ctl::kExitOk;
     case CommandLine::Action::usage_error: return usage_error(line.error);
     case CommandLine::Action::run: break;
   }

@@ -42,8 +42,9 @@ struct CommandSpec {
 };
 
 constexpr CommandSpec kCommands[] = {
-    {"status", Command::status, 0}, {"servers", Command::servers, 0}, {"drain", Command::drain, 2},
-    {"ready", Command::ready, 2},   {"maint", Command::maint, 2},     {"weight", Command::weight, 3},
+    {"status", Command::status, 0}, {"servers", Command::servers, 0},
+    {"drain", Command::drain, 2},   {"ready", Command::ready, 2},
+    {"maint", Command::maint, 2},   {"weight", Command::weight, 3},
     {"reload", Command::reload, 0},
 };
 
@@ -78,7 +79,8 @@ std::optional<std::string> non_empty(const char* value) {
 }  // namespace
 
 Environment Environment::from_process() {
-  return Environment{non_empty(std::getenv("FULCRUM_URL")), non_empty(std::getenv("FULCRUM_TOKEN_FILE"))};
+  return Environment{non_empty(std::getenv("FULCRUM_URL")),
+                     non_empty(std::getenv("FULCRUM_TOKEN_FILE"))};
 }
 
 const char* state_name(Command command) {
@@ -134,15 +136,17 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const Envir
   if (words.size() - 1 != spec->arguments) {
     static const char* const forms[] = {"", "", "SERVICE SERVER", "SERVICE SERVER N"};
     const std::string form = spec->arguments == 0 ? "no arguments" : forms[spec->arguments];
-    return usage_error(std::string(spec->name) + " takes " + form + ", got " + std::to_string(words.size() - 1) +
-                       " argument" + (words.size() == 2 ? "" : "s"));
+    return usage_error(std::string(spec->name) + " takes " + form + ", got " +
+                       std::to_string(words.size() - 1) + " argument" +
+                       (words.size() == 2 ? "" : "s"));
   }
   Options& options = line.options;
   options.command = spec->command;
   if (spec->arguments >= 2) {
     options.service = words[1];
     options.server = words[2];
-    if (options.service.empty() || options.server.empty()) return usage_error("empty SERVICE or SERVER name");
+    if (options.service.empty() || options.server.empty())
+      return usage_error("empty SERVICE or SERVER name");
   }
   if (spec->command == Command::weight) {
     const auto weight = parse_weight(words[3]);
@@ -152,7 +156,8 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const Envir
 
   options.url = url ? *url : env.url ? *env.url : std::string(kDefaultUrl);
   options.token_file = token_file ? token_file : env.token_file;
-  if (options.token_file && options.token_file->empty()) return usage_error("--token-file needs a file name");
+  if (options.token_file && options.token_file->empty())
+    return usage_error("--token-file needs a file name");
   return line;
 }
 

@@ -18,7 +18,7 @@ struct Options {
   Command command = Command::status;
   std::string service;  // drain, ready, maint, weight
   std::string server;
-  int weight = 0;       // weight
+  int weight = 0;  // weight
 };
 
 // The environment variables that stand in for options (empty = unset).

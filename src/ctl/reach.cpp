@@ -43,7 +43,8 @@ int try_connect(const addrinfo& address, std::chrono::steady_clock::time_point d
   if (connect(probe.get(), address.ai_addr, address.ai_addrlen) == 0) return 0;
   if (errno != EINPROGRESS) return errno;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return ETIMEDOUT;
     pollfd entry{probe.get(), POLLOUT, 0};
     const int ready = poll(&entry, 1, static_cast<int>(left.count()));
@@ -59,7 +60,8 @@ int try_connect(const addrinfo& address, std::chrono::steady_clock::time_point d
 
 std::string numeric_host(const addrinfo& address) {
   char host[NI_MAXHOST];
-  if (getnameinfo(address.ai_addr, address.ai_addrlen, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) {
+  if (getnameinfo(address.ai_addr, address.ai_addrlen, host, sizeof host, nullptr, 0,
+                  NI_NUMERICHOST) != 0) {
     return "";
   }
   return host;
@@ -68,7 +70,8 @@ std::string numeric_host(const addrinfo& address) {
 }  // namespace
 
 std::optional<std::string> find_reachable(const std::string& host, int port,
-                                          std::chrono::steady_clock::time_point deadline, std::string* error) {
+                                          std::chrono::steady_clock::time_point deadline,
+                                          std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -17,6 +17,7 @@ namespace fulcrum::ctl {
 // that accepted a connection on `port` before `deadline` (the connection
 // is closed again at once), or nullopt with `error` set to why none did.
 std::optional<std::string> find_reachable(const std::string& host, int port,
-                                          std::chrono::steady_clock::time_point deadline, std::string* error);
+                                          std::chrono::steady_clock::time_point deadline,
+                                          std::string* error);
 
 }  // namespace fulcrum::ctl

@@ -4,8 +4,8 @@
 namespace fulcrum::ctl {
 
 void Node::wrong_type(std::string_view expected) const {
-  throw ReplyError((path_.empty() ? std::string("the reply") : path_) + " is " + std::string(describe(value_->type())) +
-                   ", expected " + std::string(expected));
+  throw ReplyError((path_.empty() ? std::string("the reply") : path_) + " is " +
+                   std::string(describe(value_->type())) + ", expected " + std::string(expected));
 }
 
 Node Node::operator[](std::string_view key) const {

@@ -46,9 +46,11 @@ std::string status_report(const Json& stats) {
     const std::vector<Node> servers = service["servers"].elements();
     size_t up = 0;
     for (const Node& server : servers) up += server["state"].string() == "up";
-    table.add_row({service["name"].string(), service["scheduler"].string(), count_text(sessions["active"]),
-                   count_text(sessions["total"]), count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
-                   human_bytes(bytes["out"].count()), std::to_string(up) + "/" + std::to_string(servers.size())});
+    table.add_row({service["name"].string(), service["scheduler"].string(),
+                   count_text(sessions["active"]), count_text(sessions["total"]),
+                   count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
+                   human_bytes(bytes["out"].count()),
+                   std::to_string(up) + "/" + std::to_string(servers.size())});
   }
   out += '\n';
   out += table.render();
@@ -73,8 +75,9 @@ std::string servers_report(const Json& stats) {
     for (const Node& server : service["servers"].elements()) {
       const Node sessions = server["sessions"];
       const Node health = server["health"];
-      table.add_row({service_name, server["name"].string(), server["address"].string(), server["state"].string(),
-                     count_text(server["weight"]), count_text(sessions["active"]), count_text(sessions["total"]),
+      table.add_row({service_name, server["name"].string(), server["address"].string(),
+                     server["state"].string(), count_text(server["weight"]),
+                     count_text(sessions["active"]), count_text(sessions["total"]),
                      count_text(server["connect_failures"]), count_text(health["checks_failed"]),
                      human_duration(health["last_change_seconds"].number())});
     }
@@ -84,14 +87,15 @@ std::string servers_report(const Json& stats) {
 
 std::string server_change_report(std::string_view service, const Json& server) {
   const Node node(server, "");
-  return std::string(service) + "/" + node["name"].string() + ": state " + node["state"].string() + ", weight " +
-         count_text(node["weight"]) + "\n";
+  return std::string(service) + "/" + node["name"].string() + ": state " + node["state"].string() +
+         ", weight " + count_text(node["weight"]) + "\n";
 }
 
 std::string reload_report(const Json& reply) {
   const Node node(reply, "");
   if (node.has("message")) return node["message"].string() + "\n";
-  if (node.has("generation")) return "reloaded: configuration generation " + count_text(node["generation"]) + "\n";
+  if (node.has("generation"))
+    return "reloaded: configuration generation " + count_text(node["generation"]) + "\n";
   return "reloaded\n";
 }
 

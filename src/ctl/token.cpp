@@ -16,7 +16,9 @@ struct FileClose {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
 
 }  // namespace
 
@@ -56,7 +58,8 @@ std::optional<std::string> read_token_file(const std::string& path, std::string*
   for (char c : token) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte < 0x20 || byte == 0x7F) {
-      *error = "token file " + path + ": the token holds control characters (a line break inside it?)";
+      *error =
+          "token file " + path + ": the token holds control characters (a line break inside it?)";
       return std::nullopt;
     }
   }

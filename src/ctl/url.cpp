@@ -14,8 +14,8 @@ struct UriFree {
 };
 
 bool is_unreserved(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 bool is_segment_delimiter(char c) {
@@ -40,7 +40,8 @@ std::optional<BaseUrl> parse_base_url(std::string_view text, std::string* error)
   }
   const char* host = evhttp_uri_get_host(uri.get());
   if (host == nullptr || *host == '\0') return failure("no host");
-  if (evhttp_uri_get_userinfo(uri.get()) != nullptr) return failure("user information is not supported");
+  if (evhttp_uri_get_userinfo(uri.get()) != nullptr)
+    return failure("user information is not supported");
   if (evhttp_uri_get_query(uri.get()) != nullptr || evhttp_uri_get_fragment(uri.get()) != nullptr) {
     return failure("a query or fragment has no meaning here");
   }

@@ -15,7 +15,7 @@ struct BaseUrl {
   std::string host;         // to connect to: a name or an IP literal, no brackets
   std::string host_header;  // the Host header: HOST[:PORT] as written
   int port = 80;
-  std::string prefix;       // path before /stats, /api/...: empty or `/a/b`
+  std::string prefix;  // path before /stats, /api/...: empty or `/a/b`
 
   // The path of an endpoint below the prefix: path("/stats"). Appended
   // rather than `prefix + std::string(endpoint)`, on which GCC 12 at -O3

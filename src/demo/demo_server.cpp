@@ -26,7 +26,8 @@ void close_when_flushed(bufferevent* bev, void*) {
 void on_read(bufferevent* bev, void*) {
   bufferevent_write_buffer(bev, bufferevent_get_input(bev));
   // Backpressure: stop reading while the client does not take its echo.
-  if (evbuffer_get_length(bufferevent_get_output(bev)) > (1 << 20)) bufferevent_disable(bev, EV_READ);
+  if (evbuffer_get_length(bufferevent_get_output(bev)) > (1 << 20))
+    bufferevent_disable(bev, EV_READ);
 }
 
 void on_write(bufferevent* bev, void*) { bufferevent_enable(bev, EV_READ); }
@@ -71,8 +72,8 @@ int main(int argc, char** argv) {
   const fulcrum::SocketAddress& address = parsed.addresses.front();
   event_base* base = event_base_new();
   evconnlistener* listener =
-      evconnlistener_new_bind(base, on_accept, &server, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-                              address.sockaddr_ptr(), static_cast<int>(address.length));
+      evconnlistener_new_bind(base, on_accept, &server, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                              1024, address.sockaddr_ptr(), static_cast<int>(address.length));
   if (listener == nullptr) {
     std::perror("fulcrum-demo-server: listen");
     return 1;

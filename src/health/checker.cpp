@@ -1,5 +1,5 @@
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 
 #include "fulcrum/health.hpp"
 #include "fulcrum/log.hpp"
@@ -36,7 +36,8 @@ class HealthChecker::Check {
 
   // The first check comes at a random point of the first interval.
   void start() {
-    const double first = thread_random_between(0, 1) * static_cast<double>(config_.interval.count());
+    const double first =
+        thread_random_between(0, 1) * static_cast<double>(config_.interval.count());
     schedule(Duration(static_cast<int64_t>(first)));
   }
 
@@ -49,14 +50,17 @@ class HealthChecker::Check {
 
  private:
   static void on_timer_cb(evutil_socket_t, short, void* arg) { static_cast<Check*>(arg)->run(); }
-  static void on_connect_cb(evutil_socket_t, short what, void* arg) { static_cast<Check*>(arg)->connected(what); }
+  static void on_connect_cb(evutil_socket_t, short what, void* arg) {
+    static_cast<Check*>(arg)->connected(what);
+  }
 
   void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
 
   void run() {
     // Checks come from fulcrum's own (or the snat source) address, also in
     // transparent mode: there is no client to speak for.
-    const ConnectSource source{service_.config->source ? &*service_.config->source : nullptr, false};
+    const ConnectSource source{service_.config->source ? &*service_.config->source : nullptr,
+                               false};
     if (int error = start_connect(server_.config->address, source, socket_); error != 0) {
       finish(error);
       return;
@@ -74,7 +78,8 @@ class HealthChecker::Check {
     socket_.reset();
     record(error == 0, error, "active");
     const double jitter = thread_random_between(0.9, 1.1);
-    schedule(Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));
+    schedule(
+        Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));
   }
 
   void record(bool success, int error, const char* kind) {
@@ -90,8 +95,8 @@ class HealthChecker::Check {
     const bool changed = server_.state->update_status(now);
     const std::string reason = up ? "check passed" : failure_reason(error);
     const std::string message = "server " + service_.config->name + "/" + server_.config->name +
-                                (up ? " up: " : " down: ") + reason + " (" + std::to_string(streak) + "/" +
-                                std::to_string(needed) + ")";
+                                (up ? " up: " : " down: ") + reason + " (" +
+                                std::to_string(streak) + "/" + std::to_string(needed) + ")";
     Log::write(up ? LogLevel::info : LogLevel::warn, message,
                {{"service", service_.config->name},
                 {"server", server_.config->name},
@@ -117,7 +122,8 @@ HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> s
     : base_(base), snapshot_(std::move(snapshot)), on_change_(std::move(on_change)) {
   for (const auto& service : snapshot_->services) {
     if (!service.config->health_check.enabled) continue;
-    for (const auto& server : service.servers) checks_.push_back(std::make_unique<Check>(*this, service, server));
+    for (const auto& server : service.servers)
+      checks_.push_back(std::make_unique<Check>(*this, service, server));
   }
 }
 

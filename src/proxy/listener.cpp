@@ -1,7 +1,7 @@
 #include "fulcrum/listener.hpp"
 
-#include <cerrno>
 #include <sys/socket.h>
+#include <cerrno>
 
 #include "fulcrum/log.hpp"
 #include "fulcrum/session.hpp"
@@ -20,9 +20,11 @@ constexpr std::chrono::milliseconds kDescriptorRetry{100};
 
 }  // namespace
 
-Listener::Listener(Worker& worker, const ServiceRuntime& service, const SocketAddress& address, Fd fd)
+Listener::Listener(Worker& worker, const ServiceRuntime& service, const SocketAddress& address,
+                   Fd fd)
     : worker_(worker), service_(&service), address_(address), fd_(std::move(fd)) {
-  accept_event_.reset(event_new(worker_.base(), fd_.get(), EV_READ | EV_PERSIST, on_readable_cb, this));
+  accept_event_.reset(
+      event_new(worker_.base(), fd_.get(), EV_READ | EV_PERSIST, on_readable_cb, this));
   retry_timer_.reset(evtimer_new(worker_.base(), on_retry_cb, this));
 }
 
@@ -32,9 +34,13 @@ Listener::~Listener() {
 
 void Listener::enable() { event_add(accept_event_.get(), nullptr); }
 
-void Listener::on_readable_cb(evutil_socket_t, short, void* arg) { static_cast<Listener*>(arg)->on_readable(); }
+void Listener::on_readable_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Listener*>(arg)->on_readable();
+}
 
-void Listener::on_retry_cb(evutil_socket_t, short, void* arg) { static_cast<Listener*>(arg)->enable(); }
+void Listener::on_retry_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Listener*>(arg)->enable();
+}
 
 void Listener::on_readable() {
   Admission& admission = worker_.admission();
@@ -54,13 +60,15 @@ void Listener::on_readable() {
       admission.release(service_state);
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
-        log_warn("accept paused", {{"service", service_->config->name}, {"address", address_.to_string()},
+        log_warn("accept paused", {{"service", service_->config->name},
+                                   {"address", address_.to_string()},
                                    {"error", errno_string(error)}});
         pause_for_descriptors();
         return;
       }
       // ECONNABORTED and friends concern one client only.
-      log_debug("accept failed", {{"service", service_->config->name}, {"error", errno_string(error)}});
+      log_debug("accept failed",
+                {{"service", service_->config->name}, {"error", errno_string(error)}});
       continue;
     }
     // TCP_NODELAY and SO_OOBINLINE come from the listener (open_listener):

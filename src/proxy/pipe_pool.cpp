@@ -28,7 +28,8 @@ PipeLease& PipeLease::operator=(PipeLease&& other) noexcept {
 
 void PipeLease::give_back() {
   if (pool_ == nullptr) return;
-  std::exchange(pool_, nullptr)->put_back(std::move(read_end_), std::move(write_end_), capacity_, bytes == 0);
+  std::exchange(pool_, nullptr)
+      ->put_back(std::move(read_end_), std::move(write_end_), capacity_, bytes == 0);
   bytes = 0;
 }
 

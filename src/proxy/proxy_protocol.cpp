@@ -10,7 +10,8 @@ namespace fulcrum {
 
 namespace {
 
-constexpr unsigned char kV2Signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+constexpr unsigned char kV2Signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                            0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 constexpr unsigned char kV2ProxyCommand = 0x21;  // version 2, PROXY
 constexpr unsigned char kV2TcpOverIpv4 = 0x11;
 constexpr unsigned char kV2TcpOverIpv6 = 0x21;
@@ -23,8 +24,9 @@ void append_bytes(std::string& out, const void* data, size_t length) {
 
 std::string encode_proxy_v1(const SocketAddress& client, const SocketAddress& local) {
   const bool v6 = client.family() == AF_INET6;
-  return std::string("PROXY ") + (v6 ? "TCP6 " : "TCP4 ") + client.host_string() + " " + local.host_string() + " " +
-         std::to_string(client.port()) + " " + std::to_string(local.port()) + "\r\n";
+  return std::string("PROXY ") + (v6 ? "TCP6 " : "TCP4 ") + client.host_string() + " " +
+         local.host_string() + " " + std::to_string(client.port()) + " " +
+         std::to_string(local.port()) + "\r\n";
 }
 
 std::string encode_proxy_v2(const SocketAddress& client, const SocketAddress& local) {
@@ -111,14 +113,15 @@ ProxyHeader parse_v1(std::string_view data) {
   }
   // Plain literals only: no IPv6 scope (`%eth0`), no names.
   const auto literal = [](std::string_view text) {
-    return !text.empty() && text.find_first_not_of("0123456789abcdefABCDEF.:") == std::string_view::npos;
+    return !text.empty() &&
+           text.find_first_not_of("0123456789abcdefABCDEF.:") == std::string_view::npos;
   };
   if (!literal(words[2]) || !literal(words[3])) return invalid("bad address in v1 header");
   const AddressParse source = parse_ip_literal(words[2]);
   const AddressParse destination = parse_ip_literal(words[3]);
   const int family = words[1] == "TCP4" ? AF_INET : AF_INET6;
-  if (!source.error.empty() || !destination.error.empty() || source.addresses[0].family() != family ||
-      destination.addresses[0].family() != family) {
+  if (!source.error.empty() || !destination.error.empty() ||
+      source.addresses[0].family() != family || destination.addresses[0].family() != family) {
     return invalid("bad address in v1 header");
   }
   SocketAddress address = source.addresses[0];
@@ -133,11 +136,13 @@ ProxyHeader parse_v1(std::string_view data) {
 
 ProxyHeader parse_v2(std::string_view data) {
   const size_t known = std::min(data.size(), sizeof kV2Signature);
-  if (std::memcmp(data.data(), kV2Signature, known) != 0) return invalid("not a PROXY protocol header");
+  if (std::memcmp(data.data(), kV2Signature, known) != 0)
+    return invalid("not a PROXY protocol header");
   if (data.size() < 16) return {};
   const auto version_command = static_cast<unsigned char>(data[12]);
   const auto family = static_cast<unsigned char>(data[13]);
-  const size_t length = (static_cast<unsigned char>(data[14]) << 8) | static_cast<unsigned char>(data[15]);
+  const size_t length =
+      (static_cast<unsigned char>(data[14]) << 8) | static_cast<unsigned char>(data[15]);
   if ((version_command & 0xF0) != 0x20) return invalid("unsupported v2 version");
   const unsigned command = version_command & 0x0F;
   if (command > 1) return invalid("unsupported v2 command");

@@ -53,8 +53,8 @@ std::string_view to_string(SessionEnd end) {
   return "unknown";
 }
 
-Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service, Fd client,
-                 const SocketAddress& client_address)
+Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
+                 const ServiceRuntime& service, Fd client, const SocketAddress& client_address)
     : worker_(worker),
       snapshot_(std::move(snapshot)),
       admission_slot_{worker.admission(), *service.state},
@@ -71,7 +71,8 @@ void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
   if (service_.config->accept_proxy_protocol) {
     // The client is a proxy: its header comes first, within a short time.
-    header_event_.reset(event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_proxy_header_cb, this));
+    header_event_.reset(
+        event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_proxy_header_cb, this));
     add_with_timeout(header_event_.get(), kProxyHeaderTimeout);
     return;
   }
@@ -145,8 +146,8 @@ void Session::connect_next() {
   std::vector<uint32_t> skip = failed_servers_;
   const bool transparent = service_.config->address_mode == AddressMode::transparent;
   for (size_t tries = 0; tries <= servers.size(); ++tries) {
-    index = service_.scheduler->pick(
-        PickContext{client_address_, attempt_, skip, worker_.index(), std::chrono::steady_clock::now()});
+    index = service_.scheduler->pick(PickContext{client_address_, attempt_, skip, worker_.index(),
+                                                 std::chrono::steady_clock::now()});
     if (!index) break;
     const auto& server = servers[*index];
     // Transparent mode speaks from the client's address, so only a server
@@ -171,8 +172,10 @@ void Session::connect_next() {
   server.state->total.fetch_add(1, std::memory_order_relaxed);
 
   const SocketAddress client_host = client_address_.with_port(0);
-  const ConnectSource source = transparent ? ConnectSource{&client_host, true}
-                               : ConnectSource{service_.config->source ? &*service_.config->source : nullptr, false};
+  const ConnectSource source =
+      transparent
+          ? ConnectSource{&client_host, true}
+          : ConnectSource{service_.config->source ? &*service_.config->source : nullptr, false};
   if (int error = start_connect(server.config->address, source, server_); error != 0) {
     connect_failed(error);
     return;
@@ -279,7 +282,8 @@ void Session::start_relay() {
     // added since they connected.
     const auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(
         service_.config->max_lifetime * thread_random_between(0.9, 1.1));
-    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started_);
     lifetime_timer_.reset(evtimer_new(base, on_lifetime_cb, this));
     add_with_timeout(lifetime_timer_.get(), std::max(lifetime - age, std::chrono::milliseconds(0)));
   }
@@ -350,8 +354,9 @@ void Session::pump(Direction& d) {
       return;
     }
     const size_t asked = d.splicing ? d.pipe.capacity() : std::min(kCopyBytes, d.pipe.capacity());
-    const ssize_t n = d.splicing ? ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, asked, kSpliceFlags)
-                                 : copy_through_buffer(d, asked, moved);
+    const ssize_t n =
+        d.splicing ? ::splice(d.source, nullptr, d.pipe.write_fd(), nullptr, asked, kSpliceFlags)
+                   : copy_through_buffer(d, asked, moved);
     if (n > 0) {
       if (d.splicing) d.pipe.bytes = static_cast<size_t>(n);
       read_something = true;
@@ -392,7 +397,8 @@ ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved)
   char buffer[kCopyBytes];
   const ssize_t n = ::recv(d.source, buffer, std::min(size, sizeof buffer), 0);
   if (n <= 0) return n;
-  const ssize_t sent = std::max<ssize_t>(::send(d.sink, buffer, static_cast<size_t>(n), MSG_NOSIGNAL), 0);
+  const ssize_t sent =
+      std::max<ssize_t>(::send(d.sink, buffer, static_cast<size_t>(n), MSG_NOSIGNAL), 0);
   d.bytes += static_cast<uint64_t>(sent);
   moved += static_cast<uint64_t>(sent);
   if (sent < n) {
@@ -462,7 +468,8 @@ bool Session::move_urgent_byte(Direction& d) {
 void Session::source_eof(Direction& d) {
   d.eof = true;
   if (!first_close_) {
-    first_close_ = d.source_side == Side::client ? SessionEnd::client_close : SessionEnd::server_close;
+    first_close_ =
+        d.source_side == Side::client ? SessionEnd::client_close : SessionEnd::server_close;
   }
 }
 
@@ -520,7 +527,9 @@ void Session::publish_bytes() {
   }
 }
 
-void Session::on_idle_cb(evutil_socket_t, short, void* arg) { static_cast<Session*>(arg)->on_idle_timer(); }
+void Session::on_idle_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->on_idle_timer();
+}
 
 void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
   static_cast<Session*>(arg)->finish(SessionEnd::max_lifetime);
@@ -530,8 +539,8 @@ void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
 // since the last byte, so moving bytes never touches the timer heap.
 void Session::on_idle_timer() {
   const auto idle = service_.config->idle_timeout;
-  const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                          last_activity_);
+  const auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - last_activity_);
   if (quiet >= idle) {
     finish(SessionEnd::idle_timeout);
     return;
@@ -556,23 +565,25 @@ void Session::finish(SessionEnd end) {
   publish_bytes();
   const ServerRuntime* server = server_index_ ? &service_.servers[*server_index_] : nullptr;
   if (server == nullptr) service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
-  if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout || end == SessionEnd::max_lifetime) {
+  if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout ||
+      end == SessionEnd::max_lifetime) {
     // Cut off by fulcrum: a peer whose incoming stream was not finished gets
     // a reset, so a truncated stream never looks like a clean end.
     if (!s2c_.done) set_linger_reset(client_.get());
     if (server_ && !c2s_.done) set_linger_reset(server_.get());
   }
   if (snapshot_->config.global.access_log && Log::enabled(LogLevel::info)) {
-    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                                 started_);
-    log_info("session", {{"service", service_.config->name},
-                         {"client", client_address_.to_string()},
-                         {"server", server ? std::string_view(server->config->name) : std::string_view("-")},
-                         {"server_addr", server ? server->config->address.to_string() : std::string("-")},
-                         {"bytes_in", bytes_in},
-                         {"bytes_out", bytes_out},
-                         {"duration_ms", static_cast<int64_t>(duration.count())},
-                         {"end", to_string(end)}});
+    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started_);
+    log_info("session",
+             {{"service", service_.config->name},
+              {"client", client_address_.to_string()},
+              {"server", server ? std::string_view(server->config->name) : std::string_view("-")},
+              {"server_addr", server ? server->config->address.to_string() : std::string("-")},
+              {"bytes_in", bytes_in},
+              {"bytes_out", bytes_out},
+              {"duration_ms", static_cast<int64_t>(duration.count())},
+              {"end", to_string(end)}});
   }
   connect_event_.reset();
   header_event_.reset();

@@ -1,7 +1,7 @@
 #include "fulcrum/worker.hpp"
 
-#include <csignal>
 #include <pthread.h>
+#include <csignal>
 
 #include "fulcrum/listener.hpp"
 #include "fulcrum/log.hpp"
@@ -100,7 +100,8 @@ void Worker::apply(Update update) {
   for (auto& added : update.listeners) {
     const ServiceRuntime* service = snapshot_->service_listening_on(added.address);
     if (service == nullptr) continue;
-    listeners_.push_back(std::make_unique<Listener>(*this, *service, added.address, std::move(added.fd)));
+    listeners_.push_back(
+        std::make_unique<Listener>(*this, *service, added.address, std::move(added.fd)));
     listeners_.back()->enable();
   }
 }

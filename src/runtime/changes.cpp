@@ -15,17 +15,18 @@ std::string settings_of(const ServiceConfig& s) {
   for (const auto& address : s.listen) out << address.to_string() << ',';
   out << '|' << to_string(s.scheduler) << '|' << static_cast<int>(s.hash_key) << '|'
       << static_cast<int>(s.address_mode) << '|' << (s.source ? s.source->to_string() : "") << '|'
-      << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol << '|' << s.connect_timeout.count()
-      << '|' << s.idle_timeout.count() << '|' << s.retries << '|' << s.max_connections << '|'
-      << s.max_lifetime.count() << '|' << s.health_check.enabled << ',' << s.health_check.interval.count() << ','
-      << s.health_check.timeout.count() << ',' << s.health_check.rise << ',' << s.health_check.fall;
+      << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol << '|'
+      << s.connect_timeout.count() << '|' << s.idle_timeout.count() << '|' << s.retries << '|'
+      << s.max_connections << '|' << s.max_lifetime.count() << '|' << s.health_check.enabled << ','
+      << s.health_check.interval.count() << ',' << s.health_check.timeout.count() << ','
+      << s.health_check.rise << ',' << s.health_check.fall;
   return out.str();
 }
 
 std::string settings_of(const ServerConfig& s) {
   std::ostringstream out;
-  out << s.address.to_string() << '|' << s.weight << '|' << s.max_connections << '|' << s.backup << '|'
-      << s.slow_start.count();
+  out << s.address.to_string() << '|' << s.weight << '|' << s.max_connections << '|' << s.backup
+      << '|' << s.slow_start.count();
   return out.str();
 }
 
@@ -69,7 +70,8 @@ void log_config_changes(const Snapshot& before, const Snapshot& after) {
       if (!new_servers.contains(server_name)) servers_removed.push_back(server_name);
     }
     const bool settings_changed = settings_of(*old->second) != settings_of(*service);
-    if (settings_changed || !servers_added.empty() || !servers_removed.empty() || !servers_changed.empty()) {
+    if (settings_changed || !servers_added.empty() || !servers_removed.empty() ||
+        !servers_changed.empty()) {
       changed.push_back(name);
       log_info("service changed", {{"service", name},
                                    {"settings", settings_changed ? "changed" : "same"},

@@ -24,7 +24,8 @@ bool take_slot(std::atomic<uint64_t>& counter, uint64_t limit) {
 
 }  // namespace
 
-Admission::Admission(uint64_t max_sessions, int64_t fd_budget) : max_sessions_(max_sessions), fds_(fd_budget) {}
+Admission::Admission(uint64_t max_sessions, int64_t fd_budget)
+    : max_sessions_(max_sessions), fds_(fd_budget) {}
 
 bool Admission::try_admit(ServiceState& service, uint64_t service_limit) {
   if (!try_take_fds(kFdsPerSession)) return false;

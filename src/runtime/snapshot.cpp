@@ -8,7 +8,8 @@ std::shared_ptr<ServiceState> StateRegistry::service(const std::string& service_
   return slot;
 }
 
-std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_name, const std::string& server_name) {
+std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_name,
+                                                   const std::string& server_name) {
   auto& slot = servers_[{service_name, server_name}];
   if (!slot) slot = std::make_shared<ServerState>();
   return slot;
@@ -23,8 +24,8 @@ const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& addres
   return nullptr;
 }
 
-std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation, StateRegistry& registry,
-                                               unsigned workers) {
+std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation,
+                                               StateRegistry& registry, unsigned workers) {
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->config = std::move(config);
   snapshot->generation = generation;
@@ -34,9 +35,11 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
     service.state = registry.service(service_config.name);
     std::vector<SchedServer> sched_servers;
     for (const auto& server_config : service_config.servers) {
-      ServerRuntime server{&server_config, registry.server(service_config.name, server_config.name)};
-      sched_servers.push_back(SchedServer{server_config.name, server_config.weight, server_config.max_connections,
-                                          server_config.backup, server_config.slow_start, server.state.get()});
+      ServerRuntime server{&server_config,
+                           registry.server(service_config.name, server_config.name)};
+      sched_servers.push_back(SchedServer{server_config.name, server_config.weight,
+                                          server_config.max_connections, server_config.backup,
+                                          server_config.slow_start, server.state.get()});
       service.servers.push_back(std::move(server));
     }
     const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};

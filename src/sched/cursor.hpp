@@ -38,8 +38,10 @@ inline std::optional<uint32_t> scan_usable(const std::vector<SchedServer>& serve
 // up are dropped from the order when it is rebuilt, so only full servers are
 // passed over, and when (nearly) all are full a scan of the servers is
 // cheaper than walking a long cycle.
-inline std::optional<uint32_t> claim_next(std::atomic<uint64_t>& cursor, const std::vector<uint32_t>& order,
-                                          const std::vector<SchedServer>& servers, const PickContext& context) {
+inline std::optional<uint32_t> claim_next(std::atomic<uint64_t>& cursor,
+                                          const std::vector<uint32_t>& order,
+                                          const std::vector<SchedServer>& servers,
+                                          const PickContext& context) {
   const size_t length = order.size();
   if (length == 0) return std::nullopt;
   const uint64_t max_steps = std::min<uint64_t>(length, 2 * servers.size() + 16);

@@ -2,9 +2,9 @@
 // lookup table of 65537 slots filled by each server's own permutation of
 // the slots, so that removing one of N servers moves only about 1/N of the
 // clients, and the same server names give the same table in every process.
+#include <netinet/in.h>
 #include <algorithm>
 #include <cstring>
-#include <netinet/in.h>
 
 #include "algorithms.hpp"
 #include "cursor.hpp"
@@ -65,8 +65,8 @@ uint64_t client_hash(const SocketAddress& client, HashKey key) {
 // weight), so the heaviest server takes one slot a round and the others
 // proportionally fewer. Each takes the next slot of its permutation that is
 // still empty.
-std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names, const std::vector<uint32_t>& weights,
-                                         uint32_t size) {
+std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
+                                         const std::vector<uint32_t>& weights, uint32_t size) {
   const size_t n = names.size();
   uint32_t max_weight = 0;
   for (uint32_t w : weights) max_weight = std::max(max_weight, w);
@@ -83,10 +83,11 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names, 
   // configuration does not matter: only names and weights do.
   std::vector<size_t> turn_order(n);
   for (size_t i = 0; i < n; ++i) turn_order[i] = i;
-  std::sort(turn_order.begin(), turn_order.end(), [&names](size_t a, size_t b) { return names[a] < names[b]; });
+  std::sort(turn_order.begin(), turn_order.end(),
+            [&names](size_t a, size_t b) { return names[a] < names[b]; });
 
   std::vector<uint32_t> table(size, kEmpty);
-  std::vector<uint64_t> next(n, 0);    // position in each server's permutation
+  std::vector<uint64_t> next(n, 0);  // position in each server's permutation
   std::vector<uint64_t> credit(n, 0);
   uint32_t filled = 0;
   while (filled < size) {
@@ -155,7 +156,8 @@ class Maglev final : public Scheduler {
       const bool up = s.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
       weights.push_back(up ? effective_weight(s, now) : 0);
     }
-    current_ = std::make_shared<const std::vector<uint32_t>>(build_maglev_table(names, weights, kTableSize));
+    current_ = std::make_shared<const std::vector<uint32_t>>(
+        build_maglev_table(names, weights, kTableSize));
     return current_;
   }
 
@@ -167,7 +169,8 @@ class Maglev final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> make_maglev_scheduler(std::vector<SchedServer> servers, HashKey key, unsigned workers) {
+std::unique_ptr<Scheduler> make_maglev_scheduler(std::vector<SchedServer> servers, HashKey key,
+                                                 unsigned workers) {
   return std::make_unique<Maglev>(std::move(servers), key, workers);
 }
 

@@ -24,8 +24,9 @@ class PowerOfTwoChoices final : public Scheduler {
     if (!second) return first;
     const SchedServer& a = servers_[*first];
     const SchedServer& b = servers_[*second];
-    return lighter(b.state->active.load(std::memory_order_relaxed), effective_weight(b, context.now),
-                   a.state->active.load(std::memory_order_relaxed), effective_weight(a, context.now))
+    return lighter(
+               b.state->active.load(std::memory_order_relaxed), effective_weight(b, context.now),
+               a.state->active.load(std::memory_order_relaxed), effective_weight(a, context.now))
                ? second
                : first;
   }
@@ -55,7 +56,8 @@ class PowerOfTwoChoices final : public Scheduler {
         if (!fallback) fallback = i;
         continue;
       }
-      if (!best || lighter(server.state->active.load(std::memory_order_relaxed), effective_weight(server, context.now),
+      if (!best || lighter(server.state->active.load(std::memory_order_relaxed),
+                           effective_weight(server, context.now),
                            servers_[*best].state->active.load(std::memory_order_relaxed),
                            effective_weight(servers_[*best], context.now))) {
         best = i;

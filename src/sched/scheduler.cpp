@@ -32,9 +32,11 @@ bool ServerState::update_status(std::chrono::steady_clock::time_point now) {
 bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_point now) {
   const ServerStatus previous = status.exchange(next);
   if (previous == next) return false;
-  last_change_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+  last_change_ns.store(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
   if (next == ServerStatus::up) {
-    const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    const int64_t ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
     up_since_ns.store(ns == 0 ? 1 : ns);
   }
   return true;
@@ -81,7 +83,8 @@ namespace {
 // scheduler of the same kind; indices are mapped back to the service's list.
 class WithBackups final : public Scheduler {
  public:
-  WithBackups(const SchedulerOptions& options, std::vector<SchedServer> servers) : servers_(std::move(servers)) {
+  WithBackups(const SchedulerOptions& options, std::vector<SchedServer> servers)
+      : servers_(std::move(servers)) {
     std::vector<SchedServer> primaries;
     std::vector<SchedServer> backups;
     for (uint32_t i = 0; i < servers_.size(); ++i) {
@@ -150,19 +153,22 @@ class WithBackups final : public Scheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> make_algorithm(const SchedulerOptions& options, std::vector<SchedServer> servers) {
+std::unique_ptr<Scheduler> make_algorithm(const SchedulerOptions& options,
+                                          std::vector<SchedServer> servers) {
   switch (options.kind) {
     case SchedulerKind::rr: return make_rr_scheduler(std::move(servers));
     case SchedulerKind::wrr: return make_wrr_scheduler(std::move(servers), options.workers);
     case SchedulerKind::lc: return make_lc_scheduler(std::move(servers), false);
     case SchedulerKind::wlc: return make_lc_scheduler(std::move(servers), true);
-    case SchedulerKind::maglev: return make_maglev_scheduler(std::move(servers), options.hash_key, options.workers);
+    case SchedulerKind::maglev:
+      return make_maglev_scheduler(std::move(servers), options.hash_key, options.workers);
     case SchedulerKind::p2c: return make_p2c_scheduler(std::move(servers));
   }
   return make_rr_scheduler(std::move(servers));
 }
 
-std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options, std::vector<SchedServer> servers) {
+std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options,
+                                          std::vector<SchedServer> servers) {
   for (const auto& server : servers) {
     if (server.backup) return std::make_unique<WithBackups>(options, std::move(servers));
   }

@@ -36,7 +36,8 @@ class Reader {
     if (!eat('"')) return std::nullopt;
     const size_t start = pos_;
     while (pos_ < text_.size() && text_[pos_] != '"') {
-      if (text_[pos_] == '\\' || static_cast<unsigned char>(text_[pos_]) < 0x20) return std::nullopt;
+      if (text_[pos_] == '\\' || static_cast<unsigned char>(text_[pos_]) < 0x20)
+        return std::nullopt;
       ++pos_;
     }
     if (pos_ == text_.size()) return std::nullopt;
@@ -49,7 +50,8 @@ class Reader {
     while (pos_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) ++pos_;
     const size_t digits = pos_ - start;
     if (digits == 0 || digits > 9) return std::nullopt;
-    if (pos_ < text_.size() && (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E')) return std::nullopt;
+    if (pos_ < text_.size() && (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E'))
+      return std::nullopt;
     return static_cast<uint32_t>(std::stoul(std::string(text_.substr(start, digits))));
   }
 

@@ -60,7 +60,8 @@ std::string rfc3339(std::chrono::system_clock::time_point at) {
   return buffer;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point since, std::chrono::steady_clock::time_point now) {
+double seconds_since(std::chrono::steady_clock::time_point since,
+                     std::chrono::steady_clock::time_point now) {
   return std::chrono::duration<double>(now - since).count();
 }
 
@@ -116,8 +117,9 @@ ProcessFigures process_figures() {
   }
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) == 0) {
-    figures.cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    figures.cpu_seconds =
+        static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+        static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   }
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0) figures.max_fds = static_cast<int64_t>(limit.rlim_cur);
@@ -127,7 +129,8 @@ ProcessFigures process_figures() {
 }  // namespace
 
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
-                               const StatsContext& context, std::chrono::steady_clock::time_point now) {
+                               const StatsContext& context,
+                               std::chrono::steady_clock::time_point now) {
   const ServerState& st = *server.state;
   const uint32_t weight = st.weight(server.config->weight);
   std::string out = "{\"name\":" + json_string(server.config->name);
@@ -139,12 +142,14 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
          ",\"max\":" + std::to_string(server.config->max_connections) + "}";
   out += ",\"connect_failures\":" + load(st.connect_failures);
   const uint64_t connects = st.connects.load(std::memory_order_relaxed);
-  const double connect_ms = connects == 0 ? 0.0
-                                          : static_cast<double>(st.connect_time_us.load(std::memory_order_relaxed)) /
-                                                1000.0 / static_cast<double>(connects);
+  const double connect_ms =
+      connects == 0 ? 0.0
+                    : static_cast<double>(st.connect_time_us.load(std::memory_order_relaxed)) /
+                          1000.0 / static_cast<double>(connects);
   out += ",\"connect_time_ms_avg\":" + number(connect_ms);
   out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
-  out += ",\"health\":{\"enabled\":" + std::string(service.config->health_check.enabled ? "true" : "false") +
+  out += ",\"health\":{\"enabled\":" +
+         std::string(service.config->health_check.enabled ? "true" : "false") +
          ",\"checks_failed\":" + load(st.checks_failed) +
          ",\"last_change_seconds\":" + number(last_change_seconds(server, context, now)) + "}}";
   return out;
@@ -178,7 +183,8 @@ std::string render_stats_json(const StatsContext& context) {
     }
     out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
     out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +
-           ",\"rejected\":" + load(s.rejected) + ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
+           ",\"rejected\":" + load(s.rejected) +
+           ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
     out += ",\"servers\":[";
     bool first_server = true;
@@ -208,7 +214,8 @@ std::string render_metrics(const StatsContext& context) {
     out += type;
     out += '\n';
   };
-  const auto sample = [&out](std::string_view name, const std::string& labels, const std::string& value) {
+  const auto sample = [&out](std::string_view name, const std::string& labels,
+                             const std::string& value) {
     out += name;
     if (!labels.empty()) out += "{" + labels + "}";
     out += ' ';
@@ -218,13 +225,15 @@ std::string render_metrics(const StatsContext& context) {
   const auto service_label = [](const ServiceRuntime& service) {
     return "service=\"" + label_value(service.config->name) + "\"";
   };
-  const auto server_label = [&service_label](const ServiceRuntime& service, const ServerRuntime& server) {
+  const auto server_label = [&service_label](const ServiceRuntime& service,
+                                             const ServerRuntime& server) {
     return service_label(service) + ",server=\"" + label_value(server.config->name) + "\"";
   };
 
   family("fulcrum_build_info", "gauge", "Build information; the value is always 1.");
   sample("fulcrum_build_info", "version=\"" + label_value(FULCRUM_VERSION) + "\"", "1");
-  family("fulcrum_config_generation", "gauge", "Configuration generation: 1 at start, +1 per successful reload.");
+  family("fulcrum_config_generation", "gauge",
+         "Configuration generation: 1 at start, +1 per successful reload.");
   sample("fulcrum_config_generation", "", std::to_string(snapshot.generation));
   family("fulcrum_config_reloads_total", "counter", "Configuration reloads by result.");
   const uint64_t succeeded = context.reload ? context.reload->succeeded : 0;
@@ -239,15 +248,20 @@ std::string render_metrics(const StatsContext& context) {
     const std::atomic<uint64_t> ServiceState::*field;
   };
   const ServiceMetric service_metrics[] = {
-      {"fulcrum_service_sessions_active", "gauge", "Sessions of the service open now.", &ServiceState::active},
-      {"fulcrum_service_sessions_total", "counter", "Sessions accepted by the service.", &ServiceState::total},
+      {"fulcrum_service_sessions_active", "gauge", "Sessions of the service open now.",
+       &ServiceState::active},
+      {"fulcrum_service_sessions_total", "counter", "Sessions accepted by the service.",
+       &ServiceState::total},
       {"fulcrum_service_sessions_rejected_total", "counter",
-       "Sessions closed without reaching a server (no server, every connect failed).", &ServiceState::rejected},
-      {"fulcrum_service_bytes_in_total", "counter", "Bytes from clients delivered to servers.", &ServiceState::bytes_in},
+       "Sessions closed without reaching a server (no server, every connect failed).",
+       &ServiceState::rejected},
+      {"fulcrum_service_bytes_in_total", "counter", "Bytes from clients delivered to servers.",
+       &ServiceState::bytes_in},
       {"fulcrum_service_bytes_out_total", "counter", "Bytes from servers delivered to clients.",
        &ServiceState::bytes_out},
       {"fulcrum_service_proxy_header_errors_total", "counter",
-       "Clients closed for a missing, malformed, oversized or late PROXY header.", &ServiceState::proxy_header_errors},
+       "Clients closed for a missing, malformed, oversized or late PROXY header.",
+       &ServiceState::proxy_header_errors},
   };
   for (const auto& metric : service_metrics) {
     family(metric.name, metric.type, metric.help);
@@ -257,14 +271,16 @@ std::string render_metrics(const StatsContext& context) {
   }
 
   family("fulcrum_server_up", "gauge",
-         "1 when the server passes its health checks (or has none), else 0; drain and maint do not change it.");
+         "1 when the server passes its health checks (or has none), else 0; drain and maint do not "
+         "change it.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
       const bool up = server.state->healthy.load(std::memory_order_relaxed);
       sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
     }
   }
-  family("fulcrum_server_weight", "gauge", "Weight in force: configured, or set through the admin API (0 = drain).");
+  family("fulcrum_server_weight", "gauge",
+         "Weight in force: configured, or set through the admin API (0 = drain).");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
       const uint32_t weight = server.state->weight(server.config->weight);
@@ -274,7 +290,8 @@ std::string render_metrics(const StatsContext& context) {
   family("fulcrum_server_sessions_active", "gauge", "Sessions open on the server now.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_sessions_active", server_label(service, server), load(server.state->active));
+      sample("fulcrum_server_sessions_active", server_label(service, server),
+             load(server.state->active));
     }
   }
   struct ServerMetric {
@@ -284,11 +301,15 @@ std::string render_metrics(const StatsContext& context) {
   };
   const ServerMetric server_metrics[] = {
       {"fulcrum_server_sessions_total", "Sessions sent to the server.", &ServerState::total},
-      {"fulcrum_server_connect_failures_total", "Failed connect attempts to the server, retried ones included.",
+      {"fulcrum_server_connect_failures_total",
+       "Failed connect attempts to the server, retried ones included.",
        &ServerState::connect_failures},
-      {"fulcrum_server_connects_total", "Successful connects to the server.", &ServerState::connects},
-      {"fulcrum_server_bytes_in_total", "Bytes from clients delivered to the server.", &ServerState::bytes_in},
-      {"fulcrum_server_bytes_out_total", "Bytes from the server delivered to clients.", &ServerState::bytes_out},
+      {"fulcrum_server_connects_total", "Successful connects to the server.",
+       &ServerState::connects},
+      {"fulcrum_server_bytes_in_total", "Bytes from clients delivered to the server.",
+       &ServerState::bytes_in},
+      {"fulcrum_server_bytes_out_total", "Bytes from the server delivered to clients.",
+       &ServerState::bytes_out},
       {"fulcrum_server_health_checks_failed_total", "Failed health checks, active and passive.",
        &ServerState::checks_failed},
   };
@@ -302,10 +323,12 @@ std::string render_metrics(const StatsContext& context) {
   }
 
   family("fulcrum_server_connect_seconds_total", "counter",
-         "Total time of the successful connects to the server (divide by fulcrum_server_connects_total).");
+         "Total time of the successful connects to the server (divide by "
+         "fulcrum_server_connects_total).");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const double seconds = static_cast<double>(server.state->connect_time_us.load(std::memory_order_relaxed)) / 1e6;
+      const double seconds =
+          static_cast<double>(server.state->connect_time_us.load(std::memory_order_relaxed)) / 1e6;
       char buffer[32];
       std::snprintf(buffer, sizeof buffer, "%.6f", seconds);
       sample("fulcrum_server_connect_seconds_total", server_label(service, server), buffer);
@@ -319,11 +342,15 @@ std::string render_metrics(const StatsContext& context) {
   sample("process_max_fds", "", std::to_string(process.max_fds));
   family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   sample("process_resident_memory_bytes", "", std::to_string(process.resident_bytes));
-  family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+  family("process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.");
   sample("process_cpu_seconds_total", "", number(process.cpu_seconds));
-  family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.");
+  family("process_start_time_seconds", "gauge",
+         "Start time of the process since the Unix epoch in seconds.");
   sample("process_start_time_seconds", "",
-         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(context.started_wall.time_since_epoch()).count()));
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                            context.started_wall.time_since_epoch())
+                            .count()));
   return out;
 }
 

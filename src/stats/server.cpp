@@ -32,7 +32,8 @@ void reply(evhttp_request* request, int code, const char* reason, const char* co
   evhttp_add_header(headers, "Content-Type", content_type);
   evhttp_add_header(headers, "Cache-Control", "no-store");
   evbuffer* buffer = evbuffer_new();
-  if (evhttp_request_get_command(request) != EVHTTP_REQ_HEAD) evbuffer_add(buffer, body.data(), body.size());
+  if (evhttp_request_get_command(request) != EVHTTP_REQ_HEAD)
+    evbuffer_add(buffer, body.data(), body.size());
   evhttp_send_reply(request, code, reason, buffer);
   evbuffer_free(buffer);
 }
@@ -64,7 +65,8 @@ StatsServer::StatsServer(event_base* base, StatsContext context) : context_(std:
 }
 
 StatsServer::~StatsServer() {
-  for (evhttp_connection* connection : connections_) evhttp_connection_set_closecb(connection, nullptr, nullptr);
+  for (evhttp_connection* connection : connections_)
+    evhttp_connection_set_closecb(connection, nullptr, nullptr);
   evhttp_free(http_);
 }
 
@@ -77,7 +79,9 @@ int StatsServer::listen(const SocketAddress& address) {
   return 0;
 }
 
-void StatsServer::on_request_cb(evhttp_request* request, void* arg) { static_cast<StatsServer*>(arg)->handle(request); }
+void StatsServer::on_request_cb(evhttp_request* request, void* arg) {
+  static_cast<StatsServer*>(arg)->handle(request);
+}
 
 void StatsServer::on_close_cb(evhttp_connection* connection, void* arg) {
   static_cast<StatsServer*>(arg)->untrack(connection);
@@ -112,7 +116,8 @@ void StatsServer::handle(evhttp_request* request) {
   track(evhttp_request_get_connection(request));
   const char* uri = evhttp_request_get_uri(request);
   evhttp_uri* parsed = evhttp_uri_parse(uri);
-  const std::string path = parsed != nullptr && evhttp_uri_get_path(parsed) ? evhttp_uri_get_path(parsed) : "";
+  const std::string path =
+      parsed != nullptr && evhttp_uri_get_path(parsed) ? evhttp_uri_get_path(parsed) : "";
   if (parsed != nullptr) evhttp_uri_free(parsed);
   const auto method = evhttp_request_get_command(request);
   const bool read_only = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
@@ -120,19 +125,22 @@ void StatsServer::handle(evhttp_request* request) {
   if (path == "/" || path == "/stats" || path == "/metrics" || path == "/healthz") {
     if (!read_only) {
       evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "GET, HEAD");
-      reply(request, 405, "Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n");
+      reply(request, 405, "Method Not Allowed", "text/plain; charset=utf-8",
+            "method not allowed\n");
       return;
     }
     if (path == "/") {
       // Everything the page needs is inline; it may only talk back to us.
-      evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Security-Policy",
-                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                        "img-src data:; connect-src 'self'");
+      evhttp_add_header(
+          evhttp_request_get_output_headers(request), "Content-Security-Policy",
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+          "img-src data:; connect-src 'self'");
       reply(request, 200, "OK", "text/html; charset=utf-8", std::string(kDashboardHtml));
     } else if (path == "/stats") {
       reply(request, 200, "OK", "application/json", render_stats_json(context_));
     } else if (path == "/metrics") {
-      reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(context_));
+      reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+            render_metrics(context_));
     } else {
       reply(request, 200, "OK", "text/plain; charset=utf-8", "ok\n");
     }
@@ -158,7 +166,8 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     reply(request, 403, "Forbidden", "text/plain; charset=utf-8", "no admin token configured\n");
     return;
   }
-  const char* authorization = evhttp_find_header(evhttp_request_get_input_headers(request), "Authorization");
+  const char* authorization =
+      evhttp_find_header(evhttp_request_get_input_headers(request), "Authorization");
   if (authorization == nullptr || !bearer_matches(authorization, *context_.admin_token)) {
     evhttp_add_header(evhttp_request_get_output_headers(request), "WWW-Authenticate", "Bearer");
     reply(request, 401, "Unauthorized", "text/plain; charset=utf-8", "missing or wrong token\n");
@@ -200,7 +209,8 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
   reply(request, 404, "Not Found", "text/plain; charset=utf-8", "no such service or server\n");
 }
 
-void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service, const ServerRuntime& server) {
+void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service,
+                                const ServerRuntime& server) {
   evbuffer* input = evhttp_request_get_input_buffer(request);
   std::string body(evbuffer_get_length(input), '\0');
   evbuffer_copyout(input, body.data(), body.size());
@@ -218,12 +228,14 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
 
   const std::string peer = peer_of(request);
   static constexpr std::string_view kAdminNames[] = {"ready", "drain", "maint"};
-  log_info("admin change", {{"service", service.config->name},
-                            {"server", server.config->name},
-                            {"state", change->state ? kAdminNames[static_cast<int>(*change->state)] : "-"},
-                            {"weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
-                            {"peer", peer}});
-  reply(request, 200, "OK", "application/json", render_server_json(service, server, context_) + "\n");
+  log_info("admin change",
+           {{"service", service.config->name},
+            {"server", server.config->name},
+            {"state", change->state ? kAdminNames[static_cast<int>(*change->state)] : "-"},
+            {"weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
+            {"peer", peer}});
+  reply(request, 200, "OK", "application/json",
+        render_server_json(service, server, context_) + "\n");
 }
 
 }  // namespace fulcrum

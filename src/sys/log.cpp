@@ -27,7 +27,8 @@ int syslog_priority(LogLevel level) {
 bool needs_quotes(std::string_view v) {
   if (v.empty()) return true;
   for (char c : v) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return true;
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
+      return true;
   }
   return false;
 }
@@ -70,7 +71,8 @@ void append_timestamp(std::string& out) {
 
 void Log::init() { journald_ = std::getenv("JOURNAL_STREAM") != nullptr; }
 
-std::string Log::format(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+std::string Log::format(LogLevel level, std::string_view message,
+                        std::initializer_list<LogField> fields) {
   std::string line;
   line.reserve(160);
   if (journald_) {

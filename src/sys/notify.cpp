@@ -12,7 +12,8 @@ namespace fulcrum {
 
 Notifier::Notifier() {
   const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path != nullptr && (path[0] == '/' || path[0] == '@') && std::strlen(path) < sizeof(sockaddr_un::sun_path)) {
+  if (path != nullptr && (path[0] == '/' || path[0] == '@') &&
+      std::strlen(path) < sizeof(sockaddr_un::sun_path)) {
     address_ = path;
     if (address_[0] == '@') address_[0] = '\0';  // abstract socket
     socket_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -33,7 +34,8 @@ bool Notifier::send(std::string_view message) const {
   std::memcpy(address.sun_path, address_.data(), address_.size());
   const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
   return ::sendto(socket_.get(), message.data(), message.size(), MSG_NOSIGNAL,
-                  reinterpret_cast<const sockaddr*>(&address), length) == static_cast<ssize_t>(message.size());
+                  reinterpret_cast<const sockaddr*>(&address),
+                  length) == static_cast<ssize_t>(message.size());
 }
 
 void Notifier::ready(std::string_view status) const {

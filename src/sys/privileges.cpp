@@ -55,7 +55,8 @@ std::string drop_privileges(const std::string& user, const std::string& group, b
     ::prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
     if (!set_only_capability(CAP_NET_RAW)) return std::string("capset: ") + std::strerror(errno);
   }
-  if (uid != 0 && (::setuid(0) == 0 || ::geteuid() == 0)) return "root could be regained after setuid";
+  if (uid != 0 && (::setuid(0) == 0 || ::geteuid() == 0))
+    return "root could be regained after setuid";
   return "";
 }
 

@@ -1,10 +1,10 @@
 #include "fulcrum/socket.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <cerrno>
+#include <cstring>
 
 namespace fulcrum {
 
@@ -49,7 +49,8 @@ int start_connect(const SocketAddress& destination, ConnectSource source, Fd& ou
     if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
     if (::bind(fd.get(), source.address->sockaddr_ptr(), source.address->length) != 0) return errno;
   }
-  if (::connect(fd.get(), destination.sockaddr_ptr(), destination.length) != 0 && errno != EINPROGRESS) {
+  if (::connect(fd.get(), destination.sockaddr_ptr(), destination.length) != 0 &&
+      errno != EINPROGRESS) {
     return errno;
   }
   out = std::move(fd);

@@ -14,11 +14,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const fulcrum::ProxyHeader header = fulcrum::parse_proxy_header(input);
   if (header.status == fulcrum::ProxyHeader::Status::ok) {
-    if (header.size == 0 || header.size > size || header.size > fulcrum::kMaxProxyHeader) std::abort();
+    if (header.size == 0 || header.size > size || header.size > fulcrum::kMaxProxyHeader)
+      std::abort();
     if (header.source) {
       const std::string again = fulcrum::encode_proxy_v2(*header.source, *header.source);
       const fulcrum::ProxyHeader reparsed = fulcrum::parse_proxy_header(again);
-      if (!reparsed.source || reparsed.source->to_string() != header.source->to_string()) std::abort();
+      if (!reparsed.source || reparsed.source->to_string() != header.source->to_string())
+        std::abort();
     }
   }
   return 0;

@@ -59,8 +59,10 @@ TEST_CASE("host names resolve through the local resolver") {
   CHECK(a.to_string() == "127.0.0.1:9001");
   // A label over DNS's 63 bytes fails inside the resolver library: no query
   // leaves the machine (tests stay on loopback).
-  CHECK(error_of("label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid:80") ==
-        R"(cannot resolve host "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid": Name or service not known)");
+  CHECK(
+      error_of(
+          "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid:80") ==
+      R"(cannot resolve host "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid": Name or service not known)");
 }
 
 TEST_CASE("ports outside 1..65535 are rejected") {
@@ -105,7 +107,8 @@ TEST_CASE("malformed addresses say what is wrong") {
 TEST_CASE("a NUL inside an address is rejected, not cut off") {
   using namespace std::string_view_literals;
   CHECK(error_of("[::1\0junk]:80"sv) == R"(invalid IPv6 address "::1\x00junk")");
-  CHECK(error_of("::1\0:80"sv) == R"(invalid address "::1\x00:80", expected HOST:PORT or [IPv6]:PORT)");
+  CHECK(error_of("::1\0:80"sv) ==
+        R"(invalid address "::1\x00:80", expected HOST:PORT or [IPv6]:PORT)");
   CHECK(error_of("127.0.0.1\0:80"sv) == R"(invalid host name "127.0.0.1\x00")");
   CHECK(parse_ip_literal("127.0.0.1\0junk"sv).error == R"(invalid IP address "127.0.0.1\x00junk")");
   CHECK(parse_ip_literal("::1\0junk"sv).error == R"(invalid IP address "::1\x00junk")");

@@ -83,5 +83,6 @@ TEST_CASE("the token file's surrounding whitespace is ignored") {
   CHECK(error == std::string("admin_token_file ") + path + " is empty");
   unlink(path);
   CHECK_FALSE(read_admin_token(path, error));
-  CHECK(error == std::string("cannot read admin_token_file ") + path + ": No such file or directory");
+  CHECK(error ==
+        std::string("cannot read admin_token_file ") + path + ": No such file or directory");
 }

@@ -681,7 +681,8 @@ services:
 }
 
 TEST_CASE("transparent mode: no snat source, one address family") {
-  CHECK(errors_of(R"(
+  CHECK(
+      errors_of(R"(
 defaults:
   address_mode: transparent
 services:
@@ -695,7 +696,8 @@ services:
   - name: c
     listen: "[::1]:8082"
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:6:13: source is for address_mode snat: transparent connects from the client's address
+)") ==
+      R"(test.yaml:6:13: source is for address_mode snat: transparent connects from the client's address
 test.yaml:9:13: a transparent service listens on one address family: its clients' addresses are the sources of its server connections
 test.yaml:13:25: server address "127.0.0.1:9001" has no IPv6 address to match the client addresses of transparent listen [::1]:8082)");
 
@@ -784,8 +786,9 @@ TEST_CASE("load_config_file reads a file and names it in errors") {
   char path[] = "/tmp/fulcrum-test-config-XXXXXX";
   const int fd = mkstemp(path);
   REQUIRE(fd >= 0);
-  const std::string yaml = "services:\n  - name: web\n    listen: 127.0.0.1:8080\n"
-                           "    servers: [{address: 127.0.0.1:9001}]\n";
+  const std::string yaml =
+      "services:\n  - name: web\n    listen: 127.0.0.1:8080\n"
+      "    servers: [{address: 127.0.0.1:9001}]\n";
   REQUIRE(write(fd, yaml.data(), yaml.size()) == static_cast<ssize_t>(yaml.size()));
   close(fd);
 
@@ -801,7 +804,8 @@ TEST_CASE("load_config_file reads a file and names it in errors") {
   std::fclose(file);
   const ConfigLoad bad = load_config_file(path);
   REQUIRE(bad.errors.size() == 1);
-  CHECK(bad.errors[0].to_string() == std::string(path) + R"(:5:1: unknown key "bogus" at top level)");
+  CHECK(bad.errors[0].to_string() ==
+        std::string(path) + R"(:5:1: unknown key "bogus" at top level)");
   std::remove(path);
 }
 
@@ -905,7 +909,8 @@ services:
   - name: web
     listen: 127.0.0.1:8080
     servers: [{address: 127.0.0.1:9001}]
-)").stats.enabled);
+)")
+                  .stats.enabled);
   CHECK(errors_of(R"(
 stats:
   listen: 127.0.0.1:8080

@@ -20,7 +20,9 @@ using namespace fulcrum::ctl;
 
 namespace {
 
-CommandLine parse(const std::vector<std::string>& args, const Environment& env = {}) { return parse_command_line(args, env); }
+CommandLine parse(const std::vector<std::string>& args, const Environment& env = {}) {
+  return parse_command_line(args, env);
+}
 
 std::string usage_error_of(const std::vector<std::string>& args) {
   const CommandLine line = parse(args);
@@ -114,14 +116,20 @@ TEST_CASE("ctl options: bad usage") {
   CHECK(usage_error_of({"--verbose", "status"}) == "unknown option '--verbose'");
   CHECK(usage_error_of({"status", "web"}) == "status takes no arguments, got 1 argument");
   CHECK(usage_error_of({"drain", "web"}) == "drain takes SERVICE SERVER, got 1 argument");
-  CHECK(usage_error_of({"drain", "web", "a", "b"}) == "drain takes SERVICE SERVER, got 3 arguments");
+  CHECK(usage_error_of({"drain", "web", "a", "b"}) ==
+        "drain takes SERVICE SERVER, got 3 arguments");
   CHECK(usage_error_of({"weight", "web", "a"}) == "weight takes SERVICE SERVER N, got 2 arguments");
-  CHECK(usage_error_of({"weight", "web", "a", "1001"}) == "weight must be an integer 0..1000, got '1001'");
-  CHECK(usage_error_of({"weight", "web", "a", "-1"}) == "weight must be an integer 0..1000, got '-1'");
-  CHECK(usage_error_of({"weight", "web", "a", "1.5"}) == "weight must be an integer 0..1000, got '1.5'");
-  CHECK(usage_error_of({"weight", "web", "a", "+3"}) == "weight must be an integer 0..1000, got '+3'");
+  CHECK(usage_error_of({"weight", "web", "a", "1001"}) ==
+        "weight must be an integer 0..1000, got '1001'");
+  CHECK(usage_error_of({"weight", "web", "a", "-1"}) ==
+        "weight must be an integer 0..1000, got '-1'");
+  CHECK(usage_error_of({"weight", "web", "a", "1.5"}) ==
+        "weight must be an integer 0..1000, got '1.5'");
+  CHECK(usage_error_of({"weight", "web", "a", "+3"}) ==
+        "weight must be an integer 0..1000, got '+3'");
   CHECK(usage_error_of({"weight", "web", "a", ""}) == "weight must be an integer 0..1000, got ''");
-  CHECK(usage_error_of({"weight", "web", "a", "00001"}) == "weight must be an integer 0..1000, got '00001'");
+  CHECK(usage_error_of({"weight", "web", "a", "00001"}) ==
+        "weight must be an integer 0..1000, got '00001'");
   CHECK(usage_error_of({"drain", "", "a"}) == "empty SERVICE or SERVER name");
   CHECK(usage_error_of({"status", "--url"}) == "--url needs a value");
   CHECK(usage_error_of({"status", "--token-file"}) == "--token-file needs a value");
@@ -160,7 +168,8 @@ TEST_CASE("ctl url: the forms of --url") {
     return why;
   };
   CHECK(refused("127.0.0.1:9100").ends_with("expected http://HOST[:PORT]"));
-  CHECK(refused("https://h:1").ends_with("only http:// is supported (the stats endpoint speaks plain HTTP)"));
+  CHECK(refused("https://h:1")
+            .ends_with("only http:// is supported (the stats endpoint speaks plain HTTP)"));
   refused("http://h:99999");
   refused("http://h:0");
   refused("http://:80");
@@ -195,7 +204,8 @@ TEST_CASE("ctl token: the file's surrounding whitespace is dropped") {
     return path;
   };
   std::string error;
-  CHECK(read_token_file(write("good", "\n  s3cret \n\n"), &error) == std::optional<std::string>("s3cret"));
+  CHECK(read_token_file(write("good", "\n  s3cret \n\n"), &error) ==
+        std::optional<std::string>("s3cret"));
   CHECK_FALSE(read_token_file(write("empty", " \n"), &error).has_value());
   CHECK(error == "token file " + dir + "/empty is empty");
   CHECK_FALSE(read_token_file(write("two-lines", "abc\ndef\n"), &error).has_value());
@@ -252,21 +262,27 @@ TEST_CASE("ctl report: status") {
   const std::string failed = status_report(json(
       R"({"version":"0.2.0","uptime_seconds":1,"config":{"generation":1,"last_reload":)"
       R"({"ok":false,"at":"2026-11-25T17:00:00Z","error":"web.yaml:3:5: unknown key"}},"services":[]})"));
-  CHECK(failed.find("last reload  failed at 2026-11-25T17:00:00Z: web.yaml:3:5: unknown key\n") != std::string::npos);
+  CHECK(failed.find("last reload  failed at 2026-11-25T17:00:00Z: web.yaml:3:5: unknown key\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("ctl report: servers") {
   CHECK(servers_report(json(kStats)) ==
-        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
-        "web      app1    127.0.0.1:8080  up          3       2   1000         4              7         1m5s\n"
-        "web      app2    127.0.0.2:8080  drain       1       0    500         0              0           3s\n");
+        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  "
+        "LAST_CHANGE\n"
+        "web      app1    127.0.0.1:8080  up          3       2   1000         4              7    "
+        "     1m5s\n"
+        "web      app2    127.0.0.2:8080  drain       1       0    500         0              0    "
+        "       3s\n");
 }
 
 TEST_CASE("ctl report: confirmations") {
   CHECK(server_change_report("web", json(R"({"name":"app1","state":"drain","weight":3})")) ==
         "web/app1: state drain, weight 3\n");
-  CHECK(reload_report(json(R"({"ok":true,"message":"reloaded: generation 2"})")) == "reloaded: generation 2\n");
-  CHECK(reload_report(json(R"({"ok":true,"generation":2})")) == "reloaded: configuration generation 2\n");
+  CHECK(reload_report(json(R"({"ok":true,"message":"reloaded: generation 2"})")) ==
+        "reloaded: generation 2\n");
+  CHECK(reload_report(json(R"({"ok":true,"generation":2})")) ==
+        "reloaded: configuration generation 2\n");
   CHECK(reload_report(json(R"({"ok":true})")) == "reloaded\n");
 }
 
@@ -281,10 +297,12 @@ TEST_CASE("ctl report: a reply without a field it shows is an error naming the f
   };
   CHECK(error_of(servers_report, R"({"services":[{"name":"web","servers":[{"name":"a"}]}]})") ==
         "services[0].servers[0].sessions is missing");
-  CHECK(error_of(servers_report, R"({"services":{}})") == "services is an object, expected an array");
+  CHECK(error_of(servers_report, R"({"services":{}})") ==
+        "services is an object, expected an array");
   CHECK(error_of(status_report, R"([])") == "the reply is an array, expected an object");
   CHECK(error_of([](const Json& j) { return server_change_report("web", j); },
-                 R"({"name":"a","state":"up","weight":-1})") == "weight is a number, expected a non-negative integer");
+                 R"({"name":"a","state":"up","weight":-1})") ==
+        "weight is a number, expected a non-negative integer");
 }
 
 TEST_CASE("ctl api: error bodies are cut to one short line") {

@@ -42,7 +42,8 @@ TEST_CASE("json: literals and numbers") {
   CHECK(parse_ok("0").as_uint64() == uint64_t{0});
   CHECK(parse_ok("42").as_uint64() == uint64_t{42});
   CHECK(parse_ok("18446744073709551615").as_uint64() == UINT64_MAX);
-  CHECK_FALSE(parse_ok("18446744073709551616").as_uint64().has_value());  // a number, but not a count
+  CHECK_FALSE(
+      parse_ok("18446744073709551616").as_uint64().has_value());  // a number, but not a count
   CHECK_FALSE(parse_ok("-1").as_uint64().has_value());
   CHECK_FALSE(parse_ok("1.5").as_uint64().has_value());
   CHECK_FALSE(parse_ok("1e3").as_uint64().has_value());
@@ -62,7 +63,8 @@ TEST_CASE("json: strings and escapes") {
   CHECK(string_of(R"("\u0041\u00e9\u20AC")") == "A\xC3\xA9\xE2\x82\xAC");
   CHECK(string_of(R"("\ud83d\ude00")") == "\xF0\x9F\x98\x80");  // a surrogate pair
   CHECK(string_of(R"("\u0000")") == std::string(1, '\0'));
-  CHECK(string_of("\"caf\xC3\xA9 \xF0\x9F\x98\x80\"") == "caf\xC3\xA9 \xF0\x9F\x98\x80");  // raw UTF-8
+  CHECK(string_of("\"caf\xC3\xA9 \xF0\x9F\x98\x80\"") ==
+        "caf\xC3\xA9 \xF0\x9F\x98\x80");  // raw UTF-8
 }
 
 TEST_CASE("json: arrays and objects keep their order") {
@@ -97,15 +99,18 @@ TEST_CASE("json: a /stats document") {
   CHECK(stats.find("version")->text() == "0.1.0");
   CHECK(stats.find("uptime_seconds")->as_double() == doctest::Approx(12.345));
   CHECK(stats.find("config")->find("last_reload")->find("error")->is_null());
-  CHECK(stats.find("services")->items()[0].find("sessions")->find("total")->as_uint64() == uint64_t{3});
+  CHECK(stats.find("services")->items()[0].find("sessions")->find("total")->as_uint64() ==
+        uint64_t{3});
 }
 
 TEST_CASE("json: errors name the line and column") {
   CHECK(error_of("") == "line 1, column 1: expected a value, found the end of the text");
   CHECK(error_of("   ") == "line 1, column 4: expected a value, found the end of the text");
-  CHECK(error_of("{\n  \"a\": 1,\n  \"b\" 2\n}") == "line 3, column 7: expected ':' after an object key, found '2'");
+  CHECK(error_of("{\n  \"a\": 1,\n  \"b\" 2\n}") ==
+        "line 3, column 7: expected ':' after an object key, found '2'");
   CHECK(error_of("[1 2]") == "line 1, column 4: expected ',' or ']' in an array, found '2'");
-  CHECK(error_of("{\"a\":1 \"b\":2}") == "line 1, column 8: expected ',' or '}' in an object, found '\"'");
+  CHECK(error_of("{\"a\":1 \"b\":2}") ==
+        "line 1, column 8: expected ',' or '}' in an object, found '\"'");
   CHECK(error_of("nul") == "line 1, column 1: expected a value, found 'n'");
   CHECK(error_of("true false") == "line 1, column 6: unexpected text after the value");
 }
@@ -144,12 +149,15 @@ TEST_CASE("json: what the grammar forbids") {
 TEST_CASE("json: what strings may not hold") {
   CHECK(error_of("\"abc") == "line 1, column 5: unterminated string");
   CHECK(error_of("\"abc\\") == "line 1, column 6: unterminated string");
-  CHECK(error_of("\"a\tb\"") == "line 1, column 3: control character byte 0x09 in a string (must be escaped)");
+  CHECK(error_of("\"a\tb\"") ==
+        "line 1, column 3: control character byte 0x09 in a string (must be escaped)");
   CHECK(error_of("\"a\nb\"") != "");
-  CHECK(error_of(R"("\x41")") == "line 1, column 3: invalid escape in a string: a backslash before 'x'");
+  CHECK(error_of(R"("\x41")") ==
+        "line 1, column 3: invalid escape in a string: a backslash before 'x'");
   CHECK(error_of(R"("\u12")") == "line 1, column 6: expected 4 hex digits after \\u, found '\"'");
   CHECK(error_of(R"("\ude00")") == "line 1, column 8: lone low surrogate in a \\u escape");
-  CHECK(error_of(R"("\ud83d")") == "line 1, column 8: high surrogate not followed by a low surrogate");
+  CHECK(error_of(R"("\ud83d")") ==
+        "line 1, column 8: high surrogate not followed by a low surrogate");
   CHECK(error_of(R"("\ud83d\u0041")") != "");
   CHECK(error_of("'single'") != "");
   // Invalid UTF-8: a lone continuation byte, a truncated sequence, an

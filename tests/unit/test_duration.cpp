@@ -41,15 +41,19 @@ TEST_CASE("durations up to 365 days are accepted, longer ones are not") {
 }
 
 TEST_CASE("malformed durations are rejected with the reason") {
-  CHECK(error_of("") == R"(invalid duration "": empty, expected a number and a unit (ms, s, m or h))");
+  CHECK(error_of("") ==
+        R"(invalid duration "": empty, expected a number and a unit (ms, s, m or h))");
   CHECK(error_of("5") == R"(invalid duration "5": missing unit (ms, s, m or h))");
   CHECK(error_of("5x") == R"(invalid duration "5x": unknown unit "x" (expected ms, s, m or h))");
-  CHECK(error_of("5sec") == R"(invalid duration "5sec": unknown unit "sec" (expected ms, s, m or h))");
-  CHECK(error_of("1h30m") == R"(invalid duration "1h30m": unknown unit "h30m" (expected ms, s, m or h))");
+  CHECK(error_of("5sec") ==
+        R"(invalid duration "5sec": unknown unit "sec" (expected ms, s, m or h))");
+  CHECK(error_of("1h30m") ==
+        R"(invalid duration "1h30m": unknown unit "h30m" (expected ms, s, m or h))");
   CHECK(error_of("5S") == R"(invalid duration "5S": unknown unit "S" (expected ms, s, m or h))");
   CHECK(error_of("-5s") == R"(invalid duration "-5s": a sign is not allowed)");
   CHECK(error_of("+5s") == R"(invalid duration "+5s": a sign is not allowed)");
-  CHECK(error_of("1.5s") == R"(invalid duration "1.5s": fractions are not allowed, use a smaller unit)");
+  CHECK(error_of("1.5s") ==
+        R"(invalid duration "1.5s": fractions are not allowed, use a smaller unit)");
   CHECK(error_of("5 s") == R"(invalid duration "5 s": spaces are not allowed)");
   CHECK(error_of(" 5s") == R"(invalid duration " 5s": spaces are not allowed)");
   CHECK(error_of("s") == R"(invalid duration "s": expected a number and a unit (ms, s, m or h))");
@@ -72,8 +76,8 @@ TEST_CASE("format_duration picks the largest exact unit") {
 }
 
 TEST_CASE("format_duration and parse_duration round-trip") {
-  const std::initializer_list<int64_t> samples = {0,      1,         999,          1'000,
-                                                   61'000, 60'000,    7'200'000,    31'536'000'000};
+  const std::initializer_list<int64_t> samples = {0,      1,      999,       1'000,
+                                                  61'000, 60'000, 7'200'000, 31'536'000'000};
   for (const int64_t ms : samples) {
     CAPTURE(ms);
     CHECK(parse_duration(format_duration(Duration(ms))) == Duration(ms));

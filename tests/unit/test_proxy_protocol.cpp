@@ -30,25 +30,41 @@ TEST_CASE("PROXY v1 headers, byte for byte") {
   CHECK(encode_proxy_v1(address("[2001:db8::7]:65535"), address("[::1]:443")) ==
         "PROXY TCP6 2001:db8::7 ::1 65535 443\r\n");
   // The longest possible line stays within the specification's 107 bytes.
-  const std::string longest = encode_proxy_v1(address("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"),
-                                              address("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"));
+  const std::string longest =
+      encode_proxy_v1(address("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"),
+                      address("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"));
   CHECK(longest.size() == 104);
 }
 
 TEST_CASE("PROXY v2 headers, byte for byte") {
   // signature, 0x21 (v2 PROXY), 0x11 (TCP4), length 12, src, dst, ports
   CHECK(hex(encode_proxy_v2(address("127.3.4.5:40000"), address("127.0.0.1:8080"))) ==
-        "0d0a0d0a000d0a515549540a" "21" "11" "000c" "7f030405" "7f000001" "9c40" "1f90");
+        "0d0a0d0a000d0a515549540a"
+        "21"
+        "11"
+        "000c"
+        "7f030405"
+        "7f000001"
+        "9c40"
+        "1f90");
   CHECK(hex(encode_proxy_v2(address("[2001:db8::7]:1"), address("[::1]:443"))) ==
-        "0d0a0d0a000d0a515549540a" "21" "21" "0024"
-        "20010db8000000000000000000000007" "00000000000000000000000000000001" "0001" "01bb");
+        "0d0a0d0a000d0a515549540a"
+        "21"
+        "21"
+        "0024"
+        "20010db8000000000000000000000007"
+        "00000000000000000000000000000001"
+        "0001"
+        "01bb");
 }
 
 TEST_CASE("PROXY headers round trip through the decoder") {
   for (const char* client : {"127.3.4.5:40000", "[2001:db8::7]:1"}) {
     const SocketAddress source = address(client);
-    const SocketAddress local = address(source.family() == AF_INET ? "127.0.0.1:8080" : "[::1]:443");
-    for (const std::string& header : {encode_proxy_v1(source, local), encode_proxy_v2(source, local)}) {
+    const SocketAddress local =
+        address(source.family() == AF_INET ? "127.0.0.1:8080" : "[::1]:443");
+    for (const std::string& header :
+         {encode_proxy_v1(source, local), encode_proxy_v2(source, local)}) {
       const ProxyHeader parsed = parse_proxy_header(header + "client bytes");
       REQUIRE(parsed.status == ProxyHeader::Status::ok);
       CHECK(parsed.size == header.size());
@@ -78,14 +94,16 @@ TEST_CASE("bad PROXY headers are rejected with a reason") {
   CHECK(reason("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n") == "bad port in v1 header");
   CHECK(reason("PROXY TCP4 ::1 5.6.7.8 1 2\r\n") == "bad address in v1 header");
   CHECK(reason("PROXY TCP6 1.2.3.4 ::1 1 2\r\n") == "bad address in v1 header");
-  CHECK(reason("PROXY TCP6 ::%7 :: 11 3\r\n") == "bad address in v1 header");  // found by the fuzzer
+  CHECK(reason("PROXY TCP6 ::%7 :: 11 3\r\n") ==
+        "bad address in v1 header");  // found by the fuzzer
   CHECK(reason("PROXY TCP4 localhost 1.2.3.4 1 2\r\n") == "bad address in v1 header");
   CHECK(reason(std::string("\r\n\r\n\x00\r\nQUIX\n", 12)) == "not a PROXY protocol header");
   std::string v2("\r\n\r\n\x00\r\nQUIT\n", 12);
   CHECK(reason(v2 + "\x31\x11" + std::string("\x00\x0c", 2)) == "unsupported v2 version");
   CHECK(reason(v2 + "\x22\x11" + std::string("\x00\x0c", 2)) == "unsupported v2 command");
   CHECK(reason(v2 + "\x21\x11" + std::string("\x02\x01", 2)) == "v2 header longer than 528 bytes");
-  CHECK(reason(v2 + "\x21\x11" + std::string("\x00\x04", 2) + "abcd") == "v2 TCP4 header too short");
+  CHECK(reason(v2 + "\x21\x11" + std::string("\x00\x04", 2) + "abcd") ==
+        "v2 TCP4 header too short");
   CHECK(reason(v2 + "\x21\x31" + std::string("\x00\x0c", 2) + std::string(12, 'x')) ==
         "unsupported v2 address family");
 }
@@ -95,7 +113,8 @@ TEST_CASE("PROXY UNKNOWN and v2 LOCAL keep the connection's own address") {
   CHECK(parsed.status == ProxyHeader::Status::ok);
   CHECK(parsed.size == 15);
   CHECK_FALSE(parsed.source);
-  const std::string local = std::string("\r\n\r\n\x00\r\nQUIT\n", 12) + "\x20" + std::string("\x00\x00\x00", 3);
+  const std::string local =
+      std::string("\r\n\r\n\x00\r\nQUIT\n", 12) + "\x20" + std::string("\x00\x00\x00", 3);
   parsed = parse_proxy_header(local);
   CHECK(parsed.status == ProxyHeader::Status::ok);
   CHECK(parsed.size == 16);

@@ -58,7 +58,8 @@ std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client =
                              std::optional<uint32_t> avoid = std::nullopt) {
   std::vector<uint32_t> failed;
   if (avoid) failed.push_back(*avoid);
-  return scheduler.pick(PickContext{client, avoid ? 1u : 0u, failed, 0, std::chrono::steady_clock::now()});
+  return scheduler.pick(
+      PickContext{client, avoid ? 1u : 0u, failed, 0, std::chrono::steady_clock::now()});
 }
 
 // Names of `count` consecutive picks, "-" for none.
@@ -181,7 +182,8 @@ TEST_CASE("smooth wrr cycle: exact split, prefixes within 1, any window within 2
       std::vector<int> seen(weights.size(), 0);
       for (size_t k = 0; k < window; ++k) seen[sequence[(start + k) % total]]++;
       for (size_t s = 0; s < weights.size(); ++s) {
-        const double deviation = std::abs(seen[s] - static_cast<double>(window) * weights[s] / total);
+        const double deviation =
+            std::abs(seen[s] - static_cast<double>(window) * weights[s] / total);
         worst_window = std::max(worst_window, deviation);
         if (start == 0) worst_prefix = std::max(worst_prefix, deviation);
       }
@@ -246,7 +248,8 @@ TEST_CASE("lc breaks ties fairly") {
   for (int i = 0; i < 3000; ++i) counts[*pick(*lc)]++;  // loads never change: always a 3-way tie
   REQUIRE(counts.size() == 3);
   for (auto [index, count] : counts) {
-    const uint32_t server = index;  // CAPTURE refers to it from a lambda: clang 14 takes no structured binding there
+    const uint32_t server =
+        index;  // CAPTURE refers to it from a lambda: clang 14 takes no structured binding there
     CAPTURE(server);
     CHECK(count > 800);  // 1000 expected; a fixed tie-break would give 3000 to one
     CHECK(count < 1200);
@@ -326,7 +329,8 @@ TEST_CASE("maglev: every server gets its weighted share of the 65537 slots withi
   }
 }
 
-TEST_CASE("maglev: removing 1 of N remaps few slots of the others; adding it back restores the table") {
+TEST_CASE(
+    "maglev: removing 1 of N remaps few slots of the others; adding it back restores the table") {
   const auto servers = names(10);
   std::vector<uint32_t> weights(10, 1);
   const auto before = build_maglev_table(servers, weights);
@@ -367,7 +371,8 @@ TEST_CASE("maglev: golden table prefix and hashes pin the mapping") {
   CHECK(client_hash(ipv4("198.18.0.7"), HashKey::source_ip) == 0x735e28b1ad0f13a8ULL);
   const auto table = build_maglev_table({"app1", "app2", "app3"}, {1, 1, 1});
   const std::vector<uint32_t> prefix(table.begin(), table.begin() + 24);
-  CHECK(prefix == std::vector<uint32_t>{0, 1, 0, 1, 2, 2, 1, 1, 2, 0, 2, 2, 0, 1, 0, 2, 1, 2, 1, 0, 1, 0, 2, 0});
+  CHECK(prefix == std::vector<uint32_t>{0, 1, 0, 1, 2, 2, 1, 1, 2, 0, 2, 2,
+                                        0, 1, 0, 2, 1, 2, 1, 0, 1, 0, 2, 0});
 }
 
 TEST_CASE("maglev scheduler: the same client always reaches the same server, across instances") {
@@ -392,11 +397,14 @@ TEST_CASE("maglev scheduler: source_ip_port spreads one address's ports") {
   for (int i = 0; i < 4; ++i) pool.add("s" + std::to_string(i));
   auto maglev = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
   std::map<uint32_t, int> spread;
-  for (uint16_t port = 1000; port < 1100; ++port) spread[*pick(*maglev, ipv4("198.19.113.9", port))]++;
+  for (uint16_t port = 1000; port < 1100; ++port)
+    spread[*pick(*maglev, ipv4("198.19.113.9", port))]++;
   CHECK(spread.size() == 4);
 }
 
-TEST_CASE("maglev scheduler: IPv6 clients hash all 16 bytes of the address, and the port with source_ip_port") {
+TEST_CASE(
+    "maglev scheduler: IPv6 clients hash all 16 bytes of the address, and the port with "
+    "source_ip_port") {
   CHECK(client_hash(ipv6("2001:db8::7"), HashKey::source_ip) == 0xbd58fc51043a6b8aULL);
   Pool pool;
   for (int i = 0; i < 5; ++i) pool.add("s" + std::to_string(i));
@@ -414,25 +422,29 @@ TEST_CASE("maglev scheduler: IPv6 clients hash all 16 bytes of the address, and 
   CHECK(spread.size() == 5);
   auto by_port = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
   std::map<uint32_t, int> ports;
-  for (uint16_t port = 1000; port < 1100; ++port) ports[*pick(*by_port, ipv6("2001:db8::9", port))]++;
+  for (uint16_t port = 1000; port < 1100; ++port)
+    ports[*pick(*by_port, ipv6("2001:db8::9", port))]++;
   CHECK(ports.size() == 5);
 }
 
-TEST_CASE("maglev scheduler: a down server's clients move on rebuild, the others stay, and all return") {
+TEST_CASE(
+    "maglev scheduler: a down server's clients move on rebuild, the others stay, and all return") {
   Pool pool;
   for (int i = 0; i < 5; ++i) pool.add("s" + std::to_string(i));
   auto maglev = pool.make(SchedulerKind::maglev);
   std::vector<uint32_t> before;
   before.reserve(500);
-  for (int i = 0; i < 500; ++i) before.push_back(*pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." +
-                                                                      std::to_string(i % 250))));
+  for (int i = 0; i < 500; ++i)
+    before.push_back(
+        *pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250))));
   const auto now = std::chrono::steady_clock::now();
   pool.states[2].set_status(ServerStatus::down, now);
   maglev->rebuild(now);
   int stayed = 0;
   int had_two = 0;
   for (int i = 0; i < 500; ++i) {
-    const auto after = *pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250)));
+    const auto after =
+        *pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250)));
     CHECK(after != 2u);
     if (before[i] == 2) {
       ++had_two;
@@ -444,7 +456,8 @@ TEST_CASE("maglev scheduler: a down server's clients move on rebuild, the others
   pool.states[2].set_status(ServerStatus::up, now - 1h);
   maglev->rebuild(now);
   for (int i = 0; i < 500; ++i) {
-    CHECK(*pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250))) == before[i]);
+    CHECK(*pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." +
+                              std::to_string(i % 250))) == before[i]);
   }
 }
 
@@ -462,20 +475,23 @@ TEST_CASE("backup servers serve only while no primary is up") {
     auto scheduler = pool.make(kind);
     const auto now = std::chrono::steady_clock::now();
     std::map<std::string, int> seen;
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i)
+      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("b1") == 0);
     CHECK(seen.count("b2") == 0);
 
     pool.states[0].set_status(ServerStatus::down, now);
     scheduler->rebuild(now);
     seen.clear();
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i)
+      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen == std::map<std::string, int>{{"p2", 40}});  // one primary up: still no backup
 
     pool.states[2].set_status(ServerStatus::down, now);
     scheduler->rebuild(now);
     seen.clear();
-    for (int i = 0; i < 40; ++i) seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+    for (int i = 0; i < 40; ++i)
+      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("p1") == 0);
     CHECK(seen.count("p2") == 0);
     CHECK(seen["b1"] + seen["b2"] == 40);
@@ -550,7 +566,8 @@ TEST_CASE("every scheduler: with all servers full, picks fail; the last free one
     for (auto& state : pool.states) state.active = 1;
     CHECK_FALSE(pick(*scheduler));
     pool.states[137].active = 0;  // one slot frees up, on a light server deep in the cycle
-    for (int i = 0; i < 5; ++i) CHECK(pick(*scheduler, ipv4("198.18.9." + std::to_string(i))) == 137u);
+    for (int i = 0; i < 5; ++i)
+      CHECK(pick(*scheduler, ipv4("198.18.9." + std::to_string(i))) == 137u);
   }
 }
 
@@ -566,7 +583,8 @@ TEST_CASE("every scheduler: retries skip every server the session already failed
     const std::vector<uint32_t> failed{0, 2};
     for (int i = 0; i < 30; ++i) {
       const auto client = ipv4("198.18.2." + std::to_string(i));
-      CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) == 1u);
+      CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) ==
+            1u);
     }
   }
 }
@@ -583,7 +601,8 @@ TEST_CASE("every scheduler: once every primary failed for a session, a backup ge
     const std::vector<uint32_t> one{0};
     const std::vector<uint32_t> both{0, 1};
     CHECK(scheduler->pick(PickContext{kClient, 1, one, 0, std::chrono::steady_clock::now()}) == 1u);
-    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0, std::chrono::steady_clock::now()}) == 2u);
+    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0, std::chrono::steady_clock::now()}) ==
+          2u);
     // Primaries full: the backup absorbs the session rather than failing it.
     pool.servers[0].max_connections = 1;
     pool.servers[1].max_connections = 1;
