@@ -46,7 +46,8 @@ class PipeLease {
 class PipePool {
  public:
   // `pipe_size`: requested capacity (F_SETPIPE_SZ); `max_idle`: pipes kept
-  // for reuse, beyond which returned pipes are closed.
+  // for reuse, beyond which returned pipes are closed (as they are while the
+  // descriptor budget is spent).
   PipePool(Admission& admission, size_t pipe_size, size_t max_idle);
   ~PipePool();
   PipePool(const PipePool&) = delete;

@@ -3,7 +3,8 @@ misbehave and the configuration changes; every byte checked, nothing leaks.
 
 Length: SOAK_SECONDS (default 120, what CI runs) of load with faults, after
 a WARMUP of load without them. SOAK_SEED replays a run's choices (the seed
-is printed first; thread timing still differs from run to run).
+is printed first; thread timing still differs from run to run). SOAK_NOFILE
+runs the daemon under that open-file limit.
 
 fulcrum: two workers, one service `soak` (retries 2, connect timeout 3 s,
 idle timeout 6 s, health checks every second, rise 2, fall 2), the stats
@@ -87,6 +88,9 @@ import peer  # noqa: E402  (tests/soak/peer.py: the servers and the session data
 
 SECONDS = int(os.environ.get('SOAK_SECONDS', '120'))
 SEED = int(os.environ.get('SOAK_SEED') or random.SystemRandom().randrange(1 << 32))
+# The daemon under `prlimit --nofile=N` when set, so that the faults meet a
+# spent descriptor budget too (64 leaves 22 sessions for 24 client threads).
+NOFILE = int(os.environ['SOAK_NOFILE']) if os.environ.get('SOAK_NOFILE') else None
 WARMUP = 5
 # Load, drain and checks after it; a slow log parse on long runs.
 DEADLINE = WARMUP + SECONDS + 240 + SECONDS // 10
@@ -658,7 +662,7 @@ def check_stats(stats, lines, sessions, connect_failed):
 
 def run(t):
     log_stream(f'seed {SEED} (replay with SOAK_SEED={SEED}), {SECONDS}s of load after a {WARMUP}s warm-up, '
-               f'{THREADS} client threads')
+               f'{THREADS} client threads' + (f', open-file limit {NOFILE}' if NOFILE else ''))
     pool = peer.make_pool(SEED)
     peers = {name: PeerProcess(t, name, SEED) for name in SERVERS}
     token_file = t.path('admin.token')
@@ -670,7 +674,7 @@ def run(t):
         'stats': {'listen': stats, 'admin_token_file': token_file},
         'services': [service_config(listen, peers, 'wrr', INITIAL_WEIGHTS)],
     }
-    d = t.daemon(config)
+    d = t.daemon(config, nofile=NOFILE)
     fds_start = quiet_descriptors(d.pid)  # before any session: all of them must remain at the end
 
     load = Load(listen, pool, SEED)
