@@ -35,7 +35,7 @@ import os
 import socket
 import time
 
-from harness import TestFailure, connect, expect, expect_eq, expect_eof, family_of, free_address, get_stats, \
+from harness import TestFailure, connect, echo_handler, expect, expect_eq, expect_eof, family_of, free_address, get_stats, \
     local_address, log_stream, parse_address, recv_exact, run_threads, wait_until
 
 DEADLINE = 210
@@ -57,11 +57,7 @@ STALLED_RCVBUF = 64 * 1024
 def greet_and_echo(conn, peer):
     try:
         conn.sendall(GREETING)
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+        echo_handler(conn, peer)
     except ConnectionResetError:
         # A health check closes as soon as it connected; with the greeting
         # unread, its kernel answers with a reset. Client sessions are

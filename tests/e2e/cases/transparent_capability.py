@@ -20,7 +20,7 @@ option, the privileges and the errors.
 import os
 import signal
 
-from harness import PatternStream, TestSkip, connect, expect, expect_eq, free_address, local_address, \
+from harness import PatternStream, TestSkip, connect, echo_handler, expect, expect_eq, free_address, local_address, \
     recv_line, upload_and_check_echo, write_config
 
 DEADLINE = 60
@@ -38,11 +38,7 @@ def capabilities(pid):
 
 def tell_peer_then_echo(conn, peer):
     conn.sendall(f'you are {peer[0]}\n'.encode())
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            return
-        conn.sendall(data)
+    echo_handler(conn, peer)
 
 
 def service(listen, server, mode):
