@@ -171,11 +171,12 @@ void Session::connect_next() {
   server_lease_.state = server.state.get();
   server.state->total.fetch_add(1, std::memory_order_relaxed);
 
-  const SocketAddress client_host = client_address_.with_port(0);
-  const ConnectSource source =
-      transparent
-          ? ConnectSource{&client_host, true}
-          : ConnectSource{service_.config->source ? &*service_.config->source : nullptr, false};
+  ConnectSource source{service_.config->source ? &*service_.config->source : nullptr, false};
+  SocketAddress client_host;  // transparent: the client's IP, the port left to the kernel
+  if (transparent) {
+    client_host = client_address_.with_port(0);
+    source = ConnectSource{&client_host, true};
+  }
   if (int error = start_connect(server.config->address, source, server_); error != 0) {
     connect_failed(error);
     return;
@@ -392,7 +393,7 @@ void Session::pump(Direction& d) {
 // buffer, sent on at once. What the sink does not take now waits in the
 // pipe, drained like spliced bytes; that includes a send that failed, so
 // the pipe's splice meets the same error and resets the session. Returns
-// what recv() returned.
+// what recv() returned, or -1 (errno set) if the pipe refused the rest.
 ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved) {
   char buffer[kCopyBytes];
   const ssize_t n = ::recv(d.source, buffer, std::min(size, sizeof buffer), 0);

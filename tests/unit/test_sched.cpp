@@ -32,27 +32,13 @@ struct Pool {
   }
 };
 
-SocketAddress ipv4(const std::string& ip, uint16_t port = 40000) {
-  SocketAddress address;
-  auto* in = reinterpret_cast<sockaddr_in*>(&address.storage);
-  in->sin_family = AF_INET;
-  in->sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &in->sin_addr);
-  address.length = sizeof(sockaddr_in);
-  return address;
+// A client address from an IPv4 or IPv6 literal (the loader's own parser;
+// at() throws on a bad literal, also where kClient is made, before any test).
+SocketAddress client_at(const std::string& ip, uint16_t port = 40000) {
+  return parse_ip_literal(ip).addresses.at(0).with_port(port);
 }
 
-SocketAddress ipv6(const std::string& ip, uint16_t port = 40000) {
-  SocketAddress address;
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
-  in6->sin6_family = AF_INET6;
-  in6->sin6_port = htons(port);
-  inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr);
-  address.length = sizeof(sockaddr_in6);
-  return address;
-}
-
-const SocketAddress kClient = ipv4("127.0.0.1");
+const SocketAddress kClient = client_at("127.0.0.1");
 
 std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client = kClient,
                              std::optional<uint32_t> avoid = std::nullopt) {
@@ -127,8 +113,8 @@ TEST_CASE("every scheduler: a retry avoids the failed server while another is us
     pool.add("b");
     auto scheduler = pool.make(kind);
     for (int i = 0; i < 50; ++i) {
-      CHECK(pick(*scheduler, ipv4("198.18.0." + std::to_string(i)), 0u) == 1u);
-      CHECK(pick(*scheduler, ipv4("198.18.0." + std::to_string(i)), 1u) == 0u);
+      CHECK(pick(*scheduler, client_at("198.18.0." + std::to_string(i)), 0u) == 1u);
+      CHECK(pick(*scheduler, client_at("198.18.0." + std::to_string(i)), 1u) == 0u);
     }
     // The failed server is the only usable one left: it is still offered.
     pool.states[1].status = ServerStatus::down;
@@ -368,7 +354,7 @@ TEST_CASE("maglev: golden table prefix and hashes pin the mapping") {
   // If this fails, every client of every deployment moves: change the
   // expected values only on purpose, and say so in the release notes.
   CHECK(stable_hash("app1", 4, 0) == 0x559721a43f6847d7ULL);
-  CHECK(client_hash(ipv4("198.18.0.7"), HashKey::source_ip) == 0x735e28b1ad0f13a8ULL);
+  CHECK(client_hash(client_at("198.18.0.7"), HashKey::source_ip) == 0x735e28b1ad0f13a8ULL);
   const auto table = build_maglev_table({"app1", "app2", "app3"}, {1, 1, 1});
   const std::vector<uint32_t> prefix(table.begin(), table.begin() + 24);
   CHECK(prefix == std::vector<uint32_t>{0, 1, 0, 1, 2, 2, 1, 1, 2, 0, 2, 2,
@@ -382,11 +368,12 @@ TEST_CASE("maglev scheduler: the same client always reaches the same server, acr
   auto second = pool.make(SchedulerKind::maglev);
   std::map<uint32_t, int> spread;
   for (int i = 0; i < 200; ++i) {
-    const auto client = ipv4("198.18.1." + std::to_string(i), static_cast<uint16_t>(1000 + i));
+    const auto client = client_at("198.18.1." + std::to_string(i), static_cast<uint16_t>(1000 + i));
     const auto a = pick(*first, client);
     REQUIRE(a);
     CHECK(pick(*first, client) == a);
-    CHECK(pick(*second, ipv4("198.18.1." + std::to_string(i), 9)) == a);  // source_ip: port ignored
+    CHECK(pick(*second, client_at("198.18.1." + std::to_string(i), 9)) ==
+          a);  // source_ip: port ignored
     spread[*a]++;
   }
   CHECK(spread.size() == 5);
@@ -398,14 +385,14 @@ TEST_CASE("maglev scheduler: source_ip_port spreads one address's ports") {
   auto maglev = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
   std::map<uint32_t, int> spread;
   for (uint16_t port = 1000; port < 1100; ++port)
-    spread[*pick(*maglev, ipv4("198.19.113.9", port))]++;
+    spread[*pick(*maglev, client_at("198.19.113.9", port))]++;
   CHECK(spread.size() == 4);
 }
 
 TEST_CASE(
     "maglev scheduler: IPv6 clients hash all 16 bytes of the address, and the port with "
     "source_ip_port") {
-  CHECK(client_hash(ipv6("2001:db8::7"), HashKey::source_ip) == 0xbd58fc51043a6b8aULL);
+  CHECK(client_hash(client_at("2001:db8::7"), HashKey::source_ip) == 0xbd58fc51043a6b8aULL);
   Pool pool;
   for (int i = 0; i < 5; ++i) pool.add("s" + std::to_string(i));
   auto by_ip = pool.make(SchedulerKind::maglev);
@@ -414,16 +401,16 @@ TEST_CASE(
   for (int i = 0; i < 200; ++i) {
     // Clients differ in the first and in the last group: both count.
     const std::string ip = "2001:db8:" + std::to_string(i % 10) + "::" + std::to_string(i / 10 + 1);
-    const auto a = pick(*by_ip, ipv6(ip, 1000));
+    const auto a = pick(*by_ip, client_at(ip, 1000));
     REQUIRE(a);
-    CHECK(pick(*again, ipv6(ip, 2000)) == a);  // source_ip: port ignored
+    CHECK(pick(*again, client_at(ip, 2000)) == a);  // source_ip: port ignored
     spread[*a]++;
   }
   CHECK(spread.size() == 5);
   auto by_port = pool.make(SchedulerKind::maglev, HashKey::source_ip_port);
   std::map<uint32_t, int> ports;
   for (uint16_t port = 1000; port < 1100; ++port)
-    ports[*pick(*by_port, ipv6("2001:db8::9", port))]++;
+    ports[*pick(*by_port, client_at("2001:db8::9", port))]++;
   CHECK(ports.size() == 5);
 }
 
@@ -435,16 +422,16 @@ TEST_CASE(
   std::vector<uint32_t> before;
   before.reserve(500);
   for (int i = 0; i < 500; ++i)
-    before.push_back(
-        *pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250))));
+    before.push_back(*pick(
+        *maglev, client_at("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250))));
   const auto now = std::chrono::steady_clock::now();
   pool.states[2].set_status(ServerStatus::down, now);
   maglev->rebuild(now);
   int stayed = 0;
   int had_two = 0;
   for (int i = 0; i < 500; ++i) {
-    const auto after =
-        *pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250)));
+    const auto after = *pick(
+        *maglev, client_at("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250)));
     CHECK(after != 2u);
     if (before[i] == 2) {
       ++had_two;
@@ -456,8 +443,8 @@ TEST_CASE(
   pool.states[2].set_status(ServerStatus::up, now - 1h);
   maglev->rebuild(now);
   for (int i = 0; i < 500; ++i) {
-    CHECK(*pick(*maglev, ipv4("198.19." + std::to_string(i / 250) + "." +
-                              std::to_string(i % 250))) == before[i]);
+    CHECK(*pick(*maglev, client_at("198.19." + std::to_string(i / 250) + "." +
+                                   std::to_string(i % 250))) == before[i]);
   }
 }
 
@@ -476,7 +463,7 @@ TEST_CASE("backup servers serve only while no primary is up") {
     const auto now = std::chrono::steady_clock::now();
     std::map<std::string, int> seen;
     for (int i = 0; i < 40; ++i)
-      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+      seen[pool.servers[*pick(*scheduler, client_at("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("b1") == 0);
     CHECK(seen.count("b2") == 0);
 
@@ -484,14 +471,14 @@ TEST_CASE("backup servers serve only while no primary is up") {
     scheduler->rebuild(now);
     seen.clear();
     for (int i = 0; i < 40; ++i)
-      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+      seen[pool.servers[*pick(*scheduler, client_at("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen == std::map<std::string, int>{{"p2", 40}});  // one primary up: still no backup
 
     pool.states[2].set_status(ServerStatus::down, now);
     scheduler->rebuild(now);
     seen.clear();
     for (int i = 0; i < 40; ++i)
-      seen[pool.servers[*pick(*scheduler, ipv4("198.18.1." + std::to_string(i)))].name]++;
+      seen[pool.servers[*pick(*scheduler, client_at("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen.count("p1") == 0);
     CHECK(seen.count("p2") == 0);
     CHECK(seen["b1"] + seen["b2"] == 40);
@@ -567,7 +554,7 @@ TEST_CASE("every scheduler: with all servers full, picks fail; the last free one
     CHECK_FALSE(pick(*scheduler));
     pool.states[137].active = 0;  // one slot frees up, on a light server deep in the cycle
     for (int i = 0; i < 5; ++i)
-      CHECK(pick(*scheduler, ipv4("198.18.9." + std::to_string(i))) == 137u);
+      CHECK(pick(*scheduler, client_at("198.18.9." + std::to_string(i))) == 137u);
   }
 }
 
@@ -582,7 +569,7 @@ TEST_CASE("every scheduler: retries skip every server the session already failed
     auto scheduler = pool.make(kind);
     const std::vector<uint32_t> failed{0, 2};
     for (int i = 0; i < 30; ++i) {
-      const auto client = ipv4("198.18.2." + std::to_string(i));
+      const auto client = client_at("198.18.2." + std::to_string(i));
       CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) ==
             1u);
     }
