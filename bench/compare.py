@@ -69,6 +69,10 @@ METRICS = [
     ("p50_ms", ["keepalive"], "keep-alive latency p50", "ms", False),
     ("p99_ms", ["keepalive"], "keep-alive latency p99", "ms", False),
     ("cpu_us_per_request", ["close", "keepalive"], "balancer CPU (user+sys) per request", "us", False),
+    ("client_cpu_us_per_request", ["close", "keepalive"], "client (wrk) CPU per request", "us", False),
+    ("server_cpu_us_per_request", ["close", "keepalive"], "real server (nginx) CPU per request", "us", False),
+    ("machine_cpu_us_per_request", ["close", "keepalive"], "whole machine: busy CPU per request", "us", False),
+    ("machine_busy_cpus", ["close", "keepalive"], "whole machine: CPUs busy during the run", "CPUs", None),
     ("rss_kib_per_session", ["idle"], "idle: RSS per session", "KiB", False),
     ("fds_per_session", ["idle"], "idle: fds per session", "fds", False),
     ("cpu_s_per_gib", list(THROUGHPUT_CASES), "CPU (user+sys) per GiB relayed", "s/GiB", False),
@@ -160,6 +164,23 @@ def cpu_seconds(pids):
             fields = f.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
     return total / CLOCK_TICKS
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine spent busy (all CPUs, everything but idle
+    and iowait), seconds: what the client, the real server, the balancer and
+    the kernel's work for all of them used together."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    steal = fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:8]) - idle - steal) / CLOCK_TICKS
+
+
+def children_cpu_seconds():
+    """user + system time of this script's reaped children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_kib(pids):
@@ -328,6 +349,7 @@ class Backends:
     http: tuple
     hold: int
     hold_pid: int = 0
+    http_pid: int = 0  # the nginx real servers' master
 
 
 def fulcrum_config(lb, workers, backends):
@@ -612,11 +634,21 @@ def measure_throughput(case, target_port, running, args):
     return figures
 
 
-def measure_http(case, target_port, running, args):
+def measure_http(case, target_port, running, backends, args):
+    """wrk's figures, and the CPU time each party used: the balancer, the
+    client (wrk), the real servers and the whole machine. On 2 CPUs shared by
+    all three, the rate is set by their sum as much as by the balancer."""
     pids = running.pids() if running else []
+    server_pids = process_family(backends.http_pid)
     cpu_before = cpu_seconds(pids) if pids else 0.0
+    server_before, client_before = cpu_seconds(server_pids), children_cpu_seconds()
+    machine_before, wall_before = machine_busy_seconds(), time.monotonic()
     figures = run_wrk(target_port, case == "close", args.duration, args.wrk_threads, args.connections,
                       args.wrk_script)
+    figures["machine_busy_s"] = machine_busy_seconds() - machine_before
+    figures["wall_s"] = time.monotonic() - wall_before
+    figures["client_cpu_s"] = children_cpu_seconds() - client_before
+    figures["server_cpu_s"] = cpu_seconds(server_pids) - server_before
     if pids:
         figures["cpu_s"] = cpu_seconds(pids) - cpu_before
     return figures
@@ -671,7 +703,7 @@ def measure(case, lb, workers, backends, processes, args):
             return measure_throughput(case, port, running, args)
         if case in ("close", "keepalive"):
             port = lb.ports["http"] if running else backends.http[0]
-            return measure_http(case, port, running, args)
+            return measure_http(case, port, running, backends, args)
         return measure_idle(running, backends, args)
     finally:
         if running:
@@ -718,8 +750,14 @@ def with_derived(figures):
     time per request, which moves less with the machine's other load than
     requests per second do."""
     figures = dict(figures)
-    if figures.get("cpu_s") is not None and figures.get("requests"):
-        figures["cpu_us_per_request"] = figures["cpu_s"] / figures["requests"] * 1e6
+    requests = figures.get("requests")
+    for source, derived in (("cpu_s", "cpu_us_per_request"), ("client_cpu_s", "client_cpu_us_per_request"),
+                            ("server_cpu_s", "server_cpu_us_per_request"),
+                            ("machine_busy_s", "machine_cpu_us_per_request")):
+        if figures.get(source) is not None and requests:
+            figures[derived] = figures[source] / requests * 1e6
+    if figures.get("machine_busy_s") is not None and figures.get("wall_s"):
+        figures["machine_busy_cpus"] = figures["machine_busy_s"] / figures["wall_s"]
     return figures
 
 
@@ -840,6 +878,12 @@ def cell(summary, metric, case, workers, label):
     return f"{fmt(entry['median'])} ±{spread:.0f}%" if entry["n"] > 1 else fmt(entry["median"])
 
 
+def better_note(higher_better):
+    """", higher is better" and the like; nothing for a figure given for
+    context (such as how busy the whole machine was)."""
+    return "" if higher_better is None else f", {'higher' if higher_better else 'lower'} is better"
+
+
 def report_text(meta, summary, lbs, args, targets, builds, samples):
     out = []
     m = meta["machine"]
@@ -870,7 +914,7 @@ def report_text(meta, summary, lbs, args, targets, builds, samples):
         if not shown:
             continue
         out.append("")
-        out.append(f"{title} ({unit}, {'higher' if higher_better else 'lower'} is better)")
+        out.append(f"{title} ({unit}{better_note(higher_better)})")
         header = f"  {'case':<32}{'workers':>8}" + "".join(f"{l:>18}" for l in shown)
         out.append(header)
         for c, w in rows:
@@ -893,10 +937,10 @@ def report_text(meta, summary, lbs, args, targets, builds, samples):
         out.append("")
         out.append("fulcrum builds compared (median of per-round ratios, min-max)")
         for b in builds:
-            better = "higher" if b["higher_better"] else "lower"
+            better = {True: "higher is better", False: "lower is better", None: "for context"}[b["higher_better"]]
             out.append(f"  {b['build']}/{b['base']} {b['metric']:<20} {CASE_TITLES[b['case']]:<32} w{b['workers']}"
                        f"  {b['median_ratio']:.3f}  ({b['min_ratio']:.3f}-{b['max_ratio']:.3f}, {b['rounds']} rounds,"
-                       f" {better} is better)")
+                       f" {better})")
     failures = [s for s in samples if not s["ok"]]
     if failures:
         out.append("")
@@ -929,7 +973,7 @@ def chart_svg(summary, lbs, args, meta):
                 if bars:
                     groups.append((f"{c} w{w}", bars))
         if groups:
-            panels.append((f"{title}, {unit} ({'higher' if higher_better else 'lower'} is better)", groups))
+            panels.append((f"{title}, {unit}{better_note(higher_better)}", groups))
 
     # Greedy rows: a panel goes on the current row while the row has room.
     placed, x, y, row_h = [], 10, 0, PLOT_H + 110
@@ -1170,6 +1214,7 @@ def start_backends(processes, args, tmp):
     hold_server_process = processes.start([sys.executable, os.path.abspath(__file__), "--hold-server", str(hold)],
                                           os.path.join(tmp, "hold.log"))
     backends.hold_pid = hold_server_process.pid
+    backends.http_pid = nginx.pid
     ports = {http1, http2, hold} | ({iperf} if "throughput" in args.only else set())
     wait_listening(nginx, ports, log)
     http_probe(http1)
