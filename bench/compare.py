@@ -72,10 +72,14 @@ METRICS = [
     ("client_cpu_us_per_request", ["close", "keepalive"], "client (wrk) CPU per request", "us", False),
     ("server_cpu_us_per_request", ["close", "keepalive"], "real server (nginx) CPU per request", "us", False),
     ("machine_cpu_us_per_request", ["close", "keepalive"], "whole machine: busy CPU per request", "us", False),
-    ("machine_busy_cpus", ["close", "keepalive"], "whole machine: CPUs busy during the run", "CPUs", None),
+    ("machine_busy_cpus", list(THROUGHPUT_CASES) + ["close", "keepalive"], "whole machine: CPUs busy during the run",
+     "CPUs", None),
     ("rss_kib_per_session", ["idle"], "idle: RSS per session", "KiB", False),
     ("fds_per_session", ["idle"], "idle: fds per session", "fds", False),
     ("cpu_s_per_gib", list(THROUGHPUT_CASES), "CPU (user+sys) per GiB relayed", "s/GiB", False),
+    ("client_cpu_s_per_gib", list(THROUGHPUT_CASES), "client (iperf3 -c) CPU per GiB", "s/GiB", False),
+    ("server_cpu_s_per_gib", list(THROUGHPUT_CASES), "real server (iperf3 -s) CPU per GiB", "s/GiB", False),
+    ("machine_cpu_s_per_gib", list(THROUGHPUT_CASES), "whole machine: busy CPU per GiB", "s/GiB", False),
 ]
 
 
@@ -349,6 +353,7 @@ class Backends:
     http: tuple
     hold: int
     hold_pid: int = 0
+    iperf_pid: int = 0  # the iperf3 server
     http_pid: int = 0  # the nginx real servers' master
 
 
@@ -621,37 +626,43 @@ def wait_for(condition, timeout, step=0.05):
 
 # ---------------------------------------------------------------- measurements
 
-def measure_throughput(case, target_port, running, args):
+class CpuMeter:
+    """The CPU time each party uses during one client run: the balancer
+    (`cpu_s`), the client (`client_cpu_s`: the run's tool, a child of this
+    script), the real server (`server_cpu_s`) and the whole machine
+    (`machine_busy_s`, over `wall_s`). With all three on 2 CPUs, a rate is set
+    by their sum as much as by the balancer's share."""
+
+    def __init__(self, balancer_pids, server_pids):
+        self.balancer_pids, self.server_pids = balancer_pids, server_pids
+        self.before = self.read()
+
+    def read(self):
+        return {
+            "cpu_s": cpu_seconds(self.balancer_pids) if self.balancer_pids else None,
+            "client_cpu_s": children_cpu_seconds(),
+            "server_cpu_s": cpu_seconds(self.server_pids),
+            "machine_busy_s": machine_busy_seconds(),
+            "wall_s": time.monotonic(),
+        }
+
+    def used(self):
+        after = self.read()
+        return {k: after[k] - self.before[k] for k in after if after[k] is not None}
+
+
+def measure_throughput(case, target_port, running, backends, args):
     streams, reverse = THROUGHPUT_CASES[case]
-    pids = running.pids() if running else []
-    cpu_before = cpu_seconds(pids) if pids else 0.0
+    meter = CpuMeter(running.pids() if running else [], [backends.iperf_pid])
     gbps, nbytes = run_iperf3(target_port, streams, reverse, args.duration)
-    figures = {"gbps": gbps, "bytes": nbytes}
-    if pids:
-        cpu = cpu_seconds(pids) - cpu_before
-        figures["cpu_s"] = cpu
-        figures["cpu_s_per_gib"] = cpu / (nbytes / GIB) if nbytes else None
-    return figures
+    return {"gbps": gbps, "bytes": nbytes, **meter.used()}
 
 
 def measure_http(case, target_port, running, backends, args):
-    """wrk's figures, and the CPU time each party used: the balancer, the
-    client (wrk), the real servers and the whole machine. On 2 CPUs shared by
-    all three, the rate is set by their sum as much as by the balancer."""
-    pids = running.pids() if running else []
-    server_pids = process_family(backends.http_pid)
-    cpu_before = cpu_seconds(pids) if pids else 0.0
-    server_before, client_before = cpu_seconds(server_pids), children_cpu_seconds()
-    machine_before, wall_before = machine_busy_seconds(), time.monotonic()
+    meter = CpuMeter(running.pids() if running else [], process_family(backends.http_pid))
     figures = run_wrk(target_port, case == "close", args.duration, args.wrk_threads, args.connections,
                       args.wrk_script)
-    figures["machine_busy_s"] = machine_busy_seconds() - machine_before
-    figures["wall_s"] = time.monotonic() - wall_before
-    figures["client_cpu_s"] = children_cpu_seconds() - client_before
-    figures["server_cpu_s"] = cpu_seconds(server_pids) - server_before
-    if pids:
-        figures["cpu_s"] = cpu_seconds(pids) - cpu_before
-    return figures
+    return {**figures, **meter.used()}
 
 
 def measure_idle(running, backends, args):
@@ -700,7 +711,7 @@ def measure(case, lb, workers, backends, processes, args):
     try:
         if case in THROUGHPUT_CASES:
             port = lb.ports["tput"] if running else backends.iperf
-            return measure_throughput(case, port, running, args)
+            return measure_throughput(case, port, running, backends, args)
         if case in ("close", "keepalive"):
             port = lb.ports["http"] if running else backends.http[0]
             return measure_http(case, port, running, backends, args)
@@ -750,12 +761,15 @@ def with_derived(figures):
     time per request, which moves less with the machine's other load than
     requests per second do."""
     figures = dict(figures)
-    requests = figures.get("requests")
-    for source, derived in (("cpu_s", "cpu_us_per_request"), ("client_cpu_s", "client_cpu_us_per_request"),
-                            ("server_cpu_s", "server_cpu_us_per_request"),
-                            ("machine_busy_s", "machine_cpu_us_per_request")):
-        if figures.get(source) is not None and requests:
-            figures[derived] = figures[source] / requests * 1e6
+    requests, gib = figures.get("requests"), (figures.get("bytes") or 0) / GIB
+    for party in ("", "client_", "server_", "machine_"):
+        used = figures.get("machine_busy_s" if party == "machine_" else f"{party}cpu_s")
+        if used is None:
+            continue
+        if requests:
+            figures[f"{party}cpu_us_per_request"] = used / requests * 1e6
+        if gib:
+            figures[f"{party}cpu_s_per_gib"] = used / gib
     if figures.get("machine_busy_s") is not None and figures.get("wall_s"):
         figures["machine_busy_cpus"] = figures["machine_busy_s"] / figures["wall_s"]
     return figures
@@ -1203,7 +1217,9 @@ def start_backends(processes, args, tmp):
     iperf, http1, http2, hold = free_ports(4)
     backends = Backends(iperf=iperf, http=(http1, http2), hold=hold)
     if "throughput" in args.only:
-        processes.start(["iperf3", "-s", "-B", HOST, "-p", str(iperf)], os.path.join(tmp, "iperf3.log"))
+        iperf_server = processes.start(["iperf3", "-s", "-B", HOST, "-p", str(iperf)],
+                                       os.path.join(tmp, "iperf3.log"))
+        backends.iperf_pid = iperf_server.pid
     os.makedirs(os.path.join(tmp, "backend-temp"), exist_ok=True)
     conf = os.path.join(tmp, "backend.conf")
     write_file(conf, NGINX_BACKEND_CONF.format(workers=args.server_workers, tmp=tmp, host=HOST, port1=http1,
@@ -1313,7 +1329,7 @@ def progress_line(index, total, sample):
             f"w{sample['workers'] if sample['workers'] else '-'}"
     if not sample["ok"]:
         return f"{where}  FAILED: {sample['error'].splitlines()[0]}"
-    f = sample["figures"]
+    f = with_derived(sample["figures"])
     if "gbps" in f:
         extra = f", {f['cpu_s_per_gib']:.2f} CPU s/GiB" if f.get("cpu_s_per_gib") is not None else ""
         return f"{where}  {f['gbps']:.2f} Gbit/s{extra}"
