@@ -228,6 +228,15 @@ def strace_calls(pids, port, connections, duration, wrk_script, tmp, label):
     return calls, wrk["requests"]
 
 
+def round_ratio(samples, connections, variant, peer):
+    """Median over the rounds of variant's req/s / peer's req/s in the same
+    round, as text ('' without the peer)."""
+    peer_rate = {r["round"]: r["rps"] for r in samples.get((connections, peer), [])}
+    ratios = [r["rps"] / peer_rate[r["round"]] for r in samples.get((connections, variant), [])
+              if r["round"] in peer_rate]
+    return f"{statistics.median(ratios):.2f}×" if ratios else ""
+
+
 def measure(args):
     compare.raise_fd_limit()
     for tool in ["wrk", "nginx"] + (["strace"] if args.strace_duration else []) + \
@@ -278,7 +287,10 @@ def measure(args):
 
             for connections in args.connections:
                 for round_ in range(1, args.rounds + 1):
-                    for variant in args.variants:
+                    # A B C, C B A, ...: a drift of the machine's load within
+                    # a round does not always favour the same variants.
+                    order = args.variants if round_ % 2 else list(reversed(args.variants))
+                    for variant in order:
                         process, port = relays[variant]
                         pids = compare.process_family(process.pid)
                         time.sleep(1.0)  # settle: the previous run's sessions close
@@ -290,6 +302,7 @@ def measure(args):
                             continue
                         cpu = compare.cpu_seconds(pids) - cpu_before
                         wrk["cpu_us_per_req"] = cpu * 1e6 / wrk["requests"]
+                        wrk["round"] = round_
                         samples.setdefault((connections, variant), []).append(wrk)
                         emit(f"c{connections} round {round_} {variant:15} {wrk['rps']:9.0f} req/s  "
                              f"p50 {wrk['p50_ms']:.3f} ms  p99 {wrk['p99_ms']:.3f} ms  "
@@ -316,6 +329,9 @@ def measure(args):
         emit(f"wrk -t1 -c{connections}")
         emit("| variant | req/s | vs haproxy | vs nginx | p50 ms | p99 ms | CPU µs/req | syscalls/req | rounds |")
         emit("|---|---|---|---|---|---|---|---|---|")
+        # Ratios: median over the rounds of this variant's rate over the
+        # peer's rate in the same round (less sensitive to a load change
+        # between rounds than a ratio of medians).
         medians = {}
         for variant in args.variants:
             runs = samples.get((connections, variant), [])
@@ -327,8 +343,7 @@ def measure(args):
             if not m:
                 emit(f"| {variant} | no data | | | | | | | 0 |")
                 continue
-            ratio = {peer: (f"{m['rps'] / medians[peer]['rps']:.2f}×" if peer in medians else "")
-                     for peer in ("haproxy", "nginx")}
+            ratio = {peer: round_ratio(samples, connections, variant, peer) for peer in ("haproxy", "nginx")}
             calls = syscalls.get((connections, variant))
             per_req = f"{sum(calls[0].values()) / calls[1]:.2f}" if calls and calls[1] else ""
             emit(f"| {variant} | {m['rps']:.0f} | {ratio['haproxy']} | {ratio['nginx']} | {m['p50_ms']:.3f} | "
