@@ -228,12 +228,12 @@ def strace_calls(pids, port, connections, duration, wrk_script, tmp, label):
     return calls, wrk["requests"]
 
 
-def round_ratio(samples, connections, variant, peer):
-    """Median over the rounds of variant's req/s / peer's req/s in the same
+def round_ratio(samples, connections, variant, peer, key="rps"):
+    """Median over the rounds of variant's figure / peer's figure in the same
     round, as text ('' without the peer)."""
-    peer_rate = {r["round"]: r["rps"] for r in samples.get((connections, peer), [])}
-    ratios = [r["rps"] / peer_rate[r["round"]] for r in samples.get((connections, variant), [])
-              if r["round"] in peer_rate]
+    peer_value = {r["round"]: r[key] for r in samples.get((connections, peer), [])}
+    ratios = [r[key] / peer_value[r["round"]] for r in samples.get((connections, variant), [])
+              if r["round"] in peer_value]
     return f"{statistics.median(ratios):.2f}×" if ratios else ""
 
 
@@ -327,11 +327,12 @@ def measure(args):
     for connections in args.connections:
         emit()
         emit(f"wrk -t1 -c{connections}")
-        emit("| variant | req/s | vs haproxy | vs nginx | p50 ms | p99 ms | CPU µs/req | syscalls/req | rounds |")
-        emit("|---|---|---|---|---|---|---|---|---|")
-        # Ratios: median over the rounds of this variant's rate over the
-        # peer's rate in the same round (less sensitive to a load change
-        # between rounds than a ratio of medians).
+        emit("| variant | req/s | vs haproxy | vs nginx | p50 ms | p99 ms | CPU µs/req | CPU vs epoll | "
+             "syscalls/req | rounds |")
+        emit("|---|---|---|---|---|---|---|---|---|---|")
+        # Ratios: median over the rounds of this variant's figure over the
+        # other's in the same round (less sensitive to a load change between
+        # rounds than a ratio of medians).
         medians = {}
         for variant in args.variants:
             runs = samples.get((connections, variant), [])
@@ -341,13 +342,14 @@ def measure(args):
         for variant in args.variants:
             m = medians.get(variant)
             if not m:
-                emit(f"| {variant} | no data | | | | | | | 0 |")
+                emit(f"| {variant} | no data | | | | | | | | 0 |")
                 continue
             ratio = {peer: round_ratio(samples, connections, variant, peer) for peer in ("haproxy", "nginx")}
             calls = syscalls.get((connections, variant))
             per_req = f"{sum(calls[0].values()) / calls[1]:.2f}" if calls and calls[1] else ""
             emit(f"| {variant} | {m['rps']:.0f} | {ratio['haproxy']} | {ratio['nginx']} | {m['p50_ms']:.3f} | "
-                 f"{m['p99_ms']:.3f} | {m['cpu_us_per_req']:.2f} | {per_req} | "
+                 f"{m['p99_ms']:.3f} | {m['cpu_us_per_req']:.2f} | "
+                 f"{round_ratio(samples, connections, variant, 'epoll', 'cpu_us_per_req')} | {per_req} | "
                  f"{len(samples[(connections, variant)])} |")
     with open(out_path, "w") as f:
         f.write("\n".join(lines) + "\n")
