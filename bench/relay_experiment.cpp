@@ -20,13 +20,13 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -122,7 +122,7 @@ Fd connect_backend(const sockaddr_in& backend) {
   if (fd.get() < 0) die("socket");
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&backend), sizeof backend) < 0) {
     std::fprintf(stderr, "relay_experiment: connect to backend: %s\n", std::strerror(errno));
-    return Fd();
+    return {};
   }
   set_nodelay(fd.get());
   return fd;
@@ -415,31 +415,30 @@ class Relay {
       io_uring_cqe* cqe;
       io_uring_for_each_cqe(ring_.get(), head, cqe) {
         ++seen;
-        complete(cqe->user_data, cqe->res, cqe->flags);
+        complete(io_uring_cqe_get_data(cqe), cqe->res, cqe->flags);
       }
       io_uring_cq_advance(ring_.get(), seen);
     }
   }
 
  private:
-  // user_data 0 is the accept; every other value is a Direction*.
-  static constexpr uint64_t kAccept = 0;
+  // The accept's user_data is null; every other one is a Direction*.
 
   void arm_accept() {
     // Multishot: one SQE keeps accepting until the kernel drops it (a CQE
     // without IORING_CQE_F_MORE), then it is armed again.
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_multishot_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, kAccept);
+    io_uring_sqe_set_data(sqe, nullptr);
   }
 
-  void complete(uint64_t user_data, int result, unsigned flags) {
-    if (user_data == kAccept) {
+  void complete(void* user_data, int result, unsigned flags) {
+    if (user_data == nullptr) {
       if (!(flags & IORING_CQE_F_MORE)) arm_accept();
       if (result >= 0) start_session(Fd(result));
       return;
     }
-    auto* direction = reinterpret_cast<Direction*>(user_data);
+    auto* direction = static_cast<Direction*>(user_data);
     Session& session = *direction->session;
     --session.in_flight;
     if (session.ending || result <= 0) {
@@ -485,7 +484,7 @@ class Relay {
     // there yet (request/response): POLL_FIRST skips the receive attempt
     // that would only find the socket empty.
     if (poll_first_) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(&direction));
+    io_uring_sqe_set_data(sqe, &direction);
     direction.sending = false;
     ++direction.session->in_flight;
   }
@@ -494,7 +493,7 @@ class Relay {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_send(sqe, direction.to, direction.buffer.data() + direction.sent,
                        direction.length - direction.sent, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(&direction));
+    io_uring_sqe_set_data(sqe, &direction);
     direction.sending = true;
     ++direction.session->in_flight;
   }
@@ -549,7 +548,7 @@ int main(int argc, char** argv) {
   if (listen_text.empty() || backend_text.empty()) usage("--listen and --backend are required");
   const sockaddr_in listen_address = parse_address(listen_text);
   const sockaddr_in backend = parse_address(backend_text);
-  signal(SIGPIPE, SIG_IGN);  // MSG_NOSIGNAL everywhere; this is a safety net
+  std::signal(SIGPIPE, SIG_IGN);  // MSG_NOSIGNAL everywhere; this is a safety net
 
   if (mode == "epoll") {
     epoll_mode::Relay relay(listen_address, backend);
