@@ -19,27 +19,13 @@ constexpr size_t kPipeSize = 256 * 1024;
 // without pipe2() calls, few enough not to hoard descriptors.
 constexpr size_t kMaxIdlePipes = 16;
 
-// A worker's event base with epoll's change list: the adds and deletes made
-// while handling one batch of events are merged per descriptor and applied
-// just before the next epoll_wait. A session whose connect event gives way
-// to its read event costs one EPOLL_CTL_MOD instead of a delete and an add.
-// The change list misbehaves only with descriptors that share one open file
-// (dup()); fulcrum never dups a socket.
-event_base* new_worker_base() {
-  event_config* config = event_config_new();
-  event_config_set_flag(config, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-  event_base* base = event_base_new_with_config(config);
-  event_config_free(config);
-  return base;
-}
-
 }  // namespace
 
 Worker::Worker(unsigned index, Admission& admission, std::function<void()> on_exit)
     : index_(index),
       admission_(admission),
       on_exit_(std::move(on_exit)),
-      base_(new_worker_base()),
+      base_(event_base_new()),
       pipes_(admission, kPipeSize, kMaxIdlePipes) {
   // A persistent event with no descriptor, activated from other threads.
   wake_event_.reset(event_new(base_.get(), -1, EV_PERSIST, on_wake_cb, this));
