@@ -42,6 +42,10 @@ EXPERIMENT_VARIANTS = {
     "uring-defer-pf": ["--mode", "uring", "--uring-flags", "defer", "--poll-first"],
     "uring-coop": ["--mode", "uring", "--uring-flags", "coop"],
     "uring-sqpoll": ["--mode", "uring", "--uring-flags", "sqpoll"],
+    # BPF sockmap redirection (relay_sockmap.bpf.c): the kernel relays,
+    # user space only accepts, connects and closes.
+    "sockmap": ["--mode", "sockmap", "--sockmap-attach", "stream"],
+    "sockmap-verdict": ["--mode", "sockmap", "--sockmap-attach", "verdict"],
 }
 PEER_VARIANTS = ("fulcrum", "haproxy", "nginx")
 DEFAULT_VARIANTS = "epoll,uring,uring-defer,fulcrum,haproxy,nginx"
@@ -185,6 +189,9 @@ def self_check(args):
                                    for _, r in sorted(results.items()))
                 print(f"{variant:15} {'pass' if passed else 'FAIL'} in {time.monotonic() - started:.1f}s: {detail}; "
                       f"descriptors back to {fds_idle}: {'yes' if closed else 'NO'}")
+                log_text = compare.tail(os.path.join(tmp, variant + ".log")).strip()
+                if log_text and process.poll() is None:
+                    print(f"{variant}: relay's output:\n{log_text}")
                 if process.poll() is not None:
                     print(f"{variant}: relay exited with {process.returncode}:\n{compare.tail(os.path.join(tmp, variant + '.log'))}")
                     ok = False
