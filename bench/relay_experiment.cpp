@@ -585,8 +585,8 @@ class Redirector {
   bool pair(int client, int server) {
     const uint64_t client_cookie = cookie(client);
     const uint64_t server_cookie = cookie(server);
-    const uint64_t client_value = static_cast<uint64_t>(client);
-    const uint64_t server_value = static_cast<uint64_t>(server);
+    const auto client_value = static_cast<uint64_t>(client);
+    const auto server_value = static_cast<uint64_t>(server);
     if (bpf_map_update_elem(map_fd_, &client_cookie, &server_value, BPF_NOEXIST) < 0 ||
         bpf_map_update_elem(map_fd_, &server_cookie, &client_value, BPF_NOEXIST) < 0) {
       std::fprintf(stderr, "relay_experiment: sockhash update: %s\n", std::strerror(errno));
