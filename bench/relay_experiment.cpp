@@ -648,8 +648,7 @@ class Relay {
           accept_all();
           continue;
         }
-        const auto* endpoint = static_cast<Endpoint*>(events[i].data.ptr);
-        handle(*endpoint->session, endpoint->side, events[i].events);
+        handle(*static_cast<Endpoint*>(events[i].data.ptr)->session);
       }
       graveyard_.clear();  // as in the epoll mode: events of this batch may point at them
     }
@@ -668,20 +667,33 @@ class Relay {
       if (server.get() < 0) continue;  // the client is closed
       set_nonblocking(server.get());
       if (!redirector_.pair(client.get(), server.get())) continue;  // both closed
-      // What a socket received before it had a psock (a client's request
-      // sent before the accept) is redirected too: tested on Linux 6.18
-      // with pairing delayed by 200 ms after the client's first send.
+      // What a socket received before it had a psock (a request sent by the
+      // client before the accept) sits in its receive queue, and the psock
+      // looks at the queue only when more data arrives: a client that sent
+      // its request and waits would wait for ever (seen: the first request
+      // of a connection hung). Setting SO_RCVLOWAT makes TCP call the
+      // socket's data_ready now (tcp_set_rcvlowat -> tcp_data_ready), i.e.
+      // the psock's, which takes the queue in order and redirects it.
+      const int one = 1;
+      for (const Fd* socket : {&client, &server}) {
+        if (setsockopt(socket->get(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) < 0) {
+          die("SO_RCVLOWAT");
+        }
+      }
       auto session = std::make_unique<Session>();
       session->sockets[0] = std::move(client);
       session->sockets[1] = std::move(server);
       for (int side = 0; side < 2; ++side) {
         session->endpoints[side] = Endpoint{session.get(), side};
-        // Data never reaches these sockets' receive queues (it is
-        // redirected), so EPOLLIN means the end: a FIN (EPOLLRDHUP too), an
-        // error, or data the program let through (not expected: then it is
-        // relayed here, see handle()).
+        // Only the end is watched: a FIN (EPOLLRDHUP), an error or a reset
+        // (EPOLLERR, EPOLLHUP: always reported). Not EPOLLIN: a received
+        // message sits in the socket's receive queue until the psock takes
+        // it, and meanwhile the socket polls readable but recv() finds
+        // nothing (the psock owns the queue). Level-triggered EPOLLIN made
+        // this loop spin: about 20 epoll_wait and 20 failing recv calls per
+        // request (strace -c), each taking the socket lock the psock needs.
         epoll_event event{};
-        event.events = EPOLLIN | EPOLLRDHUP;
+        event.events = EPOLLRDHUP;
         event.data.ptr = &session->endpoints[side];
         if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, session->sockets[side].get(), &event) < 0) {
           die("epoll_ctl");
@@ -691,32 +703,9 @@ class Relay {
     }
   }
 
-  void handle(Session& session, int side, uint32_t events) {
-    if (session.closed) return;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) return close(session);
-    // EPOLLIN alone: see what recv says (0: EOF; data: relayed by hand, and
-    // counted, so that the self-check notices if this ever happens).
-    std::array<char, kBufferSize> buffer;
-    const ssize_t received =
-        recv(session.sockets[side].get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-    if (received == 0) return close(session);
-    if (received < 0) {
-      if (errno == EAGAIN || errno == EINTR) return;
-      return close(session);
-    }
-    if (unexpected_bytes_ == 0) {
-      std::fprintf(stderr, "relay_experiment: %zd bytes reached user space (not redirected)\n",
-                   received);
-    }
-    unexpected_bytes_ += static_cast<size_t>(received);
-    size_t sent = 0;
-    while (sent < static_cast<size_t>(received)) {
-      const ssize_t n = send(session.sockets[1 - side].get(), buffer.data() + sent,
-                             static_cast<size_t>(received) - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return close(session);  // EAGAIN too: not worth an EPOLLOUT path here
-      sent += static_cast<size_t>(n);
-    }
+  // Any event is the end of one side (see accept_all): both are closed.
+  void handle(Session& session) {
+    if (!session.closed) close(session);
   }
 
   void close(Session& session) {
@@ -734,7 +723,6 @@ class Relay {
   Fd epoll_;
   std::unordered_set<Session*> sessions_;  // owned; freed through graveyard_
   std::vector<std::unique_ptr<Session>> graveyard_;
-  size_t unexpected_bytes_ = 0;
 };
 
 }  // namespace sockmap_mode
