@@ -607,16 +607,10 @@ class Redirector {
   int map_fd_ = -1;
 };
 
-struct Session;
-
-struct Endpoint {
-  Session* session;
-  int side;  // 0 client, 1 backend
-};
-
+// An epoll event points at the session itself: whichever socket reports,
+// the session ends.
 struct Session {
-  std::array<Fd, 2> sockets;
-  std::array<Endpoint, 2> endpoints;
+  std::array<Fd, 2> sockets;  // client, backend
   bool closed = false;
 };
 
@@ -648,7 +642,7 @@ class Relay {
           accept_all();
           continue;
         }
-        handle(*static_cast<Endpoint*>(events[i].data.ptr)->session);
+        handle(*static_cast<Session*>(events[i].data.ptr));
       }
       graveyard_.clear();  // as in the epoll mode: events of this batch may point at them
     }
@@ -683,8 +677,7 @@ class Relay {
       auto session = std::make_unique<Session>();
       session->sockets[0] = std::move(client);
       session->sockets[1] = std::move(server);
-      for (int side = 0; side < 2; ++side) {
-        session->endpoints[side] = Endpoint{session.get(), side};
+      for (const Fd& socket : session->sockets) {
         // Only the end is watched: a FIN (EPOLLRDHUP), an error or a reset
         // (EPOLLERR, EPOLLHUP: always reported). Not EPOLLIN: a received
         // message sits in the socket's receive queue until the psock takes
@@ -694,8 +687,8 @@ class Relay {
         // request (strace -c), each taking the socket lock the psock needs.
         epoll_event event{};
         event.events = EPOLLRDHUP;
-        event.data.ptr = &session->endpoints[side];
-        if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, session->sockets[side].get(), &event) < 0) {
+        event.data.ptr = session.get();
+        if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, socket.get(), &event) < 0) {
           die("epoll_ctl");
         }
       }
