@@ -1,12 +1,18 @@
 // relay_experiment: a minimal single-threaded TCP relay, used only to
-// measure whether batched submission with io_uring lowers the CPU cost of a
-// small keep-alive message compared with a level-triggered epoll loop doing
-// one recv + one send per message (what fulcrum's Session does). Never used
-// by the daemon. See bench/README.md and docs/performance.md ("Experiment:
-// batched submission with io_uring").
+// measure whether batched submission with io_uring, or sockmap redirection
+// in the kernel, lowers the CPU cost of a small keep-alive message compared
+// with a level-triggered epoll loop doing one recv + one send per message
+// (what fulcrum's Session does). Never used by the daemon. See
+// bench/README.md and docs/performance.md ("Experiment: batched submission
+// with io_uring", "Experiment: sockmap redirection").
 //
-//   relay_experiment --mode epoll|uring [--uring-flags plain|coop|defer|sqpoll]
-//                    [--poll-first] --listen 127.0.0.1:PORT --backend 127.0.0.1:PORT
+//   relay_experiment --mode epoll|uring|sockmap [--uring-flags plain|coop|defer|sqpoll]
+//                    [--poll-first] [--sockmap-attach stream|verdict] [--bpf-object PATH]
+//                    --listen 127.0.0.1:PORT --backend 127.0.0.1:PORT
+//
+// The uring mode is compiled in only when liburing was found
+// (RELAY_HAVE_URING), the sockmap mode only when libbpf and clang were
+// (RELAY_HAVE_SOCKMAP); the epoll mode always.
 //
 // Both modes do the same work per message: one receive of up to 16 KiB into
 // the direction's own buffer, then a send of what arrived; a direction reads
@@ -14,10 +20,22 @@
 // gets one connection to the backend; when either side ends (EOF or error)
 // both are closed. Only the interface differs: epoll_wait + recv + send
 // system calls, or SQEs submitted together after each batch of completions.
+//
+// The sockmap mode does not relay in user space at all: both sockets of a
+// session go into a BPF SOCKHASH whose stream-verdict program
+// (relay_sockmap.bpf.c) redirects every skb a socket receives to the other
+// socket's egress; user space only accepts, connects, and closes both
+// sockets when either reports its end.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#ifdef RELAY_HAVE_URING
 #include <liburing.h>
+#endif
+#ifdef RELAY_HAVE_SOCKMAP
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -50,8 +68,10 @@ constexpr size_t kBufferSize = 16 * 1024;
 [[noreturn]] void usage(const char* message) {
   std::fprintf(stderr,
                "relay_experiment: %s\n"
-               "usage: relay_experiment --mode epoll|uring [--uring-flags plain|coop|defer|sqpoll]"
-               " [--poll-first] --listen IP:PORT --backend IP:PORT\n",
+               "usage: relay_experiment --mode epoll|uring|sockmap"
+               " [--uring-flags plain|coop|defer|sqpoll] [--poll-first]"
+               " [--sockmap-attach stream|verdict] [--bpf-object PATH]"
+               " --listen IP:PORT --backend IP:PORT\n",
                message);
   std::exit(2);
 }
@@ -311,6 +331,7 @@ class Relay {
 
 // ---------------------------------------------------------------- io_uring
 
+#ifdef RELAY_HAVE_URING
 namespace uring_mode {
 
 enum class Flags { plain, coop, defer, sqpoll };
@@ -517,6 +538,188 @@ class Relay {
 };
 
 }  // namespace uring_mode
+#endif  // RELAY_HAVE_URING
+
+// ---------------------------------------------------------------- sockmap
+
+#ifdef RELAY_HAVE_SOCKMAP
+namespace sockmap_mode {
+
+enum class Attach { stream, verdict };
+
+struct ObjectCloser {
+  void operator()(bpf_object* object) const { bpf_object__close(object); }
+};
+
+// The loaded BPF object (program and SOCKHASH); closing it (or the process
+// exiting) releases both, and the map with them detaches the program: no
+// pinned objects are left behind.
+class Redirector {
+ public:
+  Redirector(const std::string& path, Attach attach) {
+    object_.reset(bpf_object__open_file(path.c_str(), nullptr));
+    if (!object_) die("bpf_object__open_file");
+    if (const int result = bpf_object__load(object_.get()); result < 0) {
+      errno = -result;
+      die("bpf_object__load (needs CAP_BPF and CAP_NET_ADMIN)");
+    }
+    bpf_program* program = bpf_object__find_program_by_name(object_.get(), "relay_verdict");
+    bpf_map* map = bpf_object__find_map_by_name(object_.get(), "peers");
+    if (program == nullptr || map == nullptr) die("relay_verdict or peers not in the BPF object");
+    map_fd_ = bpf_map__fd(map);
+    // stream: BPF_SK_SKB_STREAM_VERDICT without a parser program (each skb
+    // is one message, through the strparser's read path). verdict:
+    // BPF_SK_SKB_VERDICT (Linux 5.13+), which skips the strparser and
+    // runs the program straight from the socket's data_ready.
+    const bpf_attach_type type =
+        attach == Attach::stream ? BPF_SK_SKB_STREAM_VERDICT : BPF_SK_SKB_VERDICT;
+    if (const int result = bpf_prog_attach(bpf_program__fd(program), map_fd_, type, 0);
+        result < 0) {
+      errno = -result;
+      die("bpf_prog_attach");
+    }
+  }
+
+  // Each socket is stored under the other's cookie (relay_sockmap.bpf.c).
+  // Returns false if the kernel refuses (e.g. a socket already closed).
+  bool pair(int client, int server) {
+    const uint64_t client_cookie = cookie(client);
+    const uint64_t server_cookie = cookie(server);
+    const auto client_value = static_cast<uint64_t>(client);
+    const auto server_value = static_cast<uint64_t>(server);
+    if (bpf_map_update_elem(map_fd_, &client_cookie, &server_value, BPF_NOEXIST) < 0 ||
+        bpf_map_update_elem(map_fd_, &server_cookie, &client_value, BPF_NOEXIST) < 0) {
+      std::fprintf(stderr, "relay_experiment: sockhash update: %s\n", std::strerror(errno));
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  static uint64_t cookie(int fd) {
+    uint64_t value = 0;
+    socklen_t length = sizeof value;
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &value, &length) < 0) die("SO_COOKIE");
+    return value;
+  }
+
+  std::unique_ptr<bpf_object, ObjectCloser> object_;
+  int map_fd_ = -1;
+};
+
+// An epoll event points at the session itself: whichever socket reports,
+// the session ends.
+struct Session {
+  std::array<Fd, 2> sockets;  // client, backend
+  bool closed = false;
+};
+
+class Relay {
+ public:
+  Relay(const sockaddr_in& listen_address, const sockaddr_in& backend, const std::string& object,
+        Attach attach)
+      : backend_(backend),
+        redirector_(object, attach),
+        listener_(listen_on(listen_address, true)),
+        epoll_(epoll_create1(EPOLL_CLOEXEC)) {
+    if (epoll_.get() < 0) die("epoll_create1");
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.ptr = nullptr;  // the listener
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &event) < 0) die("epoll_ctl");
+  }
+
+  [[noreturn]] void run() {
+    std::array<epoll_event, 256> events;
+    for (;;) {
+      const int count = epoll_wait(epoll_.get(), events.data(), events.size(), -1);
+      if (count < 0) {
+        if (errno == EINTR) continue;
+        die("epoll_wait");
+      }
+      for (int i = 0; i < count; ++i) {
+        if (events[i].data.ptr == nullptr) {
+          accept_all();
+          continue;
+        }
+        handle(*static_cast<Session*>(events[i].data.ptr));
+      }
+      graveyard_.clear();  // as in the epoll mode: events of this batch may point at them
+    }
+  }
+
+ private:
+  void accept_all() {
+    for (;;) {
+      Fd client(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      if (client.get() < 0) {
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
+        die("accept4");
+      }
+      set_nodelay(client.get());
+      Fd server = connect_backend(backend_);
+      if (server.get() < 0) continue;  // the client is closed
+      set_nonblocking(server.get());
+      if (!redirector_.pair(client.get(), server.get())) continue;  // both closed
+      // What a socket received before it had a psock (a request sent by the
+      // client before the accept) sits in its receive queue, and the psock
+      // looks at the queue only when more data arrives: a client that sent
+      // its request and waits would wait for ever (seen: the first request
+      // of a connection hung). Setting SO_RCVLOWAT makes TCP call the
+      // socket's data_ready now (tcp_set_rcvlowat -> tcp_data_ready), i.e.
+      // the psock's, which takes the queue in order and redirects it.
+      const int one = 1;
+      for (const Fd* socket : {&client, &server}) {
+        if (setsockopt(socket->get(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) < 0) {
+          die("SO_RCVLOWAT");
+        }
+      }
+      auto session = std::make_unique<Session>();
+      session->sockets[0] = std::move(client);
+      session->sockets[1] = std::move(server);
+      for (const Fd& socket : session->sockets) {
+        // Only the end is watched: a FIN (EPOLLRDHUP), an error or a reset
+        // (EPOLLERR, EPOLLHUP: always reported). Not EPOLLIN: a received
+        // message sits in the socket's receive queue until the psock takes
+        // it, and meanwhile the socket polls readable but recv() finds
+        // nothing (the psock owns the queue). Level-triggered EPOLLIN made
+        // this loop spin: about 20 epoll_wait and 20 failing recv calls per
+        // request (strace -c), each taking the socket lock the psock needs.
+        epoll_event event{};
+        event.events = EPOLLRDHUP;
+        event.data.ptr = session.get();
+        if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, socket.get(), &event) < 0) {
+          die("epoll_ctl");
+        }
+      }
+      sessions_.insert(session.release());
+    }
+  }
+
+  // Any event is the end of one side (see accept_all): both are closed.
+  void handle(Session& session) {
+    if (!session.closed) close(session);
+  }
+
+  void close(Session& session) {
+    // close() takes each socket out of the sockhash (and the epoll set).
+    session.closed = true;
+    session.sockets[0].reset();
+    session.sockets[1].reset();
+    sessions_.erase(&session);
+    graveyard_.emplace_back(&session);
+  }
+
+  sockaddr_in backend_;
+  Redirector redirector_;
+  Fd listener_;
+  Fd epoll_;
+  std::unordered_set<Session*> sessions_;  // owned; freed through graveyard_
+  std::vector<std::unique_ptr<Session>> graveyard_;
+};
+
+}  // namespace sockmap_mode
+#endif  // RELAY_HAVE_SOCKMAP
 
 }  // namespace
 
@@ -525,7 +728,13 @@ int main(int argc, char** argv) {
   std::string listen_text;
   std::string backend_text;
   std::string flags_text = "plain";
-  bool poll_first = false;
+  std::string attach_text = "stream";
+#ifdef RELAY_SOCKMAP_BPF_OBJECT
+  std::string bpf_object = RELAY_SOCKMAP_BPF_OBJECT;  // where meson built it
+#else
+  std::string bpf_object;
+#endif
+  [[maybe_unused]] bool poll_first = false;  // uring only
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--poll-first") {
@@ -541,6 +750,10 @@ int main(int argc, char** argv) {
       backend_text = argv[++i];
     } else if (arg == "--uring-flags") {
       flags_text = argv[++i];
+    } else if (arg == "--sockmap-attach") {
+      attach_text = argv[++i];
+    } else if (arg == "--bpf-object") {
+      bpf_object = argv[++i];
     } else {
       usage("unknown option");
     }
@@ -554,6 +767,7 @@ int main(int argc, char** argv) {
     epoll_mode::Relay relay(listen_address, backend);
     relay.run();
   }
+#ifdef RELAY_HAVE_URING
   if (mode == "uring") {
     uring_mode::Flags flags;
     if (flags_text == "plain") {
@@ -570,5 +784,17 @@ int main(int argc, char** argv) {
     uring_mode::Relay relay(listen_address, backend, flags, poll_first);
     relay.run();
   }
-  usage("--mode must be epoll or uring");
+#endif
+#ifdef RELAY_HAVE_SOCKMAP
+  if (mode == "sockmap") {
+    if (attach_text != "stream" && attach_text != "verdict") {
+      usage("--sockmap-attach must be stream or verdict");
+    }
+    sockmap_mode::Relay relay(
+        listen_address, backend, bpf_object,
+        attach_text == "stream" ? sockmap_mode::Attach::stream : sockmap_mode::Attach::verdict);
+    relay.run();
+  }
+#endif
+  usage("--mode must be epoll, uring (if built with liburing) or sockmap (if built with libbpf)");
 }

@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Keep-alive requests through relay_experiment (epoll and io_uring), fulcrum,
-HAProxy and nginx `stream`, interleaved, on loopback.
+"""Keep-alive requests through relay_experiment (epoll, io_uring, sockmap),
+fulcrum, HAProxy and nginx `stream`, interleaved, on loopback.
 
-The experiment of docs/performance.md ("Experiment: batched submission with
-io_uring"): does submitting several sessions' receives and sends in one
-io_uring_enter cut the CPU per keep-alive request? Reuses compare.py's real
-server (nginx), balancer configurations, wrk runner and /proc helpers.
+The experiments of docs/performance.md ("Experiment: batched submission with
+io_uring", "Experiment: sockmap redirection"): does submitting several
+sessions' receives and sends in one io_uring_enter, or letting the kernel
+redirect each message to the peer socket (BPF sockmap), cut the CPU per
+keep-alive request? Reuses compare.py's real server (nginx), balancer
+configurations, wrk runner and /proc helpers.
+
+With sockmap the relay process hardly runs: the redirect runs in the
+softirq of whoever sent the message (wrk, the real server) and in
+kworkers, so the relay process's CPU says little. Every run therefore also
+records the whole machine's busy CPU per request (/proc/stat), the CPUs
+busy, wrk's CPU (getrusage of reaped children) and the real server's.
 
     bench/relay_experiment.py --self-check        # relay_experiment is byte-exact
     bench/relay_experiment.py                     # the measurement
@@ -42,6 +50,10 @@ EXPERIMENT_VARIANTS = {
     "uring-defer-pf": ["--mode", "uring", "--uring-flags", "defer", "--poll-first"],
     "uring-coop": ["--mode", "uring", "--uring-flags", "coop"],
     "uring-sqpoll": ["--mode", "uring", "--uring-flags", "sqpoll"],
+    # BPF sockmap redirection (relay_sockmap.bpf.c): the kernel relays,
+    # user space only accepts, connects and closes.
+    "sockmap": ["--mode", "sockmap", "--sockmap-attach", "stream"],
+    "sockmap-verdict": ["--mode", "sockmap", "--sockmap-attach", "verdict"],
 }
 PEER_VARIANTS = ("fulcrum", "haproxy", "nginx")
 DEFAULT_VARIANTS = "epoll,uring,uring-defer,fulcrum,haproxy,nginx"
@@ -185,6 +197,9 @@ def self_check(args):
                                    for _, r in sorted(results.items()))
                 print(f"{variant:15} {'pass' if passed else 'FAIL'} in {time.monotonic() - started:.1f}s: {detail}; "
                       f"descriptors back to {fds_idle}: {'yes' if closed else 'NO'}")
+                log_text = compare.tail(os.path.join(tmp, variant + ".log")).strip()
+                if log_text and process.poll() is None:
+                    print(f"{variant}: relay's output:\n{log_text}")
                 if process.poll() is not None:
                     print(f"{variant}: relay exited with {process.returncode}:\n{compare.tail(os.path.join(tmp, variant + '.log'))}")
                     ok = False
@@ -244,13 +259,14 @@ def measure(args):
         if not compare.shutil.which(tool):
             sys.exit(f"missing {tool}")
     if any(v in EXPERIMENT_VARIANTS for v in args.variants) and not os.access(args.binary, os.X_OK):
-        sys.exit(f"{args.binary} not built (needs liburing-dev; see bench/README.md)")
+        sys.exit(f"{args.binary} not built (needs liburing-dev or libbpf-dev and clang; see bench/README.md)")
     if "fulcrum" in args.variants and not os.access(args.fulcrum_binary, os.X_OK):
         sys.exit(f"{args.fulcrum_binary} not built")
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     os.makedirs(args.out, exist_ok=True)
-    out_path = os.path.join(args.out, f"relay-experiment-{stamp}.txt")
+    name = "relay-experiment-sockmap" if any(v.startswith("sockmap") for v in args.variants) else "relay-experiment"
+    out_path = os.path.join(args.out, f"{name}-{stamp}.txt")
     lines = []
 
     def emit(text=""):
@@ -273,6 +289,7 @@ def measure(args):
         try:
             ns = types.SimpleNamespace(server_workers=1, only=["keepalive"])
             backends = compare.start_backends(processes, ns, tmp)
+            server_pids = compare.process_family(backends.http_pid)  # nginx master and worker
             wrk_script = os.path.join(tmp, "report.lua")
             compare.write_file(wrk_script, compare.WRK_SCRIPT)
             relays = {}
@@ -295,19 +312,31 @@ def measure(args):
                         pids = compare.process_family(process.pid)
                         time.sleep(1.0)  # settle: the previous run's sessions close
                         cpu_before = compare.cpu_seconds(pids)
+                        server_before = compare.cpu_seconds(server_pids)
+                        machine_before = compare.machine_busy_seconds()
+                        client_before = compare.children_cpu_seconds()
+                        started = time.monotonic()
                         try:
                             wrk = compare.run_wrk(port, False, args.duration, 1, connections, wrk_script)
                         except BenchError as error:
                             emit(f"c{connections} round {round_} {variant}: {error}")
                             continue
-                        cpu = compare.cpu_seconds(pids) - cpu_before
-                        wrk["cpu_us_per_req"] = cpu * 1e6 / wrk["requests"]
+                        elapsed = time.monotonic() - started
+                        requests = wrk["requests"]
+                        wrk["cpu_us_per_req"] = (compare.cpu_seconds(pids) - cpu_before) * 1e6 / requests
+                        machine = compare.machine_busy_seconds() - machine_before
+                        wrk["machine_us_per_req"] = machine * 1e6 / requests
+                        wrk["cpus_busy"] = machine / elapsed
+                        wrk["client_us_per_req"] = (compare.children_cpu_seconds() - client_before) * 1e6 / requests
+                        wrk["server_us_per_req"] = (compare.cpu_seconds(server_pids) - server_before) * 1e6 / requests
                         wrk["round"] = round_
                         samples.setdefault((connections, variant), []).append(wrk)
                         emit(f"c{connections} round {round_} {variant:15} {wrk['rps']:9.0f} req/s  "
                              f"p50 {wrk['p50_ms']:.3f} ms  p99 {wrk['p99_ms']:.3f} ms  "
-                             f"cpu {wrk['cpu_us_per_req']:.2f} us/req  errors {wrk['errors']}  "
-                             f"loadavg {compare.loadavg()}")
+                             f"relay cpu {wrk['cpu_us_per_req']:.2f} us/req  "
+                             f"machine {wrk['machine_us_per_req']:.2f} us/req ({wrk['cpus_busy']:.2f} CPUs)  "
+                             f"wrk {wrk['client_us_per_req']:.2f}  server {wrk['server_us_per_req']:.2f} us/req  "
+                             f"errors {wrk['errors']}  loadavg {compare.loadavg()}")
                 if args.strace_duration:
                     for variant in args.variants:
                         process, port = relays[variant]
@@ -323,13 +352,16 @@ def measure(args):
 
     emit(f"loadavg after: {compare.loadavg()}")
     emit()
-    emit("Medians over the rounds (CPU: relay process user+sys / requests; syscalls: strace -c run)")
+    emit("Medians over the rounds (relay CPU: relay process user+sys / requests; machine: /proc/stat busy "
+         "time of all CPUs / requests, and busy seconds per second; wrk: its user+sys; server: the nginx "
+         "real server's; syscalls: strace -c run; 'vs': median of the per-round ratios)")
     for connections in args.connections:
         emit()
         emit(f"wrk -t1 -c{connections}")
-        emit("| variant | req/s | vs haproxy | vs nginx | p50 ms | p99 ms | CPU µs/req | CPU vs epoll | "
+        emit("| variant | req/s | vs haproxy | vs nginx | p50 ms | p99 ms | relay CPU µs/req | CPU vs epoll | "
+             "machine µs/req | machine vs haproxy | machine vs nginx | CPUs busy | wrk µs/req | server µs/req | "
              "syscalls/req | rounds |")
-        emit("|---|---|---|---|---|---|---|---|---|---|")
+        emit("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         # Ratios: median over the rounds of this variant's figure over the
         # other's in the same round (less sensitive to a load change between
         # rounds than a ratio of medians).
@@ -338,18 +370,23 @@ def measure(args):
             runs = samples.get((connections, variant), [])
             if runs:
                 medians[variant] = {k: statistics.median(r[k] for r in runs)
-                                    for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+                                    for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "machine_us_per_req",
+                                              "cpus_busy", "client_us_per_req", "server_us_per_req")}
         for variant in args.variants:
             m = medians.get(variant)
             if not m:
-                emit(f"| {variant} | no data | | | | | | | | 0 |")
+                emit(f"| {variant} | no data | | | | | | | | | | | | | | 0 |")
                 continue
             ratio = {peer: round_ratio(samples, connections, variant, peer) for peer in ("haproxy", "nginx")}
             calls = syscalls.get((connections, variant))
             per_req = f"{sum(calls[0].values()) / calls[1]:.2f}" if calls and calls[1] else ""
+            machine_ratio = {peer: round_ratio(samples, connections, variant, peer, "machine_us_per_req")
+                             for peer in ("haproxy", "nginx")}
             emit(f"| {variant} | {m['rps']:.0f} | {ratio['haproxy']} | {ratio['nginx']} | {m['p50_ms']:.3f} | "
                  f"{m['p99_ms']:.3f} | {m['cpu_us_per_req']:.2f} | "
-                 f"{round_ratio(samples, connections, variant, 'epoll', 'cpu_us_per_req')} | {per_req} | "
+                 f"{round_ratio(samples, connections, variant, 'epoll', 'cpu_us_per_req')} | "
+                 f"{m['machine_us_per_req']:.2f} | {machine_ratio['haproxy']} | {machine_ratio['nginx']} | "
+                 f"{m['cpus_busy']:.2f} | {m['client_us_per_req']:.2f} | {m['server_us_per_req']:.2f} | {per_req} | "
                  f"{len(samples[(connections, variant)])} |")
     with open(out_path, "w") as f:
         f.write("\n".join(lines) + "\n")
