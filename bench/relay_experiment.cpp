@@ -56,7 +56,11 @@
 #include <utility>
 #include <vector>
 
+#include "fulcrum/fd.hpp"
+
 namespace {
+
+using fulcrum::Fd;
 
 constexpr size_t kBufferSize = 16 * 1024;
 
@@ -75,33 +79,6 @@ constexpr size_t kBufferSize = 16 * 1024;
                message);
   std::exit(2);
 }
-
-// Owns one file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 sockaddr_in parse_address(std::string_view text) {
   const size_t colon = text.rfind(':');
