@@ -171,8 +171,8 @@ def cpu_seconds(pids):
 
 
 def machine_busy_seconds():
-    """CPU time the whole machine spent busy (all CPUs, everything but idle
-    and iowait), seconds: what the client, the real server, the balancer and
+    """CPU time the whole machine spent busy (all CPUs, everything but idle,
+    iowait and steal), seconds: what the client, the real server, the balancer and
     the kernel's work for all of them used together."""
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]

@@ -311,24 +311,18 @@ def measure(args):
                         process, port = relays[variant]
                         pids = compare.process_family(process.pid)
                         time.sleep(1.0)  # settle: the previous run's sessions close
-                        cpu_before = compare.cpu_seconds(pids)
-                        server_before = compare.cpu_seconds(server_pids)
-                        machine_before = compare.machine_busy_seconds()
-                        client_before = compare.children_cpu_seconds()
-                        started = time.monotonic()
+                        meter = compare.CpuMeter(pids, server_pids)
                         try:
                             wrk = compare.run_wrk(port, False, args.duration, 1, connections, wrk_script)
                         except BenchError as error:
                             emit(f"c{connections} round {round_} {variant}: {error}")
                             continue
-                        elapsed = time.monotonic() - started
-                        requests = wrk["requests"]
-                        wrk["cpu_us_per_req"] = (compare.cpu_seconds(pids) - cpu_before) * 1e6 / requests
-                        machine = compare.machine_busy_seconds() - machine_before
-                        wrk["machine_us_per_req"] = machine * 1e6 / requests
-                        wrk["cpus_busy"] = machine / elapsed
-                        wrk["client_us_per_req"] = (compare.children_cpu_seconds() - client_before) * 1e6 / requests
-                        wrk["server_us_per_req"] = (compare.cpu_seconds(server_pids) - server_before) * 1e6 / requests
+                        used = compare.with_derived({**wrk, **meter.used()})
+                        wrk["cpu_us_per_req"] = used["cpu_us_per_request"]
+                        wrk["machine_us_per_req"] = used["machine_cpu_us_per_request"]
+                        wrk["cpus_busy"] = used["machine_busy_cpus"]
+                        wrk["client_us_per_req"] = used["client_cpu_us_per_request"]
+                        wrk["server_us_per_req"] = used["server_cpu_us_per_request"]
                         wrk["round"] = round_
                         samples.setdefault((connections, variant), []).append(wrk)
                         emit(f"c{connections} round {round_} {variant:15} {wrk['rps']:9.0f} req/s  "
