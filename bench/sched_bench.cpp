@@ -105,7 +105,9 @@ struct Pool {
         state->active.store(static_cast<uint32_t>(random.next() % 100), std::memory_order_relaxed);
       SchedServer server;
       server.name = "server-" + std::to_string(i);
-      server.weight = 1 + i % 10;
+      ServerStateWriter writer(*state);
+      writer.set_assigned_weight(1 + i % 10);
+      writer.set_weight(1 + i % 10);
       server.state = state.get();
       servers.push_back(std::move(server));
       states.push_back(std::move(state));
@@ -132,12 +134,11 @@ std::vector<SocketAddress> make_clients() {
 // that returned no server in `misses` (there should be none: all are up).
 double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clients, unsigned worker,
                    int batch, uint64_t& misses) {
-  const SteadyTime now = Clock::now();
   uint64_t sum = 0;
   uint64_t none = 0;
   const auto start = Clock::now();
   for (int i = 0; i < batch; ++i) {
-    const PickContext context{clients[static_cast<size_t>(i) % kClients], 0, {}, worker, now};
+    const PickContext context{clients[static_cast<size_t>(i) % kClients], 0, {}, worker};
     const auto picked = scheduler.pick(context);
     if (picked) {
       sum += *picked;

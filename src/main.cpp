@@ -9,6 +9,7 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/daemon.hpp"
 #include "fulcrum/log.hpp"
+#include "fulcrum/signals.hpp"
 
 namespace {
 
@@ -25,7 +26,7 @@ constexpr const char* kUsage =
     "  -h, --help         print this help and exit\n"
     "\n"
     "Exit codes: 0 clean stop, 1 invalid configuration, 2 bad usage, 3 start-up failure.\n"
-    "Signals: SIGTERM/SIGINT graceful stop.\n";
+    "Signals: SIGTERM/SIGINT graceful stop (a second one closes what is left), SIGHUP reload.\n";
 
 struct Options {
   std::string config = kDefaultConfig;
@@ -40,6 +41,7 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fulcrum::hold_reload_signal();
   Options options;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

@@ -35,12 +35,16 @@ class RiseFall {
   uint32_t streak_ = 0;
 };
 
+// The checks' verdict on a server, once rise/fall flipped it: reported to the
+// control plane, which decides what it means for the server's status.
+using HealthVerdict =
+    std::function<void(const ServiceRuntime& service, const ServerRuntime& server, bool healthy)>;
+
 class HealthChecker {
  public:
-  // `on_change` runs (main thread) after a server of `service` changed state,
-  // to rebuild the service's scheduler.
-  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
-                std::function<void(const ServiceRuntime& service)> on_change);
+  // Checks the servers of `snapshot`'s services that have a health check;
+  // each machine starts from the server's current verdict.
+  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot, HealthVerdict verdict);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -57,7 +61,7 @@ class HealthChecker {
 
   event_base* base_;
   std::shared_ptr<const Snapshot> snapshot_;
-  std::function<void(const ServiceRuntime&)> on_change_;
+  HealthVerdict verdict_;
   std::vector<std::unique_ptr<Check>> checks_;
 };
 

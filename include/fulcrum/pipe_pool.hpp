@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "fulcrum/fd.hpp"
-#include "fulcrum/limits.hpp"
+#include "fulcrum/admission.hpp"
 
 namespace fulcrum {
 

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "fulcrum/config.hpp"
+
 namespace fulcrum {
 
 // Switches the whole process to `user` (and `group`, else the user's own
@@ -12,5 +14,14 @@ namespace fulcrum {
 // that user. With `keep_net_raw` the process keeps CAP_NET_RAW (and only
 // that), which transparent mode needs for IP_TRANSPARENT.
 std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw);
+
+// True when some service of `config` uses address_mode transparent.
+bool any_transparent(const Config& config);
+
+// Transparent services need IP_TRANSPARENT for each address family of their
+// servers. Tried up front, so a missing capability stops the start (or the
+// reload) with a clear reason instead of failing every session. Returns an
+// empty string or the reason.
+std::string check_transparent_capability(const Config& config);
 
 }  // namespace fulcrum

@@ -18,16 +18,12 @@
 
 namespace fulcrum {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
-
-// What a scheduler knows of one server. It reads the live state, it never
-// owns or writes counters.
+// What a scheduler knows of one server. Status and weight come from the live
+// state, which the control plane decides; a scheduler never writes it.
 struct SchedServer {
   std::string name;  // Maglev's key: the same name maps the same clients
-  uint32_t weight = 1;
   uint32_t max_connections = 0;
   bool backup = false;
-  Duration slow_start{0};
   const ServerState* state = nullptr;
 };
 
@@ -37,7 +33,6 @@ struct PickContext {
   std::span<const uint32_t>
       failed;           // servers this session already failed on: skipped while another is usable
   unsigned worker = 0;  // calling worker, < SchedulerOptions::workers
-  SteadyTime now{};     // for slow start
 
   bool avoids(uint32_t index) const {
     return std::find(failed.begin(), failed.end(), index) != failed.end();
@@ -48,14 +43,15 @@ class Scheduler {
  public:
   virtual ~Scheduler() = default;
   // Index of a usable server, or nullopt when none is. Called from any
-  // worker thread concurrently; never blocks and takes no lock shared by
-  // the workers.
+  // worker thread concurrently; never blocks. The only lock it may take is
+  // Published's, once per worker after each rebuild.
   virtual std::optional<uint32_t> pick(const PickContext& context) = 0;
-  // Main thread: a server's status or weight changed, or a slow start is
-  // ramping. Rebuilds what depends on them (the Maglev table, the WRR cycle,
-  // which of primaries and backups serve) off the hot path and publishes it;
-  // concurrent picks see the old or the new version, never a mix.
-  virtual void rebuild(SteadyTime now) = 0;
+  // Main thread, called by the proxy's data plane when the control plane
+  // changed a server's status or weight (slow start included). Rebuilds what
+  // depends on them (the Maglev table, the WRR cycle, which of primaries and
+  // backups serve) off the hot path and publishes it; concurrent picks see
+  // the old or the new version, never a mix.
+  virtual void rebuild() = 0;
   // Main thread, on reload, before publishing: carry over the rotation
   // position of the same service's previous scheduler when it is of the
   // same kind, so that a reload does not restart every rotation at the
@@ -74,16 +70,10 @@ struct SchedulerOptions {
 std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options,
                                           std::vector<SchedServer> servers);
 
-// The weight set through the admin API if any, else the configured one.
-inline uint32_t current_weight(const SchedServer& server) {
-  return server.state->weight(server.weight);
-}
-
 // True when the server counts as up for the primary/backup decision: status
 // up and weight > 0 (HAProxy's rule: a drained server is not up).
 inline bool is_up(const SchedServer& server) {
-  return server.state->status.load(std::memory_order_relaxed) == ServerStatus::up &&
-         current_weight(server) > 0;
+  return server.state->status() == ServerStatus::up && server.state->weight() > 0;
 }
 
 // True when `server` may take a new session: up, weight > 0, below its
@@ -93,18 +83,6 @@ inline bool is_usable(const SchedServer& server) {
   return server.max_connections == 0 ||
          server.state->active.load(std::memory_order_relaxed) < server.max_connections;
 }
-
-// The weight in force during slow start (see effective_weight()).
-uint32_t ramped_weight(const SchedServer& server, SteadyTime now);
-
-// The weight in force: the configured weight, ramped linearly from 1 during
-// slow_start after the server came up.
-inline uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
-  if (server.slow_start.count() == 0) return current_weight(server);
-  return ramped_weight(server, now);
-}
-// True while any server of `servers` is in its slow start ramp.
-bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now);
 
 // Smooth weighted round robin order (nginx's algorithm) for one full cycle
 // of sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests.

@@ -9,6 +9,8 @@
 
 namespace fulcrum {
 
+using SteadyTime = std::chrono::steady_clock::time_point;
+
 // What the schedulers look at: up takes new sessions; down (health checks
 // failing), drain and maint (set by an operator) do not. Sessions already
 // running continue in every state.
@@ -18,50 +20,87 @@ enum class ServerStatus : uint8_t { up, down, drain, maint };
 // stay: ready lets health decide, drain and maint take the server out.
 enum class AdminState : uint8_t { ready, drain, maint };
 
-// Counters written by workers with relaxed atomics; each instance sits on its
-// own cache line so that servers never false-share.
-struct alignas(64) ServerState {
-  std::atomic<ServerStatus> status{ServerStatus::up};
-  std::atomic<AdminState> admin{AdminState::ready};
-  std::atomic<bool> healthy{true};  // the health checker's verdict
-  // A weight set through the admin API (lasts until the next reload), or -1.
-  std::atomic<int32_t> weight_override{-1};
+class ServerStateWriter;
 
-  // The weight in force: the admin API's, else `configured`.
-  uint32_t weight(uint32_t configured) const {
-    const int32_t set = weight_override.load(std::memory_order_relaxed);
-    return set >= 0 ? static_cast<uint32_t>(set) : configured;
-  }
-  std::atomic<uint32_t> active{0};
+// One server's live state. Two parts on separate cache lines:
+//  - what the control plane decided (status, weights, the facts they come
+//    from): read by every worker's scheduler on every pick, written only
+//    through a ServerStateWriter, which only the ControlPlane makes (and the
+//    scheduler unit tests);
+//  - counters every session writes with relaxed atomics.
+// Keeping them apart means a busy server's counters never invalidate the
+// line the schedulers read (ServerStatePadding in the unit tests checks it).
+struct alignas(64) ServerState {
+  // ---- decided by the control plane (main thread), read-mostly
+  ServerStatus status() const { return status_.load(std::memory_order_relaxed); }
+  AdminState admin() const { return admin_.load(std::memory_order_relaxed); }
+  // The health checks' verdict (true without checks).
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  // The weight the operator (admin API, until the next reload) or else the
+  // configuration file gives the server.
+  uint32_t assigned_weight() const { return assigned_weight_.load(std::memory_order_relaxed); }
+  // The weight schedulers use: the assigned one, ramped during slow start.
+  uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
+  // When the server last came up (steady clock ns since its epoch); 0 when
+  // it has been up since it was first configured (no slow start then).
+  int64_t up_since_ns() const { return up_since_ns_.load(std::memory_order_relaxed); }
+  // When the status last changed (steady clock ns; 0 = never).
+  int64_t last_change_ns() const { return last_change_ns_.load(std::memory_order_relaxed); }
+
+  // Takes one active slot unless the server is at `max_connections`
+  // (0 = unlimited). Lock free; safe from any worker.
+  bool try_acquire(uint32_t max_connections);
+  void release() { active.fetch_sub(1, std::memory_order_relaxed); }
+
+ private:
+  friend class ServerStateWriter;
+  std::atomic<ServerStatus> status_{ServerStatus::up};
+  std::atomic<AdminState> admin_{AdminState::ready};
+  std::atomic<bool> healthy_{true};
+  std::atomic<uint32_t> assigned_weight_{1};
+  std::atomic<uint32_t> weight_{1};
+  std::atomic<int64_t> up_since_ns_{0};
+  std::atomic<int64_t> last_change_ns_{0};
+
+ public:
+  // ---- counters, written by every session (own cache line from here on)
+  alignas(64) std::atomic<uint32_t> active{0};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> connect_failures{0};
   std::atomic<uint64_t> connects{0};         // successful connects
   std::atomic<uint64_t> connect_time_us{0};  // their total duration
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
-  // When the server last came up (steady clock, ns since its epoch); 0 when it
-  // has been up since start-up. Slow start ramps its weight from this moment.
-  std::atomic<int64_t> up_since_ns{0};
-  // When the status last changed (steady clock ns; 0 = never since start-up).
-  std::atomic<int64_t> last_change_ns{0};
   // Failed health checks, active and passive, since start-up.
   std::atomic<uint64_t> checks_failed{0};
   // Failed connects of real sessions not yet counted by the health checker
   // (written by workers, drained by the main thread), and the last error.
   std::atomic<uint32_t> passive_failures{0};
   std::atomic<int> passive_error{0};
+};
 
-  // Sets the status; a change to up from any other status starts slow start.
-  // Returns true when the status changed. Main thread.
-  bool set_status(ServerStatus next, std::chrono::steady_clock::time_point now);
-  // Derives the status from `admin` and `healthy` (maint and drain win over
-  // health); returns true when it changed. Main thread.
-  bool update_status(std::chrono::steady_clock::time_point now);
+// The only way to change what ServerState's first part holds. Made by the
+// ControlPlane, the one writer of server state (docs/architecture.md), and by
+// unit tests that set up a scheduler's view directly. Main thread.
+class ServerStateWriter {
+ public:
+  explicit ServerStateWriter(ServerState& state) : state_(state) {}
 
-  // Takes one active slot unless the server is at `max_connections`
-  // (0 = unlimited). Lock free; safe from any worker.
-  bool try_acquire(uint32_t max_connections);
-  void release() { active.fetch_sub(1, std::memory_order_relaxed); }
+  // Sets the status; a change to up from any other status restarts slow
+  // start. Returns true when the status changed.
+  bool set_status(ServerStatus next, SteadyTime now);
+  void set_admin(AdminState admin) { state_.admin_.store(admin, std::memory_order_relaxed); }
+  void set_healthy(bool healthy) { state_.healthy_.store(healthy, std::memory_order_relaxed); }
+  void set_assigned_weight(uint32_t weight) {
+    state_.assigned_weight_.store(weight, std::memory_order_relaxed);
+  }
+  // Returns true when the weight in force changed.
+  bool set_weight(uint32_t weight) {
+    return state_.weight_.exchange(weight, std::memory_order_relaxed) != weight;
+  }
+
+ private:
+  ServerState& state_;
 };
 
 struct alignas(64) ServiceState {

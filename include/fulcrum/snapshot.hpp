@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,7 +25,6 @@ struct ServiceRuntime {
   const ServiceConfig* config = nullptr;
   std::shared_ptr<ServiceState> state;
   std::vector<ServerRuntime> servers;
-  std::vector<SchedServer> sched_servers;  // what the scheduler was built from
   std::unique_ptr<Scheduler> scheduler;
 };
 
@@ -36,6 +36,12 @@ struct Snapshot {
   Snapshot() = default;
   // The service that listens on `address`, or nullptr.
   const ServiceRuntime* service_listening_on(const SocketAddress& address) const;
+  // A server by service and server name; both null when there is none.
+  struct Found {
+    const ServiceRuntime* service = nullptr;
+    const ServerRuntime* server = nullptr;
+  };
+  Found find(std::string_view service_name, std::string_view server_name) const;
   Snapshot(const Snapshot&) = delete;  // runtimes point into `config`
   Snapshot& operator=(const Snapshot&) = delete;
 };
@@ -47,10 +53,6 @@ class StateRegistry {
   std::shared_ptr<ServiceState> service(const std::string& service_name);
   std::shared_ptr<ServerState> server(const std::string& service_name,
                                       const std::string& server_name);
-  template <typename F>
-  void for_each_server(F&& f) {
-    for (auto& [key, state] : servers_) f(*state);
-  }
 
  private:
   std::map<std::string, std::shared_ptr<ServiceState>> services_;

@@ -10,10 +10,21 @@
 
 namespace fulcrum {
 
-// A non-blocking listening socket bound to `address` with SO_REUSEADDR and
-// SO_REUSEPORT (one per worker), IPV6_V6ONLY for IPv6, and the relay
+// Whether a listening socket shares its port: `workers` sets SO_REUSEPORT,
+// so each worker of this process binds one; `exclusive` does not (the stats
+// port: one socket, never shared with anyone).
+enum class PortSharing { workers, exclusive };
+
+// A non-blocking listening socket bound to `address` with SO_REUSEADDR,
+// SO_REUSEPORT as `sharing` says, IPV6_V6ONLY for IPv6, and the relay
 // options, which accepted sockets inherit. Returns errno.
-int open_listener(const SocketAddress& address, int backlog, Fd& out);
+int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out);
+
+// 0 when nobody listens on `address`, else EADDRINUSE (or another errno).
+// Checked before the workers' SO_REUSEPORT sockets are bound: those would
+// join another process's group on the same port (a second fulcrum, under
+// the same user) and silently share its clients instead of failing.
+int check_address_free(const SocketAddress& address);
 
 // Where a server connection comes from: fulcrum's own address (`address`
 // null: the kernel's choice), a fixed snat `source`, or in transparent mode

@@ -12,7 +12,9 @@
 #include <set>
 #include <string>
 
+#include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
+#include "fulcrum/reload.hpp"
 #include "fulcrum/snapshot.hpp"
 
 struct evhttp;
@@ -21,24 +23,26 @@ struct evhttp_connection;
 
 namespace fulcrum {
 
-// The outcome of the last reload (main thread).
-struct ReloadStatus {
-  bool ok = true;
-  std::chrono::system_clock::time_point at;  // start-up until the first reload
-  std::string error;                         // first error of a failed reload
-  uint64_t succeeded = 0;
-  uint64_t failed = 0;
-};
+// Stats connections open at once, at most: 1/16 of the open-file limit,
+// between 4 and 64. Further clients wait in the listening socket's backlog.
+// Their descriptors are kept out of the session budget
+// (fds_outside_sessions()).
+size_t stats_connection_limit(int64_t open_file_limit);
 
 // What the renderers need besides the snapshot.
 struct StatsContext {
   std::shared_ptr<const Snapshot> snapshot;
+  // Where the admin API's requests go: the stats module never writes server
+  // state itself. Owned by the daemon.
+  ControlPlane* control_plane = nullptr;
   std::optional<std::string> admin_token;  // none: the write API answers 403
   std::chrono::steady_clock::time_point started;
   std::chrono::system_clock::time_point started_wall;
-  const ReloadStatus* reload = nullptr;  // owned by the daemon
-  // POST /api/v1/reload: reloads the file; `peer` asked. Returns the status.
-  std::function<const ReloadStatus&(const std::string& peer)> reload_action;
+  const ReloadStatus* reload = nullptr;  // the Reloader's, owned by the daemon
+  // POST /api/v1/reload: asks for a reload on behalf of `peer`; `done` gets
+  // the outcome later, on the main loop (the request waits for it).
+  std::function<void(const std::string& peer, Reloader::Done done)> reload_action;
+  size_t max_connections = 4;  // stats_connection_limit()
 };
 
 // `text` as a JSON string literal, quoted and escaped.

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "fulcrum/event.hpp"
-#include "fulcrum/limits.hpp"
+#include "fulcrum/admission.hpp"
 #include "fulcrum/pipe_pool.hpp"
 #include "fulcrum/snapshot.hpp"
 

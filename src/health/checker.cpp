@@ -30,7 +30,7 @@ class HealthChecker::Check {
         service_(service),
         server_(server),
         config_(service.config->health_check),
-        machine_(config_.rise, config_.fall, server.state->healthy.load()) {
+        machine_(config_.rise, config_.fall, server.state->healthy()) {
     timer_.reset(evtimer_new(owner_.base_, on_timer_cb, this));
   }
 
@@ -87,12 +87,7 @@ class HealthChecker::Check {
     const uint32_t streak = machine_.streak() + 1;
     const uint32_t needed = machine_.needed();
     if (!machine_.record(success)) return;
-    const auto now = std::chrono::steady_clock::now();
     const bool up = machine_.up();
-    server_.state->healthy.store(up);
-    // An operator's drain or maint stays in force; health still decides
-    // what the server returns to.
-    const bool changed = server_.state->update_status(now);
     const std::string reason = up ? "check passed" : failure_reason(error);
     const std::string message = "server " + service_.config->name + "/" + server_.config->name +
                                 (up ? " up: " : " down: ") + reason + " (" +
@@ -104,7 +99,7 @@ class HealthChecker::Check {
                 {"state", up ? "up" : "down"},
                 {"reason", reason},
                 {"check", kind}});
-    if (changed) owner_.on_change_(service_);
+    owner_.verdict_(service_, server_, up);
   }
 
   HealthChecker& owner_;
@@ -118,8 +113,8 @@ class HealthChecker::Check {
 };
 
 HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
-                             std::function<void(const ServiceRuntime&)> on_change)
-    : base_(base), snapshot_(std::move(snapshot)), on_change_(std::move(on_change)) {
+                             HealthVerdict verdict)
+    : base_(base), snapshot_(std::move(snapshot)), verdict_(std::move(verdict)) {
   for (const auto& service : snapshot_->services) {
     if (!service.config->health_check.enabled) continue;
     for (const auto& server : service.servers)

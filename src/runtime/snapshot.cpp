@@ -24,6 +24,17 @@ const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& addres
   return nullptr;
 }
 
+Snapshot::Found Snapshot::find(std::string_view service_name,
+                               std::string_view server_name) const {
+  for (const auto& service : services) {
+    if (service.config->name != service_name) continue;
+    for (const auto& server : service.servers) {
+      if (server.config->name == server_name) return {&service, &server};
+    }
+  }
+  return {};
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation,
                                                StateRegistry& registry, unsigned workers) {
   auto snapshot = std::make_shared<Snapshot>();
@@ -37,13 +48,11 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
     for (const auto& server_config : service_config.servers) {
       ServerRuntime server{&server_config,
                            registry.server(service_config.name, server_config.name)};
-      sched_servers.push_back(SchedServer{server_config.name, server_config.weight,
-                                          server_config.max_connections, server_config.backup,
-                                          server_config.slow_start, server.state.get()});
+      sched_servers.push_back(SchedServer{server_config.name, server_config.max_connections,
+                                          server_config.backup, server.state.get()});
       service.servers.push_back(std::move(server));
     }
     const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};
-    service.sched_servers = sched_servers;
     service.scheduler = make_scheduler(options, std::move(sched_servers));
     snapshot->services.push_back(std::move(service));
   }

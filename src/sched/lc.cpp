@@ -33,7 +33,7 @@ class LeastConnections final : public Scheduler {
         continue;
       }
       const uint64_t active = server.state->active.load(std::memory_order_relaxed);
-      const uint64_t weight = weighted_ ? effective_weight(server, context.now) : 1;
+      const uint64_t weight = weighted_ ? server.state->weight() : 1;
       if (!best || lighter(active, weight, best_active, best_weight)) {
         best = index;
         best_active = active;
@@ -44,7 +44,7 @@ class LeastConnections final : public Scheduler {
   }
 
   // Loads, status and weights are read at pick time: nothing to rebuild.
-  void rebuild(SteadyTime) override {}
+  void rebuild() override {}
 
  private:
   std::vector<SchedServer> servers_;
@@ -55,18 +55,6 @@ class LeastConnections final : public Scheduler {
 
 std::unique_ptr<Scheduler> make_lc_scheduler(std::vector<SchedServer> servers, bool weighted) {
   return std::make_unique<LeastConnections>(std::move(servers), weighted);
-}
-
-uint64_t thread_random() {
-  // splitmix64 over a per-thread counter seeded from the thread's own
-  // address and the clock: no shared state, different in every thread.
-  thread_local uint64_t state =
-      reinterpret_cast<uintptr_t>(&state) ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
 }
 
 }  // namespace fulcrum

@@ -116,7 +116,7 @@ namespace {
 class Maglev final : public Scheduler {
  public:
   Maglev(std::vector<SchedServer> servers, HashKey key, unsigned workers)
-      : servers_(std::move(servers)), key_(key), table_(workers, build(SteadyTime{})) {}
+      : servers_(std::move(servers)), key_(key), table_(workers, build()) {}
 
   // The client's slot names its server. When that server cannot take the
   // session right now (full, or failed on this very session) the following
@@ -141,20 +141,20 @@ class Maglev final : public Scheduler {
   // Rebuilt from the servers that are up, with their weights in force: a
   // server that goes down gives up its slots (its clients move, nobody
   // else's), and gets exactly the same slots back when it returns.
-  void rebuild(SteadyTime now) override {
+  void rebuild() override {
     const auto previous = current_;
-    auto next = build(now);
+    auto next = build();
     if (*next != *previous) table_.publish(std::move(next));
   }
 
  private:
-  std::shared_ptr<const std::vector<uint32_t>> build(SteadyTime now) {
+  std::shared_ptr<const std::vector<uint32_t>> build() {
     std::vector<std::string> names;
     std::vector<uint32_t> weights;
     for (const auto& s : servers_) {
       names.push_back(s.name);
-      const bool up = s.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
-      weights.push_back(up ? effective_weight(s, now) : 0);
+      const bool up = s.state->status() == ServerStatus::up;
+      weights.push_back(up ? s.state->weight() : 0);
     }
     current_ = std::make_shared<const std::vector<uint32_t>>(
         build_maglev_table(names, weights, kTableSize));

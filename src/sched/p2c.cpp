@@ -25,13 +25,13 @@ class PowerOfTwoChoices final : public Scheduler {
     const SchedServer& a = servers_[*first];
     const SchedServer& b = servers_[*second];
     return lighter(
-               b.state->active.load(std::memory_order_relaxed), effective_weight(b, context.now),
-               a.state->active.load(std::memory_order_relaxed), effective_weight(a, context.now))
+               b.state->active.load(std::memory_order_relaxed), b.state->weight(),
+               a.state->active.load(std::memory_order_relaxed), a.state->weight())
                ? second
                : first;
   }
 
-  void rebuild(SteadyTime) override {}
+  void rebuild() override {}
 
  private:
   // A random usable server other than `other` and those avoided.
@@ -57,9 +57,9 @@ class PowerOfTwoChoices final : public Scheduler {
         continue;
       }
       if (!best || lighter(server.state->active.load(std::memory_order_relaxed),
-                           effective_weight(server, context.now),
+                           server.state->weight(),
                            servers_[*best].state->active.load(std::memory_order_relaxed),
-                           effective_weight(servers_[*best], context.now))) {
+                           servers_[*best].state->weight())) {
         best = i;
       }
     }

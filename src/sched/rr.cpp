@@ -25,7 +25,7 @@ class RoundRobin final : public Scheduler {
     }
   }
 
-  void rebuild(SteadyTime) override {}
+  void rebuild() override {}
 
  private:
   std::vector<SchedServer> servers_;

@@ -1,5 +1,5 @@
-// What all schedulers share: usability, effective weights, the factory, and
-// the primary/backup split wrapped around any algorithm.
+// What all schedulers share: the factory and the primary/backup split
+// wrapped around any algorithm.
 #include "fulcrum/scheduler.hpp"
 
 #include <atomic>
@@ -7,72 +7,6 @@
 #include "algorithms.hpp"
 
 namespace fulcrum {
-
-bool ServerState::try_acquire(uint32_t max_connections) {
-  if (max_connections == 0) {
-    active.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  uint32_t current = active.load(std::memory_order_relaxed);
-  while (current < max_connections) {
-    if (active.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) return true;
-  }
-  return false;
-}
-
-bool ServerState::update_status(std::chrono::steady_clock::time_point now) {
-  switch (admin.load()) {
-    case AdminState::maint: return set_status(ServerStatus::maint, now);
-    case AdminState::drain: return set_status(ServerStatus::drain, now);
-    case AdminState::ready: break;
-  }
-  return set_status(healthy.load() ? ServerStatus::up : ServerStatus::down, now);
-}
-
-bool ServerState::set_status(ServerStatus next, std::chrono::steady_clock::time_point now) {
-  const ServerStatus previous = status.exchange(next);
-  if (previous == next) return false;
-  last_change_ns.store(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
-  if (next == ServerStatus::up) {
-    const int64_t ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
-    up_since_ns.store(ns == 0 ? 1 : ns);
-  }
-  return true;
-}
-
-namespace {
-
-// Time since the server came up, or nullopt when it has been up since
-// start-up (slow start never applies at start-up: nothing was down).
-std::optional<std::chrono::nanoseconds> time_up(const SchedServer& server, SteadyTime now) {
-  const int64_t since = server.state->up_since_ns.load(std::memory_order_relaxed);
-  if (since == 0) return std::nullopt;
-  return now.time_since_epoch() - std::chrono::nanoseconds(since);
-}
-
-}  // namespace
-
-uint32_t ramped_weight(const SchedServer& server, SteadyTime now) {
-  const auto up = time_up(server, now);
-  const uint32_t weight = current_weight(server);
-  if (!up || *up >= server.slow_start) return weight;
-  if (up->count() <= 0) return 1;
-  const double fraction = static_cast<double>(up->count()) /
-                          static_cast<double>(std::chrono::nanoseconds(server.slow_start).count());
-  const auto ramped = static_cast<uint32_t>(static_cast<double>(weight) * fraction);
-  return ramped == 0 ? 1 : ramped;
-}
-
-bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now) {
-  for (const auto& server : servers) {
-    if (server.slow_start.count() == 0 || current_weight(server) == 0) continue;
-    const auto up = time_up(server, now);
-    if (up && *up < server.slow_start) return true;
-  }
-  return false;
-}
 
 namespace {
 
@@ -115,9 +49,9 @@ class WithBackups final : public Scheduler {
     }
   }
 
-  void rebuild(SteadyTime now) override {
-    primaries_->rebuild(now);
-    backups_->rebuild(now);
+  void rebuild() override {
+    primaries_->rebuild();
+    backups_->rebuild();
     update_primaries_up();
   }
 

@@ -45,7 +45,7 @@ namespace {
 class WeightedRoundRobin final : public Scheduler {
  public:
   WeightedRoundRobin(std::vector<SchedServer> servers, unsigned workers)
-      : servers_(std::move(servers)), sequence_(workers, build(SteadyTime{})) {}
+      : servers_(std::move(servers)), sequence_(workers, build()) {}
 
   // Walks the cycle; unusable servers (down, full) are passed over, so over
   // each pass the others keep exactly their relative proportions.
@@ -59,20 +59,20 @@ class WeightedRoundRobin final : public Scheduler {
     }
   }
 
-  void rebuild(SteadyTime now) override {
+  void rebuild() override {
     const auto previous = current_;
-    auto next = build(now);
+    auto next = build();
     if (*next != *previous) sequence_.publish(std::move(next));
   }
 
  private:
-  std::shared_ptr<const std::vector<uint32_t>> build(SteadyTime now) {
+  std::shared_ptr<const std::vector<uint32_t>> build() {
     // Servers that are not up leave the cycle until they return: picks then
     // only pass over servers that are momentarily full.
     std::vector<uint32_t> weights;
     for (const auto& s : servers_) {
-      const bool up = s.state->status.load(std::memory_order_relaxed) == ServerStatus::up;
-      weights.push_back(up ? effective_weight(s, now) : 0);
+      const bool up = s.state->status() == ServerStatus::up;
+      weights.push_back(up ? s.state->weight() : 0);
     }
     current_ = std::make_shared<const std::vector<uint32_t>>(smooth_wrr_sequence(weights));
     return current_;

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "fulcrum/limits.hpp"
+#include "fulcrum/open_files.hpp"
 #include "fulcrum/stats.hpp"
 
 namespace fulcrum {
@@ -68,8 +68,7 @@ double seconds_since(std::chrono::steady_clock::time_point since,
 // up, down, drain or maint as the stats show it: an up server whose weight
 // in force is 0 is draining.
 std::string_view state_name(const ServerRuntime& server, uint32_t weight) {
-  const ServerStatus status = server.state->status.load(std::memory_order_relaxed);
-  switch (status) {
+  switch (server.state->status()) {
     case ServerStatus::up: return weight == 0 ? "drain" : "up";
     case ServerStatus::down: return "down";
     case ServerStatus::drain: return "drain";
@@ -80,7 +79,7 @@ std::string_view state_name(const ServerRuntime& server, uint32_t weight) {
 
 double last_change_seconds(const ServerRuntime& server, const StatsContext& context,
                            std::chrono::steady_clock::time_point now) {
-  const int64_t ns = server.state->last_change_ns.load(std::memory_order_relaxed);
+  const int64_t ns = server.state->last_change_ns();
   const auto since = ns == 0 ? context.started
                              : std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
   return seconds_since(since, now);
@@ -132,7 +131,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
                                const StatsContext& context,
                                std::chrono::steady_clock::time_point now) {
   const ServerState& st = *server.state;
-  const uint32_t weight = st.weight(server.config->weight);
+  const uint32_t weight = st.assigned_weight();
   std::string out = "{\"name\":" + json_string(server.config->name);
   out += ",\"address\":" + json_string(server.config->address.to_string());
   out += ",\"state\":" + json_string(state_name(server, weight));
@@ -275,7 +274,7 @@ std::string render_metrics(const StatsContext& context) {
          "change it.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const bool up = server.state->healthy.load(std::memory_order_relaxed);
+      const bool up = server.state->healthy();
       sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
     }
   }
@@ -283,7 +282,7 @@ std::string render_metrics(const StatsContext& context) {
          "Weight in force: configured, or set through the admin API (0 = drain).");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const uint32_t weight = server.state->weight(server.config->weight);
+      const uint32_t weight = server.state->assigned_weight();
       sample("fulcrum_server_weight", server_label(service, server), std::to_string(weight));
     }
   }

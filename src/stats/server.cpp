@@ -3,6 +3,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -24,7 +25,6 @@ namespace {
 constexpr ev_ssize_t kMaxHeaders = 8 * 1024;
 constexpr ev_ssize_t kMaxBody = 64 * 1024;
 constexpr int kTimeoutSeconds = 5;
-constexpr size_t kMaxClients = 64;
 
 void reply(evhttp_request* request, int code, const char* reason, const char* content_type,
            const std::string& body) {
@@ -55,6 +55,10 @@ std::string peer_of(evhttp_request* request) {
 
 }  // namespace
 
+size_t stats_connection_limit(int64_t open_file_limit) {
+  return static_cast<size_t>(std::clamp<int64_t>(open_file_limit / 16, 4, 64));
+}
+
 StatsServer::StatsServer(event_base* base, StatsContext context) : context_(std::move(context)) {
   http_ = evhttp_new(base);
   evhttp_set_max_headers_size(http_, kMaxHeaders);
@@ -72,7 +76,7 @@ StatsServer::~StatsServer() {
 
 int StatsServer::listen(const SocketAddress& address) {
   Fd fd;
-  if (int error = open_listener(address, 128, fd); error != 0) return error;
+  if (int error = open_listener(address, 128, PortSharing::exclusive, fd); error != 0) return error;
   bound_ = evhttp_accept_socket_with_handle(http_, fd.get());
   if (bound_ == nullptr) return EINVAL;
   fd.release();  // evhttp owns it now
@@ -102,7 +106,7 @@ void StatsServer::untrack(evhttp_connection* connection) {
 void StatsServer::update_accepting() {
   if (bound_ == nullptr) return;
   evconnlistener* listener = evhttp_bound_socket_get_listener(bound_);
-  const bool accept = connections_.size() < kMaxClients;
+  const bool accept = connections_.size() < context_.max_connections;
   if (accept == accepting_) return;
   accepting_ = accept;
   if (accept) {
@@ -174,16 +178,20 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     return;
   }
   if (path == "/api/v1/reload") {
-    const ReloadStatus& status = context_.reload_action(peer_of(request));
-    std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
-                       ",\"generation\":" + std::to_string(context_.snapshot->generation);
-    if (!status.ok) body += ",\"error\":" + json_string(status.error);
-    body += "}\n";
-    if (status.ok) {
-      reply(request, 200, "OK", "application/json", body);
-    } else {
-      reply(request, 422, "Unprocessable Entity", "application/json", body);
-    }
+    // Answered when the reload is done; the loop serves others meanwhile. A
+    // client gone by then is no problem: evhttp frees an orphaned request
+    // when it is answered.
+    context_.reload_action(peer_of(request), [this, request](const ReloadStatus& status) {
+      std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
+                         ",\"generation\":" + std::to_string(context_.snapshot->generation);
+      if (!status.ok) body += ",\"error\":" + json_string(status.error);
+      body += "}\n";
+      if (status.ok) {
+        reply(request, 200, "OK", "application/json", body);
+      } else {
+        reply(request, 422, "Unprocessable Entity", "application/json", body);
+      }
+    });
     return;
   }
   // /api/v1/services/SERVICE/servers/SERVER
@@ -220,11 +228,8 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
     reply(request, 400, "Bad Request", "text/plain; charset=utf-8", error + "\n");
     return;
   }
-  ServerState& state = *server.state;
-  if (change->state) state.admin.store(*change->state);
-  if (change->weight) state.weight_override.store(static_cast<int32_t>(*change->weight));
-  state.update_status(std::chrono::steady_clock::now());
-  service.scheduler->rebuild(std::chrono::steady_clock::now());
+  context_.control_plane->operator_request(service, server, change->state, change->weight,
+                                           std::chrono::steady_clock::now());
 
   const std::string peer = peer_of(request);
   static constexpr std::string_view kAdminNames[] = {"ready", "drain", "maint"};

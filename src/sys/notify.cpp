@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -23,7 +24,9 @@ Notifier::Notifier() {
   const bool for_us = pid == nullptr || std::strtol(pid, nullptr, 10) == ::getpid();
   if (usec != nullptr && for_us) {
     const long long value = std::strtoll(usec, nullptr, 10);
-    if (value > 0) watchdog_interval_ = std::chrono::milliseconds(value / 2000);
+    // Half the timeout, but at least 1 ms: a timeout under 2 ms would make a
+    // zero interval, a timer that fires on every turn of the loop.
+    if (value > 0) watchdog_interval_ = std::chrono::milliseconds(std::max(value / 2000, 1LL));
   }
 }
 

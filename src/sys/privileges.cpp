@@ -7,8 +7,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "fulcrum/socket.hpp"
 
 namespace fulcrum {
 
@@ -57,6 +60,28 @@ std::string drop_privileges(const std::string& user, const std::string& group, b
   }
   if (uid != 0 && (::setuid(0) == 0 || ::geteuid() == 0))
     return "root could be regained after setuid";
+  return "";
+}
+
+bool any_transparent(const Config& config) {
+  return std::any_of(config.services.begin(), config.services.end(), [](const ServiceConfig& s) {
+    return s.address_mode == AddressMode::transparent;
+  });
+}
+
+std::string check_transparent_capability(const Config& config) {
+  for (const ServiceConfig& service : config.services) {
+    if (service.address_mode != AddressMode::transparent) continue;
+    for (const ServerConfig& server : service.servers) {
+      const int family = server.address.family();
+      if (int e = check_transparent_allowed(family); e != 0) {
+        return "service " + service.name +
+               ": address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN (" +
+               (family == AF_INET6 ? "IPV6_TRANSPARENT: " : "IP_TRANSPARENT: ") + errno_string(e) +
+               ")";
+      }
+    }
+  }
   return "";
 }
 

@@ -20,22 +20,41 @@ int set_transparent(int fd, int family) {
                             : set_int_option(fd, IPPROTO_IP, IP_TRANSPARENT, 1);
 }
 
-}  // namespace
-
-int open_listener(const SocketAddress& address, int backlog, Fd& out) {
+// A TCP socket bound to `address` with SO_REUSEADDR (and SO_REUSEPORT when
+// `reuse_port`), IPV6_V6ONLY for IPv6 (an IPv6 address never takes the
+// IPv4 port of the same number). Returns errno.
+int bound_socket(const SocketAddress& address, bool reuse_port, Fd& out) {
   Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
   if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return e;
-  if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return e;
-  // Inherited by every accepted socket (Linux copies both on accept).
-  set_relay_options(fd.get());
+  if (reuse_port) {
+    if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return e;
+  }
   if (address.family() == AF_INET6) {
     if (int e = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1)) return e;
   }
   if (::bind(fd.get(), address.sockaddr_ptr(), address.length) != 0) return errno;
+  out = std::move(fd);
+  return 0;
+}
+
+}  // namespace
+
+int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out) {
+  Fd fd;
+  if (int e = bound_socket(address, sharing == PortSharing::workers, fd)) return e;
+  // Inherited by every accepted socket (Linux copies both on accept).
+  set_relay_options(fd.get());
   if (::listen(fd.get(), backlog) != 0) return errno;
   out = std::move(fd);
   return 0;
+}
+
+int check_address_free(const SocketAddress& address) {
+  // SO_REUSEADDR without SO_REUSEPORT: connections of an earlier listener
+  // in TIME_WAIT do not count, any listening socket does.
+  Fd probe;
+  return bound_socket(address, false, probe);
 }
 
 int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {

@@ -24,13 +24,22 @@ struct Pool {
 
   SchedServer& add(const std::string& name, uint32_t weight = 1) {
     states.emplace_back();
-    servers.push_back(SchedServer{name, weight, 0, false, Duration{0}, &states.back()});
+    ServerStateWriter writer(states.back());
+    writer.set_assigned_weight(weight);
+    writer.set_weight(weight);
+    servers.push_back(SchedServer{name, 0, false, &states.back()});
     return servers.back();
   }
   std::unique_ptr<Scheduler> make(SchedulerKind kind, HashKey key = HashKey::source_ip) const {
     return make_scheduler(SchedulerOptions{kind, key, 1}, servers);
   }
 };
+
+// What the control plane would decide for a server; the schedulers only read.
+void set_status(ServerState& state, ServerStatus status,
+                SteadyTime at = std::chrono::steady_clock::now()) {
+  ServerStateWriter(state).set_status(status, at);
+}
 
 // A client address from an IPv4 or IPv6 literal (the loader's own parser;
 // at() throws on a bad literal, also where kClient is made, before any test).
@@ -45,7 +54,7 @@ std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client =
   std::vector<uint32_t> failed;
   if (avoid) failed.push_back(*avoid);
   return scheduler.pick(
-      PickContext{client, avoid ? 1u : 0u, failed, 0, std::chrono::steady_clock::now()});
+      PickContext{client, avoid ? 1u : 0u, failed, 0});
 }
 
 // Names of `count` consecutive picks, "-" for none.
@@ -89,7 +98,7 @@ TEST_CASE("rr ignores weights and passes over unusable servers exactly once") {
   pool.add("b", 1);
   pool.add("c", 0);  // weight 0 = drain
   pool.add("d", 1);
-  pool.states[3].status = ServerStatus::down;
+  set_status(pool.states[3], ServerStatus::down);
   CHECK(picks(*pool.make(SchedulerKind::rr), pool, 6) == "ababab");
 }
 
@@ -117,8 +126,8 @@ TEST_CASE("every scheduler: a retry avoids the failed server while another is us
       CHECK(pick(*scheduler, client_at("198.18.0." + std::to_string(i)), 1u) == 0u);
     }
     // The failed server is the only usable one left: it is still offered.
-    pool.states[1].status = ServerStatus::down;
-    scheduler->rebuild(std::chrono::steady_clock::now());
+    set_status(pool.states[1], ServerStatus::down);
+    scheduler->rebuild();
     CHECK(pick(*scheduler, kClient, 0u) == 0u);
   }
 }
@@ -130,9 +139,9 @@ TEST_CASE("every scheduler: no usable server gives nullopt") {
     Pool pool;
     pool.add("a");
     pool.add("b", 0);
-    pool.states[0].status = ServerStatus::maint;
+    set_status(pool.states[0], ServerStatus::maint);
     auto scheduler = pool.make(kind);
-    scheduler->rebuild(std::chrono::steady_clock::now());
+    scheduler->rebuild();
     CHECK(picks(*scheduler, pool, 3) == "---");
     Pool empty;
     CHECK(picks(*empty.make(kind), empty, 1) == "-");
@@ -201,9 +210,9 @@ TEST_CASE("wrr passes over a down or full server and keeps the others' proportio
   pool.add("b", 1).max_connections = 1;
   pool.add("c", 1);
   auto wrr = pool.make(SchedulerKind::wrr);
-  pool.states[1].status = ServerStatus::down;
+  set_status(pool.states[1], ServerStatus::down);
   CHECK(picks(*wrr, pool, 12) == "aaacaaaaacaa");
-  pool.states[1].status = ServerStatus::up;
+  set_status(pool.states[1], ServerStatus::up);
   pool.states[1].active = 1;  // full
   CHECK(picks(*wrr, pool, 12) == "aaacaaaaacaa");
 }
@@ -283,7 +292,7 @@ TEST_CASE("p2c skips unusable servers") {
   pool.add("a");
   pool.add("b", 0);
   pool.add("c");
-  pool.states[2].status = ServerStatus::down;
+  set_status(pool.states[2], ServerStatus::down);
   auto p2c = pool.make(SchedulerKind::p2c);
   for (int i = 0; i < 50; ++i) CHECK(pick(*p2c) == 0u);
 }
@@ -425,8 +434,8 @@ TEST_CASE(
     before.push_back(*pick(
         *maglev, client_at("198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250))));
   const auto now = std::chrono::steady_clock::now();
-  pool.states[2].set_status(ServerStatus::down, now);
-  maglev->rebuild(now);
+  set_status(pool.states[2], ServerStatus::down, now);
+  maglev->rebuild();
   int stayed = 0;
   int had_two = 0;
   for (int i = 0; i < 500; ++i) {
@@ -440,15 +449,15 @@ TEST_CASE(
     }
   }
   CHECK(stayed >= (500 - had_two) * 97 / 100);
-  pool.states[2].set_status(ServerStatus::up, now - 1h);
-  maglev->rebuild(now);
+  set_status(pool.states[2], ServerStatus::up, now - 1h);
+  maglev->rebuild();
   for (int i = 0; i < 500; ++i) {
     CHECK(*pick(*maglev, client_at("198.19." + std::to_string(i / 250) + "." +
                                    std::to_string(i % 250))) == before[i]);
   }
 }
 
-// ---- weights, backup, slow start
+// ---- weights, backup
 
 TEST_CASE("backup servers serve only while no primary is up") {
   for (auto kind : {SchedulerKind::rr, SchedulerKind::wrr, SchedulerKind::lc, SchedulerKind::wlc,
@@ -467,15 +476,15 @@ TEST_CASE("backup servers serve only while no primary is up") {
     CHECK(seen.count("b1") == 0);
     CHECK(seen.count("b2") == 0);
 
-    pool.states[0].set_status(ServerStatus::down, now);
-    scheduler->rebuild(now);
+    set_status(pool.states[0], ServerStatus::down, now);
+    scheduler->rebuild();
     seen.clear();
     for (int i = 0; i < 40; ++i)
       seen[pool.servers[*pick(*scheduler, client_at("198.18.1." + std::to_string(i)))].name]++;
     CHECK(seen == std::map<std::string, int>{{"p2", 40}});  // one primary up: still no backup
 
-    pool.states[2].set_status(ServerStatus::down, now);
-    scheduler->rebuild(now);
+    set_status(pool.states[2], ServerStatus::down, now);
+    scheduler->rebuild();
     seen.clear();
     for (int i = 0; i < 40; ++i)
       seen[pool.servers[*pick(*scheduler, client_at("198.18.1." + std::to_string(i)))].name]++;
@@ -483,8 +492,8 @@ TEST_CASE("backup servers serve only while no primary is up") {
     CHECK(seen.count("p2") == 0);
     CHECK(seen["b1"] + seen["b2"] == 40);
 
-    pool.states[0].set_status(ServerStatus::up, now);
-    scheduler->rebuild(now);
+    set_status(pool.states[0], ServerStatus::up, now);
+    scheduler->rebuild();
     CHECK(pool.servers[*pick(*scheduler)].name == "p1");
   }
 }
@@ -496,49 +505,21 @@ TEST_CASE("drained primaries (weight 0) hand over to the backups") {
   CHECK(picks(*pool.make(SchedulerKind::wrr), pool, 3) == "b1b1b1");
 }
 
-TEST_CASE("slow start ramps the weight from 1 to full after the server comes up") {
-  Pool pool;
-  SchedServer& server = pool.add("a", 100);
-  server.slow_start = 10s;
-  const auto t0 = std::chrono::steady_clock::now();
-  CHECK(effective_weight(pool.servers[0], t0) == 100);  // up since start-up: no ramp
-  CHECK_FALSE(any_ramping(pool.servers, t0));
-  pool.states[0].set_status(ServerStatus::down, t0);
-  pool.states[0].set_status(ServerStatus::up, t0);
-  CHECK(effective_weight(pool.servers[0], t0) == 1);
-  CHECK(effective_weight(pool.servers[0], t0 + 1s) == 10);
-  CHECK(effective_weight(pool.servers[0], t0 + 5s) == 50);
-  CHECK(effective_weight(pool.servers[0], t0 + 10s) == 100);
-  CHECK(any_ramping(pool.servers, t0 + 9s));
-  CHECK_FALSE(any_ramping(pool.servers, t0 + 10s));
-}
-
-TEST_CASE("slow start: wrr's cycle follows the ramp when rebuilt") {
+TEST_CASE("wrr's cycle follows a weight the control plane changed, once rebuilt") {
   Pool pool;
   pool.add("a", 4);
-  pool.add("b", 4).slow_start = 4s;
+  pool.add("b", 4);
   auto wrr = pool.make(SchedulerKind::wrr);
-  const auto t0 = std::chrono::steady_clock::now();
-  pool.states[1].set_status(ServerStatus::down, t0);
-  pool.states[1].set_status(ServerStatus::up, t0);
-  wrr->rebuild(t0 + 1s);  // b at weight 1 of 4
+  ServerStateWriter(pool.states[1]).set_weight(1);  // b ramping under slow start
+  wrr->rebuild();
   std::map<char, int> counts;
   for (char c : picks(*wrr, pool, 50)) counts[c]++;
   CHECK(counts == std::map<char, int>{{'a', 40}, {'b', 10}});
-  wrr->rebuild(t0 + 4s);  // ramp done
+  ServerStateWriter(pool.states[1]).set_weight(4);  // ramp done
+  wrr->rebuild();
   counts.clear();
   for (char c : picks(*wrr, pool, 50)) counts[c]++;
   CHECK(counts == std::map<char, int>{{'a', 25}, {'b', 25}});
-}
-
-TEST_CASE("ServerState::set_status reports changes and marks the moment a server comes up") {
-  ServerState state;
-  const auto now = std::chrono::steady_clock::now();
-  CHECK_FALSE(state.set_status(ServerStatus::up, now));
-  CHECK(state.up_since_ns.load() == 0);
-  CHECK(state.set_status(ServerStatus::drain, now));
-  CHECK(state.set_status(ServerStatus::up, now));
-  CHECK(state.up_since_ns.load() != 0);
 }
 
 TEST_CASE("every scheduler: with all servers full, picks fail; the last free one is found") {
@@ -570,7 +551,7 @@ TEST_CASE("every scheduler: retries skip every server the session already failed
     const std::vector<uint32_t> failed{0, 2};
     for (int i = 0; i < 30; ++i) {
       const auto client = client_at("198.18.2." + std::to_string(i));
-      CHECK(scheduler->pick(PickContext{client, 2, failed, 0, std::chrono::steady_clock::now()}) ==
+      CHECK(scheduler->pick(PickContext{client, 2, failed, 0}) ==
             1u);
     }
   }
@@ -587,8 +568,8 @@ TEST_CASE("every scheduler: once every primary failed for a session, a backup ge
     auto scheduler = pool.make(kind);
     const std::vector<uint32_t> one{0};
     const std::vector<uint32_t> both{0, 1};
-    CHECK(scheduler->pick(PickContext{kClient, 1, one, 0, std::chrono::steady_clock::now()}) == 1u);
-    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0, std::chrono::steady_clock::now()}) ==
+    CHECK(scheduler->pick(PickContext{kClient, 1, one, 0}) == 1u);
+    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0}) ==
           2u);
     // Primaries full: the backup absorbs the session rather than failing it.
     pool.servers[0].max_connections = 1;

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "fulcrum/server_state.hpp"
+#include "fulcrum/snapshot.hpp"
 
 namespace fulcrum {
 
@@ -30,6 +31,13 @@ class Admission {
   // Extra descriptors (pipes) while a session runs.
   bool try_take_fds(int64_t count);
   void give_fds(int64_t count);
+  // Descriptors held outside sessions grew (a reload added listeners or
+  // health-checked servers: `count` > 0) or shrank. The budget may go below
+  // zero: then no session is admitted until enough have ended.
+  void reserve_fds(int64_t count) {
+    fds_.fetch_sub(count);
+    if (count < 0) wake_paused();
+  }
 
   // A listener that could not admit registers as paused, then re-checks
   // `would_admit` (so a release racing with the pause is never missed).
@@ -56,11 +64,17 @@ class Admission {
   std::function<void()> waker_;
 };
 
-// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft
-// limit.
-int64_t raise_open_file_limit();
+// Listening sockets of `snapshot`: one per worker and address, and the stats
+// port's.
+int64_t listening_fds(const Snapshot& snapshot, unsigned workers);
 
-// Descriptors open in this process right now (entries of /proc/self/fd).
-int64_t count_open_fds();
+// Descriptors fulcrum may hold outside sessions while serving `snapshot`
+// with `workers` workers: the listening sockets (one per worker and
+// address), one per health-checked server (a check in flight), the stats
+// port and its clients (stats_connection_limit()), and a margin for the
+// rest (the log, a reload resolving names). Kept out of the session
+// budget, so that at the file limit health checks and the stats port still
+// work.
+int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers, int64_t open_file_limit);
 
 }  // namespace fulcrum

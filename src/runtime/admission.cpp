@@ -1,7 +1,6 @@
-#include "fulcrum/limits.hpp"
+#include "fulcrum/admission.hpp"
 
-#include <dirent.h>
-#include <sys/resource.h>
+#include "fulcrum/stats.hpp"
 
 namespace fulcrum {
 
@@ -75,25 +74,24 @@ void Admission::wake_paused() {
   if (paused_.load() > 0 && waker_) waker_();
 }
 
-int64_t raise_open_file_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-  return static_cast<int64_t>(limit.rlim_cur);
+int64_t listening_fds(const Snapshot& snapshot, unsigned workers) {
+  int64_t count = snapshot.config.stats.enabled ? 1 : 0;
+  for (const ServiceRuntime& service : snapshot.services)
+    count += static_cast<int64_t>(service.config->listen.size() * workers);
+  return count;
 }
 
-int64_t count_open_fds() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  int64_t count = 0;
-  while (dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++count;
+int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers,
+                             int64_t open_file_limit) {
+  constexpr int64_t kMargin = 8;
+  int64_t count = kMargin + listening_fds(snapshot, workers);
+  for (const ServiceRuntime& service : snapshot.services) {
+    if (service.config->health_check.enabled)
+      count += static_cast<int64_t>(service.servers.size());
   }
-  ::closedir(dir);
-  return count - 1;  // the directory's own descriptor
+  if (snapshot.config.stats.enabled)
+    count += static_cast<int64_t>(stats_connection_limit(open_file_limit));
+  return count;
 }
 
 }  // namespace fulcrum

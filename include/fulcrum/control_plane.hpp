@@ -1,0 +1,70 @@
+// The one owner of live server state (DESIGN.md "Control plane and data
+// planes"). Inputs only report facts — the health checks' verdict, the
+// operator's request, a new configuration, the passing of time for slow
+// start — and the ControlPlane alone turns them into each server's status
+// and weight, then tells every data plane in one ChangeSet. It is the only
+// code that makes a ServerStateWriter (docs/architecture.md shows the grep).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "fulcrum/config.hpp"
+#include "fulcrum/data_plane.hpp"
+#include "fulcrum/server_state.hpp"
+#include "fulcrum/snapshot.hpp"
+
+namespace fulcrum {
+
+class ControlPlane {
+ public:
+  // `workers`: how many worker threads pick from the schedulers.
+  explicit ControlPlane(unsigned workers) : workers_(workers) {}
+  ControlPlane(const ControlPlane&) = delete;
+  ControlPlane& operator=(const ControlPlane&) = delete;
+
+  // Data planes told about every change, in the order they were added.
+  // `plane` must outlive this object. Before the first install().
+  void add_data_plane(DataPlane& plane) { planes_.push_back(&plane); }
+
+  // Start-up and reload: builds the snapshot of `config` (generation 1, then
+  // one more each time), giving servers that stay their live state; a
+  // weight set by the operator ends here (SPEC.md), a drain or maint stays;
+  // a server whose service no longer checks health counts as healthy again.
+  // Settles every server and publishes the whole snapshot. Returns it.
+  std::shared_ptr<const Snapshot> install(Config config, SteadyTime now);
+  // The snapshot in force (null before the first install()).
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+
+  // The health checks' verdict on a server, once rise/fall decided it.
+  void report_health(const ServiceRuntime& service, const ServerRuntime& server, bool healthy,
+                     SteadyTime now);
+  // The operator's request (admin API): a state and/or a weight. A weight
+  // lasts until the next reload, a state until it is set again.
+  void operator_request(const ServiceRuntime& service, const ServerRuntime& server,
+                        std::optional<AdminState> state, std::optional<uint32_t> weight,
+                        SteadyTime now);
+  // Time passes: servers in slow start get their next weight. Called
+  // periodically; publishes only the services whose weights moved.
+  void tick(SteadyTime now);
+
+ private:
+  // Recomputes a server's status and weight from its facts; true when
+  // either changed.
+  static bool settle(const ServerRuntime& server, SteadyTime now);
+  // Publishes `services` of the snapshot in force to every data plane.
+  void publish(std::vector<const ServiceRuntime*> services);
+
+  unsigned workers_;
+  StateRegistry registry_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<DataPlane*> planes_;
+};
+
+// The weight in force `since_up` after a server came up with `weight` and a
+// `slow_start` ramp: linear from 1 to `weight` (0 stays 0). Exposed for tests.
+uint32_t slow_start_weight(uint32_t weight, Duration slow_start,
+                           std::optional<std::chrono::nanoseconds> since_up);
+
+}  // namespace fulcrum

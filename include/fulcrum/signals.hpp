@@ -1,0 +1,34 @@
+// The signals the daemon handles (SPEC.md "Signals and systemd"), delivered
+// on its main loop through libevent.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "fulcrum/event.hpp"
+
+namespace fulcrum {
+
+// First thing in main(): blocks SIGHUP, so that a reload signal sent while
+// fulcrum starts stays pending until SignalEvents handles it, instead of
+// killing the process by the default action.
+void hold_reload_signal();
+
+// SIGTERM, SIGINT and SIGHUP as events of `base`; then releases SIGHUP.
+class SignalEvents {
+ public:
+  SignalEvents(event_base* base, std::function<void(int signal)> on_signal);
+  SignalEvents(const SignalEvents&) = delete;
+  SignalEvents& operator=(const SignalEvents&) = delete;
+
+ private:
+  static void on_signal_cb(evutil_socket_t signal, short, void* arg);
+
+  std::function<void(int)> on_signal_;
+  std::vector<EventPtr> events_;
+};
+
+// "SIGTERM", "SIGINT", "SIGHUP" (else "signal"), for the log.
+const char* signal_name(int signal);
+
+}  // namespace fulcrum

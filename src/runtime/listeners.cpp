@@ -1,0 +1,44 @@
+#include "fulcrum/listeners.hpp"
+
+#include "fulcrum/log.hpp"
+#include "fulcrum/socket.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// `workers` sockets on `address`, after checking nobody else listens there.
+int bind_address(const SocketAddress& address, unsigned workers, std::vector<Fd>& out) {
+  if (int e = check_address_free(address)) return e;
+  for (unsigned w = 0; w < workers; ++w) {
+    Fd fd;
+    if (int e = open_listener(address, kListenBacklog, PortSharing::workers, fd)) return e;
+    out.push_back(std::move(fd));
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config,
+                                                            const Snapshot* running,
+                                                            unsigned workers, std::string& error) {
+  std::vector<BoundAddress> bound;
+  for (const ServiceConfig& service : config.services) {
+    for (const SocketAddress& address : service.listen) {
+      if (running != nullptr && running->service_listening_on(address) != nullptr) continue;
+      BoundAddress next{service.name, address, {}};
+      if (int e = bind_address(address, workers, next.per_worker)) {
+        error = "cannot listen on " + address.to_string() + ": " + errno_string(e);
+        log_error("cannot listen", {{"service", service.name},
+                                    {"address", address.to_string()},
+                                    {"error", errno_string(e)}});
+        return std::nullopt;
+      }
+      bound.push_back(std::move(next));
+    }
+  }
+  return bound;
+}
+
+}  // namespace fulcrum
