@@ -1,0 +1,192 @@
+// The ControlPlane: every fact in, one status and weight per server out, one
+// ChangeSet per decision to every data plane.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "fulcrum/control_plane.hpp"
+
+using namespace fulcrum;
+using namespace std::chrono_literals;
+
+namespace {
+
+Config config_of(const std::string& yaml) {
+  ConfigLoad load = load_config_text(yaml, "test.yaml");
+  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
+  return std::move(*load.config);
+}
+
+// Two servers, `a` (weight 3) and `b` (weight 1, slow start 10s), with or
+// without a health check.
+Config web(bool health_check, uint32_t weight_a = 3) {
+  return config_of(
+      "services:\n"
+      "  - name: web\n"
+      "    listen: 127.0.0.1:1\n" +
+      std::string(health_check ? "    health_check: {interval: 1s, timeout: 1s}\n" : "") +
+      "    servers:\n"
+      "      - {name: a, address: 127.0.0.1:2, weight: " +
+      std::to_string(weight_a) +
+      "}\n"
+      "      - {name: b, address: 127.0.0.1:3, weight: 100, slow_start: 10s}\n");
+}
+
+// A data plane that remembers what it was told.
+struct RecordingPlane final : DataPlane {
+  struct Seen {
+    uint64_t generation;
+    bool is_new;
+    bool had_previous;
+    std::vector<std::string> services;
+  };
+  std::vector<Seen> seen;
+
+  void apply(const ChangeSet& changes) override {
+    Seen entry{changes.snapshot->generation, changes.is_new, changes.previous != nullptr, {}};
+    for (const ServiceRuntime* service : changes.services)
+      entry.services.push_back(service->config->name);
+    seen.push_back(entry);
+  }
+};
+
+struct Fixture {
+  RecordingPlane plane;
+  ControlPlane control{1};
+  SteadyTime t0 = std::chrono::steady_clock::now();
+
+  Fixture() { control.add_data_plane(plane); }
+  const ServiceRuntime& service() const { return control.snapshot()->services.at(0); }
+  const ServerRuntime& server(size_t i) const { return service().servers.at(i); }
+  const ServerState& state(size_t i) const { return *server(i).state; }
+};
+
+}  // namespace
+
+TEST_CASE("install settles every server and publishes the whole snapshot") {
+  Fixture f;
+  f.control.install(web(false), f.t0);
+  CHECK(f.control.snapshot()->generation == 1);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 3);
+  CHECK(f.state(1).weight() == 100);  // up since configured: no slow start
+  REQUIRE(f.plane.seen.size() == 1);
+  CHECK(f.plane.seen[0].is_new);
+  CHECK_FALSE(f.plane.seen[0].had_previous);
+  CHECK(f.plane.seen[0].services == std::vector<std::string>{"web"});
+
+  f.control.install(web(false), f.t0);
+  CHECK(f.control.snapshot()->generation == 2);
+  REQUIRE(f.plane.seen.size() == 2);
+  CHECK(f.plane.seen[1].had_previous);
+}
+
+TEST_CASE("a reload that turns the health check off brings a server marked down back up") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.report_health(f.service(), f.server(0), false, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::down);
+  f.control.install(web(false), f.t0 + 1s);
+  CHECK(f.state(0).healthy());
+  CHECK(f.state(0).status() == ServerStatus::up);
+}
+
+TEST_CASE("a reload keeping the check keeps the verdict; adding a check starts from healthy") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.report_health(f.service(), f.server(0), false, f.t0);
+  f.control.install(web(true), f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::down);
+}
+
+TEST_CASE("an operator's drain and maint survive reloads; an operator's weight ends there") {
+  Fixture f;
+  f.control.install(web(false), f.t0);
+  f.control.operator_request(f.service(), f.server(0), AdminState::drain, 7, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  CHECK(f.state(0).weight() == 7);
+  f.control.install(web(false, 5), f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  CHECK(f.state(0).assigned_weight() == 5);
+  CHECK(f.state(0).weight() == 5);
+  f.control.operator_request(f.service(), f.server(0), AdminState::maint, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::up);
+}
+
+TEST_CASE("maint and drain win over health; ready returns to what health says") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.operator_request(f.service(), f.server(0), AdminState::maint, std::nullopt, f.t0);
+  f.control.report_health(f.service(), f.server(0), false, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::down);
+  f.control.report_health(f.service(), f.server(0), true, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::up);
+}
+
+TEST_CASE("only decisions that change something are published, one service at a time") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.report_health(f.service(), f.server(0), true, f.t0);  // already healthy
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.plane.seen.size() == 1);
+  f.control.report_health(f.service(), f.server(0), false, f.t0);
+  REQUIRE(f.plane.seen.size() == 2);
+  CHECK_FALSE(f.plane.seen[1].is_new);
+  CHECK(f.plane.seen[1].services == std::vector<std::string>{"web"});
+  f.control.operator_request(f.service(), f.server(1), std::nullopt, 50, f.t0);
+  CHECK(f.plane.seen.size() == 3);
+}
+
+TEST_CASE("slow start: the weight ramps from 1 after the server comes back, tick by tick") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.report_health(f.service(), f.server(1), false, f.t0);
+  f.control.report_health(f.service(), f.server(1), true, f.t0);
+  CHECK(f.state(1).weight() == 1);
+  const size_t published = f.plane.seen.size();
+  f.control.tick(f.t0 + 1s);
+  CHECK(f.state(1).weight() == 10);
+  f.control.tick(f.t0 + 5s);
+  CHECK(f.state(1).weight() == 50);
+  f.control.tick(f.t0 + 5s);  // nothing moved: nothing published
+  CHECK(f.plane.seen.size() == published + 2);
+  f.control.tick(f.t0 + 10s);
+  CHECK(f.state(1).weight() == 100);
+  f.control.tick(f.t0 + 20s);
+  CHECK(f.plane.seen.size() == published + 3);
+}
+
+TEST_CASE("slow_start_weight: linear from 1, full at the end, 0 stays 0") {
+  CHECK(slow_start_weight(100, 10s, std::nullopt) == 100);
+  CHECK(slow_start_weight(100, 10s, 0ns) == 1);
+  CHECK(slow_start_weight(100, 10s, 1s) == 10);
+  CHECK(slow_start_weight(100, 10s, 10s) == 100);
+  CHECK(slow_start_weight(3, 10s, 1s) == 1);
+  CHECK(slow_start_weight(0, 10s, 1s) == 0);
+  CHECK(slow_start_weight(100, 0s, 0ns) == 100);
+}
+
+TEST_CASE("ServerStateWriter::set_status reports changes and marks the moment a server comes up") {
+  ServerState state;
+  ServerStateWriter writer(state);
+  const auto now = std::chrono::steady_clock::now();
+  CHECK_FALSE(writer.set_status(ServerStatus::up, now));
+  CHECK(state.up_since_ns() == 0);
+  CHECK(writer.set_status(ServerStatus::drain, now));
+  CHECK(state.last_change_ns() != 0);
+  CHECK(writer.set_status(ServerStatus::up, now));
+  CHECK(state.up_since_ns() != 0);
+}
+
+TEST_CASE("ServerState keeps what schedulers read off the counters' cache line") {
+  const ServerState state;
+  const auto* base = reinterpret_cast<const char*>(&state);
+  const auto* counters = reinterpret_cast<const char*>(&state.active);
+  CHECK(counters - base == 64);
+  CHECK(alignof(ServerState) == 64);
+}
