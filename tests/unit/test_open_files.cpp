@@ -53,16 +53,23 @@ int in_child(Body body) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
 }
 
+// Lowers the soft limit to 256; false when the hard limit is too low for
+// the test to mean anything.
+bool lower_soft_limit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_max < 512) return false;
+  limit.rlim_cur = 256;
+  return ::setrlimit(RLIMIT_NOFILE, &limit) == 0;
+}
+
 }  // namespace
 
 TEST_CASE("raise_open_file_limit raises the soft limit to the hard one") {
   const int status = in_child([] {
-    rlimit limit{};
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-    if (limit.rlim_max < 512) return 2;
-    limit.rlim_cur = 256;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+    if (!lower_soft_limit()) return 2;
     const int64_t raised = raise_open_file_limit();
+    rlimit limit{};
     ::getrlimit(RLIMIT_NOFILE, &limit);
     return raised == static_cast<int64_t>(limit.rlim_max) && limit.rlim_cur == limit.rlim_max ? 0
                                                                                               : 1;
@@ -72,11 +79,7 @@ TEST_CASE("raise_open_file_limit raises the soft limit to the hard one") {
 
 TEST_CASE("raise_open_file_limit returns the limit in force when raising it fails") {
   const int status = in_child([] {
-    rlimit limit{};
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-    if (limit.rlim_max < 512) return 2;
-    limit.rlim_cur = 256;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+    if (!lower_soft_limit()) return 2;
     if (!refuse_setrlimit()) return 3;
     return raise_open_file_limit() == 256 ? 0 : 1;
   });
