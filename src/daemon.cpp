@@ -139,7 +139,8 @@ int Daemon::run(Config config) {
       log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
     }
   }
-  if (stats_) log_info("stats listening", {{"address", snapshot().config.stats.listen.to_string()}});
+  if (stats_)
+    log_info("stats listening", {{"address", snapshot().config.stats.listen.to_string()}});
   log_info("started", {{"version", FULCRUM_VERSION},
                        {"config", config_path},
                        {"workers", workers_count_},

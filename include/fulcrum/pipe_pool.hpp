@@ -6,8 +6,8 @@
 #include <cstddef>
 #include <vector>
 
-#include "fulcrum/fd.hpp"
 #include "fulcrum/admission.hpp"
+#include "fulcrum/fd.hpp"
 
 namespace fulcrum {
 

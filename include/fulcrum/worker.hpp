@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "fulcrum/event.hpp"
 #include "fulcrum/admission.hpp"
+#include "fulcrum/event.hpp"
 #include "fulcrum/pipe_pool.hpp"
 #include "fulcrum/snapshot.hpp"
 

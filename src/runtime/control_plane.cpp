@@ -6,8 +6,7 @@ namespace fulcrum {
 
 uint32_t slow_start_weight(uint32_t weight, Duration slow_start,
                            std::optional<std::chrono::nanoseconds> since_up) {
-  if (weight == 0 || slow_start.count() == 0 || !since_up || *since_up >= slow_start)
-    return weight;
+  if (weight == 0 || slow_start.count() == 0 || !since_up || *since_up >= slow_start) return weight;
   if (since_up->count() <= 0) return 1;
   const double fraction = static_cast<double>(since_up->count()) /
                           static_cast<double>(std::chrono::nanoseconds(slow_start).count());
@@ -59,8 +58,8 @@ void ControlPlane::report_health(const ServiceRuntime& service, const ServerRunt
 }
 
 void ControlPlane::operator_request(const ServiceRuntime& service, const ServerRuntime& server,
-                                    std::optional<AdminState> state,
-                                    std::optional<uint32_t> weight, SteadyTime now) {
+                                    std::optional<AdminState> state, std::optional<uint32_t> weight,
+                                    SteadyTime now) {
   ServerStateWriter writer(*server.state);
   if (state) writer.set_admin(*state);
   if (weight) writer.set_assigned_weight(*weight);

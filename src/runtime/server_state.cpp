@@ -17,10 +17,12 @@ bool ServerState::try_acquire(uint32_t max_connections) {
 bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
   const ServerStatus previous = state_.status_.exchange(next, std::memory_order_relaxed);
   if (previous == next) return false;
-  const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const int64_t ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   state_.last_change_ns_.store(ns, std::memory_order_relaxed);
   // 0 means "up since first configured": never store it for a real moment.
-  if (next == ServerStatus::up) state_.up_since_ns_.store(ns == 0 ? 1 : ns, std::memory_order_relaxed);
+  if (next == ServerStatus::up)
+    state_.up_since_ns_.store(ns == 0 ? 1 : ns, std::memory_order_relaxed);
   return true;
 }
 

@@ -24,8 +24,7 @@ const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& addres
   return nullptr;
 }
 
-Snapshot::Found Snapshot::find(std::string_view service_name,
-                               std::string_view server_name) const {
+Snapshot::Found Snapshot::find(std::string_view service_name, std::string_view server_name) const {
   for (const auto& service : services) {
     if (service.config->name != service_name) continue;
     for (const auto& server : service.servers) {

@@ -24,9 +24,8 @@ class PowerOfTwoChoices final : public Scheduler {
     if (!second) return first;
     const SchedServer& a = servers_[*first];
     const SchedServer& b = servers_[*second];
-    return lighter(
-               b.state->active.load(std::memory_order_relaxed), b.state->weight(),
-               a.state->active.load(std::memory_order_relaxed), a.state->weight())
+    return lighter(b.state->active.load(std::memory_order_relaxed), b.state->weight(),
+                   a.state->active.load(std::memory_order_relaxed), a.state->weight())
                ? second
                : first;
   }
@@ -56,10 +55,10 @@ class PowerOfTwoChoices final : public Scheduler {
         if (!fallback) fallback = i;
         continue;
       }
-      if (!best || lighter(server.state->active.load(std::memory_order_relaxed),
-                           server.state->weight(),
-                           servers_[*best].state->active.load(std::memory_order_relaxed),
-                           servers_[*best].state->weight())) {
+      if (!best ||
+          lighter(server.state->active.load(std::memory_order_relaxed), server.state->weight(),
+                  servers_[*best].state->active.load(std::memory_order_relaxed),
+                  servers_[*best].state->weight())) {
         best = i;
       }
     }

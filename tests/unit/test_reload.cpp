@@ -133,8 +133,8 @@ TEST_CASE("reload: an address another socket listens on is refused, nothing chan
   f.write("services:\n" + service_yaml("web", f.port) + service_yaml("api", taken));
   const ReloadStatus status = f.reload();
   CHECK_FALSE(status.ok);
-  CHECK(status.error == "cannot listen on 127.0.0.1:" + std::to_string(taken) +
-                            ": Address already in use");
+  CHECK(status.error ==
+        "cannot listen on 127.0.0.1:" + std::to_string(taken) + ": Address already in use");
   CHECK(f.control.snapshot()->generation == 1);
 }
 

@@ -53,8 +53,7 @@ std::optional<uint32_t> pick(Scheduler& scheduler, const SocketAddress& client =
                              std::optional<uint32_t> avoid = std::nullopt) {
   std::vector<uint32_t> failed;
   if (avoid) failed.push_back(*avoid);
-  return scheduler.pick(
-      PickContext{client, avoid ? 1u : 0u, failed, 0});
+  return scheduler.pick(PickContext{client, avoid ? 1u : 0u, failed, 0});
 }
 
 // Names of `count` consecutive picks, "-" for none.
@@ -551,8 +550,7 @@ TEST_CASE("every scheduler: retries skip every server the session already failed
     const std::vector<uint32_t> failed{0, 2};
     for (int i = 0; i < 30; ++i) {
       const auto client = client_at("198.18.2." + std::to_string(i));
-      CHECK(scheduler->pick(PickContext{client, 2, failed, 0}) ==
-            1u);
+      CHECK(scheduler->pick(PickContext{client, 2, failed, 0}) == 1u);
     }
   }
 }
@@ -569,8 +567,7 @@ TEST_CASE("every scheduler: once every primary failed for a session, a backup ge
     const std::vector<uint32_t> one{0};
     const std::vector<uint32_t> both{0, 1};
     CHECK(scheduler->pick(PickContext{kClient, 1, one, 0}) == 1u);
-    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0}) ==
-          2u);
+    CHECK(scheduler->pick(PickContext{kClient, 2, both, 0}) == 2u);
     // Primaries full: the backup absorbs the session rather than failing it.
     pool.servers[0].max_connections = 1;
     pool.servers[1].max_connections = 1;
