@@ -51,8 +51,7 @@ class Daemon final : public ReloadTarget {
 
   void reload_started() override { notifier_.reloading(); }
   void reload_finished(const ReloadStatus&) override { notifier_.ready(status_line()); }
-  void serve(const std::shared_ptr<const Snapshot>& snapshot,
-             std::vector<BoundAddress> new_addresses,
+  void serve(const std::shared_ptr<const Snapshot>& next, std::vector<BoundAddress> new_addresses,
              std::optional<std::string> admin_token) override;
 
  private:

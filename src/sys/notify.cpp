@@ -24,8 +24,9 @@ Notifier::Notifier() {
   const bool for_us = pid == nullptr || std::strtol(pid, nullptr, 10) == ::getpid();
   if (usec != nullptr && for_us) {
     const long long value = std::strtoll(usec, nullptr, 10);
-    // Half the timeout, but at least 1 ms: a timeout under 2 ms would make a
-    // zero interval, a timer that fires on every turn of the loop.
+    // Half the timeout, but at least 1 ms: a timeout under 2 ms made a zero
+    // interval, and libevent 2.1 fires a persistent zero timer only once, so
+    // the pings stopped and systemd killed a healthy daemon.
     if (value > 0) watchdog_interval_ = std::chrono::milliseconds(std::max(value / 2000, 1LL));
   }
 }
