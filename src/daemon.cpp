@@ -1,4 +1,4 @@
-#include "fulcrum/daemon.hpp"
+#include "daemon.hpp"
 
 #include <sched.h>
 #include <unistd.h>

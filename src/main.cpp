@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "daemon.hpp"
 #include "fulcrum/config.hpp"
-#include "fulcrum/daemon.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/signals.hpp"
 

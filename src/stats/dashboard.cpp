@@ -10,7 +10,7 @@
 // both with data-sessions-active/-total; header fields #version, #uptime,
 // #generation, #reload; the failure banner is #banner (hidden while polls
 // succeed).
-#include "fulcrum/dashboard.hpp"
+#include "dashboard.hpp"
 
 namespace fulcrum {
 

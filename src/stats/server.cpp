@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "dashboard.hpp"
 #include "fulcrum/admin.hpp"
-#include "fulcrum/dashboard.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
