@@ -17,7 +17,6 @@ class Notifier {
   // Reads NOTIFY_SOCKET and WATCHDOG_USEC (honouring WATCHDOG_PID).
   Notifier();
 
-  bool enabled() const { return static_cast<bool>(socket_); }
   // Sends one message (lines separated by '\n'); returns false on failure.
   bool send(std::string_view message) const;
 
@@ -25,7 +24,6 @@ class Notifier {
   // RELOADING=1 with MONOTONIC_USEC, as systemd's Type=notify-reload wants.
   void reloading() const;
   void stopping() const;
-  void status(std::string_view status) const;
   void watchdog() const { send("WATCHDOG=1"); }
   // How often to send WATCHDOG=1 (half the watchdog timeout), if wanted.
   std::optional<std::chrono::milliseconds> watchdog_interval() const { return watchdog_interval_; }

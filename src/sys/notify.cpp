@@ -55,6 +55,4 @@ void Notifier::reloading() const {
 
 void Notifier::stopping() const { send("STOPPING=1\nSTATUS=stopping"); }
 
-void Notifier::status(std::string_view status) const { send("STATUS=" + std::string(status)); }
-
 }  // namespace fulcrum
