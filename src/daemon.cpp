@@ -55,10 +55,13 @@ class Daemon final : public ReloadTarget {
              std::optional<std::string> admin_token) override;
 
  private:
+  int start(Config config);
   bool open_stats();
   bool drop_privileges_as_configured();
+  void create_events();
   void start_workers(std::vector<BoundAddress> addresses);
-  bool hand_out_fd_budget();
+  int64_t hand_out_fd_budget();
+  void log_started(const std::string& config_path, int64_t fd_budget) const;
   std::unique_ptr<HealthChecker> make_health_checker(std::shared_ptr<const Snapshot> snapshot);
   void on_signal(int signal);
   void begin_stop(int signal);
@@ -96,6 +99,23 @@ class Daemon final : public ReloadTarget {
 };
 
 int Daemon::run(Config config) {
+  if (const int code = start(std::move(config)); code != kExitOk) return code;
+  event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
+
+  for (auto& worker : workers_) worker->join();
+  admission_->set_waker(nullptr);
+  workers_.clear();
+  health_.reset();
+  reloader_.reset();
+  stats_.reset();
+  log_info("stopped");
+  return kExitOk;
+}
+
+// Everything up to READY=1: bind every address and the stats port, read the
+// token, drop privileges, then start the workers and the health checks.
+// Returns kExitOk or the exit code of the failure (logged).
+int Daemon::start(Config config) {
   Log::set_level(config.global.log_level);
   open_file_limit_ = raise_open_file_limit();
   const std::string config_path = config.path;
@@ -117,22 +137,34 @@ int Daemon::run(Config config) {
     return kExitStartup;
   }
 
+  create_events();
+  start_workers(std::move(*addresses));
+  const int64_t budget = hand_out_fd_budget();
+  if (budget < 0) return kExitStartup;
+  for (auto& worker : workers_) worker->start();
+  health_ = make_health_checker(control_.snapshot());
+  health_->start();
+  log_started(config_path, budget);
+  notifier_.ready(status_line());
+  return kExitOk;
+}
+
+// The main loop's own events: worker exits, the stop's deadline, the
+// slow-start tick, passive health failures, watchdog pings.
+void Daemon::create_events() {
   worker_exit_event_.reset(event_new(base_.get(), -1, 0, on_worker_exit_cb, this));
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
   slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
-  start_workers(std::move(*addresses));
-  if (!hand_out_fd_budget()) return kExitStartup;
-  for (auto& worker : workers_) worker->start();
-  health_ = make_health_checker(control_.snapshot());
-  health_->start();
   if (const auto interval = notifier_.watchdog_interval()) {
     // From the main loop: if it hangs, the pings stop and systemd acts.
     watchdog_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_watchdog_cb, this));
     add_with_timeout(watchdog_timer_.get(), *interval);
   }
+}
 
+void Daemon::log_started(const std::string& config_path, int64_t fd_budget) const {
   for (const auto& service : snapshot().services) {
     for (const auto& address : service.config->listen) {
       log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
@@ -146,19 +178,7 @@ int Daemon::run(Config config) {
                        {"services", snapshot().services.size()},
                        {"max_connections", snapshot().config.global.max_connections},
                        {"fd_limit", open_file_limit_},
-                       {"fd_budget", admission_->free_fds()}});
-  notifier_.ready(status_line());
-
-  event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
-
-  for (auto& worker : workers_) worker->join();
-  admission_->set_waker(nullptr);
-  workers_.clear();
-  health_.reset();
-  reloader_.reset();
-  stats_.reset();
-  log_info("stopped");
-  return kExitOk;
+                       {"fd_budget", fd_budget}});
 }
 
 // The stats endpoint and its admin token, read while still privileged.
@@ -227,13 +247,14 @@ void Daemon::start_workers(std::vector<BoundAddress> addresses) {
 
 // The session budget: what the limit leaves once every base, listener and
 // worker exists, minus what is kept for descriptors outside sessions.
-bool Daemon::hand_out_fd_budget() {
+// Returns it, or -1 (logged) when it is too small to serve.
+int64_t Daemon::hand_out_fd_budget() {
   const int64_t held = count_open_fds() - listening_fds(snapshot(), workers_count_);
   fds_outside_sessions_ = fds_outside_sessions(snapshot(), workers_count_, open_file_limit_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
     log_error("too few file descriptors", {{"limit", open_file_limit_}, {"budget", budget}});
-    return false;
+    return -1;
   }
   admission_->give_fds(budget);
   admission_->set_waker([this] {
@@ -241,7 +262,7 @@ bool Daemon::hand_out_fd_budget() {
       if (worker->has_paused_listeners()) worker->wake();
     }
   });
-  return true;
+  return budget;
 }
 
 std::unique_ptr<HealthChecker> Daemon::make_health_checker(
