@@ -118,7 +118,8 @@ class Session {
   void publish_bytes();
 
   static void on_connect_cb(evutil_socket_t, short what, void* arg);
-  static void on_proxy_header_cb(evutil_socket_t, short what, void* arg);
+  static void on_proxy_header_cb(evutil_socket_t, short, void* arg);
+  static void on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg);
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
   static void on_s2c_cb(evutil_socket_t, short, void* arg);
   static void on_idle_cb(evutil_socket_t, short, void* arg);
@@ -161,6 +162,7 @@ class Session {
   EventPtr server_write_;
   EventPtr connect_event_;
   EventPtr header_event_;     // reading the client's PROXY header
+  EventPtr header_deadline_;  // for the whole header, from accept
   std::string header_bytes_;  // header bytes consumed so far
   EventPtr idle_timer_;
   EventPtr lifetime_timer_;

@@ -70,22 +70,26 @@ Session::~Session() = default;
 void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
   if (service_.config->accept_proxy_protocol) {
-    // The client is a proxy: its header comes first, within a short time.
+    // The client is a proxy: its header comes first, all of it within a
+    // deadline from accept. A timeout on the read event would not do: it
+    // restarts with every byte, so a client trickling the header a byte at
+    // a time would hold its slot for as long as it liked.
     header_event_.reset(
         event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_proxy_header_cb, this));
-    add_with_timeout(header_event_.get(), kProxyHeaderTimeout);
+    event_add(header_event_.get(), nullptr);
+    header_deadline_.reset(evtimer_new(worker_.base(), on_proxy_header_deadline_cb, this));
+    add_with_timeout(header_deadline_.get(), kProxyHeaderTimeout);
     return;
   }
   connect_next();
 }
 
-void Session::on_proxy_header_cb(evutil_socket_t, short what, void* arg) {
-  auto* self = static_cast<Session*>(arg);
-  if (what & EV_TIMEOUT) {
-    self->reject_proxy_header("no complete PROXY header within 3s");
-    return;
-  }
-  self->read_proxy_header();
+void Session::on_proxy_header_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->read_proxy_header();
+}
+
+void Session::on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->reject_proxy_header("no complete PROXY header within 3s");
 }
 
 // Peeks at what arrived; consumes exactly the header once it is complete
@@ -123,6 +127,7 @@ void Session::read_proxy_header() {
     return;
   }
   header_event_.reset();
+  header_deadline_.reset();
   header_bytes_.clear();
   if (header.source) client_address_ = *header.source;
   connect_next();
@@ -588,6 +593,7 @@ void Session::finish(SessionEnd end) {
   }
   connect_event_.reset();
   header_event_.reset();
+  header_deadline_.reset();
   idle_timer_.reset();
   lifetime_timer_.reset();
   client_read_.reset();
