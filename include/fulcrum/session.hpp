@@ -34,6 +34,7 @@ enum class SessionEnd {
   client_reset,
   server_reset,
   connect_failed,
+  local_error,
   no_server,
   bad_proxy_header,
   idle_timeout,
@@ -150,6 +151,9 @@ class Session {
   std::optional<uint32_t> server_index_;
   std::vector<uint32_t> failed_servers_;  // servers this session failed to connect to
   uint32_t attempt_ = 0;
+  // How the last failed attempt ended (connect_failed or local_error): the
+  // session's end when no attempt is left.
+  SessionEnd last_failure_ = SessionEnd::connect_failed;
   std::optional<SessionEnd> first_close_;
   bool finished_ = false;
   Fd client_;

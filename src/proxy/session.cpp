@@ -44,6 +44,7 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::client_reset: return "client_reset";
     case SessionEnd::server_reset: return "server_reset";
     case SessionEnd::connect_failed: return "connect_failed";
+    case SessionEnd::local_error: return "local_error";
     case SessionEnd::no_server: return "no_server";
     case SessionEnd::bad_proxy_header: return "bad_proxy_header";
     case SessionEnd::idle_timeout: return "idle_timeout";
@@ -168,7 +169,7 @@ void Session::connect_next() {
     index.reset();
   }
   if (!index) {
-    finish(attempt_ == 0 ? SessionEnd::no_server : SessionEnd::connect_failed);
+    finish(attempt_ == 0 ? SessionEnd::no_server : last_failure_);
     return;
   }
   server_index_ = index;
@@ -217,7 +218,9 @@ void Session::on_connect_event(short what) {
 
 // The PROXY protocol header, before any client byte. The connection is
 // fresh, so its send buffer takes the whole header (at most 108 bytes) at
-// once; anything else is a failed connect.
+// once. A send the peer refused (EPIPE, ECONNRESET) is the server's failed
+// connect; one that took only part of the header is fulcrum's own shortage
+// of buffer space (ENOBUFS: a local error).
 int Session::send_proxy_header() {
   const ProxyProtocol version = service_.config->proxy_protocol;
   if (version == ProxyProtocol::none) return 0;
@@ -228,33 +231,50 @@ int Session::send_proxy_header() {
                                                           : encode_proxy_v2(client_address_, local);
   const ssize_t sent = ::send(server_.get(), header.data(), header.size(), MSG_NOSIGNAL);
   if (sent < 0) return errno;
-  return static_cast<size_t>(sent) == header.size() ? 0 : EAGAIN;
+  return static_cast<size_t>(sent) == header.size() ? 0 : ENOBUFS;
 }
 
-// Counts the failure against the server and retries on another one while
-// `retries` allows.
+// An attempt failed. A failure of the server (refused, timed out,
+// unreachable, reset before the PROXY header went out) counts against it:
+// connect_failures and passive health. A local error (is_local_error:
+// fulcrum short of descriptors, memory, buffers or source ports) says
+// nothing about the server and is counted apart, as HAProxy keeps
+// SF_ERR_RESOURCE apart. Either way the session retries on another server
+// while `retries` allows: EADDRNOTAVAIL, the local error a fixed snat
+// `source` meets under load, is per destination (the kernel picks the
+// source port per server address and port), so another server usually
+// still has ports; the others (EMFILE, ENOMEM, ...) fail again at once in
+// socket(), holding nothing.
 void Session::connect_failed(int error) {
   const ServerRuntime& server = service_.servers[*server_index_];
-  server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
-  if (service_.config->health_check.enabled) {
-    // Passive detection: the health checker counts this as a failed check,
-    // so a dead server leaves rotation even between active checks.
-    server.state->passive_error.store(error, std::memory_order_relaxed);
-    server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
-    worker_.notify_passive_failure();
+  const bool local = is_local_error(error);
+  if (local) {
+    server.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+    service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+    if (service_.config->health_check.enabled) {
+      // Passive detection: the health checker counts this as a failed
+      // check, so a dead server leaves rotation even between active checks.
+      server.state->passive_error.store(error, std::memory_order_relaxed);
+      server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
+      worker_.notify_passive_failure();
+    }
   }
-  log_warn("connect failed", {{"service", service_.config->name},
-                              {"server", server.config->name},
-                              {"address", server.config->address.to_string()},
-                              {"error", errno_string(error)},
-                              {"attempt", attempt_ + 1}});
+  last_failure_ = local ? SessionEnd::local_error : SessionEnd::connect_failed;
+  log_warn(local ? "local error" : "connect failed",
+           {{"service", service_.config->name},
+            {"server", server.config->name},
+            {"address", server.config->address.to_string()},
+            {"error", errno_string(error)},
+            {"attempt", attempt_ + 1}});
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
   failed_servers_.push_back(*server_index_);
   server_index_.reset();
   if (attempt_ >= service_.config->retries) {
-    finish(SessionEnd::connect_failed);
+    finish(last_failure_);
     return;
   }
   ++attempt_;
