@@ -99,7 +99,7 @@ class Session {
   void pump(Direction& d);
   ssize_t copy_through_buffer(Direction& d, size_t size, uint64_t& moved);
   void copy_without_pipe(Direction& d);
-  bool move_urgent_byte(Direction& d);
+  ssize_t move_urgent_byte(Direction& d);
   static bool at_urgent_mark(int fd);
   void source_eof(Direction& d);
   void wait_for_source(Direction& d);
@@ -109,6 +109,7 @@ class Session {
     return d.source_side == Side::client ? Side::server : Side::client;
   }
   void on_idle_timer();
+  void relay_failed_locally();
   void reset_from(Side side);
   void finish(SessionEnd end);
   // Notes activity (for the idle timeout) and, at most once a second, adds

@@ -35,6 +35,13 @@ constexpr size_t kCopyBytes = 16 * 1024;
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
 
+// What copy_through_buffer() and move_urgent_byte() return when the pipe
+// took fewer bytes than it had room for. Not -1 with errno: a write that
+// took part of its bytes did not fail and set no errno, so an errno read
+// then is a stale one (an EAGAIN from an earlier call made pump() give the
+// pipe, bytes and all, back to the pool).
+constexpr ssize_t kPipeRefused = -2;
+
 }  // namespace
 
 std::string_view to_string(SessionEnd end) {
@@ -394,13 +401,22 @@ void Session::pump(Direction& d) {
       source_eof(d);
       continue;
     }
+    if (n == kPipeRefused) {
+      relay_failed_locally();
+      return;
+    }
     if (errno == EINTR) continue;
     if (would_block(errno)) {
       // Readable, yet splice moves nothing: the source is at TCP's urgent
       // mark, which splice never crosses. The urgent byte is inline
       // (SO_OOBINLINE); read it like any other and go on.
       if (!read_something && at_urgent_mark(d.source)) {
-        if (move_urgent_byte(d)) continue;
+        const ssize_t urgent = move_urgent_byte(d);
+        if (urgent == 1) continue;
+        if (urgent == kPipeRefused) {
+          relay_failed_locally();
+          return;
+        }
         reset_from(d.source_side);
         return;
       }
@@ -418,7 +434,7 @@ void Session::pump(Direction& d) {
 // buffer, sent on at once. What the sink does not take now waits in the
 // pipe, drained like spliced bytes; that includes a send that failed, so
 // the pipe's splice meets the same error and resets the session. Returns
-// what recv() returned, or -1 (errno set) if the pipe refused the rest.
+// what recv() returned, or kPipeRefused if the pipe took less than the rest.
 ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved) {
   char buffer[kCopyBytes];
   const ssize_t n = ::recv(d.source, buffer, std::min(size, sizeof buffer), 0);
@@ -429,9 +445,9 @@ ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved)
   moved += static_cast<uint64_t>(sent);
   if (sent < n) {
     const auto rest = static_cast<size_t>(n - sent);
-    // The pipe is empty and holds at least `size` bytes: one write takes all.
-    if (::write(d.pipe.write_fd(), buffer + sent, rest) != static_cast<ssize_t>(rest)) return -1;
-    d.pipe.bytes = rest;
+    // The pipe is empty and holds at least `size` bytes: one write takes
+    // all, unless the kernel runs out of memory for its pages.
+    if (!d.pipe.fill(buffer + sent, rest)) return kPipeRefused;
   }
   return n;
 }
@@ -482,13 +498,13 @@ bool Session::at_urgent_mark(int fd) {
   return ::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark != 0;
 }
 
-// Reads the inline urgent byte into the (empty) pipe.
-bool Session::move_urgent_byte(Direction& d) {
+// Reads the inline urgent byte into the (empty) pipe. Returns what recv()
+// returned, or kPipeRefused.
+ssize_t Session::move_urgent_byte(Direction& d) {
   char byte;
-  if (::recv(d.source, &byte, 1, 0) != 1) return false;
-  if (::write(d.pipe.write_fd(), &byte, 1) != 1) return false;
-  d.pipe.bytes = 1;
-  return true;
+  const ssize_t n = ::recv(d.source, &byte, 1, 0);
+  if (n != 1) return n;
+  return d.pipe.fill(&byte, 1) ? 1 : kPipeRefused;
 }
 
 void Session::source_eof(Direction& d) {
@@ -572,6 +588,24 @@ void Session::on_idle_timer() {
     return;
   }
   add_with_timeout(idle_timer_.get(), idle - quiet);
+}
+
+// The relay itself failed: a pipe refused bytes it had room for (the kernel,
+// or the memory cgroup, is out of memory). Bytes already taken from the
+// source cannot all be delivered, so both peers get a reset, never a clean
+// end of a truncated stream. fulcrum's failure, not either peer's: counted
+// as a local error of the service and the server, end=local_error.
+void Session::relay_failed_locally() {
+  const ServerRuntime& server = service_.servers[*server_index_];
+  server.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  log_warn("local error", {{"service", service_.config->name},
+                           {"server", server.config->name},
+                           {"address", server.config->address.to_string()},
+                           {"error", "pipe write failed"}});
+  set_linger_reset(client_.get());
+  set_linger_reset(server_.get());
+  finish(SessionEnd::local_error);
 }
 
 // `side` reset its connection (or failed hard): reset the other side too, so
