@@ -33,6 +33,12 @@ class PipeLease {
   size_t capacity() const { return capacity_; }
   size_t bytes = 0;  // spliced in, not yet spliced out
 
+  // Writes `size` bytes into the pipe; true when all of them went in. What
+  // the pipe took is added to `bytes` also when it is only a part (a page
+  // allocation failed half way: ENOMEM, the memory cgroup's limit), so that
+  // a pipe left holding bytes is closed by give_back(), never pooled for
+  // another session to read them.
+  bool fill(const char* data, size_t size);
   void give_back();
 
  private:

@@ -11,12 +11,15 @@
 
 namespace fulcrum {
 
-// `PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n` (TCP6 for IPv6). `client` and
-// `local` must be of one family.
+// `PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n` (TCP6 for IPv6). A header has
+// one family for both addresses, and a client address taken from an incoming
+// PROXY header may differ in family from fulcrum's own `local`: then both
+// are written as IPv6, the IPv4 one mapped (::ffff:1.2.3.4), as HAProxy does.
 std::string encode_proxy_v1(const SocketAddress& client, const SocketAddress& local);
 
 // The binary header: signature, version 2 / PROXY command, TCP over IPv4 or
-// IPv6, then the addresses and ports in network byte order.
+// IPv6 (mixed families as for v1), then the addresses and ports in network
+// byte order.
 std::string encode_proxy_v2(const SocketAddress& client, const SocketAddress& local);
 
 }  // namespace fulcrum

@@ -77,6 +77,11 @@ struct alignas(64) ServerState {
   // (written by workers, drained by the main thread), and the last error.
   std::atomic<uint32_t> passive_failures{0};
   std::atomic<int> passive_error{0};
+  // Connects to the server (sessions' and health checks') that failed for
+  // want of fulcrum's own resources (is_local_error), and sessions whose
+  // relay failed that way: fulcrum's failures, so never in
+  // connect_failures, passive_failures or checks_failed.
+  std::atomic<uint64_t> local_errors{0};
 };
 
 // The only way to change what ServerState's first part holds. Made by the
@@ -110,6 +115,9 @@ struct alignas(64) ServiceState {
   std::atomic<uint64_t> proxy_header_errors{0};  // clients closed for a missing or bad PROXY header
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  // The service's sessions' local errors (ServerState::local_errors without
+  // the health checks'), each attempt counted, also those then retried.
+  std::atomic<uint64_t> local_errors{0};
 };
 
 }  // namespace fulcrum

@@ -34,6 +34,7 @@ enum class SessionEnd {
   client_reset,
   server_reset,
   connect_failed,
+  local_error,
   no_server,
   bad_proxy_header,
   idle_timeout,
@@ -98,7 +99,7 @@ class Session {
   void pump(Direction& d);
   ssize_t copy_through_buffer(Direction& d, size_t size, uint64_t& moved);
   void copy_without_pipe(Direction& d);
-  bool move_urgent_byte(Direction& d);
+  ssize_t move_urgent_byte(Direction& d);
   static bool at_urgent_mark(int fd);
   void source_eof(Direction& d);
   void wait_for_source(Direction& d);
@@ -108,6 +109,7 @@ class Session {
     return d.source_side == Side::client ? Side::server : Side::client;
   }
   void on_idle_timer();
+  void relay_failed_locally();
   void reset_from(Side side);
   void finish(SessionEnd end);
   // Notes activity (for the idle timeout) and, at most once a second, adds
@@ -118,7 +120,8 @@ class Session {
   void publish_bytes();
 
   static void on_connect_cb(evutil_socket_t, short what, void* arg);
-  static void on_proxy_header_cb(evutil_socket_t, short what, void* arg);
+  static void on_proxy_header_cb(evutil_socket_t, short, void* arg);
+  static void on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg);
   static void on_c2s_cb(evutil_socket_t, short, void* arg);
   static void on_s2c_cb(evutil_socket_t, short, void* arg);
   static void on_idle_cb(evutil_socket_t, short, void* arg);
@@ -149,6 +152,9 @@ class Session {
   std::optional<uint32_t> server_index_;
   std::vector<uint32_t> failed_servers_;  // servers this session failed to connect to
   uint32_t attempt_ = 0;
+  // How the last failed attempt ended (connect_failed or local_error): the
+  // session's end when no attempt is left.
+  SessionEnd last_failure_ = SessionEnd::connect_failed;
   std::optional<SessionEnd> first_close_;
   bool finished_ = false;
   Fd client_;
@@ -161,6 +167,7 @@ class Session {
   EventPtr server_write_;
   EventPtr connect_event_;
   EventPtr header_event_;     // reading the client's PROXY header
+  EventPtr header_deadline_;  // for the whole header, from accept
   std::string header_bytes_;  // header bytes consumed so far
   EventPtr idle_timer_;
   EventPtr lifetime_timer_;

@@ -51,6 +51,13 @@ int check_transparent_allowed(int family);
 // SO_ERROR of a socket whose connect finished (0 = connected).
 int pending_socket_error(int fd);
 
+// Whether a failed connect (socket, bind, connect, or the first send on the
+// new connection) failed for want of fulcrum's own resources rather than
+// because of the server: descriptors (EMFILE, ENFILE), kernel memory and
+// buffers (ENOMEM, ENOBUFS), source ports (EADDRNOTAVAIL, EADDRINUSE, and
+// EAGAIN, which older kernels gave for an exhausted port range).
+bool is_local_error(int error);
+
 // Options of every relayed socket: TCP_NODELAY (no Nagle delay on small
 // writes) and SO_OOBINLINE (an urgent byte stays in the stream, where the
 // relay can pass it on instead of dropping it).

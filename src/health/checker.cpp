@@ -76,7 +76,18 @@ class HealthChecker::Check {
   void finish(int error) {
     connect_event_.reset();
     socket_.reset();
-    record(error == 0, error, "active");
+    if (is_local_error(error)) {
+      // fulcrum could not make the check (descriptors, memory, source
+      // ports): that says nothing about the server, so it is no result for
+      // the rise/fall machine, only a local error of the server.
+      server_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+      log_warn("health check local error", {{"service", service_.config->name},
+                                            {"server", server_.config->name},
+                                            {"address", server_.config->address.to_string()},
+                                            {"error", errno_string(error)}});
+    } else {
+      record(error == 0, error, "active");
+    }
     const double jitter = thread_random_between(0.9, 1.1);
     schedule(
         Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));

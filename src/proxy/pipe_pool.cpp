@@ -26,6 +26,12 @@ PipeLease& PipeLease::operator=(PipeLease&& other) noexcept {
   return *this;
 }
 
+bool PipeLease::fill(const char* data, size_t size) {
+  const ssize_t written = ::write(write_fd(), data, size);
+  if (written > 0) bytes += static_cast<size_t>(written);
+  return written == static_cast<ssize_t>(size);
+}
+
 void PipeLease::give_back() {
   if (pool_ == nullptr) return;
   std::exchange(pool_, nullptr)

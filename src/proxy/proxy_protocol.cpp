@@ -1,9 +1,12 @@
 #include "fulcrum/proxy_protocol.hpp"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace fulcrum {
@@ -20,40 +23,73 @@ void append_bytes(std::string& out, const void* data, size_t length) {
   out.append(static_cast<const char*>(data), length);
 }
 
+// One address of a header as it is written: IPv4 (4 bytes) or IPv6 (16),
+// and the port, all in network byte order.
+struct Endpoint {
+  int family = AF_INET;
+  std::array<unsigned char, 16> address{};
+  uint16_t port = 0;
+
+  size_t address_size() const { return family == AF_INET6 ? 16 : 4; }
+  // The address without a port and without an IPv6 scope (`%eth0` has no
+  // place in a PROXY header).
+  std::string text() const {
+    char buffer[INET6_ADDRSTRLEN];
+    return ::inet_ntop(family, address.data(), buffer, sizeof buffer) != nullptr ? buffer : "";
+  }
+};
+
+// `address` as an Endpoint; an IPv4 address as IPv4-mapped IPv6
+// (::ffff:a.b.c.d, RFC 4291) when `ipv6`.
+Endpoint endpoint(const SocketAddress& address, bool ipv6) {
+  Endpoint out;
+  if (address.family() == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+    out.family = AF_INET6;
+    std::memcpy(out.address.data(), &in6->sin6_addr, 16);
+    out.port = in6->sin6_port;
+    return out;
+  }
+  const auto* in = reinterpret_cast<const sockaddr_in*>(&address.storage);
+  out.port = in->sin_port;
+  if (!ipv6) {
+    std::memcpy(out.address.data(), &in->sin_addr, 4);
+    return out;
+  }
+  out.family = AF_INET6;
+  out.address[10] = 0xFF;
+  out.address[11] = 0xFF;
+  std::memcpy(out.address.data() + 12, &in->sin_addr, 4);
+  return out;
+}
+
+// Both addresses of a header, in one family: IPv6 as soon as one is.
+std::pair<Endpoint, Endpoint> endpoints(const SocketAddress& client, const SocketAddress& local) {
+  const bool ipv6 = client.family() == AF_INET6 || local.family() == AF_INET6;
+  return {endpoint(client, ipv6), endpoint(local, ipv6)};
+}
+
 }  // namespace
 
 std::string encode_proxy_v1(const SocketAddress& client, const SocketAddress& local) {
-  const bool v6 = client.family() == AF_INET6;
-  return std::string("PROXY ") + (v6 ? "TCP6 " : "TCP4 ") + client.host_string() + " " +
-         local.host_string() + " " + std::to_string(client.port()) + " " +
-         std::to_string(local.port()) + "\r\n";
+  const auto [source, destination] = endpoints(client, local);
+  return std::string("PROXY ") + (source.family == AF_INET6 ? "TCP6 " : "TCP4 ") + source.text() +
+         " " + destination.text() + " " + std::to_string(ntohs(source.port)) + " " +
+         std::to_string(ntohs(destination.port)) + "\r\n";
 }
 
 std::string encode_proxy_v2(const SocketAddress& client, const SocketAddress& local) {
+  const auto [source, destination] = endpoints(client, local);
   std::string out;
   append_bytes(out, kV2Signature, sizeof kV2Signature);
   out += static_cast<char>(kV2ProxyCommand);
-  if (client.family() == AF_INET6) {
-    const auto* src = reinterpret_cast<const sockaddr_in6*>(&client.storage);
-    const auto* dst = reinterpret_cast<const sockaddr_in6*>(&local.storage);
-    out += static_cast<char>(kV2TcpOverIpv6);
-    const uint16_t length = htons(36);
-    append_bytes(out, &length, 2);
-    append_bytes(out, &src->sin6_addr, 16);
-    append_bytes(out, &dst->sin6_addr, 16);
-    append_bytes(out, &src->sin6_port, 2);
-    append_bytes(out, &dst->sin6_port, 2);
-  } else {
-    const auto* src = reinterpret_cast<const sockaddr_in*>(&client.storage);
-    const auto* dst = reinterpret_cast<const sockaddr_in*>(&local.storage);
-    out += static_cast<char>(kV2TcpOverIpv4);
-    const uint16_t length = htons(12);
-    append_bytes(out, &length, 2);
-    append_bytes(out, &src->sin_addr, 4);
-    append_bytes(out, &dst->sin_addr, 4);
-    append_bytes(out, &src->sin_port, 2);
-    append_bytes(out, &dst->sin_port, 2);
-  }
+  out += static_cast<char>(source.family == AF_INET6 ? kV2TcpOverIpv6 : kV2TcpOverIpv4);
+  const uint16_t length = htons(static_cast<uint16_t>(2 * source.address_size() + 4));
+  append_bytes(out, &length, 2);
+  append_bytes(out, source.address.data(), source.address_size());
+  append_bytes(out, destination.address.data(), destination.address_size());
+  append_bytes(out, &source.port, 2);
+  append_bytes(out, &destination.port, 2);
   return out;
 }
 

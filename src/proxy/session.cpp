@@ -35,6 +35,13 @@ constexpr size_t kCopyBytes = 16 * 1024;
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
 
+// What copy_through_buffer() and move_urgent_byte() return when the pipe
+// took fewer bytes than it had room for. Not -1 with errno: a write that
+// took part of its bytes did not fail and set no errno, so an errno read
+// then is a stale one (an EAGAIN from an earlier call made pump() give the
+// pipe, bytes and all, back to the pool).
+constexpr ssize_t kPipeRefused = -2;
+
 }  // namespace
 
 std::string_view to_string(SessionEnd end) {
@@ -44,6 +51,7 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::client_reset: return "client_reset";
     case SessionEnd::server_reset: return "server_reset";
     case SessionEnd::connect_failed: return "connect_failed";
+    case SessionEnd::local_error: return "local_error";
     case SessionEnd::no_server: return "no_server";
     case SessionEnd::bad_proxy_header: return "bad_proxy_header";
     case SessionEnd::idle_timeout: return "idle_timeout";
@@ -70,22 +78,26 @@ Session::~Session() = default;
 void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
   if (service_.config->accept_proxy_protocol) {
-    // The client is a proxy: its header comes first, within a short time.
+    // The client is a proxy: its header comes first, all of it within a
+    // deadline from accept. A timeout on the read event would not do: it
+    // restarts with every byte, so a client trickling the header a byte at
+    // a time would hold its slot for as long as it liked.
     header_event_.reset(
         event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_proxy_header_cb, this));
-    add_with_timeout(header_event_.get(), kProxyHeaderTimeout);
+    event_add(header_event_.get(), nullptr);
+    header_deadline_.reset(evtimer_new(worker_.base(), on_proxy_header_deadline_cb, this));
+    add_with_timeout(header_deadline_.get(), kProxyHeaderTimeout);
     return;
   }
   connect_next();
 }
 
-void Session::on_proxy_header_cb(evutil_socket_t, short what, void* arg) {
-  auto* self = static_cast<Session*>(arg);
-  if (what & EV_TIMEOUT) {
-    self->reject_proxy_header("no complete PROXY header within 3s");
-    return;
-  }
-  self->read_proxy_header();
+void Session::on_proxy_header_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->read_proxy_header();
+}
+
+void Session::on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->reject_proxy_header("no complete PROXY header within 3s");
 }
 
 // Peeks at what arrived; consumes exactly the header once it is complete
@@ -123,6 +135,7 @@ void Session::read_proxy_header() {
     return;
   }
   header_event_.reset();
+  header_deadline_.reset();
   header_bytes_.clear();
   if (header.source) client_address_ = *header.source;
   connect_next();
@@ -162,7 +175,7 @@ void Session::connect_next() {
     index.reset();
   }
   if (!index) {
-    finish(attempt_ == 0 ? SessionEnd::no_server : SessionEnd::connect_failed);
+    finish(attempt_ == 0 ? SessionEnd::no_server : last_failure_);
     return;
   }
   server_index_ = index;
@@ -211,7 +224,9 @@ void Session::on_connect_event(short what) {
 
 // The PROXY protocol header, before any client byte. The connection is
 // fresh, so its send buffer takes the whole header (at most 108 bytes) at
-// once; anything else is a failed connect.
+// once. A send the peer refused (EPIPE, ECONNRESET) is the server's failed
+// connect; one that took only part of the header is fulcrum's own shortage
+// of buffer space (ENOBUFS: a local error).
 int Session::send_proxy_header() {
   const ProxyProtocol version = service_.config->proxy_protocol;
   if (version == ProxyProtocol::none) return 0;
@@ -222,33 +237,50 @@ int Session::send_proxy_header() {
                                                           : encode_proxy_v2(client_address_, local);
   const ssize_t sent = ::send(server_.get(), header.data(), header.size(), MSG_NOSIGNAL);
   if (sent < 0) return errno;
-  return static_cast<size_t>(sent) == header.size() ? 0 : EAGAIN;
+  return static_cast<size_t>(sent) == header.size() ? 0 : ENOBUFS;
 }
 
-// Counts the failure against the server and retries on another one while
-// `retries` allows.
+// An attempt failed. A failure of the server (refused, timed out,
+// unreachable, reset before the PROXY header went out) counts against it:
+// connect_failures and passive health. A local error (is_local_error:
+// fulcrum short of descriptors, memory, buffers or source ports) says
+// nothing about the server and is counted apart, as HAProxy keeps
+// SF_ERR_RESOURCE apart. Either way the session retries on another server
+// while `retries` allows: EADDRNOTAVAIL, the local error a fixed snat
+// `source` meets under load, is per destination (the kernel picks the
+// source port per server address and port), so another server usually
+// still has ports; the others (EMFILE, ENOMEM, ...) fail again at once in
+// socket(), holding nothing.
 void Session::connect_failed(int error) {
   const ServerRuntime& server = service_.servers[*server_index_];
-  server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
-  if (service_.config->health_check.enabled) {
-    // Passive detection: the health checker counts this as a failed check,
-    // so a dead server leaves rotation even between active checks.
-    server.state->passive_error.store(error, std::memory_order_relaxed);
-    server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
-    worker_.notify_passive_failure();
+  const bool local = is_local_error(error);
+  if (local) {
+    server.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+    service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    server.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+    if (service_.config->health_check.enabled) {
+      // Passive detection: the health checker counts this as a failed
+      // check, so a dead server leaves rotation even between active checks.
+      server.state->passive_error.store(error, std::memory_order_relaxed);
+      server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
+      worker_.notify_passive_failure();
+    }
   }
-  log_warn("connect failed", {{"service", service_.config->name},
-                              {"server", server.config->name},
-                              {"address", server.config->address.to_string()},
-                              {"error", errno_string(error)},
-                              {"attempt", attempt_ + 1}});
+  last_failure_ = local ? SessionEnd::local_error : SessionEnd::connect_failed;
+  log_warn(local ? "local error" : "connect failed",
+           {{"service", service_.config->name},
+            {"server", server.config->name},
+            {"address", server.config->address.to_string()},
+            {"error", errno_string(error)},
+            {"attempt", attempt_ + 1}});
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
   failed_servers_.push_back(*server_index_);
   server_index_.reset();
   if (attempt_ >= service_.config->retries) {
-    finish(SessionEnd::connect_failed);
+    finish(last_failure_);
     return;
   }
   ++attempt_;
@@ -368,13 +400,22 @@ void Session::pump(Direction& d) {
       source_eof(d);
       continue;
     }
+    if (n == kPipeRefused) {
+      relay_failed_locally();
+      return;
+    }
     if (errno == EINTR) continue;
     if (would_block(errno)) {
       // Readable, yet splice moves nothing: the source is at TCP's urgent
       // mark, which splice never crosses. The urgent byte is inline
       // (SO_OOBINLINE); read it like any other and go on.
       if (!read_something && at_urgent_mark(d.source)) {
-        if (move_urgent_byte(d)) continue;
+        const ssize_t urgent = move_urgent_byte(d);
+        if (urgent == 1) continue;
+        if (urgent == kPipeRefused) {
+          relay_failed_locally();
+          return;
+        }
         reset_from(d.source_side);
         return;
       }
@@ -392,7 +433,7 @@ void Session::pump(Direction& d) {
 // buffer, sent on at once. What the sink does not take now waits in the
 // pipe, drained like spliced bytes; that includes a send that failed, so
 // the pipe's splice meets the same error and resets the session. Returns
-// what recv() returned, or -1 (errno set) if the pipe refused the rest.
+// what recv() returned, or kPipeRefused if the pipe took less than the rest.
 ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved) {
   char buffer[kCopyBytes];
   const ssize_t n = ::recv(d.source, buffer, std::min(size, sizeof buffer), 0);
@@ -403,9 +444,9 @@ ssize_t Session::copy_through_buffer(Direction& d, size_t size, uint64_t& moved)
   moved += static_cast<uint64_t>(sent);
   if (sent < n) {
     const auto rest = static_cast<size_t>(n - sent);
-    // The pipe is empty and holds at least `size` bytes: one write takes all.
-    if (::write(d.pipe.write_fd(), buffer + sent, rest) != static_cast<ssize_t>(rest)) return -1;
-    d.pipe.bytes = rest;
+    // The pipe is empty and holds at least `size` bytes: one write takes
+    // all, unless the kernel runs out of memory for its pages.
+    if (!d.pipe.fill(buffer + sent, rest)) return kPipeRefused;
   }
   return n;
 }
@@ -456,13 +497,13 @@ bool Session::at_urgent_mark(int fd) {
   return ::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark != 0;
 }
 
-// Reads the inline urgent byte into the (empty) pipe.
-bool Session::move_urgent_byte(Direction& d) {
+// Reads the inline urgent byte into the (empty) pipe. Returns what recv()
+// returned, or kPipeRefused.
+ssize_t Session::move_urgent_byte(Direction& d) {
   char byte;
-  if (::recv(d.source, &byte, 1, 0) != 1) return false;
-  if (::write(d.pipe.write_fd(), &byte, 1) != 1) return false;
-  d.pipe.bytes = 1;
-  return true;
+  const ssize_t n = ::recv(d.source, &byte, 1, 0);
+  if (n != 1) return n;
+  return d.pipe.fill(&byte, 1) ? 1 : kPipeRefused;
 }
 
 void Session::source_eof(Direction& d) {
@@ -548,6 +589,24 @@ void Session::on_idle_timer() {
   add_with_timeout(idle_timer_.get(), idle - quiet);
 }
 
+// The relay itself failed: a pipe refused bytes it had room for (the kernel,
+// or the memory cgroup, is out of memory). Bytes already taken from the
+// source cannot all be delivered, so both peers get a reset, never a clean
+// end of a truncated stream. fulcrum's failure, not either peer's: counted
+// as a local error of the service and the server, end=local_error.
+void Session::relay_failed_locally() {
+  const ServerRuntime& server = service_.servers[*server_index_];
+  server.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+  log_warn("local error", {{"service", service_.config->name},
+                           {"server", server.config->name},
+                           {"address", server.config->address.to_string()},
+                           {"error", "pipe write failed"}});
+  set_linger_reset(client_.get());
+  set_linger_reset(server_.get());
+  finish(SessionEnd::local_error);
+}
+
 // `side` reset its connection (or failed hard): reset the other side too, so
 // the peer sees an abort and never a clean end of a truncated stream.
 void Session::reset_from(Side side) {
@@ -587,6 +646,7 @@ void Session::finish(SessionEnd end) {
   }
   connect_event_.reset();
   header_event_.reset();
+  header_deadline_.reset();
   idle_timer_.reset();
   lifetime_timer_.reset();
   client_read_.reset();

@@ -140,6 +140,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
          ",\"max\":" + std::to_string(server.config->max_connections) + "}";
   out += ",\"connect_failures\":" + load(st.connect_failures);
+  out += ",\"local_errors\":" + load(st.local_errors);
   const uint64_t connects = st.connects.load(std::memory_order_relaxed);
   const double connect_ms =
       connects == 0 ? 0.0
@@ -185,6 +186,7 @@ std::string render_stats_json(const StatsContext& context) {
            ",\"rejected\":" + load(s.rejected) +
            ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
+    out += ",\"local_errors\":" + load(s.local_errors);
     out += ",\"servers\":[";
     bool first_server = true;
     for (const ServerRuntime& server : service.servers) {
@@ -261,6 +263,10 @@ std::string render_metrics(const StatsContext& context) {
       {"fulcrum_service_proxy_header_errors_total", "counter",
        "Clients closed for a missing, malformed, oversized or late PROXY header.",
        &ServiceState::proxy_header_errors},
+      {"fulcrum_service_local_errors_total", "counter",
+       "Session connect attempts and relays that failed for want of fulcrum's own resources "
+       "(descriptors, memory, buffers, source ports); not counted as connect failures.",
+       &ServiceState::local_errors},
   };
   for (const auto& metric : service_metrics) {
     family(metric.name, metric.type, metric.help);
@@ -311,6 +317,11 @@ std::string render_metrics(const StatsContext& context) {
        &ServerState::bytes_out},
       {"fulcrum_server_health_checks_failed_total", "Failed health checks, active and passive.",
        &ServerState::checks_failed},
+      {"fulcrum_server_local_errors_total",
+       "Connects to the server (sessions and health checks) and relays that failed for want of "
+       "fulcrum's own resources (descriptors, memory, buffers, source ports); neither connect "
+       "failures nor failed health checks.",
+       &ServerState::local_errors},
   };
   for (const auto& metric : server_metrics) {
     family(metric.name, "counter", metric.help);

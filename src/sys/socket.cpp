@@ -89,6 +89,19 @@ int pending_socket_error(int fd) {
   return error;
 }
 
+bool is_local_error(int error) {
+  switch (error) {
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOBUFS:
+    case EADDRNOTAVAIL:
+    case EADDRINUSE:
+    case EAGAIN: return true;
+    default: return false;
+  }
+}
+
 void set_relay_options(int fd) {
   set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   set_int_option(fd, SOL_SOCKET, SO_OOBINLINE, 1);

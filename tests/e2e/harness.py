@@ -49,6 +49,7 @@ MiB = 1 << 20
 SESSION_ENDS = {
     'client_close', 'server_close', 'client_reset', 'server_reset',
     'connect_failed', 'no_server', 'idle_timeout', 'max_lifetime', 'shutdown', 'bad_proxy_header',
+    'local_error',
 }
 
 ACCESS_LOG_KEYS = ('service', 'client', 'server', 'server_addr', 'bytes_in',

@@ -120,3 +120,71 @@ TEST_CASE("PROXY UNKNOWN and v2 LOCAL keep the connection's own address") {
   CHECK(parsed.size == 16);
   CHECK_FALSE(parsed.source);
 }
+
+// A client address learnt from an incoming PROXY header may be of the other
+// family than the listener it came through. The header then names both as
+// IPv6, the IPv4 one mapped (::ffff:a.b.c.d), as HAProxy does: a v1 line has
+// one protocol word for both addresses, and v2 one address block.
+TEST_CASE("PROXY headers for every pair of address families") {
+  struct Case {
+    const char* client;
+    const char* local;
+    const char* v1;
+    const char* v2_addresses;  // after the signature and the 0x21 command byte
+  };
+  const Case cases[] = {
+      {"127.3.4.5:40000", "127.0.0.1:8080", "PROXY TCP4 127.3.4.5 127.0.0.1 40000 8080\r\n",
+       "11"
+       "000c"
+       "7f030405"
+       "7f000001"
+       "9c40"
+       "1f90"},
+      {"[2001:db8::7]:40000", "[::1]:443", "PROXY TCP6 2001:db8::7 ::1 40000 443\r\n",
+       "21"
+       "0024"
+       "20010db8000000000000000000000007"
+       "00000000000000000000000000000001"
+       "9c40"
+       "01bb"},
+      {"[2001:db8::7]:40000", "127.0.0.1:8080",
+       "PROXY TCP6 2001:db8::7 ::ffff:127.0.0.1 40000 8080\r\n",
+       "21"
+       "0024"
+       "20010db8000000000000000000000007"
+       "00000000000000000000ffff7f000001"
+       "9c40"
+       "1f90"},
+      {"127.3.4.5:40000", "[::1]:443", "PROXY TCP6 ::ffff:127.3.4.5 ::1 40000 443\r\n",
+       "21"
+       "0024"
+       "00000000000000000000ffff7f030405"
+       "00000000000000000000000000000001"
+       "9c40"
+       "01bb"},
+  };
+  const std::string v2_prefix = "0d0a0d0a000d0a515549540a21";  // signature, v2 PROXY
+  for (const Case& c : cases) {
+    const std::string pair = std::string(c.client) + " to " + c.local;
+    CAPTURE(pair);
+    const SocketAddress client = address(c.client);
+    const SocketAddress local = address(c.local);
+    const std::string v1 = encode_proxy_v1(client, local);
+    CHECK(v1 == c.v1);
+    CHECK(hex(encode_proxy_v2(client, local)) == v2_prefix + c.v2_addresses);
+    // What fulcrum sends, fulcrum (and any strict reader) accepts.
+    const ProxyHeader parsed = parse_proxy_header(v1);
+    CHECK(parsed.status == ProxyHeader::Status::ok);
+    CHECK(parsed.size == (parsed.status == ProxyHeader::Status::ok ? v1.size() : 0));
+  }
+}
+
+TEST_CASE("a PROXY v1 line carries no IPv6 scope") {
+  // A link-local client (fe80::1 on interface 1) on an IPv6 listener: the
+  // scope is local to fulcrum's host and `%lo` would make the line invalid.
+  SocketAddress client = address("[fe80::1]:40000");
+  reinterpret_cast<sockaddr_in6*>(&client.storage)->sin6_scope_id = 1;
+  const std::string v1 = encode_proxy_v1(client, address("[::1]:443"));
+  CHECK(v1 == "PROXY TCP6 fe80::1 ::1 40000 443\r\n");
+  CHECK(parse_proxy_header(v1).status == ProxyHeader::Status::ok);
+}

@@ -11,9 +11,10 @@ Three services (wrr, two workers) and the stats endpoint:
     without a byte: both sessions are rejected.
 Then GET /stats must show, exactly: per service sessions (active 0, total,
 rejected), bytes in (client -> server: the sums of the uploads) and out
-(server -> client: greetings + echoes); per server the sessions sent to it,
-its bytes, its connect failures (those of r counted from the `connect
-failed` log lines), state up (d: drain), weight, backup, max, health
+(server -> client: greetings + echoes), local_errors 0; per server the
+sessions sent to it, its bytes, its connect failures (those of r counted
+from the `connect failed` log lines: a refused connect is the server's,
+not a local error), local_errors 0, state up (d: drain), weight, backup, max, health
 disabled. The access log agrees session by session. /metrics (parsed as
 Prometheus text) carries the same numbers, and the build, generation,
 reload and process figures.
@@ -42,8 +43,8 @@ SIDE_SIZES = [7, 7777, 77777]
 GONE_SESSIONS = 2
 POLLS = 40
 
-SERVICE_COUNTERS = ('total', 'rejected', 'bytes_in', 'bytes_out')
-SERVER_COUNTERS = ('total', 'connect_failures', 'bytes_in', 'bytes_out', 'checks_failed')
+SERVICE_COUNTERS = ('total', 'rejected', 'bytes_in', 'bytes_out', 'local_errors')
+SERVER_COUNTERS = ('total', 'connect_failures', 'bytes_in', 'bytes_out', 'checks_failed', 'local_errors')
 
 
 def echo_exact(address, stream, what):
@@ -63,13 +64,14 @@ def flatten_stats(stats):
     for s in stats['services']:
         services[s['name']] = {'active': s['sessions']['active'], 'total': s['sessions']['total'],
                                'rejected': s['sessions']['rejected'],
-                               'bytes_in': s['bytes']['in'], 'bytes_out': s['bytes']['out']}
+                               'bytes_in': s['bytes']['in'], 'bytes_out': s['bytes']['out'],
+                               'local_errors': s['local_errors']}
         for v in s['servers']:
             servers[(s['name'], v['name'])] = {
                 'active': v['sessions']['active'], 'total': v['sessions']['total'],
                 'connect_failures': v['connect_failures'],
                 'bytes_in': v['bytes']['in'], 'bytes_out': v['bytes']['out'],
-                'checks_failed': v['health']['checks_failed']}
+                'checks_failed': v['health']['checks_failed'], 'local_errors': v['local_errors']}
     return services, servers
 
 
@@ -80,14 +82,16 @@ def flatten_metrics(metrics, service_names, server_keys):
         'total': metrics.get('fulcrum_service_sessions_total', service=name),
         'rejected': metrics.get('fulcrum_service_sessions_rejected_total', service=name),
         'bytes_in': metrics.get('fulcrum_service_bytes_in_total', service=name),
-        'bytes_out': metrics.get('fulcrum_service_bytes_out_total', service=name)} for name in service_names}
+        'bytes_out': metrics.get('fulcrum_service_bytes_out_total', service=name),
+        'local_errors': metrics.get('fulcrum_service_local_errors_total', service=name)} for name in service_names}
     servers = {(service, server): {
         'active': metrics.get('fulcrum_server_sessions_active', service=service, server=server),
         'total': metrics.get('fulcrum_server_sessions_total', service=service, server=server),
         'connect_failures': metrics.get('fulcrum_server_connect_failures_total', service=service, server=server),
         'bytes_in': metrics.get('fulcrum_server_bytes_in_total', service=service, server=server),
         'bytes_out': metrics.get('fulcrum_server_bytes_out_total', service=service, server=server),
-        'checks_failed': metrics.get('fulcrum_server_health_checks_failed_total', service=service, server=server)}
+        'checks_failed': metrics.get('fulcrum_server_health_checks_failed_total', service=service, server=server),
+        'local_errors': metrics.get('fulcrum_server_local_errors_total', service=service, server=server)}
         for service, server in server_keys}
     # Counts are integers in the text too.
     for table in (services, servers):
@@ -247,10 +251,10 @@ def run(t):
         sessions plus `extra_main` ((server, bytes in, bytes out) on main).
         A server's sessions.total counts every session sent to it, those
         whose connect then failed included: r's total is its failures."""
-        services_x = {name: dict.fromkeys(('active', 'total', 'rejected', 'bytes_in', 'bytes_out'), 0)
-                      for name in service_names}
+        services_x = {name: dict.fromkeys(('active', 'total', 'rejected', 'bytes_in', 'bytes_out',
+                                           'local_errors'), 0) for name in service_names}
         servers_x = {key: dict.fromkeys(('active', 'total', 'connect_failures', 'bytes_in', 'bytes_out',
-                                         'checks_failed'), 0) for key in server_keys}
+                                         'checks_failed', 'local_errors'), 0) for key in server_keys}
         flows = [(service, server, size, len(greetings[server]) + size) for service, server, size, _ in sessions]
         flows += [('main', server, bytes_in, bytes_out) for server, bytes_in, bytes_out in extra_main]
         for service, server, bytes_in, bytes_out in flows:
@@ -307,6 +311,7 @@ def run(t):
              'fulcrum_server_sessions_total': 'counter', 'fulcrum_server_connect_failures_total': 'counter',
              'fulcrum_server_bytes_in_total': 'counter', 'fulcrum_server_bytes_out_total': 'counter',
              'fulcrum_server_health_checks_failed_total': 'counter', 'process_open_fds': 'gauge',
+             'fulcrum_service_local_errors_total': 'counter', 'fulcrum_server_local_errors_total': 'counter',
              'process_max_fds': 'gauge', 'process_resident_memory_bytes': 'gauge',
              'process_cpu_seconds_total': 'counter', 'process_start_time_seconds': 'gauge'}
     for name, kind in types.items():
