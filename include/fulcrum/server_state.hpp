@@ -111,7 +111,8 @@ class ServerStateWriter {
 struct alignas(64) ServiceState {
   std::atomic<uint64_t> active{0};
   std::atomic<uint64_t> total{0};
-  std::atomic<uint64_t> rejected{0};  // sessions closed without a server: no_server, connect_failed
+  // Sessions no server could take: ends no_server, connect_failed, local_error.
+  std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> proxy_header_errors{0};  // clients closed for a missing or bad PROXY header
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};

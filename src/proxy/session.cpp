@@ -623,7 +623,11 @@ void Session::finish(SessionEnd end) {
   const uint64_t bytes_out = s2c_.bytes;
   publish_bytes();
   const ServerRuntime* server = server_index_ ? &service_.servers[*server_index_] : nullptr;
-  if (server == nullptr) service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
+  // Only sessions no server could take: a client that gave up or sent a
+  // bad PROXY header is not a rejection.
+  if (end == SessionEnd::no_server || end == SessionEnd::connect_failed ||
+      end == SessionEnd::local_error)
+    service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
   if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout ||
       end == SessionEnd::max_lifetime) {
     // Cut off by fulcrum: a peer whose incoming stream was not finished gets

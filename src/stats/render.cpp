@@ -254,7 +254,8 @@ std::string render_metrics(const StatsContext& context) {
       {"fulcrum_service_sessions_total", "counter", "Sessions accepted by the service.",
        &ServiceState::total},
       {"fulcrum_service_sessions_rejected_total", "counter",
-       "Sessions closed without reaching a server (no server, every connect failed).",
+       "Sessions closed because no server could take them (no usable server, every connect "
+       "failed, or fulcrum short of resources).",
        &ServiceState::rejected},
       {"fulcrum_service_bytes_in_total", "counter", "Bytes from clients delivered to servers.",
        &ServiceState::bytes_in},

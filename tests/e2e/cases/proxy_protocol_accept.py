@@ -3,7 +3,9 @@ header first. Valid v1 and v2 headers: the source they carry is the client
 everywhere (the access log, and the v1 header fulcrum forwards to the
 server). Garbage, a truncated header, a 200-byte v1 line and a header that
 never completes: each client is closed (the last after the 3 s limit),
-counted in /stats, logged with its reason, and no server connection is made.
+counted in /stats (`proxy_header_errors` 4, `rejected` 0: rejected counts
+only sessions no server could take, as its help text says), logged with its
+reason, and no server connection is made.
 """
 
 import socket
@@ -90,6 +92,7 @@ def run(t):
     d.wait_access_count(6)
     service = get_stats(stats)['services'][0]
     expect_eq(service['sessions']['proxy_header_errors'], 4, 'proxy_header_errors in /stats')
+    expect_eq(service['sessions']['rejected'], 0, 'rejected in /stats (bad headers are not rejections)')
     d.stop()
     lines = d.access_log_lines()
     good = [l for l in lines if l['end'] != 'bad_proxy_header']
