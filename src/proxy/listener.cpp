@@ -1,12 +1,12 @@
-#include "fulcrum/listener.hpp"
+#include "listener.hpp"
 
 #include <sys/socket.h>
 #include <cerrno>
 
 #include "fulcrum/log.hpp"
-#include "fulcrum/session.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/worker.hpp"
+#include "session.hpp"
 
 namespace fulcrum {
 

@@ -1,4 +1,4 @@
-#include "fulcrum/session.hpp"
+#include "session.hpp"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>

@@ -3,9 +3,9 @@
 #include <pthread.h>
 #include <csignal>
 
-#include "fulcrum/listener.hpp"
 #include "fulcrum/log.hpp"
-#include "fulcrum/session.hpp"
+#include "listener.hpp"
+#include "session.hpp"
 
 namespace fulcrum {
 
