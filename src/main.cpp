@@ -9,6 +9,7 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/daemon.hpp"
 #include "fulcrum/log.hpp"
+#include "fulcrum/log_writer.hpp"
 
 namespace {
 
@@ -77,5 +78,7 @@ int main(int argc, char** argv) {
     std::fputs("fulcrum: libevent has no pthreads support\n", stderr);
     return fulcrum::kExitStartup;
   }
+  // From here on workers log: no thread waits for stderr's reader.
+  const fulcrum::StderrLogWriter log_writer;
   return fulcrum::run_daemon(std::move(*load.config));
 }

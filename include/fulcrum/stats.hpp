@@ -13,6 +13,7 @@
 #include <string>
 
 #include "fulcrum/event.hpp"
+#include "fulcrum/quote.hpp"
 #include "fulcrum/snapshot.hpp"
 
 struct evhttp;
@@ -41,8 +42,9 @@ struct StatsContext {
   std::function<const ReloadStatus&(const std::string& peer)> reload_action;
 };
 
-// `text` as a JSON string literal, quoted and escaped.
-std::string json_string(std::string_view text);
+// `text` as a JSON string literal: quote() (fulcrum/quote.hpp), named for
+// what the renderers build.
+inline std::string json_string(std::string_view text) { return quote(text); }
 
 // One element of a service's "servers" in /stats; also the write API's reply.
 // `now` is the instant of the whole answer, so that no server's

@@ -130,9 +130,11 @@ void Session::read_proxy_header() {
 
 void Session::reject_proxy_header(const std::string& reason) {
   service_.state->proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
-  log_warn("PROXY header rejected", {{"service", service_.config->name},
-                                     {"client", client_address_.to_string()},
-                                     {"reason", reason}});
+  // A client sends what it likes: at most kLogLinesPerSecond of these lines.
+  static LogRateLimit rejected_log(LogLevel::warn, "PROXY header rejected");
+  rejected_log.write({{"service", service_.config->name},
+                      {"client", client_address_.to_string()},
+                      {"reason", reason}});
   finish(SessionEnd::bad_proxy_header);
 }
 
@@ -238,11 +240,14 @@ void Session::connect_failed(int error) {
     server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
     worker_.notify_passive_failure();
   }
-  log_warn("connect failed", {{"service", service_.config->name},
-                              {"server", server.config->name},
-                              {"address", server.config->address.to_string()},
-                              {"error", errno_string(error)},
-                              {"attempt", attempt_ + 1}});
+  // One line per session: clients of a server without health checks that
+  // refuses would otherwise write as many lines as they make connections.
+  static LogRateLimit connect_failed_log(LogLevel::warn, "connect failed");
+  connect_failed_log.write({{"service", service_.config->name},
+                            {"server", server.config->name},
+                            {"address", server.config->address.to_string()},
+                            {"error", errno_string(error)},
+                            {"attempt", attempt_ + 1}});
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
