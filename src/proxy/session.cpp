@@ -240,14 +240,11 @@ void Session::connect_failed(int error) {
     server.state->passive_failures.fetch_add(1, std::memory_order_relaxed);
     worker_.notify_passive_failure();
   }
-  // One line per session: clients of a server without health checks that
-  // refuses would otherwise write as many lines as they make connections.
-  static LogRateLimit connect_failed_log(LogLevel::warn, "connect failed");
-  connect_failed_log.write({{"service", service_.config->name},
-                            {"server", server.config->name},
-                            {"address", server.config->address.to_string()},
-                            {"error", errno_string(error)},
-                            {"attempt", attempt_ + 1}});
+  log_warn("connect failed", {{"service", service_.config->name},
+                              {"server", server.config->name},
+                              {"address", server.config->address.to_string()},
+                              {"error", errno_string(error)},
+                              {"attempt", attempt_ + 1}});
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
