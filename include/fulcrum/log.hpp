@@ -77,7 +77,7 @@ class Log {
 class LogRateLimit {
  public:
   struct Verdict {
-    bool write = false;    // this line may be written
+    bool write = false;       // this line may be written
     uint64_t suppressed = 0;  // lines suppressed before it, to report first
   };
 

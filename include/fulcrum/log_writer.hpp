@@ -73,7 +73,9 @@ class LogBuffer {
 // order, never a line cut by another. The descriptor stays as it is
 // (blocking; stderr's file description is shared with the parent or
 // journald): the thread waits for POLLOUT, then writes at most PIPE_BUF
-// bytes, so that a write never blocks and the thread can give up at exit.
+// bytes, which a pipe or socket that reported room takes without blocking
+// (unless another process sharing it fills it in between), so that the
+// thread can give up at exit.
 // Destruction writes what is queued for at most `flush_limit`, then joins.
 class LogWriter {
  public:

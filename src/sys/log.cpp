@@ -33,8 +33,8 @@ int syslog_priority(LogLevel level) {
 // logfmt: a value is one word unless it is empty or holds a separator (space,
 // '=') or a byte quote() rewrites.
 bool needs_quotes(std::string_view v) {
-  return v.empty() ||
-         std::any_of(v.begin(), v.end(), [](char c) { return c == ' ' || c == '=' || needs_escape(c); });
+  return v.empty() || std::any_of(v.begin(), v.end(),
+                                  [](char c) { return c == ' ' || c == '=' || needs_escape(c); });
 }
 
 void append_value(std::string& out, std::string_view v) {
@@ -175,7 +175,8 @@ LogRateLimit::Verdict LogRateLimit::admit(std::chrono::steady_clock::time_point 
 }
 
 uint64_t LogRateLimit::take_suppressed(std::chrono::steady_clock::time_point now) {
-  const auto current = static_cast<uint32_t>(window_and_count_.load(std::memory_order_relaxed) >> 32);
+  const auto current =
+      static_cast<uint32_t>(window_and_count_.load(std::memory_order_relaxed) >> 32);
   if (!later(window_of(now), current)) return 0;
   return suppressed_.exchange(0, std::memory_order_relaxed);
 }

@@ -155,11 +155,11 @@ void LogWriter::write_batch(const std::string& batch) {
     }
     auto timeout = kTick;
     if (stopping_.load(std::memory_order_acquire)) {
-      const int64_t left = deadline_ns_.load(std::memory_order_relaxed) -
-                           to_ns(std::chrono::steady_clock::now());
+      const int64_t left =
+          deadline_ns_.load(std::memory_order_relaxed) - to_ns(std::chrono::steady_clock::now());
       if (left <= 0) return;
-      timeout = std::min(timeout, std::chrono::ceil<std::chrono::milliseconds>(
-                                      std::chrono::nanoseconds(left)));
+      timeout = std::min(
+          timeout, std::chrono::ceil<std::chrono::milliseconds>(std::chrono::nanoseconds(left)));
     }
     pollfd writable{fd_, POLLOUT, 0};
     const int ready = ::poll(&writable, 1, static_cast<int>(timeout.count()));

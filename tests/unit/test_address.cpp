@@ -110,7 +110,8 @@ TEST_CASE("a NUL inside an address is rejected, not cut off") {
   CHECK(error_of("::1\0:80"sv) ==
         R"(invalid address "::1\u0000:80", expected HOST:PORT or [IPv6]:PORT)");
   CHECK(error_of("127.0.0.1\0:80"sv) == R"(invalid host name "127.0.0.1\u0000")");
-  CHECK(parse_ip_literal("127.0.0.1\0junk"sv).error == R"(invalid IP address "127.0.0.1\u0000junk")");
+  CHECK(parse_ip_literal("127.0.0.1\0junk"sv).error ==
+        R"(invalid IP address "127.0.0.1\u0000junk")");
   CHECK(parse_ip_literal("::1\0junk"sv).error == R"(invalid IP address "::1\u0000junk")");
 }
 

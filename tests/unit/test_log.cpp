@@ -28,7 +28,8 @@ namespace {
 std::string line_of(size_t size, char fill = 'a') { return std::string(size - 1, fill) + '\n'; }
 
 bool ends_with(const std::string& text, const std::string& tail) {
-  return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+  return text.size() >= tail.size() &&
+         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 // The lines of `text`, each without its newline.
@@ -79,7 +80,8 @@ struct Pipe {
     size_t filled = 0;
     for (ssize_t n; (n = ::write(write_end, block.data(), block.size())) > 0;)
       filled += static_cast<size_t>(n);
-    for (ssize_t n; (n = ::write(write_end, block.data(), 1)) > 0;) filled += static_cast<size_t>(n);
+    for (ssize_t n; (n = ::write(write_end, block.data(), 1)) > 0;)
+      filled += static_cast<size_t>(n);
     REQUIRE(errno == EAGAIN);
     REQUIRE(::fcntl(write_end, F_SETFL, flags) == 0);
     return filled;
@@ -167,6 +169,7 @@ TEST_CASE("log buffer: drops counted exactly across threads") {
   constexpr int kThreads = 4;
   constexpr int kLines = 1000;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   std::atomic<int> accepted{0};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&buffer, &accepted] {
@@ -191,6 +194,7 @@ TEST_CASE("log writer: lines of several threads arrive whole and in each thread'
   {
     LogWriter writer(pipe.write_end);
     std::vector<std::thread> threads;
+    threads.reserve(kThreads);
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&writer, t] {
         for (int i = 0; i < kLines; ++i)
@@ -286,6 +290,7 @@ TEST_CASE("log rate limit: exact counts across threads") {
   constexpr int kCalls = 10000;
   std::atomic<int> written{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kCalls; ++i) {
@@ -309,9 +314,13 @@ TEST_CASE("quote: JSON's escapes, every control character and DEL escaped") {
 }
 
 TEST_CASE("log format: values quoted only when needed, escaped as in JSON") {
-  const std::string line = fulcrum::Log::format(
-      LogLevel::info, "event",
-      {{"plain", "web"}, {"spaced", "a b"}, {"empty", ""}, {"control", "a\nb\x01"}, {"del", "x\x7f"}});
-  CHECK(ends_with(line, R"( info event plain=web spaced="a b" empty="" control="a\nb\u0001" del="x\u007f")"
-                        "\n"));
+  const std::string line = fulcrum::Log::format(LogLevel::info, "event",
+                                                {{"plain", "web"},
+                                                 {"spaced", "a b"},
+                                                 {"empty", ""},
+                                                 {"control", "a\nb\x01"},
+                                                 {"del", "x\x7f"}});
+  CHECK(ends_with(
+      line, R"( info event plain=web spaced="a b" empty="" control="a\nb\u0001" del="x\u007f")"
+            "\n"));
 }
