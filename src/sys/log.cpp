@@ -1,5 +1,6 @@
 #include "fulcrum/log.hpp"
 
+#include <event2/event.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,9 +77,30 @@ uint32_t window_of(std::chrono::steady_clock::time_point now) {
 // Whether window `a` comes after window `b` (seconds wrap after 136 years).
 bool later(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
 
+// libevent's own messages (evhttp, evconnlistener, a failed epoll_ctl),
+// which it would otherwise fprintf to stderr from whatever thread it runs
+// in: log lines like any other, rate-limited since a loop can repeat them.
+void log_libevent_message(int severity, const char* text) {
+  static LogRateLimit debug_log(LogLevel::debug, "libevent");
+  static LogRateLimit info_log(LogLevel::info, "libevent");
+  static LogRateLimit warn_log(LogLevel::warn, "libevent");
+  static LogRateLimit error_log(LogLevel::error, "libevent");
+  LogRateLimit* limit = &error_log;
+  switch (severity) {
+    case EVENT_LOG_DEBUG: limit = &debug_log; break;
+    case EVENT_LOG_MSG: limit = &info_log; break;
+    case EVENT_LOG_WARN: limit = &warn_log; break;
+    default: break;
+  }
+  limit->write({{"message", text}});
+}
+
 }  // namespace
 
-void Log::init() { journald_ = std::getenv("JOURNAL_STREAM") != nullptr; }
+void Log::init() {
+  journald_ = std::getenv("JOURNAL_STREAM") != nullptr;
+  event_set_log_callback(log_libevent_message);
+}
 
 std::string Log::format(LogLevel level, std::string_view message,
                         std::initializer_list<LogField> fields) {

@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -323,4 +325,35 @@ TEST_CASE("log format: values quoted only when needed, escaped as in JSON") {
   CHECK(ends_with(
       line, R"( info event plain=web spaced="a b" empty="" control="a\nb\u0001" del="x\u007f")"
             "\n"));
+}
+
+// ---- libevent's own messages -----------------------------------------------------------
+
+namespace {
+
+// What `action` writes to stderr (fd 2), through a pipe.
+template <typename Action>
+std::string stderr_of(Action action) {
+  Pipe pipe;
+  const int saved = ::dup(STDERR_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(::dup2(pipe.write_end, STDERR_FILENO) == STDERR_FILENO);
+  action();
+  std::fflush(stderr);
+  REQUIRE(::dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+  ::close(saved);
+  pipe.close_write();
+  return pipe.read_to_eof();
+}
+
+}  // namespace
+
+TEST_CASE("libevent's warnings are log lines, not its own stderr output") {
+  fulcrum::Log::init();
+  // libevent warns when asked to free no base (and there is no current one).
+  const std::string written = stderr_of([] { event_base_free(nullptr); });
+  INFO("stderr: " << written);
+  CHECK(ends_with(written, R"( warn libevent message="event_base_free_: no base to free")"
+                           "\n"));
+  CHECK(lines_of(written).size() == 1);
 }
