@@ -64,8 +64,9 @@ void append_timestamp(std::string& out) {
 }
 
 // Every LogRateLimit, so that the writer thread can report what each
-// suppressed once its window is over. Constant-initialized: rate limits are
-// objects of static storage duration in the modules that log.
+// suppressed once its window is over. Constant-initialized (and trivially
+// destructible), so that rate limits of static storage duration anywhere
+// can register and unregister whenever they are constructed and destroyed.
 std::mutex rate_limits_mutex;
 LogRateLimit* rate_limits = nullptr;
 
