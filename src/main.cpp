@@ -9,6 +9,7 @@
 #include "daemon.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/log.hpp"
+#include "fulcrum/log_writer.hpp"
 #include "fulcrum/signals.hpp"
 
 namespace {
@@ -79,5 +80,7 @@ int main(int argc, char** argv) {
     std::fputs("fulcrum: libevent has no pthreads support\n", stderr);
     return fulcrum::kExitStartup;
   }
+  // From here on workers log: no thread waits for stderr's reader.
+  const fulcrum::StderrLogWriter log_writer;
   return fulcrum::run_daemon(std::move(*load.config));
 }

@@ -1,9 +1,15 @@
 // Logging: one line per event on stderr, a short message then key=value
-// pairs. Thread safe: each line is formatted first and written with a single
-// write(2), so lines from different workers never interleave.
+// pairs. No thread ever waits for stderr's reader: while a StderrLogWriter
+// lives (fulcrum/log_writer.hpp), Log::write formats the line in the calling
+// thread and queues it in a bounded buffer that a thread of its own writes
+// out, in order, one whole line after another; when the buffer is full the
+// line is dropped and counted (Log::lines_dropped, and a `log lines dropped
+// count=N` warning once there is room again). Lines a client can cause at
+// will go through a LogRateLimit.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -14,7 +20,14 @@
 
 namespace fulcrum {
 
-// One key=value field. Values with spaces, quotes or '=' are quoted.
+class LogWriter;
+
+// A rate-limited message: lines per second at most (LogRateLimit).
+inline constexpr uint32_t kLogLinesPerSecond = 50;
+
+// One key=value field. A value is written as it is, or quoted and escaped
+// (fulcrum/quote.hpp) when it is empty or holds a space, '=' or a byte
+// that needs escaping.
 struct LogField {
   std::string_view key;
   std::string value;
@@ -42,9 +55,62 @@ class Log {
   static std::string format(LogLevel level, std::string_view message,
                             std::initializer_list<LogField> fields);
 
+  // Lines lost because the buffer was full (0 without a writer thread).
+  static uint64_t lines_dropped();
+
  private:
+  friend class StderrLogWriter;
+  friend class LogRateLimit;
+
   static std::atomic<LogLevel> level_;
   static bool journald_;
+  static std::atomic<LogWriter*> writer_;
+};
+
+// A message a client can cause at will (a bad PROXY header, a failed
+// accept): at most `per_second` lines in each second of the steady clock,
+// process-wide. The rest are counted and reported by one `log lines
+// suppressed message=MESSAGE count=N` line at the message's level, before
+// the next line that passes or, with a writer thread, about a second after
+// the window ended. Lock free: one compare-and-swap per line on a shared
+// word, then one add for a suppressed line.
+class LogRateLimit {
+ public:
+  struct Verdict {
+    bool write = false;       // this line may be written
+    uint64_t suppressed = 0;  // lines suppressed before it, to report first
+  };
+
+  LogRateLimit(LogLevel level, std::string_view message, uint32_t per_second = kLogLinesPerSecond);
+  ~LogRateLimit();
+  LogRateLimit(const LogRateLimit&) = delete;
+  LogRateLimit& operator=(const LogRateLimit&) = delete;
+
+  // Logs the message with `fields` unless the limit is reached; writes the
+  // summary of suppressed lines first when one is due.
+  void write(std::initializer_list<LogField> fields);
+
+  // The decision for one line at `now` (write() with the clock; tests).
+  Verdict admit(std::chrono::steady_clock::time_point now);
+  // The count of suppressed lines whose window ended before `now`, taken
+  // (so reported once); 0 while the window that suppressed them lasts.
+  uint64_t take_suppressed(std::chrono::steady_clock::time_point now);
+  // Writes the summaries due at `now` of every rate limit (the writer
+  // thread's tick). Returns whether some suppressed lines wait for their
+  // window to end.
+  static bool write_due_summaries(std::chrono::steady_clock::time_point now);
+
+ private:
+  void write_summary(uint64_t count) const;
+
+  const LogLevel level_;
+  const std::string message_;
+  const uint32_t per_second_;
+  // The current window (whole seconds of the steady clock) in the high 32
+  // bits, the lines written in it in the low 32.
+  std::atomic<uint64_t> window_and_count_{0};
+  std::atomic<uint64_t> suppressed_{0};
+  LogRateLimit* next_ = nullptr;  // every rate limit, for the writer's tick
 };
 
 inline void log_error(std::string_view m, std::initializer_list<LogField> f = {}) {

@@ -14,6 +14,7 @@
 
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
+#include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
 #include "fulcrum/snapshot.hpp"
 
@@ -45,8 +46,9 @@ struct StatsContext {
   size_t max_connections = 4;  // stats_connection_limit()
 };
 
-// `text` as a JSON string literal, quoted and escaped.
-std::string json_string(std::string_view text);
+// `text` as a JSON string literal: quote() (fulcrum/quote.hpp), named for
+// what the renderers build.
+inline std::string json_string(std::string_view text) { return quote(text); }
 
 // One element of a service's "servers" in /stats; also the write API's reply.
 // `now` is the instant of the whole answer, so that no server's

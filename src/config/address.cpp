@@ -13,7 +13,7 @@
 #include <memory>
 #include <optional>
 
-#include "quote.hpp"
+#include "fulcrum/quote.hpp"
 
 namespace fulcrum {
 namespace {

@@ -4,7 +4,7 @@
 #include <charconv>
 #include <cstdint>
 
-#include "quote.hpp"
+#include "fulcrum/quote.hpp"
 
 namespace fulcrum {
 namespace {

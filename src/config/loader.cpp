@@ -21,7 +21,7 @@
 #include <span>
 #include <sstream>
 
-#include "quote.hpp"
+#include "fulcrum/quote.hpp"
 
 namespace fulcrum {
 namespace {

@@ -49,7 +49,10 @@ class Api {
 };
 
 // The first line of an error reply's body, trimmed, control characters
-// shown as '?', cut to `limit` bytes.
+// shown as '?', cut to `limit` bytes. Not the daemon's quote()
+// (fulcrum/quote.hpp): a person reads this inside a sentence, where a
+// placeholder reads better than an escape, and fulcrumctl links none of the
+// daemon's code.
 std::string body_summary(std::string_view body, size_t limit = 200);
 
 }  // namespace fulcrum::ctl

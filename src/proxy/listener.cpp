@@ -60,15 +60,17 @@ void Listener::on_readable() {
       admission.release(service_state);
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
-        log_warn("accept paused", {{"service", service_->config->name},
-                                   {"address", address_.to_string()},
-                                   {"error", errno_string(error)}});
+        static LogRateLimit paused_log(LogLevel::warn, "accept paused");
+        paused_log.write({{"service", service_->config->name},
+                          {"address", address_.to_string()},
+                          {"error", errno_string(error)}});
         pause_for_descriptors();
         return;
       }
-      // ECONNABORTED and friends concern one client only.
-      log_debug("accept failed",
-                {{"service", service_->config->name}, {"error", errno_string(error)}});
+      // ECONNABORTED and friends concern one client only, and any client
+      // can cause them: rate-limited.
+      static LogRateLimit failed_log(LogLevel::debug, "accept failed");
+      failed_log.write({{"service", service_->config->name}, {"error", errno_string(error)}});
       continue;
     }
     // TCP_NODELAY and SO_OOBINLINE come from the listener (open_listener):

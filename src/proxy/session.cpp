@@ -143,9 +143,11 @@ void Session::read_proxy_header() {
 
 void Session::reject_proxy_header(const std::string& reason) {
   service_.state->proxy_header_errors.fetch_add(1, std::memory_order_relaxed);
-  log_warn("PROXY header rejected", {{"service", service_.config->name},
-                                     {"client", client_address_.to_string()},
-                                     {"reason", reason}});
+  // A client sends what it likes: at most kLogLinesPerSecond of these lines.
+  static LogRateLimit rejected_log(LogLevel::warn, "PROXY header rejected");
+  rejected_log.write({{"service", service_.config->name},
+                      {"client", client_address_.to_string()},
+                      {"reason", reason}});
   finish(SessionEnd::bad_proxy_header);
 }
 

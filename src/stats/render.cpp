@@ -7,37 +7,18 @@
 #include <cstdio>
 #include <ctime>
 
+#include "fulcrum/log.hpp"
 #include "fulcrum/open_files.hpp"
 #include "fulcrum/stats.hpp"
 
 namespace fulcrum {
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-          out += buffer;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
 namespace {
 
-// A Prometheus label value: backslash, double quote and newline escaped.
+// A Prometheus label value: backslash, double quote and newline escaped,
+// nothing else. Not quote(): the text format defines only these three
+// escapes in label values, and Prometheus rejects any other (\t, \u0001) as
+// an invalid escape sequence; other bytes are allowed as they are.
 std::string label_value(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -170,6 +151,7 @@ std::string render_stats_json(const StatsContext& context) {
          ",\"error\":" + (reload.ok ? std::string("null") : json_string(reload.error)) + "}";
   out += ",\"reloads\":{\"succeeded\":" + std::to_string(reload.succeeded) +
          ",\"failed\":" + std::to_string(reload.failed) + "}}";
+  out += ",\"log_lines_dropped\":" + std::to_string(Log::lines_dropped());
   out += ",\"services\":[";
   bool first_service = true;
   for (const ServiceRuntime& service : snapshot.services) {
@@ -345,6 +327,10 @@ std::string render_metrics(const StatsContext& context) {
       sample("fulcrum_server_connect_seconds_total", server_label(service, server), buffer);
     }
   }
+
+  family("fulcrum_log_lines_dropped_total", "counter",
+         "Log lines dropped because stderr's reader fell behind and the log buffer was full.");
+  sample("fulcrum_log_lines_dropped_total", "", std::to_string(Log::lines_dropped()));
 
   const ProcessFigures process = process_figures();
   family("process_open_fds", "gauge", "Number of open file descriptors.");

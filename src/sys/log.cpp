@@ -1,15 +1,22 @@
 #include "fulcrum/log.hpp"
 
+#include <event2/event.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <mutex>
+
+#include "fulcrum/log_writer.hpp"
+#include "fulcrum/quote.hpp"
 
 namespace fulcrum {
 
 std::atomic<LogLevel> Log::level_{LogLevel::info};
 bool Log::journald_ = false;
+std::atomic<LogWriter*> Log::writer_{nullptr};
 
 namespace {
 
@@ -24,13 +31,11 @@ int syslog_priority(LogLevel level) {
   return 6;
 }
 
+// logfmt: a value is one word unless it is empty or holds a separator (space,
+// '=') or a byte quote() rewrites.
 bool needs_quotes(std::string_view v) {
-  if (v.empty()) return true;
-  for (char c : v) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
-      return true;
-  }
-  return false;
+  return v.empty() || std::any_of(v.begin(), v.end(),
+                                  [](char c) { return c == ' ' || c == '=' || needs_escape(c); });
 }
 
 void append_value(std::string& out, std::string_view v) {
@@ -39,16 +44,7 @@ void append_value(std::string& out, std::string_view v) {
     return;
   }
   out += '"';
-  for (char c : v) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';  // keep one event on one line
-    } else {
-      out += c;
-    }
-  }
+  append_escaped(out, v);
   out += '"';
 }
 
@@ -67,9 +63,45 @@ void append_timestamp(std::string& out) {
   out += frac;
 }
 
+// Every LogRateLimit, so that the writer thread can report what each
+// suppressed once its window is over. Constant-initialized (and trivially
+// destructible), so that rate limits of static storage duration anywhere
+// can register and unregister whenever they are constructed and destroyed.
+std::mutex rate_limits_mutex;
+LogRateLimit* rate_limits = nullptr;
+
+uint32_t window_of(std::chrono::steady_clock::time_point now) {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+}
+
+// Whether window `a` comes after window `b` (seconds wrap after 136 years).
+bool later(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
+
+// libevent's own messages (evhttp, evconnlistener, a failed epoll_ctl),
+// which it would otherwise fprintf to stderr from whatever thread it runs
+// in: log lines like any other, rate-limited since a loop can repeat them.
+void log_libevent_message(int severity, const char* text) {
+  static LogRateLimit debug_log(LogLevel::debug, "libevent");
+  static LogRateLimit info_log(LogLevel::info, "libevent");
+  static LogRateLimit warn_log(LogLevel::warn, "libevent");
+  static LogRateLimit error_log(LogLevel::error, "libevent");
+  LogRateLimit* limit = &error_log;
+  switch (severity) {
+    case EVENT_LOG_DEBUG: limit = &debug_log; break;
+    case EVENT_LOG_MSG: limit = &info_log; break;
+    case EVENT_LOG_WARN: limit = &warn_log; break;
+    default: break;
+  }
+  limit->write({{"message", text}});
+}
+
 }  // namespace
 
-void Log::init() { journald_ = std::getenv("JOURNAL_STREAM") != nullptr; }
+void Log::init() {
+  journald_ = std::getenv("JOURNAL_STREAM") != nullptr;
+  event_set_log_callback(log_libevent_message);
+}
 
 std::string Log::format(LogLevel level, std::string_view message,
                         std::initializer_list<LogField> fields) {
@@ -97,10 +129,93 @@ std::string Log::format(LogLevel level, std::string_view message,
 
 void Log::write(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
   if (!enabled(level)) return;
-  std::string line = format(level, message, fields);
-  // One write per line; a short write to a pipe of this size does not happen
-  // in practice, and a log line is not worth retry logic that could block.
-  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+  const std::string line = format(level, message, fields);
+  if (LogWriter* writer = writer_.load(std::memory_order_acquire)) {
+    writer->push(line);
+    return;
+  }
+  // No writer thread (start-up, tests): only this thread logs, so one
+  // blocking write(2) per line is what it may as well do.
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+uint64_t Log::lines_dropped() {
+  const LogWriter* writer = writer_.load(std::memory_order_acquire);
+  return writer != nullptr ? writer->dropped() : 0;
+}
+
+LogRateLimit::LogRateLimit(LogLevel level, std::string_view message, uint32_t per_second)
+    : level_(level), message_(message), per_second_(per_second) {
+  const std::lock_guard lock(rate_limits_mutex);
+  next_ = rate_limits;
+  rate_limits = this;
+}
+
+LogRateLimit::~LogRateLimit() {
+  const std::lock_guard lock(rate_limits_mutex);
+  for (LogRateLimit** link = &rate_limits; *link != nullptr; link = &(*link)->next_) {
+    if (*link == this) {
+      *link = next_;
+      return;
+    }
+  }
+}
+
+void LogRateLimit::write(std::initializer_list<LogField> fields) {
+  if (!Log::enabled(level_)) return;
+  const Verdict verdict = admit(std::chrono::steady_clock::now());
+  if (verdict.suppressed > 0) write_summary(verdict.suppressed);
+  if (verdict.write) Log::write(level_, message_, fields);
+}
+
+LogRateLimit::Verdict LogRateLimit::admit(std::chrono::steady_clock::time_point now) {
+  const uint32_t window = window_of(now);
+  uint64_t state = window_and_count_.load(std::memory_order_relaxed);
+  while (true) {
+    const auto current = static_cast<uint32_t>(state >> 32);
+    const auto count = static_cast<uint32_t>(state);
+    // A caller that read the clock before the window turned counts in the
+    // current window: windows only move forward.
+    const bool new_window = later(window, current);
+    uint64_t next = 0;
+    if (new_window) {
+      next = uint64_t{window} << 32 | 1;
+    } else if (count < per_second_) {
+      next = state + 1;
+    } else {
+      break;
+    }
+    if (window_and_count_.compare_exchange_weak(state, next, std::memory_order_relaxed)) {
+      // The first line of a window reports what the windows before it
+      // suppressed (unless the writer's tick did already).
+      return {true, new_window ? suppressed_.exchange(0, std::memory_order_relaxed) : 0};
+    }
+  }
+  if (suppressed_.fetch_add(1, std::memory_order_relaxed) == 0) {
+    if (LogWriter* writer = Log::writer_.load(std::memory_order_acquire)) writer->summaries_due();
+  }
+  return {false, 0};
+}
+
+uint64_t LogRateLimit::take_suppressed(std::chrono::steady_clock::time_point now) {
+  const auto current =
+      static_cast<uint32_t>(window_and_count_.load(std::memory_order_relaxed) >> 32);
+  if (!later(window_of(now), current)) return 0;
+  return suppressed_.exchange(0, std::memory_order_relaxed);
+}
+
+bool LogRateLimit::write_due_summaries(std::chrono::steady_clock::time_point now) {
+  bool waiting = false;
+  const std::lock_guard lock(rate_limits_mutex);
+  for (LogRateLimit* limit = rate_limits; limit != nullptr; limit = limit->next_) {
+    if (const uint64_t count = limit->take_suppressed(now); count > 0) limit->write_summary(count);
+    if (limit->suppressed_.load(std::memory_order_relaxed) > 0) waiting = true;
+  }
+  return waiting;
+}
+
+void LogRateLimit::write_summary(uint64_t count) const {
+  Log::write(level_, "log lines suppressed", {{"message", message_}, {"count", count}});
 }
 
 }  // namespace fulcrum

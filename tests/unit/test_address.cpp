@@ -106,12 +106,13 @@ TEST_CASE("malformed addresses say what is wrong") {
 // (a YAML "\0" escape) cut the host short and the rest went unchecked.
 TEST_CASE("a NUL inside an address is rejected, not cut off") {
   using namespace std::string_view_literals;
-  CHECK(error_of("[::1\0junk]:80"sv) == R"(invalid IPv6 address "::1\x00junk")");
+  CHECK(error_of("[::1\0junk]:80"sv) == R"(invalid IPv6 address "::1\u0000junk")");
   CHECK(error_of("::1\0:80"sv) ==
-        R"(invalid address "::1\x00:80", expected HOST:PORT or [IPv6]:PORT)");
-  CHECK(error_of("127.0.0.1\0:80"sv) == R"(invalid host name "127.0.0.1\x00")");
-  CHECK(parse_ip_literal("127.0.0.1\0junk"sv).error == R"(invalid IP address "127.0.0.1\x00junk")");
-  CHECK(parse_ip_literal("::1\0junk"sv).error == R"(invalid IP address "::1\x00junk")");
+        R"(invalid address "::1\u0000:80", expected HOST:PORT or [IPv6]:PORT)");
+  CHECK(error_of("127.0.0.1\0:80"sv) == R"(invalid host name "127.0.0.1\u0000")");
+  CHECK(parse_ip_literal("127.0.0.1\0junk"sv).error ==
+        R"(invalid IP address "127.0.0.1\u0000junk")");
+  CHECK(parse_ip_literal("::1\0junk"sv).error == R"(invalid IP address "::1\u0000junk")");
 }
 
 TEST_CASE("IPv6 without brackets suggests the bracketed form") {
