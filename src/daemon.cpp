@@ -32,6 +32,9 @@ namespace {
 
 // How often the control plane moves the weights of servers in slow start.
 constexpr std::chrono::milliseconds kSlowStartTick{500};
+// How long the main loop waits for the log to be written before it tells
+// systemd something (READY=1, STOPPING=1).
+constexpr std::chrono::milliseconds kLogBeforeNotify{100};
 
 unsigned available_cpus() {
   cpu_set_t set;
@@ -50,7 +53,7 @@ class Daemon final : public ReloadTarget {
   int run(Config config);
 
   void reload_started() override { notifier_.reloading(); }
-  void reload_finished(const ReloadStatus&) override { notifier_.ready(status_line()); }
+  void reload_finished(const ReloadStatus&) override { tell_ready(); }
   void serve(const std::shared_ptr<const Snapshot>& next, std::vector<BoundAddress> new_addresses,
              std::optional<std::string> admin_token) override;
 
@@ -66,6 +69,7 @@ class Daemon final : public ReloadTarget {
   void on_signal(int signal);
   void begin_stop(int signal);
   std::string status_line() const;
+  void tell_ready() const;
   const Snapshot& snapshot() const { return *control_.snapshot(); }
 
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
@@ -145,7 +149,7 @@ int Daemon::start(Config config) {
   health_ = make_health_checker(control_.snapshot());
   health_->start();
   log_started(config_path, budget);
-  notifier_.ready(status_line());
+  tell_ready();
   return kExitOk;
 }
 
@@ -293,6 +297,14 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
   if (stats_) stats_->update(next, std::move(admin_token));
 }
 
+// READY=1, after the log lines that led to it (`started`, `reloaded`), so
+// that the journal tells the story in order; a stalled log reader delays it
+// by kLogBeforeNotify at most.
+void Daemon::tell_ready() const {
+  Log::flush(kLogBeforeNotify);
+  notifier_.ready(status_line());
+}
+
 std::string Daemon::status_line() const {
   return "serving " + std::to_string(snapshot().services.size()) + " services, " +
          std::to_string(admission_->active_sessions()) + " sessions, configuration generation " +
@@ -316,11 +328,12 @@ void Daemon::on_signal(int signal) {
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   reloader_->stop();
-  notifier_.stopping();
   log_info("stopping",
            {{"signal", signal_name(signal)},
             {"sessions", admission_->active_sessions()},
             {"shutdown_timeout", format_duration(snapshot().config.global.shutdown_timeout)}});
+  Log::flush(kLogBeforeNotify);
+  notifier_.stopping();
   for (auto& worker : workers_) worker->request_stop();
   add_with_timeout(shutdown_timer_.get(), snapshot().config.global.shutdown_timeout);
 }

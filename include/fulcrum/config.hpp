@@ -10,16 +10,15 @@
 
 #include "fulcrum/address.hpp"
 #include "fulcrum/duration.hpp"
+#include "fulcrum/log_level.hpp"
 
 namespace fulcrum {
 
-enum class LogLevel { error, warn, info, debug };
 enum class SchedulerKind { rr, wrr, lc, wlc, maglev, p2c };
 enum class HashKey { source_ip, source_ip_port };
 enum class AddressMode { snat, transparent };
 enum class ProxyProtocol { none, v1, v2 };
 
-std::string_view to_string(LogLevel);
 std::string_view to_string(SchedulerKind);
 
 struct ServerConfig {

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "fulcrum/config.hpp"
+#include "fulcrum/log_level.hpp"
 
 namespace fulcrum {
 
@@ -47,6 +47,11 @@ class Log {
   static void init();
   static void set_level(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
   static bool enabled(LogLevel level) { return level <= level_.load(std::memory_order_relaxed); }
+
+  // Waits at most `limit` until the lines logged so far are written out.
+  // For the moments whose log lines a supervisor should see before what
+  // fulcrum tells it next (READY=1, STOPPING=1): journald orders the two.
+  static void flush(std::chrono::milliseconds limit);
 
   static void write(LogLevel level, std::string_view message,
                     std::initializer_list<LogField> fields = {});

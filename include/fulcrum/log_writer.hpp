@@ -46,6 +46,9 @@ class LogBuffer {
   // The writer: waits until a line is queued, poke() or stop() is called,
   // or `until` (time_point::max(): no time limit).
   void wait(std::chrono::steady_clock::time_point until);
+  // Any thread: waits until every line queued before the call is written
+  // (or given up), at most until `until`. True when it was.
+  bool wait_written(std::chrono::steady_clock::time_point until);
   // Ends the writer's current wait().
   void poke();
   // Wakes the writer for good: wait() no longer waits.
@@ -60,6 +63,9 @@ class LogBuffer {
   const size_t capacity_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable written_;  // release() ran: for wait_written()
+  uint64_t queued_total_ = 0;        // bytes ever queued
+  uint64_t released_total_ = 0;      // bytes ever released by the writer
   std::string queued_;
   size_t used_ = 0;              // queued_ plus bytes taken and not released
   uint64_t pending_drops_ = 0;   // dropped since the last summary
@@ -86,6 +92,10 @@ class LogWriter {
   LogWriter& operator=(const LogWriter&) = delete;
 
   void push(std::string_view line) { buffer_.push(line); }
+  // Waits at most `limit` for the lines pushed so far to be written.
+  bool flush(std::chrono::milliseconds limit) {
+    return buffer_.wait_written(std::chrono::steady_clock::now() + limit);
+  }
   uint64_t dropped() const { return buffer_.dropped(); }
   // A LogRateLimit suppressed a line: summaries are due once its window
   // ends, so the thread wakes every tick until they are written.

@@ -823,8 +823,6 @@ ConfigLoad Loader::load(std::string_view text) {
 
 }  // namespace
 
-std::string_view to_string(LogLevel level) { return choice_text<LogLevel>(kLogLevels, level); }
-
 std::string_view to_string(SchedulerKind kind) {
   return choice_text<SchedulerKind>(kSchedulers, kind);
 }

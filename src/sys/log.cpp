@@ -14,6 +14,16 @@
 
 namespace fulcrum {
 
+std::string_view to_string(LogLevel level) {
+  switch (level) {
+    case LogLevel::error: return "error";
+    case LogLevel::warn: return "warn";
+    case LogLevel::info: return "info";
+    case LogLevel::debug: return "debug";
+  }
+  return "info";
+}
+
 std::atomic<LogLevel> Log::level_{LogLevel::info};
 bool Log::journald_ = false;
 std::atomic<LogWriter*> Log::writer_{nullptr};
@@ -137,6 +147,10 @@ void Log::write(LogLevel level, std::string_view message, std::initializer_list<
   // No writer thread (start-up, tests): only this thread logs, so one
   // blocking write(2) per line is what it may as well do.
   [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+void Log::flush(std::chrono::milliseconds limit) {
+  if (LogWriter* writer = writer_.load(std::memory_order_acquire)) writer->flush(limit);
 }
 
 uint64_t Log::lines_dropped() {

@@ -39,6 +39,7 @@ bool LogBuffer::push(std::string_view line) {
   }
   queued_ += line;
   used_ += line.size();
+  queued_total_ += line.size();
   const bool wake = writer_waiting_;
   lock.unlock();
   if (wake) wake_.notify_one();
@@ -56,9 +57,19 @@ bool LogBuffer::take(std::string& batch) {
 }
 
 void LogBuffer::release(size_t bytes) {
-  const std::lock_guard lock(mutex_);
-  used_ -= std::min(bytes, used_);
-  if (pending_drops_ > 0) queue_drop_summary();
+  {
+    const std::lock_guard lock(mutex_);
+    used_ -= std::min(bytes, used_);
+    released_total_ += bytes;
+    if (pending_drops_ > 0) queue_drop_summary();
+  }
+  written_.notify_all();
+}
+
+bool LogBuffer::wait_written(std::chrono::steady_clock::time_point until) {
+  std::unique_lock lock(mutex_);
+  const uint64_t target = queued_total_;
+  return written_.wait_until(lock, until, [&] { return released_total_ >= target; });
 }
 
 void LogBuffer::queue_drop_summary() {
@@ -67,6 +78,7 @@ void LogBuffer::queue_drop_summary() {
       Log::format(LogLevel::warn, "log lines dropped", {{"count", pending_drops_}});
   queued_ += summary;
   used_ += summary.size();
+  queued_total_ += summary.size();
   pending_drops_ = 0;
 }
 

@@ -357,3 +357,16 @@ TEST_CASE("libevent's warnings are log lines, not its own stderr output") {
                            "\n"));
   CHECK(lines_of(written).size() == 1);
 }
+
+TEST_CASE("LogBuffer::wait_written: true once every line queued before the call is released") {
+  LogBuffer buffer(1024);
+  const auto soon = [] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(20); };
+  CHECK(buffer.wait_written(soon()));  // nothing queued
+  buffer.push("one\n");
+  CHECK_FALSE(buffer.wait_written(soon()));
+  std::string batch;
+  REQUIRE(buffer.take(batch));
+  CHECK_FALSE(buffer.wait_written(soon()));  // taken, not yet written
+  buffer.release(batch.size());
+  CHECK(buffer.wait_written(soon()));
+}
