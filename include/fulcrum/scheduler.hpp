@@ -106,8 +106,10 @@ inline uint32_t effective_weight(const SchedServer& server, SteadyTime now) {
 // True while any server of `servers` is in its slow start ramp.
 bool any_ramping(const std::vector<SchedServer>& servers, SteadyTime now);
 
-// Smooth weighted round robin order (nginx's algorithm) for one full cycle
-// of sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests.
+// Smooth weighted round robin order (src/sched/smooth_cycle.hpp: WF2Q's
+// rule; every server within 1 of its share at every prefix) for one cycle of
+// sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests:
+// the scheduler computes the cycle chunk by chunk, never all at once.
 std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights);
 
 // The Maglev lookup table (Maglev paper, section 3.4): `size` slots (prime)
