@@ -306,22 +306,50 @@ struct RebuildRow {
   std::string weights;
   uint64_t cycle;
   Summary rebuild_ms;
-  double first_pass_ns;  // per pick, over the first cycle walked after a rebuild
-  Summary later_ns;      // per pick, batches after that
+  double first_pass_ns;      // per pick, over the first cycle walked after a rebuild
+  double first_pass_two_ns;  // the same with two threads walking it together
+  Summary later_ns;          // per pick, batches after that
 };
+
+// A fresh cycle: server 0 down and up again, a rebuild after each change.
+void fresh_cycle(Scheduler& scheduler, ServerState& first, SteadyTime now) {
+  first.status.store(ServerStatus::down, std::memory_order_relaxed);
+  scheduler.rebuild(now);
+  first.status.store(ServerStatus::up, std::memory_order_relaxed);
+  scheduler.rebuild(now);
+}
+
+// Two threads (workers 0 and 1) walk one cycle together, `cycle` / 2 picks
+// each, started through a barrier: ns per pick, the mean of the two.
+double two_threads_walk(Scheduler& scheduler, const std::vector<SocketAddress>& clients,
+                        uint64_t cycle, uint64_t& misses) {
+  std::barrier start(2);
+  double ns[2] = {0, 0};
+  uint64_t thread_misses[2] = {0, 0};
+  auto run = [&](unsigned worker) {
+    start.arrive_and_wait();
+    ns[worker] =
+        timed_batch(scheduler, clients, worker, static_cast<int>(cycle / 2), thread_misses[worker]);
+  };
+  std::thread other(run, 1U);
+  run(0);
+  other.join();
+  misses += thread_misses[0] + thread_misses[1];
+  return (ns[0] + ns[1]) / 2;
+}
 
 // Rebuild cost of wrr at 1000 servers: server 0 goes down and comes back
 // up, a rebuild after each change (the health checker's path; a slow start
 // rebuilds the same way every 500 ms), `builds` rebuilds timed in all. Then
-// the cost of picking: one cycle walked right after the last rebuild (what
-// the workers pay for a cycle the rebuild did not compute in full), and
-// `reps` batches after it.
+// the cost of picking: one cycle walked right after a rebuild (what the
+// workers pay for a cycle the rebuild did not compute in full), by one
+// thread and by two together, and `reps` batches after it.
 RebuildRow bench_wrr_rebuild(const Settings& settings, const WeightSet& set,
                              const std::vector<SocketAddress>& clients, uint64_t& misses) {
   Pool pool(set.weights);
   SchedulerOptions options;
   options.kind = SchedulerKind::wrr;
-  options.workers = 1;
+  options.workers = 2;
   auto scheduler = make_scheduler(options, pool.servers);
   const SteadyTime now = Clock::now();
   std::vector<double> ms;
@@ -333,17 +361,18 @@ RebuildRow bench_wrr_rebuild(const Settings& settings, const WeightSet& set,
     const auto stop = Clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
   }
-  if (pool.states[0]->status.load(std::memory_order_relaxed) != ServerStatus::up) {
-    pool.states[0]->status.store(ServerStatus::up, std::memory_order_relaxed);
-    scheduler->rebuild(now);  // untimed: every figure below is for all servers up
-  }
+  // Untimed from here: every figure below is for all servers up.
   const uint64_t cycle = cycle_length(set.weights);
+  fresh_cycle(*scheduler, *pool.states[0], now);
   const double first_pass_ns = timed_batch(*scheduler, clients, 0, static_cast<int>(cycle), misses);
   std::vector<double> ns;
   ns.reserve(settings.reps);
   for (int rep = 0; rep < settings.reps; ++rep)
     ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
-  return RebuildRow{set.name, cycle, summarise(ms), first_pass_ns, summarise(ns)};
+  fresh_cycle(*scheduler, *pool.states[0], now);
+  const double first_pass_two_ns = two_threads_walk(*scheduler, clients, cycle, misses);
+  return RebuildRow{set.name,          cycle,        summarise(ms), first_pass_ns,
+                    first_pass_two_ns, summarise(ns)};
 }
 
 bool parse_int(const char* text, int& out) {
@@ -443,17 +472,19 @@ int main(int argc, char** argv) {
     for (const auto& set : weight_sets())
       rebuilds.push_back(bench_wrr_rebuild(settings, set, clients, misses));
   }
-  std::printf("%-18s %8s %11s %9s %9s %12s %11s %9s %9s\n", "wrr, 1000 servers", "cycle",
-              "rebuild ms", "min ms", "max ms", "1st cycle ns", "later ns", "min ns", "max ns");
+  std::printf("%-18s %7s %10s %8s %8s %10s %10s %9s %8s %8s\n", "wrr, 1000 servers", "cycle",
+              "rebuild ms", "min ms", "max ms", "1st cycle", "2 threads", "later ns", "min ns",
+              "max ns");
   for (const auto& row : rebuilds) {
-    std::printf("%-18s %8llu %11.3f %9.3f %9.3f %12.1f %11.1f %9.1f %9.1f\n", row.weights.c_str(),
-                static_cast<unsigned long long>(row.cycle), row.rebuild_ms.median,
-                row.rebuild_ms.min, row.rebuild_ms.max, row.first_pass_ns, row.later_ns.median,
-                row.later_ns.min, row.later_ns.max);
+    std::printf("%-18s %7llu %10.3f %8.3f %8.3f %10.1f %10.1f %9.1f %8.1f %8.1f\n",
+                row.weights.c_str(), static_cast<unsigned long long>(row.cycle),
+                row.rebuild_ms.median, row.rebuild_ms.min, row.rebuild_ms.max, row.first_pass_ns,
+                row.first_pass_two_ns, row.later_ns.median, row.later_ns.min, row.later_ns.max);
   }
   std::printf(
-      "(cycle: picks per cycle; 1st cycle ns: per pick over the first cycle after a rebuild; later "
-      "ns: per pick, median/min/max of the batches after it)\n\n");
+      "(cycle: picks per cycle; 1st cycle: ns per pick over the first cycle after a rebuild, one "
+      "thread; 2 threads: the same, two threads walking it together, mean of the two; later ns: "
+      "one thread, the batches after the first cycle)\n\n");
 
   if (misses != 0) {
     std::printf("warning: %llu picks returned no server although every server is up\n\n",
