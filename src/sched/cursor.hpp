@@ -52,26 +52,31 @@ std::optional<uint32_t> claim_next(std::atomic<uint64_t>& cursor, const Order& o
   const uint64_t length = order.length();
   if (length == 0) return std::nullopt;
   const uint64_t max_steps = std::min<uint64_t>(length, 2 * servers.size() + 16);
+  // A position of the order and the server there.
+  struct Found {
+    uint64_t step;
+    uint32_t index;
+  };
   uint64_t start = cursor.load(std::memory_order_acquire);
   while (true) {
-    std::optional<uint64_t> chosen;
-    std::optional<uint64_t> fallback;
+    std::optional<Found> chosen;
+    std::optional<Found> fallback;
     for (uint64_t step = 0; step < max_steps; ++step) {
       const uint32_t index = order.server_at(start + step);
       if (!is_usable(servers[index])) continue;
       if (context.avoids(index)) {
-        if (!fallback) fallback = step;
+        if (!fallback) fallback = Found{step, index};
         continue;
       }
-      chosen = step;
+      chosen = Found{step, index};
       break;
     }
     if (!chosen && max_steps < length) return scan_usable(servers, start, context);
     if (!chosen) chosen = fallback;
     if (!chosen) return std::nullopt;
-    if (cursor.compare_exchange_weak(start, start + *chosen + 1, std::memory_order_acq_rel,
+    if (cursor.compare_exchange_weak(start, start + chosen->step + 1, std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
-      return order.server_at(start + *chosen);
+      return chosen->index;
     }
   }
 }
