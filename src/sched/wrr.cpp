@@ -1,10 +1,10 @@
 // Smooth weighted round robin. nginx computes its order pick by pick under a
-// lock, O(servers) each; here the order of smooth_cycle.hpp (WF2Q's rule,
-// with the same within-1 guarantee on every prefix of the cycle) is walked
-// by all workers with one shared atomic cursor, so picking takes no lock and
-// the split is exact across workers. A rebuild (start-up, each weight or
-// state change, each slow start step) computes only the cycle's first chunk;
-// the workers compute the rest as they reach it, once per cycle.
+// lock, O(servers) each; here the order of smooth_cycle.hpp (WF2Q's rule:
+// every prefix of the cycle within 1 of its exact share) is walked by all
+// workers with one shared atomic cursor, so picking takes no lock and the
+// split is exact across workers. A rebuild (start-up, each weight or state
+// change, each slow start step) computes only the cycle's first chunk; the
+// workers compute the rest as they reach it, once per cycle.
 #include <atomic>
 
 #include "algorithms.hpp"
