@@ -1,14 +1,15 @@
 // Scheduler micro-benchmark: the cost of one Scheduler::pick() for every
 // algorithm at 10, 100 and 1000 servers, rr and wrr with two threads sharing
-// one scheduler, and the time to build a Maglev table. Prints a table and how
+// one scheduler, the time to build a Maglev table, and wrr's rebuild and
+// pick costs at 1000 servers for several weight sets. Prints a table and how
 // each figure compares with the targets of docs/performance.md. A missed
 // target is reported, never an error: the exit status is 0 unless the
 // arguments are wrong.
 //
 //   sched_bench [--reps N] [--batch N] [--builds N] [--only NAME]
 //
-// --only runs one part (rr, wrr, lc, wlc, maglev, p2c or build), e.g. to
-// profile it with perf.
+// --only runs one part (rr, wrr, lc, wlc, maglev, p2c, build or rebuild),
+// e.g. to profile it with perf.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -40,7 +42,7 @@ volatile uint64_t sink = 0;
 struct Settings {
   int reps = 15;       // timed batches per figure
   int batch = 100000;  // picks per batch
-  int builds = 7;      // Maglev table builds per figure
+  int builds = 7;      // Maglev table builds, and wrr rebuilds, per figure
   std::string only;    // empty: everything
 };
 
@@ -108,6 +110,21 @@ struct Pool {
       ServerStateWriter writer(*state);
       writer.set_assigned_weight(1 + i % 10);
       writer.set_weight(1 + i % 10);
+      server.state = state.get();
+      servers.push_back(std::move(server));
+      states.push_back(std::move(state));
+    }
+  }
+
+  // Servers with the given weights, all up, no load.
+  explicit Pool(const std::vector<uint32_t>& weights) {
+    for (size_t i = 0; i < weights.size(); ++i) {
+      auto state = std::make_shared<ServerState>();
+      ServerStateWriter writer(*state);
+      writer.set_assigned_weight(weights[i]);
+      writer.set_weight(weights[i]);
+      SchedServer server;
+      server.name = "server-" + std::to_string(i);
       server.state = state.get();
       servers.push_back(std::move(server));
       states.push_back(std::move(state));
@@ -251,6 +268,116 @@ BuildRow bench_maglev_build(const Settings& settings, uint32_t count) {
   return BuildRow{count, summarise(ms)};
 }
 
+// A weight set of the wrr rebuild figures. The cost of the smooth cycle
+// depends on the weights: its length is their sum over their greatest
+// common divisor.
+struct WeightSet {
+  std::string name;
+  std::vector<uint32_t> weights;
+};
+
+constexpr uint32_t kRebuildServers = 1000;
+
+std::vector<WeightSet> weight_sets() {
+  WeightSet in_turn{"1..10 in turn", {}};
+  WeightSet distinct{"1..1000", {}};
+  WeightSet random_set{"random 1..1000", {}};
+  WeightSet coprime{"999,1000 in turn", {}};
+  Random random{0x5eed1000ULL};
+  for (uint32_t i = 0; i < kRebuildServers; ++i) {
+    in_turn.weights.push_back(1 + i % 10);
+    distinct.weights.push_back(1 + i);
+    random_set.weights.push_back(static_cast<uint32_t>(1 + random.next() % 1000));
+    coprime.weights.push_back(999 + i % 2);
+  }
+  return {in_turn, distinct, random_set, coprime};
+}
+
+// Picks in one cycle of the smooth order: sum of the weights over their
+// greatest common divisor.
+uint64_t cycle_length(const std::vector<uint32_t>& weights) {
+  uint64_t divisor = 0;
+  uint64_t sum = 0;
+  for (uint32_t w : weights) {
+    divisor = std::gcd(divisor, uint64_t{w});
+    sum += w;
+  }
+  return divisor == 0 ? 0 : sum / divisor;
+}
+
+struct RebuildRow {
+  std::string weights;
+  uint64_t cycle;
+  Summary rebuild_ms;
+  double first_pass_ns;      // per pick, over the first cycle walked after a rebuild
+  double first_pass_two_ns;  // the same with two threads walking it together
+  Summary later_ns;          // per pick, batches after that
+};
+
+// A fresh cycle: server 0 down and up again, a rebuild after each change.
+void fresh_cycle(Scheduler& scheduler, ServerState& first, SteadyTime now) {
+  ServerStateWriter(first).set_status(ServerStatus::down, now);
+  scheduler.rebuild();
+  ServerStateWriter(first).set_status(ServerStatus::up, now);
+  scheduler.rebuild();
+}
+
+// Two threads (workers 0 and 1) walk one cycle together, `cycle` / 2 picks
+// each, started through a barrier: ns per pick, the mean of the two.
+double two_threads_walk(Scheduler& scheduler, const std::vector<SocketAddress>& clients,
+                        uint64_t cycle, uint64_t& misses) {
+  std::barrier start(2);
+  double ns[2] = {0, 0};
+  uint64_t thread_misses[2] = {0, 0};
+  auto run = [&](unsigned worker) {
+    start.arrive_and_wait();
+    ns[worker] =
+        timed_batch(scheduler, clients, worker, static_cast<int>(cycle / 2), thread_misses[worker]);
+  };
+  std::thread other(run, 1U);
+  run(0);
+  other.join();
+  misses += thread_misses[0] + thread_misses[1];
+  return (ns[0] + ns[1]) / 2;
+}
+
+// Rebuild cost of wrr at 1000 servers: server 0 goes down and comes back
+// up, a rebuild after each change (the health checker's path; a slow start
+// rebuilds the same way every 500 ms), `builds` rebuilds timed in all. Then
+// the cost of picking: one cycle walked right after a rebuild (what the
+// workers pay for a cycle the rebuild did not compute in full), by one
+// thread and by two together, and `reps` batches after it.
+RebuildRow bench_wrr_rebuild(const Settings& settings, const WeightSet& set,
+                             const std::vector<SocketAddress>& clients, uint64_t& misses) {
+  Pool pool(set.weights);
+  SchedulerOptions options;
+  options.kind = SchedulerKind::wrr;
+  options.workers = 2;
+  auto scheduler = make_scheduler(options, pool.servers);
+  const SteadyTime now = Clock::now();
+  std::vector<double> ms;
+  for (int rep = 0; rep < settings.builds; ++rep) {
+    const ServerStatus status = rep % 2 == 0 ? ServerStatus::down : ServerStatus::up;
+    ServerStateWriter(*pool.states[0]).set_status(status, now);
+    const auto start = Clock::now();
+    scheduler->rebuild();
+    const auto stop = Clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+  }
+  // Untimed from here: every figure below is for all servers up.
+  const uint64_t cycle = cycle_length(set.weights);
+  fresh_cycle(*scheduler, *pool.states[0], now);
+  const double first_pass_ns = timed_batch(*scheduler, clients, 0, static_cast<int>(cycle), misses);
+  std::vector<double> ns;
+  ns.reserve(settings.reps);
+  for (int rep = 0; rep < settings.reps; ++rep)
+    ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
+  fresh_cycle(*scheduler, *pool.states[0], now);
+  const double first_pass_two_ns = two_threads_walk(*scheduler, clients, cycle, misses);
+  return RebuildRow{set.name,          cycle,        summarise(ms), first_pass_ns,
+                    first_pass_two_ns, summarise(ns)};
+}
+
 bool parse_int(const char* text, int& out) {
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
@@ -275,9 +402,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "--only" && i + 1 < argc) {
       settings.only = argv[++i];
-      const std::string_view parts[] = {"rr", "wrr", "lc", "wlc", "maglev", "p2c", "build"};
+      const std::string_view parts[] = {"rr",     "wrr", "lc",    "wlc",
+                                        "maglev", "p2c", "build", "rebuild"};
       if (std::find(std::begin(parts), std::end(parts), settings.only) != std::end(parts)) continue;
-      std::fprintf(stderr, "--only: one of rr, wrr, lc, wlc, maglev, p2c, build\n");
+      std::fprintf(stderr, "--only: one of rr, wrr, lc, wlc, maglev, p2c, build, rebuild\n");
       return 2;
     }
     int* target = arg == "--reps"     ? &settings.reps
@@ -300,6 +428,9 @@ int main(int argc, char** argv) {
       settings.reps, settings.batch, kClients);
   std::printf("maglev build: median/min/max over %d builds, table size %u\n", settings.builds,
               kTableSize);
+  std::printf(
+      "wrr rebuild: median/min/max over %d rebuilds at %u servers (server 0 down, up, down, ...)\n",
+      settings.builds, kRebuildServers);
   std::printf("load average at start: %s\n\n", load_average().c_str());
 
   uint64_t misses = 0;
@@ -339,6 +470,25 @@ int main(int argc, char** argv) {
   }
   std::printf("\n");
 
+  std::vector<RebuildRow> rebuilds;
+  if (selected(settings, "rebuild")) {
+    for (const auto& set : weight_sets())
+      rebuilds.push_back(bench_wrr_rebuild(settings, set, clients, misses));
+  }
+  std::printf("%-18s %7s %10s %8s %8s %10s %10s %9s %8s %8s\n", "wrr, 1000 servers", "cycle",
+              "rebuild ms", "min ms", "max ms", "1st cycle", "2 threads", "later ns", "min ns",
+              "max ns");
+  for (const auto& row : rebuilds) {
+    std::printf("%-18s %7llu %10.3f %8.3f %8.3f %10.1f %10.1f %9.1f %8.1f %8.1f\n",
+                row.weights.c_str(), static_cast<unsigned long long>(row.cycle),
+                row.rebuild_ms.median, row.rebuild_ms.min, row.rebuild_ms.max, row.first_pass_ns,
+                row.first_pass_two_ns, row.later_ns.median, row.later_ns.min, row.later_ns.max);
+  }
+  std::printf(
+      "(cycle: picks per cycle; 1st cycle: ns per pick over the first cycle after a rebuild, one "
+      "thread; 2 threads: the same, two threads walking it together, mean of the two; later ns: "
+      "one thread, the batches after the first cycle)\n\n");
+
   if (misses != 0) {
     std::printf("warning: %llu picks returned no server although every server is up\n\n",
                 static_cast<unsigned long long>(misses));
@@ -361,6 +511,11 @@ int main(int argc, char** argv) {
     if (build.servers != 1000) continue;
     std::printf("  maglev  build <= %5.0f ms : %10.3f ms  %s\n", 10.0, build.ms.median,
                 build.ms.median <= 10.0 ? "meets" : "misses");
+  }
+  for (const auto& row : rebuilds) {
+    std::printf("  wrr rebuild <= %5.0f ms : %10.3f ms  %s (weights %s)\n", 10.0,
+                row.rebuild_ms.median, row.rebuild_ms.median <= 10.0 ? "meets" : "misses",
+                row.weights.c_str());
   }
   std::printf("load average at end: %s\n", load_average().c_str());
   return 0;

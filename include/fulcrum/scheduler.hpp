@@ -84,8 +84,10 @@ inline bool is_usable(const SchedServer& server) {
          server.state->active.load(std::memory_order_relaxed) < server.max_connections;
 }
 
-// Smooth weighted round robin order (nginx's algorithm) for one full cycle
-// of sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests.
+// Smooth weighted round robin order (src/sched/smooth_cycle.hpp: WF2Q's
+// rule; every server within 1 of its share at every prefix) for one cycle of
+// sum(weights)/gcd picks; weight-0 servers never appear. Exposed for tests:
+// the scheduler computes the cycle chunk by chunk, never all at once.
 std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights);
 
 // The Maglev lookup table (Maglev paper, section 3.4): `size` slots (prime)
