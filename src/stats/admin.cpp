@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <utility>
+
+#include "fulcrum/log.hpp"
+#include "fulcrum/token_file.hpp"
 
 namespace fulcrum {
 
@@ -128,22 +128,16 @@ std::optional<AdminChange> parse_admin_change(std::string_view body, std::string
 }
 
 std::optional<std::string> read_admin_token(const std::string& path, std::string& error) {
-  std::ifstream file(path);
-  if (!file) {
-    error = std::string("cannot read admin_token_file ") + path + ": " + std::strerror(errno);
+  TokenFile file = read_token_file("admin_token_file", path);
+  if (!file.token) {
+    error = file.error;
     return std::nullopt;
   }
-  std::stringstream content;
-  content << file.rdbuf();
-  std::string token = content.str();
-  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
-  token.erase(token.begin(), std::find_if(token.begin(), token.end(), not_space));
-  token.erase(std::find_if(token.rbegin(), token.rend(), not_space).base(), token.end());
-  if (token.empty()) {
-    error = "admin_token_file " + path + " is empty";
-    return std::nullopt;
+  if (file.readable_by_others()) {
+    log_warn("admin token file readable by group or others",
+             {{"file", path}, {"mode", file.mode_text()}});
   }
-  return token;
+  return std::move(file.token);
 }
 
 bool bearer_matches(std::string_view authorization, std::string_view token) {

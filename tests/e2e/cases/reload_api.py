@@ -29,6 +29,7 @@ demo server a.
 
 import http.client
 import json
+import os
 import subprocess
 
 from harness import binary, expect, expect_eq, free_address, get_metrics, get_stats, greeted_session, \
@@ -70,6 +71,7 @@ def run(t):
     token_file = t.path('admin.token')
     with open(token_file, 'w') as f:
         f.write(TOKEN + '\n')
+    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
 
     def config(servers, workers=2, stats_listen=stats_address):
         return {'global': {'workers': workers},
