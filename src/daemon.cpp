@@ -451,6 +451,7 @@ void Daemon::on_signal(int signal) {
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   notifier_.stopping();
+  if (stats_) stats_->set_stopping();
   log_info("stopping",
            {{"signal", signal_name(signal)},
             {"sessions", admission_->active_sessions()},

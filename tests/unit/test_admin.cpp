@@ -1,13 +1,20 @@
+// The stats endpoint's access control: the admin API's body and bearer token,
+// the token file (daemon and fulcrumctl), the Host check, the loopback test
+// behind the start-up warning, the budget of authentication failure lines.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "fulcrum/address.hpp"
 #include "fulcrum/admin.hpp"
+#include "fulcrum/stats.hpp"
 #include "fulcrum/token_file.hpp"
 
 using namespace fulcrum;
@@ -183,4 +190,106 @@ TEST_CASE("the daemon's token file: its messages name admin_token_file") {
   const std::string missing = dir.path() + "/missing";
   CHECK_FALSE(read_admin_token(missing, error));
   CHECK(error == "cannot read admin_token_file " + missing + ": No such file or directory");
+}
+
+namespace {
+
+SocketAddress address(std::string_view text) {
+  const AddressParse parsed = parse_address(text);
+  REQUIRE(parsed.error.empty());
+  return parsed.addresses.front();
+}
+
+}  // namespace
+
+TEST_CASE("Host check: the address the client reached, or localhost") {
+  const SocketAddress v4 = address("127.0.0.1:9100");
+  for (const char* host : {"127.0.0.1:9100", "localhost:9100", "LocalHost:9100", "localhost"}) {
+    CAPTURE(host);
+    CHECK(host_allowed(host, v4));
+  }
+  for (const char* host : {"evil.example:9100",
+                           "evil.example",
+                           "127.0.0.1:9101",
+                           "127.0.0.2:9100",
+                           "localhost:9101",
+                           "127.0.0.1",
+                           "",
+                           "127.0.0.1:",
+                           "localhost:",
+                           ":9100",
+                           "127.0.0.1:09100x",
+                           "127.0.0.1:+9100",
+                           "127.0.0.1:65536",
+                           "127.0.0.1:0",
+                           "127.1:9100",
+                           "0177.0.0.1:9100",
+                           "[127.0.0.1]:9100",
+                           "localhost.:9100",
+                           "localhost:9100:9100",
+                           "127.0.0.1 :9100",
+                           "[::1]:9100",
+                           "evil.example.127.0.0.1.nip.io:9100"}) {
+    CAPTURE(host);
+    CHECK_FALSE(host_allowed(host, v4));
+  }
+  // Without a port the client means 80.
+  const SocketAddress port80 = address("127.0.0.1:80");
+  CHECK(host_allowed("127.0.0.1", port80));
+  CHECK(host_allowed("127.0.0.1:80", port80));
+  CHECK_FALSE(host_allowed("127.0.0.1:8080", port80));
+  // A wildcard listener checks against the address each client reached.
+  CHECK(host_allowed("10.1.2.3:9100", address("10.1.2.3:9100")));
+}
+
+TEST_CASE("Host check: IPv6 in brackets, any spelling of the address") {
+  const SocketAddress v6 = address("[::1]:9100");
+  for (const char* host :
+       {"[::1]:9100", "[0:0:0:0:0:0:0:1]:9100", "[0::1]:9100", "localhost:9100"}) {
+    CAPTURE(host);
+    CHECK(host_allowed(host, v6));
+  }
+  for (const char* host : {"::1:9100", "[::2]:9100", "[::1]:9101", "[::1]", "[::1]9100", "[::1",
+                           "127.0.0.1:9100", "[::ffff:127.0.0.1]:9100", "[fe80::1%25lo]:9100"}) {
+    CAPTURE(host);
+    CHECK_FALSE(host_allowed(host, v6));
+  }
+  const SocketAddress doc = address("[2001:db8::5]:443");
+  CHECK(host_allowed("[2001:DB8:0:0::5]:443", doc));
+  CHECK_FALSE(host_allowed("[2001:db8::6]:443", doc));
+}
+
+TEST_CASE("loopback_only: only this host reaches the address") {
+  for (const char* text : {"127.0.0.1:9100", "127.255.0.9:1", "[::1]:9100"}) {
+    CAPTURE(text);
+    CHECK(loopback_only(address(text)));
+  }
+  for (const char* text : {"0.0.0.0:9100", "192.0.2.1:9100", "128.0.0.1:9100", "[::]:9100",
+                           "[2001:db8::1]:9100", "[::ffff:192.0.2.1]:9100"}) {
+    CAPTURE(text);
+    CHECK_FALSE(loopback_only(address(text)));
+  }
+}
+
+TEST_CASE("LogBudget: so many lines a window, the rest counted") {
+  using namespace std::chrono_literals;
+  LogBudget budget(3, 1s);
+  const LogBudget::Clock::time_point t0{100s};
+  CHECK(budget.spend(t0));
+  CHECK(budget.spend(t0 + 100ms));
+  CHECK(budget.spend(t0 + 200ms));
+  CHECK_FALSE(budget.spend(t0 + 300ms));
+  CHECK_FALSE(budget.spend(t0 + 999ms));
+  CHECK(budget.window_end() == t0 + 1s);
+  CHECK(budget.take_suppressed() == 2);
+  CHECK(budget.take_suppressed() == 0);
+  // The next window opens with the next event, however late.
+  CHECK(budget.spend(t0 + 1s));
+  CHECK(budget.window_end() == t0 + 2s);
+  CHECK(budget.spend(t0 + 1500ms));
+  CHECK(budget.spend(t0 + 1600ms));
+  CHECK_FALSE(budget.spend(t0 + 1700ms));
+  CHECK(budget.spend(t0 + 5s));
+  CHECK(budget.window_end() == t0 + 6s);
+  CHECK(budget.take_suppressed() == 1);
 }
