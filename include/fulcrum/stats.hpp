@@ -25,9 +25,9 @@ namespace fulcrum {
 
 // What stats clients may hold (docs/operations.md, "Stats endpoint").
 // Connections to the stats port at once: beyond them clients wait in the
-// listening socket's backlog, which costs no descriptor. So the daemon keeps
-// this many descriptors out of the session budget, and the stats port never
-// takes one a session could use.
+// listening socket's backlog, which costs no descriptor. Descriptors the
+// daemon keeps out of its session budget for this many stats connections
+// are thus never taken from sessions.
 inline constexpr size_t kMaxStatsConnections = 16;
 // Each request's time, however slowly its bytes come: from the accept (on a
 // kept-alive connection from the end of the previous answer) to the end of
