@@ -169,9 +169,10 @@ void StatsConnections::forget(evhttp_connection* connection) {
 }
 
 // At the cap with a client waiting: the connection idle the longest goes,
-// else the one waiting the longest for its request. A client that is
-// answered at once is thus never pushed out by those that follow it, until
-// kMaxStatsConnections of them arrive before its request does.
+// else the one waiting the longest for its request. A newcomer is the last
+// to go: only kMaxStatsConnections clients arriving after it and before its
+// request has been read could push it out, so a client that sends its
+// request at once gets its answer.
 void StatsConnections::evict_one() {
   Client* victim = nullptr;
   for (Client& client : clients_) {
