@@ -4,9 +4,6 @@
 #include <cctype>
 #include <utility>
 
-#include "fulcrum/log.hpp"
-#include "fulcrum/token_file.hpp"
-
 namespace fulcrum {
 
 namespace {
@@ -125,19 +122,6 @@ std::optional<AdminChange> parse_admin_change(std::string_view body, std::string
     return std::nullopt;
   }
   return change;
-}
-
-std::optional<std::string> read_admin_token(const std::string& path, std::string& error) {
-  TokenFile file = read_token_file("admin_token_file", path);
-  if (!file.token) {
-    error = file.error;
-    return std::nullopt;
-  }
-  if (file.readable_by_others()) {
-    log_warn("admin token file readable by group or others",
-             {{"file", path}, {"mode", file.mode_text()}});
-  }
-  return std::move(file.token);
 }
 
 bool bearer_matches(std::string_view authorization, std::string_view token) {
