@@ -197,8 +197,7 @@ bool Daemon::open_stats() {
                        &reloader_->status(),
                        [this](const std::string& peer, Reloader::Done done) {
                          reloader_->request(peer, std::move(done));
-                       },
-                       stats_connection_limit(open_file_limit_)};
+                       }};
   if (!config.admin_token_file.empty()) {
     std::string error;
     context.admin_token = read_admin_token(config.admin_token_file, error);
@@ -254,7 +253,7 @@ void Daemon::start_workers(std::vector<BoundAddress> addresses) {
 // Returns it, or -1 (logged) when it is too small to serve.
 int64_t Daemon::hand_out_fd_budget() {
   const int64_t held = count_open_fds() - listening_fds(snapshot(), workers_count_);
-  fds_outside_sessions_ = fds_outside_sessions(snapshot(), workers_count_, open_file_limit_);
+  fds_outside_sessions_ = fds_outside_sessions(snapshot(), workers_count_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
     log_error("too few file descriptors", {{"limit", open_file_limit_}, {"budget", budget}});
@@ -289,7 +288,7 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
   }
   admission_->set_max_sessions(next->config.global.max_connections);
   Log::set_level(next->config.global.log_level);
-  const int64_t outside = fds_outside_sessions(*next, workers_count_, open_file_limit_);
+  const int64_t outside = fds_outside_sessions(*next, workers_count_);
   admission_->reserve_fds(outside - fds_outside_sessions_);
   fds_outside_sessions_ = outside;
   health_ = make_health_checker(next);
@@ -328,6 +327,7 @@ void Daemon::on_signal(int signal) {
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   reloader_->stop();
+  if (stats_) stats_->set_stopping();
   log_info("stopping",
            {{"signal", signal_name(signal)},
             {"sessions", admission_->active_sessions()},

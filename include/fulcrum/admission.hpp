@@ -71,10 +71,10 @@ int64_t listening_fds(const Snapshot& snapshot, unsigned workers);
 // Descriptors fulcrum may hold outside sessions while serving `snapshot`
 // with `workers` workers: the listening sockets (one per worker and
 // address), one per health-checked server (a check in flight), the stats
-// port and its clients (stats_connection_limit()), and a margin for the
+// port and its clients (kMaxStatsConnections), and a margin for the
 // rest (the log, a reload resolving names). Kept out of the session
 // budget, so that at the file limit health checks and the stats port still
 // work.
-int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers, int64_t open_file_limit);
+int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers);
 
 }  // namespace fulcrum

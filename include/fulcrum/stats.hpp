@@ -5,13 +5,16 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
+#include <string_view>
 
+#include "fulcrum/address.hpp"
+#include "fulcrum/admin.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/quote.hpp"
@@ -20,15 +23,32 @@
 
 struct evhttp;
 struct evhttp_request;
-struct evhttp_connection;
 
 namespace fulcrum {
 
-// Stats connections open at once, at most: 1/16 of the open-file limit,
-// between 4 and 64. Further clients wait in the listening socket's backlog.
-// Their descriptors are kept out of the session budget
-// (fds_outside_sessions()).
-size_t stats_connection_limit(int64_t open_file_limit);
+// What stats clients may hold (docs/operations.md, "Stats endpoint").
+// Connections to the stats port at once: beyond them clients wait in the
+// listening socket's backlog, which costs no descriptor. Descriptors the
+// daemon keeps out of its session budget for this many stats connections
+// are thus never taken from sessions.
+inline constexpr size_t kMaxStatsConnections = 16;
+// Each request's time, however slowly its bytes come: from the accept (on a
+// kept-alive connection from the end of the previous answer) to the end of
+// its answer.
+inline constexpr std::chrono::seconds kStatsRequestDeadline{5};
+
+// Whether a request's Host header names the stats endpoint the client
+// reached at `local`: `IP:PORT` of that address (`[IPv6]:PORT`, however the
+// address is spelt), `localhost` or `localhost:PORT`; a bare IP (HTTP's
+// default port) only where PORT is 80. Refusing any other name keeps a web
+// page whose name was rebound to this address (DNS rebinding) from reading
+// the endpoint, or writing to it, through a browser.
+bool host_allowed(std::string_view host, const SocketAddress& local);
+// Whether only this host can reach `address` (127.0.0.0/8, ::1, and
+// 127.0.0.0/8 mapped into IPv6).
+bool loopback_only(const SocketAddress& address);
+
+class StatsConnections;
 
 // What the renderers need besides the snapshot.
 struct StatsContext {
@@ -43,7 +63,6 @@ struct StatsContext {
   // POST /api/v1/reload: asks for a reload on behalf of `peer`; `done` gets
   // the outcome later, on the main loop (the request waits for it).
   std::function<void(const std::string& peer, Reloader::Done done)> reload_action;
-  size_t max_connections = 4;  // stats_connection_limit()
 };
 
 // `text` as a JSON string literal: quote() (fulcrum/quote.hpp), named for
@@ -68,30 +87,34 @@ class StatsServer {
   StatsServer(const StatsServer&) = delete;
   StatsServer& operator=(const StatsServer&) = delete;
 
-  // Binds `address`; returns errno (0 on success).
+  // Binds `address`; returns errno (0 on success). Warns when other hosts
+  // can reach it and the write API has no token.
   int listen(const SocketAddress& address);
   // After a reload: serve the new snapshot (and token).
   void update(std::shared_ptr<const Snapshot> snapshot, std::optional<std::string> admin_token) {
     context_.snapshot = std::move(snapshot);
     context_.admin_token = std::move(admin_token);
   }
+  // A stop has begun: /healthz answers 503 and reloads are refused (503).
+  void set_stopping() { stopping_ = true; }
 
  private:
   void handle(evhttp_request* request);
   void handle_admin(evhttp_request* request, const std::string& path);
   void change_server(evhttp_request* request, const ServiceRuntime& service,
                      const ServerRuntime& server);
-  void track(evhttp_connection* connection);
-  void untrack(evhttp_connection* connection);
-  void update_accepting();
+  void authentication_failed(evhttp_request* request, const std::string& path,
+                             std::string_view reason);
   static void on_request_cb(evhttp_request* request, void* arg);
-  static void on_close_cb(evhttp_connection* connection, void* arg);
+  static void on_auth_summary_cb(evutil_socket_t, short, void* arg);
 
   StatsContext context_;
   evhttp* http_ = nullptr;
-  struct evhttp_bound_socket* bound_ = nullptr;
-  std::set<evhttp_connection*> connections_;
-  bool accepting_ = true;
+  std::unique_ptr<StatsConnections> connections_;
+  SocketAddress listen_address_;
+  bool stopping_ = false;
+  LogBudget auth_failure_lines_;
+  EventPtr auth_summary_timer_;  // logs the failures auth_failure_lines_ left out
 };
 
 }  // namespace fulcrum

@@ -1,9 +1,9 @@
 // Requests to the daemon and the meaning of its answers.
 #include "api.hpp"
 
+#include "fulcrum/token_file.hpp"
 #include "http.hpp"
 #include "json.hpp"
-#include "token.hpp"
 
 namespace fulcrum::ctl {
 

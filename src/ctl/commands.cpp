@@ -6,13 +6,14 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "api.hpp"
 #include "exit_codes.hpp"
+#include "fulcrum/token_file.hpp"
 #include "json.hpp"
 #include "reply.hpp"
 #include "report.hpp"
-#include "token.hpp"
 
 namespace fulcrum::ctl {
 
@@ -92,9 +93,14 @@ int run_command(const Options& options, const BaseUrl& url) {
   const bool writes = options.command != Command::status && options.command != Command::servers;
   std::optional<std::string> token;
   if (writes && options.token_file) {
-    std::string error;
-    token = read_token_file(*options.token_file, &error);
-    if (!token) return fail(error);
+    TokenFile file = read_token_file("token file", *options.token_file);
+    if (!file.token) return fail(file.error);
+    if (file.readable_by_others()) {
+      std::fprintf(stderr,
+                   "fulcrumctl: warning: token file %s is readable by group or others (mode %s)\n",
+                   options.token_file->c_str(), file.mode_text().c_str());
+    }
+    token = std::move(file.token);
   }
   const Api api(url, token);
   switch (options.command) {

@@ -81,14 +81,13 @@ int64_t listening_fds(const Snapshot& snapshot, unsigned workers) {
   return count;
 }
 
-int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers, int64_t open_file_limit) {
+int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers) {
   constexpr int64_t kMargin = 8;
   int64_t count = kMargin + listening_fds(snapshot, workers);
   for (const ServiceRuntime& service : snapshot.services) {
     if (service.config->health_check.enabled) count += static_cast<int64_t>(service.servers.size());
   }
-  if (snapshot.config.stats.enabled)
-    count += static_cast<int64_t>(stats_connection_limit(open_file_limit));
+  if (snapshot.config.stats.enabled) count += static_cast<int64_t>(kMaxStatsConnections);
   return count;
 }
 

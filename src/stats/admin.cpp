@@ -2,10 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <utility>
 
 namespace fulcrum {
 
@@ -127,25 +124,6 @@ std::optional<AdminChange> parse_admin_change(std::string_view body, std::string
   return change;
 }
 
-std::optional<std::string> read_admin_token(const std::string& path, std::string& error) {
-  std::ifstream file(path);
-  if (!file) {
-    error = std::string("cannot read admin_token_file ") + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::stringstream content;
-  content << file.rdbuf();
-  std::string token = content.str();
-  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
-  token.erase(token.begin(), std::find_if(token.begin(), token.end(), not_space));
-  token.erase(std::find_if(token.rbegin(), token.rend(), not_space).base(), token.end());
-  if (token.empty()) {
-    error = "admin_token_file " + path + " is empty";
-    return std::nullopt;
-  }
-  return token;
-}
-
 bool bearer_matches(std::string_view authorization, std::string_view token) {
   constexpr std::string_view kScheme = "Bearer ";
   if (authorization.size() < kScheme.size()) return false;
@@ -167,5 +145,20 @@ bool bearer_matches(std::string_view authorization, std::string_view token) {
   }
   return difference == 0;
 }
+
+bool LogBudget::spend(Clock::time_point now) {
+  if (spent_ == 0 || now >= window_end()) {
+    window_start_ = now;
+    spent_ = 0;
+  }
+  if (spent_ < per_window_) {
+    ++spent_;
+    return true;
+  }
+  ++suppressed_;
+  return false;
+}
+
+uint64_t LogBudget::take_suppressed() { return std::exchange(suppressed_, 0); }
 
 }  // namespace fulcrum

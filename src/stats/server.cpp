@@ -1,13 +1,16 @@
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
+
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
+#include "connections.hpp"
 #include "dashboard.hpp"
 #include "fulcrum/admin.hpp"
 #include "fulcrum/log.hpp"
@@ -18,13 +21,14 @@ namespace fulcrum {
 
 namespace {
 
-// What a stats client may cost: a request line and headers of at most 8 KiB,
-// a body of at most 64 KiB, 5 s of silence, and at most 64 connections with
-// requests in flight at once (then the listening socket is not read until
-// one closes; further clients wait in its backlog).
+// What one stats request may cost besides its time and connection
+// (include/fulcrum/stats.hpp): a request line and headers of at most 8 KiB,
+// a body of at most 64 KiB.
 constexpr ev_ssize_t kMaxHeaders = 8 * 1024;
 constexpr ev_ssize_t kMaxBody = 64 * 1024;
-constexpr int kTimeoutSeconds = 5;
+// Lines for failed admin authentications: at most this many a second, the
+// rest summed up in one line.
+constexpr unsigned kAuthFailureLinesPerSecond = 5;
 
 void reply(evhttp_request* request, int code, const char* reason, const char* content_type,
            const std::string& body) {
@@ -53,33 +57,45 @@ std::string peer_of(evhttp_request* request) {
   return std::string(host ? host : "?") + ":" + std::to_string(port);
 }
 
-}  // namespace
-
-size_t stats_connection_limit(int64_t open_file_limit) {
-  return static_cast<size_t>(std::clamp<int64_t>(open_file_limit / 16, 4, 64));
+// The address the client connected to: the listen address, or with a
+// wildcard listen address the one of the interface it came in on.
+SocketAddress local_address_of(evhttp_request* request, const SocketAddress& listen_address) {
+  const int fd =
+      bufferevent_getfd(evhttp_connection_get_bufferevent(evhttp_request_get_connection(request)));
+  SocketAddress local;
+  local.length = sizeof local.storage;
+  if (fd < 0 || ::getsockname(fd, local.sockaddr_ptr(), &local.length) != 0) return listen_address;
+  return local;
 }
 
-StatsServer::StatsServer(event_base* base, StatsContext context) : context_(std::move(context)) {
+}  // namespace
+
+StatsServer::StatsServer(event_base* base, StatsContext context)
+    : context_(std::move(context)),
+      auth_failure_lines_(kAuthFailureLinesPerSecond, std::chrono::seconds(1)) {
   http_ = evhttp_new(base);
   evhttp_set_max_headers_size(http_, kMaxHeaders);
   evhttp_set_max_body_size(http_, kMaxBody);
-  evhttp_set_timeout(http_, kTimeoutSeconds);
   evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
   evhttp_set_gencb(http_, on_request_cb, this);
+  connections_ = std::make_unique<StatsConnections>(base, http_);
+  auth_summary_timer_.reset(evtimer_new(base, on_auth_summary_cb, this));
 }
 
 StatsServer::~StatsServer() {
-  for (evhttp_connection* connection : connections_)
-    evhttp_connection_set_closecb(connection, nullptr, nullptr);
+  connections_.reset();
   evhttp_free(http_);
 }
 
 int StatsServer::listen(const SocketAddress& address) {
   Fd fd;
   if (int error = open_listener(address, 128, PortSharing::exclusive, fd); error != 0) return error;
-  bound_ = evhttp_accept_socket_with_handle(http_, fd.get());
-  if (bound_ == nullptr) return EINVAL;
-  fd.release();  // evhttp owns it now
+  if (!connections_->listen(std::move(fd), address)) return EINVAL;
+  listen_address_ = address;
+  if (!loopback_only(address) && !context_.admin_token) {
+    log_warn("stats endpoint reachable from other hosts, without an admin token",
+             {{"address", address.to_string()}});
+  }
   return 0;
 }
 
@@ -87,37 +103,15 @@ void StatsServer::on_request_cb(evhttp_request* request, void* arg) {
   static_cast<StatsServer*>(arg)->handle(request);
 }
 
-void StatsServer::on_close_cb(evhttp_connection* connection, void* arg) {
-  static_cast<StatsServer*>(arg)->untrack(connection);
-}
-
-void StatsServer::track(evhttp_connection* connection) {
-  if (connections_.insert(connection).second) {
-    evhttp_connection_set_closecb(connection, on_close_cb, this);
-    update_accepting();
-  }
-}
-
-void StatsServer::untrack(evhttp_connection* connection) {
-  connections_.erase(connection);
-  update_accepting();
-}
-
-void StatsServer::update_accepting() {
-  if (bound_ == nullptr) return;
-  evconnlistener* listener = evhttp_bound_socket_get_listener(bound_);
-  const bool accept = connections_.size() < context_.max_connections;
-  if (accept == accepting_) return;
-  accepting_ = accept;
-  if (accept) {
-    evconnlistener_enable(listener);
-  } else {
-    evconnlistener_disable(listener);
-  }
-}
-
 void StatsServer::handle(evhttp_request* request) {
-  track(evhttp_request_get_connection(request));
+  connections_->request_read(request);
+  // Without a Host header (HTTP/1.0) no browser is involved.
+  if (const char* host = evhttp_find_header(evhttp_request_get_input_headers(request), "Host");
+      host != nullptr && !host_allowed(host, local_address_of(request, listen_address_))) {
+    reply(request, 421, "Misdirected Request", "text/plain; charset=utf-8",
+          "Host must be the stats listen address or localhost\n");
+    return;
+  }
   const char* uri = evhttp_request_get_uri(request);
   evhttp_uri* parsed = evhttp_uri_parse(uri);
   const std::string path =
@@ -145,6 +139,8 @@ void StatsServer::handle(evhttp_request* request) {
     } else if (path == "/metrics") {
       reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
             render_metrics(context_));
+    } else if (stopping_) {
+      reply(request, 503, "Service Unavailable", "text/plain; charset=utf-8", "stopping\n");
     } else {
       reply(request, 200, "OK", "text/plain; charset=utf-8", "ok\n");
     }
@@ -173,14 +169,20 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
   const char* authorization =
       evhttp_find_header(evhttp_request_get_input_headers(request), "Authorization");
   if (authorization == nullptr || !bearer_matches(authorization, *context_.admin_token)) {
+    authentication_failed(request, path, authorization == nullptr ? "no token" : "wrong token");
     evhttp_add_header(evhttp_request_get_output_headers(request), "WWW-Authenticate", "Bearer");
     reply(request, 401, "Unauthorized", "text/plain; charset=utf-8", "missing or wrong token\n");
     return;
   }
   if (path == "/api/v1/reload") {
+    if (stopping_) {
+      reply(request, 503, "Service Unavailable", "text/plain; charset=utf-8", "stopping\n");
+      return;
+    }
     // Answered when the reload is done; the loop serves others meanwhile. A
     // client gone by then is no problem: evhttp frees an orphaned request
     // when it is answered.
+    connections_->hold(request);
     context_.reload_action(peer_of(request), [this, request](const ReloadStatus& status) {
       std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
                          ",\"generation\":" + std::to_string(context_.snapshot->generation);
@@ -241,6 +243,26 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
             {"peer", peer}});
   reply(request, 200, "OK", "application/json",
         render_server_json(service, server, context_) + "\n");
+}
+
+// Logged within the budget of lines; beyond it counted, and the count
+// logged when the budget's second is over.
+void StatsServer::authentication_failed(evhttp_request* request, const std::string& path,
+                                        std::string_view reason) {
+  const auto now = LogBudget::Clock::now();
+  if (auth_failure_lines_.spend(now)) {
+    log_warn("admin authentication failed",
+             {{"peer", peer_of(request)}, {"path", path}, {"reason", reason}});
+  } else if (evtimer_pending(auth_summary_timer_.get(), nullptr) == 0) {
+    add_with_timeout(auth_summary_timer_.get(), std::chrono::ceil<std::chrono::milliseconds>(
+                                                    auth_failure_lines_.window_end() - now));
+  }
+}
+
+void StatsServer::on_auth_summary_cb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<StatsServer*>(arg);
+  if (const uint64_t count = self->auth_failure_lines_.take_suppressed(); count > 0)
+    log_warn("admin authentication failures suppressed", {{"count", count}});
 }
 
 }  // namespace fulcrum

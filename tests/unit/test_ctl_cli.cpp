@@ -1,10 +1,8 @@
-// fulcrumctl's command line, URLs, tokens and output (src/ctl): everything
-// but the network, which the e2e test fulcrumctl.py covers.
+// fulcrumctl's command line, URLs and output (src/ctl): everything but the
+// network, which the e2e test fulcrumctl.py covers. Its token file reader is
+// the daemon's too (test_admin.cpp).
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -13,7 +11,6 @@
 #include "json.hpp"
 #include "options.hpp"
 #include "report.hpp"
-#include "token.hpp"
 #include "url.hpp"
 
 using namespace fulcrum::ctl;
@@ -185,35 +182,6 @@ TEST_CASE("ctl url: path segments are percent-encoded") {
   CHECK(encode_path_segment("[::1]:8080") == "%5B::1%5D:8080");
   CHECK(encode_path_segment("a/b c?d#e%") == "a%2Fb%20c%3Fd%23e%25");
   CHECK(encode_path_segment("caf\xC3\xA9") == "caf%C3%A9");
-}
-
-TEST_CASE("ctl token: the file's surrounding whitespace is dropped") {
-  CHECK(trim_whitespace("  tok \r\n") == "tok");
-  CHECK(trim_whitespace("\t\v\fa b\n") == "a b");
-  CHECK(trim_whitespace(" \n ").empty());
-
-  char dir_template[] = "/tmp/fulcrumctl-unit-XXXXXX";
-  REQUIRE(mkdtemp(dir_template) != nullptr);
-  const std::string dir = dir_template;
-  const auto write = [&dir](const std::string& name, const std::string& content) {
-    std::string path = dir + "/" + name;
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    REQUIRE(f != nullptr);
-    std::fwrite(content.data(), 1, content.size(), f);
-    std::fclose(f);
-    return path;
-  };
-  std::string error;
-  CHECK(read_token_file(write("good", "\n  s3cret \n\n"), &error) ==
-        std::optional<std::string>("s3cret"));
-  CHECK_FALSE(read_token_file(write("empty", " \n"), &error).has_value());
-  CHECK(error == "token file " + dir + "/empty is empty");
-  CHECK_FALSE(read_token_file(write("two-lines", "abc\ndef\n"), &error).has_value());
-  CHECK(error.ends_with("the token holds control characters (a line break inside it?)"));
-  CHECK_FALSE(read_token_file(dir + "/missing", &error).has_value());
-  CHECK(error == "cannot read token file " + dir + "/missing: No such file or directory");
-  for (const char* name : {"good", "empty", "two-lines"}) unlink((dir + "/" + name).c_str());
-  rmdir(dir.c_str());
 }
 
 TEST_CASE("ctl format: bytes and durations") {

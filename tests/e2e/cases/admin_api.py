@@ -5,6 +5,7 @@ percent-encoding, and one `admin change` log line per change with the peer.
 """
 
 import json
+import os
 import urllib.parse
 
 from harness import expect, expect_eq, free_address, greeted_session, http_request
@@ -39,6 +40,7 @@ def run(t):
     token_file = t.path('admin.token')
     with open(token_file, 'w') as f:
         f.write(f'\n  {TOKEN}\t\n')  # surrounding whitespace is ignored
+    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
     listen = free_address()
     stats = free_address()
     d = t.daemon({

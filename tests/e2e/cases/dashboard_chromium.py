@@ -459,6 +459,7 @@ def run(t):
     token_path = t.path('admin.token')
     with open(token_path, 'w') as f:
         f.write(TOKEN + '\n')
+    os.chmod(token_path, 0o600)  # group- or world-readable ones draw a warning
     d = t.daemon({
         'global': {'workers': 2},
         'stats': {'listen': stats_address, 'admin_token_file': token_path},

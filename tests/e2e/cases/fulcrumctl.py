@@ -221,9 +221,11 @@ def run(t):
     token_file = t.path('admin.token')
     with open(token_file, 'w') as f:
         f.write(f'\n  {TOKEN} \n\n')
+    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
     wrong_token_file = t.path('wrong.token')
     with open(wrong_token_file, 'w') as f:
         f.write(TOKEN + 'x\n')
+    os.chmod(wrong_token_file, 0o600)
     stats_address = free_address()
     url = f'http://{stats_address}'
     web, side = free_address(), free_address()

@@ -4,7 +4,8 @@ fulcrum (two workers, stats with admin_token_file), service `web` (rr) over
 demo server a.
   - Without an Authorization header: 401 (WWW-Authenticate: Bearer); with a
     wrong token: 401; GET: 405 (Allow: POST). None of them reloads: no
-    `reloading` line, generation 1.
+    `reloading` line, generation 1. Both 401s are logged (`admin
+    authentication failed`, their peer, path and reason).
   - With the token, the file unchanged: 200, `{"ok":true,"generation":2}`
     (application/json); the log says `reloading config=FILE by=IP:PORT` and
     `reloaded generation=2 by=IP:PORT`, IP:PORT being the client's own
@@ -29,6 +30,7 @@ demo server a.
 
 import http.client
 import json
+import os
 import subprocess
 
 from harness import binary, expect, expect_eq, free_address, get_metrics, get_stats, greeted_session, \
@@ -70,6 +72,7 @@ def run(t):
     token_file = t.path('admin.token')
     with open(token_file, 'w') as f:
         f.write(TOKEN + '\n')
+    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
 
     def config(servers, workers=2, stats_listen=stats_address):
         return {'global': {'workers': workers},
@@ -83,9 +86,9 @@ def run(t):
     d = t.daemon(config('a'))
 
     # --- refused requests reload nothing
-    status, headers, body, _ = post_reload(stats_address)
+    status, headers, body, no_token_peer = post_reload(stats_address)
     expect_eq((status, headers.get('WWW-Authenticate')), (401, 'Bearer'), 'reload without a token')
-    status, _, _, _ = post_reload(stats_address, 'not-the-token')
+    status, _, _, wrong_token_peer = post_reload(stats_address, 'not-the-token')
     expect_eq(status, 401, 'reload with a wrong token')
     status, headers, _, _ = post_reload(stats_address, TOKEN, method='GET')
     expect_eq((status, headers.get('Allow')), (405, 'POST'), 'GET /api/v1/reload')
@@ -139,10 +142,14 @@ def run(t):
     write_config(d.config_path, config('abc', workers=3, stats_listen=other_stats))
     reload_ok(stats_address, 4)
     warnings = [(r.message, r.fields) for r in d.logs() if r.level == 'warn']
-    expect_eq(warnings, [('global.workers changes need a restart; keeping the running count',
+    expect_eq(warnings, [('admin authentication failed',
+                          {'peer': no_token_peer, 'path': '/api/v1/reload', 'reason': 'no token'}),
+                         ('admin authentication failed',
+                          {'peer': wrong_token_peer, 'path': '/api/v1/reload', 'reason': 'wrong token'}),
+                         ('global.workers changes need a restart; keeping the running count',
                           {'workers': '2', 'configured': '3'}),
                          ('stats.listen changes need a restart; the stats endpoint stays as it is', {})],
-              'warnings of a reload changing workers and stats.listen')
+              'warnings: the refused reloads, then those of a reload changing workers and stats.listen')
     expect(not listening_on(parse_address(other_stats)[1]), 'something listens on the new stats.listen')
     expect_eq(get_stats(stats_address)['config']['generation'], 4, 'generation on the old stats address')
     third = greeters(6, 'a, b and c')

@@ -37,6 +37,7 @@ sums of its access-log lines, the service's those of all lines.
 
 import collections
 import json
+import os
 import signal
 
 from harness import expect, expect_eq, free_address, get_metrics, get_stats, echo_session, health_transitions, \
@@ -79,6 +80,7 @@ def run(t):
     token_file = t.path('admin.token')
     with open(token_file, 'w') as f:
         f.write(TOKEN + '\n')
+    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
     addresses = {'a': demos['a'].address, 'b': demos['b'].address, 'c': demos['c'].address, 'd': dead}
 
     def config(names, c_address=None):
