@@ -787,6 +787,15 @@ class TestContext:
         self._sockets.append(s)
         return format_address(host, s.getsockname()[1])
 
+    def token_file(self, content, name='admin.token'):
+        """A file in the test's directory holding `content`, mode 0600 (an
+        admin token file others may read draws a warning); its path."""
+        path = self.path(name)
+        with open(path, 'w') as f:
+            f.write(content)
+        os.chmod(path, 0o600)
+        return path
+
     def at_cleanup(self, function):
         """Calls function() at cleanup, after every process is killed (last
         registered first), also when the test fails."""

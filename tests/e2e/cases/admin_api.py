@@ -5,7 +5,6 @@ percent-encoding, and one `admin change` log line per change with the peer.
 """
 
 import json
-import os
 import urllib.parse
 
 from harness import expect, expect_eq, free_address, greeted_session, http_request
@@ -37,10 +36,7 @@ def run(t):
     a = t.demo_server('a')
     b = t.demo_server('b')
     v6 = t.demo_server('v6', host='::1')
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(f'\n  {TOKEN}\t\n')  # surrounding whitespace is ignored
-    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
+    token_file = t.token_file(f'\n  {TOKEN}\t\n')  # surrounding whitespace is ignored
     listen = free_address()
     stats = free_address()
     d = t.daemon({

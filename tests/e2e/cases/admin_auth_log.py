@@ -17,7 +17,6 @@ a failure; after a quiet second, the next failure has its own line again.
 """
 
 import http.client
-import os
 import time
 
 from harness import expect, expect_eq, free_address, log_stream, parse_address, wait_until
@@ -64,10 +63,7 @@ def suppressed_counts(d):
 def run(t):
     a = t.demo_server('a')
     stats = free_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(TOKEN + '\n')
     d = t.daemon({'global': {'workers': 1}, 'stats': {'listen': stats, 'admin_token_file': token_file},
                   'services': [{'name': 'web', 'listen': free_address(),
                                 'servers': [{'name': 'a', 'address': a.address}]}]})

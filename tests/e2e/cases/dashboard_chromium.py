@@ -456,10 +456,7 @@ def run(t):
     dead = t.dead_address()
     listen_web, listen_web2, listen_db = free_address(), free_address(), free_address()
     stats_address = free_address()
-    token_path = t.path('admin.token')
-    with open(token_path, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_path, 0o600)  # group- or world-readable ones draw a warning
+    token_path = t.token_file(TOKEN + '\n')
     d = t.daemon({
         'global': {'workers': 2},
         'stats': {'listen': stats_address, 'admin_token_file': token_path},

@@ -218,14 +218,8 @@ def not_json_server(conn, peer):
 def run(t):
     a, b, c = t.demo_server('a'), t.demo_server('b'), t.demo_server('c')
     r = t.dead_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(f'\n  {TOKEN} \n\n')
-    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
-    wrong_token_file = t.path('wrong.token')
-    with open(wrong_token_file, 'w') as f:
-        f.write(TOKEN + 'x\n')
-    os.chmod(wrong_token_file, 0o600)
+    token_file = t.token_file(f'\n  {TOKEN} \n\n')
+    wrong_token_file = t.token_file(TOKEN + 'x\n', 'wrong.token')
     stats_address = free_address()
     url = f'http://{stats_address}'
     web, side = free_address(), free_address()

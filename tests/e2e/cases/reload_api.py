@@ -30,7 +30,6 @@ demo server a.
 
 import http.client
 import json
-import os
 import subprocess
 
 from harness import binary, expect, expect_eq, free_address, get_metrics, get_stats, greeted_session, \
@@ -69,10 +68,7 @@ def reload_ok(stats_address, generation, token=TOKEN):
 def run(t):
     demos = {name: t.demo_server(name) for name in ('a', 'b', 'c')}
     listen, stats_address = free_address(), free_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
+    token_file = t.token_file(TOKEN + '\n')
 
     def config(servers, workers=2, stats_listen=stats_address):
         return {'global': {'workers': workers},

@@ -37,7 +37,6 @@ sums of its access-log lines, the service's those of all lines.
 
 import collections
 import json
-import os
 import signal
 
 from harness import expect, expect_eq, free_address, get_metrics, get_stats, echo_session, health_transitions, \
@@ -77,10 +76,7 @@ def run(t):
     demos = {name: t.demo_server(name) for name in ('a', 'b', 'c', 'c2')}
     dead = t.dead_address()
     listen, stats_address = free_address(), free_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)  # group- or world-readable ones draw a warning
+    token_file = t.token_file(TOKEN + '\n')
     addresses = {'a': demos['a'].address, 'b': demos['b'].address, 'c': demos['c'].address, 'd': dead}
 
     def config(names, c_address=None):

@@ -23,7 +23,6 @@ Then the slow clients close; SIGTERM: exit 0.
 """
 
 import json
-import os
 import socket
 import threading
 import time
@@ -151,10 +150,7 @@ def admin_weight(stats, weight):
 def run(t):
     a, b = t.demo_server('a'), t.demo_server('b')
     listen, stats = free_address(), free_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(TOKEN + '\n')
     check = {'interval': '500ms', 'timeout': '500ms', 'rise': 2, 'fall': 2}
     d = t.daemon({'global': {'workers': 2},
                   'stats': {'listen': stats, 'admin_token_file': token_file},

@@ -21,7 +21,6 @@ and `[0:0:0:0:0:0:0:1]:Q` (the same address written out): 200; `[::2]:Q`,
 No warning at start: the stats addresses are loopback.
 """
 
-import os
 import re
 import subprocess
 
@@ -62,10 +61,7 @@ def run(t):
     stats = free_address()
     port = parse_address(stats)[1]
     other = port + 1 if port < 65535 else port - 1
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(TOKEN + '\n')
     d = t.daemon({'global': {'workers': 1}, 'stats': {'listen': stats, 'admin_token_file': token_file},
                   'services': [{'name': 'web', 'listen': free_address(),
                                 'servers': [{'name': 'a', 'address': a.address}]}]})

@@ -12,7 +12,6 @@ service `web` over a demo echo server. Before the stop: GET /healthz is
 The session still echoes; it ends and the daemon exits 0.
 """
 
-import os
 import signal
 import socket
 
@@ -35,10 +34,7 @@ def reload(stats):
 def run(t):
     demo = t.demo_server('echo')
     listen, stats = free_address(), free_address()
-    token_file = t.path('admin.token')
-    with open(token_file, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(TOKEN + '\n')
     d = t.daemon({'global': {'workers': 2, 'shutdown_timeout': '30s'},
                   'stats': {'listen': stats, 'admin_token_file': token_file},
                   'services': [{'name': 'web', 'listen': listen,
