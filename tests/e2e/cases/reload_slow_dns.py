@@ -40,6 +40,15 @@ the mount namespace dies with the process (same PID: unshare and sh exec).
     /stats, serve one session to b (access log as above) and exit 0 on
     SIGTERM.
 
+  - An API reload outliving the stats deadline: a third fulcrum (stats with
+    an admin token) over server a; with the answers held and server b at
+    `slow.test:PORT` in the file, `POST /api/v1/reload` (in a thread) waits
+    for the reload. 6 s later — past the stats port's 5 s request deadline,
+    which never closes a connection whose answer a reload owes — GET /stats
+    still answers (generation 1) and the POST has no answer yet; released,
+    the POST is answered 200 `{"ok":true,"generation":2}` and a session
+    reaches b.
+
 Each session: the server's greeting, then 64 KiB sent and echoed back,
 compared by SHA-256, then a clean EOF after the client's half-close.
 """
@@ -57,13 +66,14 @@ import threading
 import time
 
 from harness import TestFailure, TestSkip, connect, expect, expect_eq, free_address, get_stats, http_get, \
-    log_stream, recv_exact, wait_until, write_config
+    http_request, log_stream, recv_exact, wait_until, write_config
 
 DEADLINE = 60
 SLOW_NAME = 'slow.test'
 QTYPE_A, QTYPE_AAAA = 1, 28
 SESSION_BYTES = 64 * 1024
 ANSWER_WAIT = 5  # seconds /stats and /healthz may take while the reload waits for DNS
+STATS_DEADLINE = 5  # the stats port's request deadline (kStatsRequestDeadline)
 
 
 class HeldDns:
@@ -309,6 +319,42 @@ def sighup_while_starting(t, dns, prefix, demos, slow_b):
     d.stop()
 
 
+def api_reload_outlives_deadline(t, dns, prefix, demos, slow_b):
+    """An API reload held longer than the stats request deadline is answered."""
+    dns.hold()
+    before = dns.count()
+    listen, stats = free_address(), free_address()
+    token = 'slow-dns-token'
+    conf = config(listen, stats, 'a', demos['a'].address)
+    conf['stats']['admin_token_file'] = t.token_file(token + '\n')
+    d = t.daemon(conf, name='fulcrum-api', prefix=prefix)
+    conf = config(listen, stats, 'b', slow_b)
+    conf['stats']['admin_token_file'] = t.token_file(token + '\n')
+    write_config(d.config_path, conf)
+    answer = {}
+
+    def post():
+        try:
+            answer['reply'] = http_request(stats, 'POST', '/api/v1/reload',
+                                           headers={'Authorization': f'Bearer {token}'}, timeout=30)
+        except Exception as e:  # reported below, in the test's thread
+            answer['error'] = repr(e)
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    wait_until(lambda: dns.count() > before, 10, f'the API reload\'s `A {SLOW_NAME}` query')
+    time.sleep(STATS_DEADLINE + 1)
+    reply = answered_while_held(stats, '/stats')
+    expect_eq(json.loads(reply.body)['config']['generation'], 1, '/stats generation while the API reload waits')
+    expect(not answer, f'the API reload was answered before its DNS answer: {answer}')
+    dns.release()
+    poster.join(20)
+    expect('reply' in answer, f'the API reload got no answer: {answer.get("error", "still waiting")}')
+    expect_eq((answer['reply'].status, json.loads(answer['reply'].body)), (200, {'ok': True, 'generation': 2}),
+              'answer of the API reload held past the stats deadline')
+    verified_session(listen, 'b', 'session after the API reload')
+    d.stop()
+
+
 def setup(t):
     """Skips unless root with unshare; returns (dns, prefix, demos, slow_b)."""
     if os.geteuid() != 0:
@@ -334,5 +380,6 @@ def run(t):
     dns, prefix, demos, slow_b = setup(t)
     reload_waits_for_dns(t, dns, prefix, demos, slow_b)
     sighup_while_starting(t, dns, prefix, demos, slow_b)
+    api_reload_outlives_deadline(t, dns, prefix, demos, slow_b)
     with dns.lock:
         expect(not dns.errors, 'DNS server: ' + '; '.join(dns.errors))
