@@ -2,7 +2,6 @@
 // the budget of log lines for failed authentications.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,30 +31,5 @@ std::optional<std::string> read_admin_token(const std::string& path, std::string
 // Checks an `Authorization` header value against the token in time that does
 // not depend on where they differ.
 bool bearer_matches(std::string_view authorization, std::string_view token);
-
-// How many lines a kind of event may log: at most `per_window` in each
-// window, which opens with the first event after the previous one ended.
-// The rest are only counted, for one summary line (failed admin
-// authentications: someone guessing tokens must not flood the log).
-class LogBudget {
- public:
-  using Clock = std::chrono::steady_clock;
-  LogBudget(unsigned per_window, Clock::duration window)
-      : per_window_(per_window), window_(window) {}
-
-  // Whether the event at `now` gets its line; if not, it is counted.
-  bool spend(Clock::time_point now);
-  // The end of the current window: when to log the summary.
-  Clock::time_point window_end() const { return window_start_ + window_; }
-  // The events counted since the previous call.
-  uint64_t take_suppressed();
-
- private:
-  unsigned per_window_;
-  Clock::duration window_;
-  Clock::time_point window_start_{};
-  unsigned spent_ = 0;
-  uint64_t suppressed_ = 0;
-};
 
 }  // namespace fulcrum

@@ -17,6 +17,7 @@
 #include "fulcrum/admin.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
+#include "fulcrum/log.hpp"
 #include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
 #include "fulcrum/snapshot.hpp"
@@ -106,15 +107,13 @@ class StatsServer {
   void authentication_failed(evhttp_request* request, const std::string& path,
                              std::string_view reason);
   static void on_request_cb(evhttp_request* request, void* arg);
-  static void on_auth_summary_cb(evutil_socket_t, short, void* arg);
 
   StatsContext context_;
   evhttp* http_ = nullptr;
   std::unique_ptr<StatsConnections> connections_;
   SocketAddress listen_address_;
   bool stopping_ = false;
-  LogBudget auth_failure_lines_;
-  EventPtr auth_summary_timer_;  // logs the failures auth_failure_lines_ left out
+  LogRateLimit auth_failure_log_;
 };
 
 }  // namespace fulcrum

@@ -146,19 +146,4 @@ bool bearer_matches(std::string_view authorization, std::string_view token) {
   return difference == 0;
 }
 
-bool LogBudget::spend(Clock::time_point now) {
-  if (spent_ == 0 || now >= window_end()) {
-    window_start_ = now;
-    spent_ = 0;
-  }
-  if (spent_ < per_window_) {
-    ++spent_;
-    return true;
-  }
-  ++suppressed_;
-  return false;
-}
-
-uint64_t LogBudget::take_suppressed() { return std::exchange(suppressed_, 0); }
-
 }  // namespace fulcrum

@@ -26,9 +26,10 @@ namespace {
 // a body of at most 64 KiB.
 constexpr ev_ssize_t kMaxHeaders = 8 * 1024;
 constexpr ev_ssize_t kMaxBody = 64 * 1024;
-// Lines for failed admin authentications: at most this many a second, the
-// rest summed up in one line.
-constexpr unsigned kAuthFailureLinesPerSecond = 5;
+// Lines for failed admin authentications: at most this many a second (the
+// rest summed up in one `log lines suppressed` line): someone guessing
+// tokens must not flood the log.
+constexpr uint32_t kAuthFailureLinesPerSecond = 5;
 
 void reply(evhttp_request* request, int code, const char* reason, const char* content_type,
            const std::string& body) {
@@ -72,14 +73,13 @@ SocketAddress local_address_of(evhttp_request* request, const SocketAddress& lis
 
 StatsServer::StatsServer(event_base* base, StatsContext context)
     : context_(std::move(context)),
-      auth_failure_lines_(kAuthFailureLinesPerSecond, std::chrono::seconds(1)) {
+      auth_failure_log_(LogLevel::warn, "admin authentication failed", kAuthFailureLinesPerSecond) {
   http_ = evhttp_new(base);
   evhttp_set_max_headers_size(http_, kMaxHeaders);
   evhttp_set_max_body_size(http_, kMaxBody);
   evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
   evhttp_set_gencb(http_, on_request_cb, this);
   connections_ = std::make_unique<StatsConnections>(base, http_);
-  auth_summary_timer_.reset(evtimer_new(base, on_auth_summary_cb, this));
 }
 
 StatsServer::~StatsServer() {
@@ -245,24 +245,9 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
         render_server_json(service, server, context_) + "\n");
 }
 
-// Logged within the budget of lines; beyond it counted, and the count
-// logged when the budget's second is over.
 void StatsServer::authentication_failed(evhttp_request* request, const std::string& path,
                                         std::string_view reason) {
-  const auto now = LogBudget::Clock::now();
-  if (auth_failure_lines_.spend(now)) {
-    log_warn("admin authentication failed",
-             {{"peer", peer_of(request)}, {"path", path}, {"reason", reason}});
-  } else if (evtimer_pending(auth_summary_timer_.get(), nullptr) == 0) {
-    add_with_timeout(auth_summary_timer_.get(), std::chrono::ceil<std::chrono::milliseconds>(
-                                                    auth_failure_lines_.window_end() - now));
-  }
-}
-
-void StatsServer::on_auth_summary_cb(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<StatsServer*>(arg);
-  if (const uint64_t count = self->auth_failure_lines_.take_suppressed(); count > 0)
-    log_warn("admin authentication failures suppressed", {{"count", count}});
+  auth_failure_log_.write({{"peer", peer_of(request)}, {"path", path}, {"reason", reason}});
 }
 
 }  // namespace fulcrum

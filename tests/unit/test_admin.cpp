@@ -239,7 +239,7 @@ TEST_CASE("Host check: the address the client reached, or localhost") {
   CHECK(host_allowed("127.0.0.1:80", port80));
   CHECK_FALSE(host_allowed("127.0.0.1:8080", port80));
   // A wildcard listener checks against the address each client reached.
-  CHECK(host_allowed("10.1.2.3:9100", address("10.1.2.3:9100")));
+  CHECK(host_allowed("198.18.2.3:9100", address("198.18.2.3:9100")));
 }
 
 TEST_CASE("Host check: IPv6 in brackets, any spelling of the address") {
@@ -269,27 +269,4 @@ TEST_CASE("loopback_only: only this host reaches the address") {
     CAPTURE(text);
     CHECK_FALSE(loopback_only(address(text)));
   }
-}
-
-TEST_CASE("LogBudget: so many lines a window, the rest counted") {
-  using namespace std::chrono_literals;
-  LogBudget budget(3, 1s);
-  const LogBudget::Clock::time_point t0{100s};
-  CHECK(budget.spend(t0));
-  CHECK(budget.spend(t0 + 100ms));
-  CHECK(budget.spend(t0 + 200ms));
-  CHECK_FALSE(budget.spend(t0 + 300ms));
-  CHECK_FALSE(budget.spend(t0 + 999ms));
-  CHECK(budget.window_end() == t0 + 1s);
-  CHECK(budget.take_suppressed() == 2);
-  CHECK(budget.take_suppressed() == 0);
-  // The next window opens with the next event, however late.
-  CHECK(budget.spend(t0 + 1s));
-  CHECK(budget.window_end() == t0 + 2s);
-  CHECK(budget.spend(t0 + 1500ms));
-  CHECK(budget.spend(t0 + 1600ms));
-  CHECK_FALSE(budget.spend(t0 + 1700ms));
-  CHECK(budget.spend(t0 + 5s));
-  CHECK(budget.window_end() == t0 + 6s);
-  CHECK(budget.take_suppressed() == 1);
 }
