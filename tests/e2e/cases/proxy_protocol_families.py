@@ -20,7 +20,7 @@ The claimed sources are only written in headers: no traffic goes there.
 import socket
 import struct
 
-from harness import TestFailure, connect, expect, expect_eq, expect_eof, free_address, ipv6_loopback_available, \
+from harness import TestFailure, connect, echo_handler, expect, expect_eq, expect_eof, free_address, ipv6_loopback_available, \
     log_stream, parse_address, recv_exact
 
 DEADLINE = 60
@@ -66,11 +66,7 @@ def checking_echo(expected):
         if header != expected:
             raise AssertionError(f'header {header!r}, expected {expected!r}')
         conn.sendall(b'ok\n')
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+        echo_handler(conn, peer)
     return handler
 
 

@@ -8,7 +8,7 @@ then echo; the echo proves no client byte came before or inside the header.
 import socket
 import struct
 
-from harness import connect, expect, expect_eof, expect_eq, format_address, free_address, local_address, \
+from harness import connect, echo_handler, expect, expect_eof, expect_eq, format_address, free_address, local_address, \
     parse_address, recv_exact
 
 DEADLINE = 60
@@ -67,11 +67,7 @@ def proxied_echo(reader):
     def handler(conn, peer):
         src, dst = reader(conn)
         conn.sendall(f'{src} {dst}\n'.encode())
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+        echo_handler(conn, peer)
     return handler
 
 
