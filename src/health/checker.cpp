@@ -80,11 +80,13 @@ class HealthChecker::Check {
       // fulcrum could not make the check (descriptors, memory, source
       // ports): that says nothing about the server, so it is no result for
       // the rise/fall machine, only a local error of the server.
+      // Every checked server meets the same shortage: rate-limited.
       server_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
-      log_warn("health check local error", {{"service", service_.config->name},
-                                            {"server", server_.config->name},
-                                            {"address", server_.config->address.to_string()},
-                                            {"error", errno_string(error)}});
+      static LogRateLimit local_error_log(LogLevel::warn, "health check local error");
+      local_error_log.write({{"service", service_.config->name},
+                             {"server", server_.config->name},
+                             {"address", server_.config->address.to_string()},
+                             {"error", errno_string(error)}});
     } else {
       record(error == 0, error, "active");
     }

@@ -626,9 +626,10 @@ void Session::finish(SessionEnd end) {
   publish_bytes();
   const ServerRuntime* server = server_index_ ? &service_.servers[*server_index_] : nullptr;
   // Only sessions no server could take: a client that gave up or sent a
-  // bad PROXY header is not a rejection.
-  if (end == SessionEnd::no_server || end == SessionEnd::connect_failed ||
-      end == SessionEnd::local_error)
+  // bad PROXY header is not a rejection, nor a relay that failed later.
+  const bool rejected = end == SessionEnd::no_server || end == SessionEnd::connect_failed ||
+                        end == SessionEnd::local_error;
+  if (rejected && server == nullptr)
     service_.state->rejected.fetch_add(1, std::memory_order_relaxed);
   if (end == SessionEnd::shutdown || end == SessionEnd::idle_timeout ||
       end == SessionEnd::max_lifetime) {
