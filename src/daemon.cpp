@@ -30,8 +30,9 @@ namespace fulcrum {
 
 namespace {
 
-// How often the control plane moves the weights of servers in slow start.
-constexpr std::chrono::milliseconds kSlowStartTick{500};
+// How often the control plane moves the weights of servers in slow start
+// and forgets removed servers whose last session ended.
+constexpr std::chrono::milliseconds kControlPlaneTick{500};
 // How long the main loop waits for the log to be written before it tells
 // systemd something (READY=1, STOPPING=1).
 constexpr std::chrono::milliseconds kLogBeforeNotify{100};
@@ -74,7 +75,7 @@ class Daemon final : public ReloadTarget {
 
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
-  static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
+  static void on_control_plane_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
 
@@ -87,7 +88,7 @@ class Daemon final : public ReloadTarget {
   std::unique_ptr<Admission> admission_;
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
-  EventPtr slow_start_timer_;
+  EventPtr control_plane_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
   EventPtr watchdog_timer_;
   Notifier notifier_;
@@ -154,12 +155,13 @@ int Daemon::start(Config config) {
 }
 
 // The main loop's own events: worker exits, the stop's deadline, the
-// slow-start tick, passive health failures, watchdog pings.
+// control plane's tick, passive health failures, watchdog pings.
 void Daemon::create_events() {
   worker_exit_event_.reset(event_new(base_.get(), -1, 0, on_worker_exit_cb, this));
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
-  slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
-  add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
+  control_plane_timer_.reset(
+      event_new(base_.get(), -1, EV_PERSIST, on_control_plane_tick_cb, this));
+  add_with_timeout(control_plane_timer_.get(), kControlPlaneTick);
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   if (const auto interval = notifier_.watchdog_interval()) {
     // From the main loop: if it hangs, the pings stop and systemd acts.
@@ -338,7 +340,7 @@ void Daemon::begin_stop(int signal) {
   add_with_timeout(shutdown_timer_.get(), snapshot().config.global.shutdown_timeout);
 }
 
-void Daemon::on_slow_start_tick_cb(evutil_socket_t, short, void* arg) {
+void Daemon::on_control_plane_tick_cb(evutil_socket_t, short, void* arg) {
   static_cast<Daemon*>(arg)->control_.tick(std::chrono::steady_clock::now());
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 
 namespace fulcrum {
 
@@ -15,6 +16,8 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 // failing), drain and maint (set by an operator) do not. Sessions already
 // running continue in every state.
 enum class ServerStatus : uint8_t { up, down, drain, maint };
+// "up", "down", "drain", "maint": the names /stats and the logs use.
+std::string_view to_string(ServerStatus status);
 
 // The operator's setting (admin API), kept across reloads for servers that
 // stay: ready lets health decide, drain and maint take the server out.
@@ -37,14 +40,16 @@ struct alignas(64) ServerState {
   // The health checks' verdict (true without checks).
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   // The weight the operator (admin API, until the next reload) or else the
-  // configuration file gives the server.
+  // configuration file gives the server; 0 drains it.
   uint32_t assigned_weight() const { return assigned_weight_.load(std::memory_order_relaxed); }
-  // The weight schedulers use: the assigned one, ramped during slow start.
+  // The weight in force for new sessions, which schedulers use: 0 unless
+  // the status is up, else the assigned one, ramped during slow start.
   uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
   // When the server last came up (steady clock ns since its epoch); 0 when
   // it has been up since it was first configured (no slow start then).
   int64_t up_since_ns() const { return up_since_ns_.load(std::memory_order_relaxed); }
-  // When the status last changed (steady clock ns; 0 = never).
+  // When the status last changed, or the server entered the configuration
+  // (steady clock ns).
   int64_t last_change_ns() const { return last_change_ns_.load(std::memory_order_relaxed); }
 
   // Takes one active slot unless the server is at `max_connections`
@@ -94,6 +99,9 @@ class ServerStateWriter {
   // Sets the status; a change to up from any other status restarts slow
   // start. Returns true when the status changed.
   bool set_status(ServerStatus next, SteadyTime now);
+  // Starts the clock of last_change_ns for a state new to the
+  // configuration (start-up, or a server a reload adds); no-op afterwards.
+  void mark_configured(SteadyTime now);
   void set_admin(AdminState admin) { state_.admin_.store(admin, std::memory_order_relaxed); }
   void set_healthy(bool healthy) { state_.healthy_.store(healthy, std::memory_order_relaxed); }
   void set_assigned_weight(uint32_t weight) {

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,16 +48,33 @@ struct Snapshot {
 };
 
 // Live state by service name and by (service, server) name, kept across
-// snapshots so that counters and state survive for what stays.
+// snapshots so that counters and state survive for what stays. What leaves
+// the configuration is forgotten once its last session ends (SPEC.md): added
+// again after that, it starts afresh — zero counters, no operator state, up
+// (health checks then decide). Added again while sessions of the old one
+// still run, it is still the same server and keeps its state, so that its
+// active count (and max_connections) stays true. Main thread.
 class StateRegistry {
  public:
+  // The state of this service / server, made when there is none.
   std::shared_ptr<ServiceState> service(const std::string& service_name);
   std::shared_ptr<ServerState> server(const std::string& service_name,
                                       const std::string& server_name);
 
+  // After a reload to `config`: the services and servers it lacks retire,
+  // and those without a session are forgotten now.
+  void retire_absent(const Config& config);
+  // Forgets the retired states whose last session has ended (periodically).
+  void forget_idle();
+  // How many states are retired but not yet forgotten (tests).
+  size_t retired() const { return retired_services_.size() + retired_servers_.size(); }
+
  private:
+  using ServerKey = std::pair<std::string, std::string>;
   std::map<std::string, std::shared_ptr<ServiceState>> services_;
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<ServerState>> servers_;
+  std::map<ServerKey, std::shared_ptr<ServerState>> servers_;
+  std::set<std::string> retired_services_;
+  std::set<ServerKey> retired_servers_;
 };
 
 // Logs what a reload changed: services added, removed or changed, and per

@@ -74,7 +74,7 @@ inline std::string json_string(std::string_view text) { return quote(text); }
 // `now` is the instant of the whole answer, so that no server's
 // last_change_seconds exceeds the uptime_seconds beside it.
 std::string render_server_json(
-    const ServiceRuntime& service, const ServerRuntime& server, const StatsContext& context,
+    const ServiceRuntime& service, const ServerRuntime& server,
     std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 // GET /stats: the JSON document of SPEC.md.
 std::string render_stats_json(const StatsContext& context);

@@ -87,8 +87,15 @@ std::string servers_report(const Json& stats) {
 
 std::string server_change_report(std::string_view service, const Json& server) {
   const Node node(server, "");
-  return std::string(service) + "/" + node["name"].string() + ": state " + node["state"].string() +
-         ", weight " + count_text(node["weight"]) + "\n";
+  std::string out = std::string(service) + "/" + node["name"].string() + ": state " +
+                    node["state"].string() + ", weight " + count_text(node["weight"]);
+  // The weight in force is 0 out of service and ramps in slow start: show
+  // the one the server will have, when it differs.
+  if (node.has("assigned_weight") && node["assigned_weight"].number() != node["weight"].number())
+    out += " (assigned " + count_text(node["assigned_weight"]) + ")";
+  out += "\n";
+  if (node.has("note")) out += "note: " + node["note"].string() + "\n";
+  return out;
 }
 
 std::string reload_report(const Json& reply) {

@@ -14,15 +14,38 @@ bool ServerState::try_acquire(uint32_t max_connections) {
   return false;
 }
 
+std::string_view to_string(ServerStatus status) {
+  switch (status) {
+    case ServerStatus::up: return "up";
+    case ServerStatus::down: return "down";
+    case ServerStatus::drain: return "drain";
+    case ServerStatus::maint: return "maint";
+  }
+  return "down";
+}
+
+namespace {
+
+int64_t nanoseconds_of(SteadyTime time) {
+  const int64_t ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(time.time_since_epoch()).count();
+  // 0 means "never" in the state's time fields: never store it for a real moment.
+  return ns == 0 ? 1 : ns;
+}
+
+}  // namespace
+
+void ServerStateWriter::mark_configured(SteadyTime now) {
+  if (state_.last_change_ns_.load(std::memory_order_relaxed) == 0)
+    state_.last_change_ns_.store(nanoseconds_of(now), std::memory_order_relaxed);
+}
+
 bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
   const ServerStatus previous = state_.status_.exchange(next, std::memory_order_relaxed);
   if (previous == next) return false;
-  const int64_t ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const int64_t ns = nanoseconds_of(now);
   state_.last_change_ns_.store(ns, std::memory_order_relaxed);
-  // 0 means "up since first configured": never store it for a real moment.
-  if (next == ServerStatus::up)
-    state_.up_since_ns_.store(ns == 0 ? 1 : ns, std::memory_order_relaxed);
+  if (next == ServerStatus::up) state_.up_since_ns_.store(ns, std::memory_order_relaxed);
   return true;
 }
 

@@ -3,6 +3,7 @@
 namespace fulcrum {
 
 std::shared_ptr<ServiceState> StateRegistry::service(const std::string& service_name) {
+  retired_services_.erase(service_name);
   auto& slot = services_[service_name];
   if (!slot) slot = std::make_shared<ServiceState>();
   return slot;
@@ -10,9 +11,42 @@ std::shared_ptr<ServiceState> StateRegistry::service(const std::string& service_
 
 std::shared_ptr<ServerState> StateRegistry::server(const std::string& service_name,
                                                    const std::string& server_name) {
-  auto& slot = servers_[{service_name, server_name}];
+  ServerKey key{service_name, server_name};
+  retired_servers_.erase(key);
+  auto& slot = servers_[std::move(key)];
   if (!slot) slot = std::make_shared<ServerState>();
   return slot;
+}
+
+void StateRegistry::retire_absent(const Config& config) {
+  std::set<std::string> services;
+  std::set<ServerKey> servers;
+  for (const ServiceConfig& service : config.services) {
+    services.insert(service.name);
+    for (const ServerConfig& server : service.servers) servers.insert({service.name, server.name});
+  }
+  for (const auto& [name, state] : services_) {
+    if (!services.contains(name)) retired_services_.insert(name);
+  }
+  for (const auto& [key, state] : servers_) {
+    if (!servers.contains(key)) retired_servers_.insert(key);
+  }
+  forget_idle();
+}
+
+void StateRegistry::forget_idle() {
+  std::erase_if(retired_services_, [this](const std::string& name) {
+    const auto found = services_.find(name);
+    if (found->second->active.load(std::memory_order_relaxed) != 0) return false;
+    services_.erase(found);
+    return true;
+  });
+  std::erase_if(retired_servers_, [this](const ServerKey& key) {
+    const auto found = servers_.find(key);
+    if (found->second->active.load(std::memory_order_relaxed) != 0) return false;
+    servers_.erase(found);
+    return true;
+  });
 }
 
 const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& address) const {

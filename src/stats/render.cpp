@@ -46,23 +46,12 @@ double seconds_since(std::chrono::steady_clock::time_point since,
   return std::chrono::duration<double>(now - since).count();
 }
 
-// up, down, drain or maint as the stats show it: an up server whose weight
-// in force is 0 is draining.
-std::string_view state_name(const ServerRuntime& server, uint32_t weight) {
-  switch (server.state->status()) {
-    case ServerStatus::up: return weight == 0 ? "drain" : "up";
-    case ServerStatus::down: return "down";
-    case ServerStatus::drain: return "drain";
-    case ServerStatus::maint: return "maint";
-  }
-  return "down";
-}
+constexpr ServerStatus kStatuses[] = {ServerStatus::up, ServerStatus::down, ServerStatus::drain,
+                                      ServerStatus::maint};
 
-double last_change_seconds(const ServerRuntime& server, const StatsContext& context,
-                           std::chrono::steady_clock::time_point now) {
-  const int64_t ns = server.state->last_change_ns();
-  const auto since = ns == 0 ? context.started
-                             : std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+double last_change_seconds(const ServerRuntime& server, std::chrono::steady_clock::time_point now) {
+  const std::chrono::steady_clock::time_point since(
+      std::chrono::nanoseconds(server.state->last_change_ns()));
   return seconds_since(since, now);
 }
 
@@ -109,14 +98,14 @@ ProcessFigures process_figures() {
 }  // namespace
 
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
-                               const StatsContext& context,
                                std::chrono::steady_clock::time_point now) {
   const ServerState& st = *server.state;
-  const uint32_t weight = st.assigned_weight();
   std::string out = "{\"name\":" + json_string(server.config->name);
   out += ",\"address\":" + json_string(server.config->address.to_string());
-  out += ",\"state\":" + json_string(state_name(server, weight));
-  out += ",\"weight\":" + std::to_string(weight);
+  out += ",\"state\":" + json_string(to_string(st.status()));
+  out += ",\"weight\":" + std::to_string(st.weight());
+  out += ",\"assigned_weight\":" + std::to_string(st.assigned_weight());
+  out += ",\"configured_weight\":" + std::to_string(server.config->weight);
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
          ",\"max\":" + std::to_string(server.config->max_connections) + "}";
@@ -132,7 +121,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"health\":{\"enabled\":" +
          std::string(service.config->health_check.enabled ? "true" : "false") +
          ",\"checks_failed\":" + load(st.checks_failed) +
-         ",\"last_change_seconds\":" + number(last_change_seconds(server, context, now)) + "}}";
+         ",\"last_change_seconds\":" + number(last_change_seconds(server, now)) + "}}";
   return out;
 }
 
@@ -174,7 +163,7 @@ std::string render_stats_json(const StatsContext& context) {
     for (const ServerRuntime& server : service.servers) {
       if (!first_server) out += ',';
       first_server = false;
-      out += render_server_json(service, server, context, now);
+      out += render_server_json(service, server, now);
     }
     out += "]}";
   }
@@ -259,20 +248,41 @@ std::string render_metrics(const StatsContext& context) {
   }
 
   family("fulcrum_server_up", "gauge",
-         "1 when the server passes its health checks (or has none), else 0; drain and maint do not "
-         "change it.");
+         "1 when the server passes its health checks (or has none), else 0; see "
+         "fulcrum_server_state for drain and maint.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
       const bool up = server.state->healthy();
       sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
     }
   }
-  family("fulcrum_server_weight", "gauge",
-         "Weight in force: configured, or set through the admin API (0 = drain).");
+  family("fulcrum_server_state", "gauge",
+         "1 for the server's current state (up, down, drain, maint), 0 for the others.");
   for (const ServiceRuntime& service : snapshot.services) {
     for (const ServerRuntime& server : service.servers) {
-      const uint32_t weight = server.state->assigned_weight();
-      sample("fulcrum_server_weight", server_label(service, server), std::to_string(weight));
+      const ServerStatus current = server.state->status();
+      for (const ServerStatus status : kStatuses) {
+        sample("fulcrum_server_state",
+               server_label(service, server) + ",state=\"" + std::string(to_string(status)) + "\"",
+               status == current ? "1" : "0");
+      }
+    }
+  }
+  family("fulcrum_server_weight", "gauge",
+         "Weight in force for new sessions: 0 unless the server is up, ramping during slow start, "
+         "else the configured weight or the one set through the admin API.");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      sample("fulcrum_server_weight", server_label(service, server),
+             std::to_string(server.state->weight()));
+    }
+  }
+  family("fulcrum_server_configured_weight", "gauge",
+         "Weight the configuration file gives the server.");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      sample("fulcrum_server_configured_weight", server_label(service, server),
+             std::to_string(server.config->weight));
     }
   }
   family("fulcrum_server_sessions_active", "gauge", "Sessions open on the server now.");

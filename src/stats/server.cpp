@@ -222,27 +222,45 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
 void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service,
                                 const ServerRuntime& server) {
   evbuffer* input = evhttp_request_get_input_buffer(request);
-  std::string body(evbuffer_get_length(input), '\0');
-  evbuffer_copyout(input, body.data(), body.size());
+  std::string request_body(evbuffer_get_length(input), '\0');
+  evbuffer_copyout(input, request_body.data(), request_body.size());
   std::string error;
-  const std::optional<AdminChange> change = parse_admin_change(body, error);
+  const std::optional<AdminChange> change = parse_admin_change(request_body, error);
   if (!change) {
     reply(request, 400, "Bad Request", "text/plain; charset=utf-8", error + "\n");
     return;
   }
+  const ServerState& state = *server.state;
+  const ServerStatus state_before = state.status();
+  const uint32_t weight_before = state.weight();
   context_.control_plane->operator_request(service, server, change->state, change->weight,
                                            std::chrono::steady_clock::now());
 
-  const std::string peer = peer_of(request);
-  static constexpr std::string_view kAdminNames[] = {"ready", "drain", "maint"};
-  log_info("admin change",
-           {{"service", service.config->name},
-            {"server", server.config->name},
-            {"state", change->state ? kAdminNames[static_cast<int>(*change->state)] : "-"},
-            {"weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
-            {"peer", peer}});
-  reply(request, 200, "OK", "application/json",
-        render_server_json(service, server, context_) + "\n");
+  static constexpr std::string_view kRequestNames[] = {"ready", "drain", "maint"};
+  log_info(
+      "admin change",
+      {{"service", service.config->name},
+       {"server", server.config->name},
+       {"request_state", change->state ? kRequestNames[static_cast<int>(*change->state)] : "-"},
+       {"request_weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
+       {"old_state", to_string(state_before)},
+       {"new_state", to_string(state.status())},
+       {"old_weight", weight_before},
+       {"new_weight", state.weight()},
+       {"peer", peer_of(request)}});
+  std::string body = render_server_json(service, server);
+  // `ready` that leaves the server out of service says why, so that an
+  // operator does not take the 200 for "it takes traffic now".
+  if (change->state == AdminState::ready && state.status() != ServerStatus::up) {
+    std::string note = "still " + std::string(to_string(state.status())) + ": ";
+    if (state.status() == ServerStatus::down) {
+      note += "its health checks fail";
+    } else {
+      note += change->weight ? "weight 0 drains it" : "its configured weight is 0";
+    }
+    body.insert(body.size() - 1, ",\"note\":" + json_string(note));
+  }
+  reply(request, 200, "OK", "application/json", body + "\n");
 }
 
 void StatsServer::authentication_failed(evhttp_request* request, const std::string& path,

@@ -105,14 +105,95 @@ TEST_CASE("an operator's drain and maint survive reloads; an operator's weight e
   f.control.install(web(false), f.t0);
   f.control.operator_request(f.service(), f.server(0), AdminState::drain, 7, f.t0);
   CHECK(f.state(0).status() == ServerStatus::drain);
-  CHECK(f.state(0).weight() == 7);
+  CHECK(f.state(0).assigned_weight() == 7);
+  CHECK(f.state(0).weight() == 0);  // in force for new sessions: none
   f.control.install(web(false, 5), f.t0 + 1s);
   CHECK(f.state(0).status() == ServerStatus::drain);
   CHECK(f.state(0).assigned_weight() == 5);
-  CHECK(f.state(0).weight() == 5);
   f.control.operator_request(f.service(), f.server(0), AdminState::maint, std::nullopt, f.t0);
   CHECK(f.state(0).status() == ServerStatus::maint);
+  CHECK(f.state(0).weight() == 0);
   f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 5);
+}
+
+TEST_CASE("weight 0 is a drain: status drain, its own last change; ready restores the weight") {
+  Fixture f;
+  f.control.install(web(false), f.t0);
+  CHECK(f.state(0).last_change_ns() == (f.t0.time_since_epoch()).count());
+  f.control.operator_request(f.service(), f.server(0), std::nullopt, 0, f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  CHECK(f.state(0).weight() == 0);
+  CHECK(f.state(0).last_change_ns() == (f.t0 + 1s).time_since_epoch().count());
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0 + 2s);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).assigned_weight() == 3);
+  CHECK(f.state(0).weight() == 3);
+  CHECK(f.state(0).last_change_ns() == (f.t0 + 2s).time_since_epoch().count());
+  // An explicit weight 0 beside ready is what the operator asked for.
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, 0, f.t0 + 3s);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+}
+
+TEST_CASE("ready cannot undo a weight of 0 in the configuration file") {
+  Fixture f;
+  f.control.install(web(false, 0), f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  CHECK(f.state(0).weight() == 0);
+  f.control.install(web(false, 2), f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 2);
+}
+
+// `web` without server `a`.
+Config web_without_a() {
+  return config_of(
+      "services:\n"
+      "  - name: web\n"
+      "    listen: 127.0.0.1:1\n"
+      "    servers:\n"
+      "      - {name: b, address: 127.0.0.1:3, weight: 100, slow_start: 10s}\n");
+}
+
+TEST_CASE("a server removed by reload and added back starts afresh: up, zero counters") {
+  Fixture f;
+  f.control.install(web(false), f.t0);
+  f.control.operator_request(f.service(), f.server(0), AdminState::drain, std::nullopt, f.t0);
+  const ServerState* old_state = &f.state(0);
+  f.server(0).state->total.fetch_add(16);
+  f.control.install(web_without_a(), f.t0 + 1s);
+  f.control.install(web(false), f.t0 + 2s);
+  CHECK(&f.state(0) != old_state);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).admin() == AdminState::ready);
+  CHECK(f.state(0).weight() == 3);
+  CHECK(f.state(0).total.load() == 0);
+  CHECK(f.state(0).last_change_ns() == (f.t0 + 2s).time_since_epoch().count());
+  // The server that stayed kept its state and clock.
+  CHECK(f.state(1).last_change_ns() == f.t0.time_since_epoch().count());
+}
+
+TEST_CASE("a removed server with sessions is forgotten once the last one ends") {
+  Fixture f;
+  f.control.install(web(false), f.t0);
+  f.control.operator_request(f.service(), f.server(0), AdminState::maint, std::nullopt, f.t0);
+  const std::shared_ptr<ServerState> old_state = f.server(0).state;
+  REQUIRE(old_state->try_acquire(0));  // a session still runs on it
+  f.control.install(web_without_a(), f.t0 + 1s);
+  f.control.tick(f.t0 + 2s);
+  // Back while its session runs: still the same server, still in maint.
+  f.control.install(web(false), f.t0 + 3s);
+  CHECK(f.server(0).state == old_state);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  // Removed again; its session ends; the next tick forgets it.
+  f.control.install(web_without_a(), f.t0 + 4s);
+  old_state->release();
+  f.control.tick(f.t0 + 5s);
+  f.control.install(web(false), f.t0 + 6s);
+  CHECK(f.server(0).state != old_state);
   CHECK(f.state(0).status() == ServerStatus::up);
 }
 
@@ -189,4 +270,19 @@ TEST_CASE("ServerState keeps what schedulers read off the counters' cache line")
   const auto* counters = reinterpret_cast<const char*>(&state.active);
   CHECK(counters - base == 64);
   CHECK(alignof(ServerState) == 64);
+}
+
+TEST_CASE("a service removed by reload and added back starts with zero counters") {
+  const auto two = [] {
+    return config_of(
+        "services:\n"
+        "  - {name: web, listen: 127.0.0.1:1, servers: [{address: 127.0.0.1:2}]}\n"
+        "  - {name: api, listen: 127.0.0.1:3, servers: [{address: 127.0.0.1:4}]}\n");
+  };
+  Fixture f;
+  f.control.install(two(), f.t0);
+  f.control.snapshot()->services.at(1).state->total.fetch_add(5);
+  f.control.install(web(false), f.t0 + 1s);
+  f.control.install(two(), f.t0 + 2s);
+  CHECK(f.control.snapshot()->services.at(1).state->total.load() == 0);
 }

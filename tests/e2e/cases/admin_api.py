@@ -1,7 +1,10 @@
 """The write API over plain HTTP: 403 without a token file, 401 without or
 with a wrong token, a drain that really stops new sessions, ready that
-restores them, strict bodies (400), unknown names (404), names that need
-percent-encoding, and one `admin change` log line per change with the peer.
+restores them, a weight given with maint that stays after ready, ready of a
+server the file weights 0 (200, still drain, with a note saying why), strict
+bodies (400), unknown names (404), names that need percent-encoding, and one
+`admin change` log line per change with the peer, the request and the old
+and new state and weight in force.
 """
 
 import json
@@ -44,7 +47,8 @@ def run(t):
         'stats': {'listen': stats, 'admin_token_file': token_file},
         'services': [
             {'name': 'web', 'listen': listen, 'scheduler': 'rr',
-             'servers': [{'name': 'a', 'address': a.address}, {'name': 'b', 'address': b.address}]},
+             'servers': [{'name': 'a', 'address': a.address}, {'name': 'b', 'address': b.address},
+                         {'name': 'z', 'address': b.address, 'weight': 0}]},
             {'name': 'six', 'listen': free_address(), 'servers': [{'address': v6.address}]},
         ],
     })
@@ -70,9 +74,17 @@ def run(t):
     reply = post(stats, path_b, '{"state":"maint","weight":7}', token=TOKEN)
     expect_eq(reply.status, 200, 'maint with a weight')
     body = json.loads(reply.body)
-    expect_eq((body['state'], body['weight']), ('maint', 7), 'state and weight in the reply')
+    expect_eq((body['state'], body['weight'], body['assigned_weight'], body['configured_weight']), ('maint', 0, 7, 1),
+              'state and weights (in force, assigned, configured) in the reply')
     expect_eq(split(listen, 3), {'a': 3}, 'sessions while b is in maintenance')
-    post(stats, path_b, '{"state":"ready"}', token=TOKEN)
+    body = json.loads(post(stats, path_b, '{"state":"ready"}', token=TOKEN).body)
+    expect_eq((body['state'], body['weight'], 'note' in body), ('up', 7, False), 'ready keeps the weight set with maint')
+
+    # ready cannot undo the file's weight 0, and says so.
+    reply = post(stats, server_path('web', 'z'), '{"state":"ready"}', token=TOKEN)
+    body = json.loads(reply.body)
+    expect_eq((reply.status, body['state'], body['weight'], body['note']),
+              (200, 'drain', 0, 'still drain: its configured weight is 0'), 'ready of a server weighted 0 in the file')
 
     for bad, reason in [('', 'expected a JSON object'), ('{}', 'nothing to change'),
                         ('{"state":"up"}', 'state must be'), ('{"weight":5000}', 'weight must be'),
@@ -90,9 +102,12 @@ def run(t):
 
     d.stop()
     changes = [r for r in d.logs() if r.message == 'admin change']
-    expect_eq(len(changes), 5, 'admin change log lines (drain, ready, maint+weight, ready, v6 drain)')
-    expect_eq([(r.fields['server'], r.fields['state'], r.fields['weight']) for r in changes[:3]],
-              [('b', 'drain', '-'), ('b', 'ready', '-'), ('b', 'maint', '7')], 'logged changes')
+    expect_eq(len(changes), 6, 'admin change log lines (drain, ready, maint+weight, ready, ready z, v6 drain)')
+    expect_eq([tuple(r.fields[key] for key in ('server', 'request_state', 'request_weight', 'old_state', 'new_state',
+                                               'old_weight', 'new_weight')) for r in changes[:5]],
+              [('b', 'drain', '-', 'up', 'drain', '1', '0'), ('b', 'ready', '-', 'drain', 'up', '0', '1'),
+               ('b', 'maint', '7', 'up', 'maint', '1', '0'), ('b', 'ready', '-', 'maint', 'up', '0', '7'),
+               ('z', 'ready', '-', 'drain', 'drain', '0', '0')], 'logged changes')
     expect(all(r.fields['peer'].startswith('127.0.0.1:') for r in changes), 'peer address in every change')
 
     # Without a token file, the write API answers 403 whatever is sent.

@@ -18,8 +18,10 @@ session on `side` and one on `web`/a stay open, then:
   - `drain web a`: the confirmation line, a gets no new session (10 go to
     b) while its open session still relays, `ready` (with --json and
     FULCRUM_TOKEN_FILE) restores the 1:1 split; `weight web a 3` makes the
-    split 30:10 over 40 sessions, `weight web a 0` sends nothing to a, and
-    `maint web b` with a back at weight 1 sends everything to a;
+    split 30:10 over 40 sessions, `weight web a 0` sends nothing to a,
+    `ready web a` then brings back its configured weight 1, and `maint web
+    b` sends everything to a; confirmations show the weight in force and,
+    when it differs, the assigned one;
   - errors, each one line on stderr and exit 1: a wrong token (401), no
     token (401), an unknown server (404), an unreadable token file, a bad
     weight in the daemon's eyes never leaves fulcrumctl (exit 2, usage);
@@ -281,7 +283,7 @@ def run(t):
 
     # --- drain: no new sessions for a, its open session goes on
     out = ok(ctl('--token-file', token_file, 'drain', 'web', 'a', url=url), 'drain web a')
-    expect_eq(out, 'web/a: state drain, weight 1\n', 'drain web a: confirmation')
+    expect_eq(out, 'web/a: state drain, weight 0 (assigned 1)\n', 'drain web a: confirmation')
     expect_eq(get_stats(stats_address)['services'][0]['servers'][0]['state'], 'drain', '/stats state of a')
     expect_eq(split(web, 10, 'web session while a drains'), {'b': 10}, 'web: sessions while a drains')
     held_a.sendall(b'still here\n')
@@ -304,11 +306,13 @@ def run(t):
     out = ok(ctl('--token-file', token_file, 'weight', 'web', 'a', '0', url=url), 'weight web a 0')
     expect_eq(out, 'web/a: state drain, weight 0\n', 'weight web a 0: confirmation')
     expect_eq(dict(split(web, 6, 'web session at weight 0')), {'b': 6}, 'web: sessions with a at weight 0')
+    # ready ends a drain by weight 0 too: back to the file's weight.
+    out = ok(ctl('--token-file', token_file, 'ready', 'web', 'a', url=url), 'ready web a after weight 0')
+    expect_eq(out, 'web/a: state up, weight 1\n', 'ready web a after weight 0: confirmation')
 
     # --- maint b, a back at 1: everything to a
-    ok(ctl('--token-file', token_file, 'weight', 'web', 'a', '1', url=url), 'weight web a 1')
     out = ok(ctl('--token-file', token_file, 'maint', 'web', 'b', url=url), 'maint web b')
-    expect_eq(out, 'web/b: state maint, weight 1\n', 'maint web b: confirmation')
+    expect_eq(out, 'web/b: state maint, weight 0 (assigned 1)\n', 'maint web b: confirmation')
     expect_eq(dict(split(web, 6, 'web session with b in maintenance')), {'a': 6}, 'web: sessions with b in maint')
     ok(ctl('--token-file', token_file, 'ready', 'web', 'b', url=url), 'ready web b')
     expect_eq(dict(split(web, 4, 'web session after ready b')), {'a': 2, 'b': 2}, 'web: sessions after ready b')
