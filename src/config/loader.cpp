@@ -18,6 +18,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <regex>
 #include <span>
 #include <sstream>
 
@@ -172,6 +173,24 @@ std::optional<int> transparent_family(const ServiceConfig& service) {
     return std::nullopt;
   }
   return service.listen.front().family();
+}
+
+// The first `[IPv6]:PORT` written without quotes on the line of `mark`:
+// YAML reads its brackets as a list, which turns the line into a syntax
+// error (`listen: [::]:80`).
+std::optional<std::string> unquoted_ipv6_on_line(const std::string& text, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0) return std::nullopt;
+  std::size_t start = 0;
+  for (int line = 0; line < mark.line && start != std::string::npos; ++line) {
+    start = text.find('\n', start);
+    if (start != std::string::npos) ++start;
+  }
+  if (start == std::string::npos) return std::nullopt;
+  const std::string line = text.substr(start, text.find('\n', start) - start);
+  static const std::regex kUnquoted(R"((^|[^"'A-Za-z0-9_])(\[[0-9A-Za-z.%]*:[0-9A-Za-z.:%]*\]:[0-9]+))");
+  std::smatch match;
+  if (!std::regex_search(line, match, kUnquoted)) return std::nullopt;
+  return match[2].str();
 }
 
 // ` (first at line N)`, the end of a duplicate's error.
@@ -332,7 +351,18 @@ void Loader::type_error(const Entry& entry, std::string_view expected) {
     error(entry.key, "missing value for " + quote(entry.name));
     return;
   }
-  error(entry.value, "expected " + std::string(expected) + ", got " + describe(entry.value));
+  std::string message = "expected " + std::string(expected) + ", got " + describe(entry.value);
+  // `["[::]:80", [::1]:81]` is valid YAML: its second item is the mapping
+  // {[::1]: 81}.
+  if (entry.value.IsMap() && entry.value.size() == 1) {
+    const auto pair = *entry.value.begin();
+    if (pair.first.IsSequence() && pair.first.size() == 1 && pair.first[0].IsScalar() &&
+        pair.second.IsScalar()) {
+      message += " (an [IPv6]:PORT address must be quoted: \"[" + pair.first[0].Scalar() +
+                 "]:" + pair.second.Scalar() + "\")";
+    }
+  }
+  error(entry.value, std::move(message));
 }
 
 // True for the first occurrence of `key`; a repeat is reported at `at`.
@@ -619,14 +649,15 @@ void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
   if (const Entry* e = m->find("idle")) assign(service.idle_timeout, duration(*e, true));
 }
 
-// `false`, or a mapping that enables the check.
+// `false`, `true` (checks with the settings inherited: those of `defaults`
+// or the built-in ones), or a mapping that enables the check.
 void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_check) {
-  if (entry.value.IsScalar() && entry.value.Scalar() == "false") {
-    health_check.enabled = false;
+  if (entry.value.IsScalar() && (entry.value.Scalar() == "false" || entry.value.Scalar() == "true")) {
+    health_check.enabled = entry.value.Scalar() == "true";
     return;
   }
   if (!entry.value.IsMap()) {
-    type_error(entry, "false or a mapping");
+    type_error(entry, "true, false or a mapping");
     return;
   }
   const std::size_t errors_before = errors_.size();
@@ -801,15 +832,19 @@ std::optional<SocketAddress> Loader::server_address(const Entry& entry,
 ConfigLoad Loader::load(std::string_view text) {
   Config config;
   config.path = file_;
+  const std::string yaml(text);
   try {
-    const std::string yaml(text);
     check_single_document(yaml);
     if (errors_.empty()) parse_root(YAML::Load(yaml), config);
   } catch (const YAML::DeepRecursion& e) {
     error(e.mark,
           "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
   } catch (const YAML::Exception& e) {
-    error(e.mark, "invalid YAML: " + escape(e.msg));
+    std::string message = "invalid YAML: " + escape(e.msg);
+    if (const std::optional<std::string> address = unquoted_ipv6_on_line(yaml, e.mark)) {
+      message += " (an [IPv6]:PORT address must be quoted: \"" + *address + "\")";
+    }
+    error(e.mark, std::move(message));
   }
 
   std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
