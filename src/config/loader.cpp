@@ -198,6 +198,13 @@ std::string first_at(const YAML::Mark& mark) {
   return " (first at line " + std::to_string(mark.line + 1) + ")";
 }
 
+// The 1-based position of a key.
+Position position_of(const YAML::Node& key) {
+  const YAML::Mark mark = key.Mark();
+  if (mark.is_null()) return Position{1, 1};
+  return Position{mark.line + 1, mark.column + 1};
+}
+
 template <class T, class U>
 void assign(T& field, const std::optional<U>& value) {
   if (value) field = static_cast<T>(*value);
@@ -556,6 +563,7 @@ void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
   if (!m) return;
   stats.enabled = true;
   if (const Entry* e = require(*m, "listen")) {
+    stats.listen_at = position_of(e->key);
     if (const std::optional<std::string> value = text(*e)) {
       AddressParse parsed = parse_address(*value);
       if (!parsed.error.empty()) {
@@ -567,13 +575,19 @@ void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
       }
     }
   }
-  if (const Entry* e = m->find("admin_token_file")) assign(stats.admin_token_file, text(*e));
+  if (const Entry* e = m->find("admin_token_file")) {
+    assign(stats.admin_token_file, text(*e));
+    stats.admin_token_file_at = position_of(e->key);
+  }
 }
 
 void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
   const std::optional<Mapping> m = mapping(entry, Section::global, true);
   if (!m) return;
-  if (const Entry* e = m->find("workers")) assign(global.workers, workers(*e));
+  if (const Entry* e = m->find("workers")) {
+    assign(global.workers, workers(*e));
+    global.workers_at = position_of(e->key);
+  }
   if (const Entry* e = m->find("max_connections")) {
     assign(global.max_connections, integer(*e, 1, 10'000'000));
   }
@@ -582,6 +596,7 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
   // not know.
   if (const Entry* e = m->find("user")) {
     assign(global.user, text(*e));
+    global.user_at = position_of(e->key);
     if (!global.user.empty() && ::getpwnam(global.user.c_str()) == nullptr) {
       error(e->value, "unknown user " + quote(global.user));
     }
@@ -617,6 +632,7 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   if (const Entry* e = m.find("hash_key")) assign(service.hash_key, choice<HashKey>(*e, kHashKeys));
   if (const Entry* e = m.find("address_mode")) {
     assign(service.address_mode, choice<AddressMode>(*e, kAddressModes));
+    service.address_mode_at = position_of(e->key);
   }
   if (const Entry* e = m.find("source")) assign(service.source, source(*e));
   if (const Entry* e = m.find("proxy_protocol")) {
@@ -863,7 +879,12 @@ std::string_view to_string(SchedulerKind kind) {
 }
 
 std::string ConfigError::to_string() const {
+  if (line == 0) return file + ": " + message;
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+ConfigError config_error(const Config& config, Position at, std::string message) {
+  return ConfigError{config.path, at.line, at.column, std::move(message)};
 }
 
 ConfigLoad load_config_text(std::string_view text, const std::string& file_name) {
