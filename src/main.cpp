@@ -43,16 +43,13 @@ int usage_error(const std::string& message) {
   return fulcrum::kExitUsage;
 }
 
-// --check: the loader's errors, then what start-up checks before binding
-// (preflight), each `FILE:LINE:COL: message`; warnings as
-// `FILE:LINE:COL: warning: message`.
+// --check after the loader: what start-up checks before binding
+// (preflight), each error as `FILE:LINE:COL: message`, each warning as
+// `warning: FILE:LINE:COL: message` (as fulcrumctl shows a reload's).
 int check(const fulcrum::Config& config) {
   const fulcrum::Preflight checked = fulcrum::preflight(config, nullptr);
-  for (const auto& warning : checked.warnings) {
-    fulcrum::ConfigWarning marked = warning;
-    marked.message = "warning: " + marked.message;
-    std::fprintf(stderr, "%s\n", marked.to_string().c_str());
-  }
+  for (const auto& warning : checked.warnings)
+    std::fprintf(stderr, "warning: %s\n", warning.to_string().c_str());
   for (const auto& error : checked.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
   if (!checked.errors.empty()) return fulcrum::kExitBadConfig;
   std::puts("configuration ok");

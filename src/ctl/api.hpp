@@ -18,8 +18,12 @@ struct HttpOutcome;
 
 struct ApiResult {
   bool ok = false;
-  std::string body;   // ok: the reply's body
-  std::string error;  // not ok: one line, without the program name
+  // The reply's body: when ok, and for a reload the daemon refused (its
+  // JSON, which --json prints).
+  std::string body;
+  // Not ok: what went wrong, without the program name; one line, or for a
+  // refused reload one line and then each error and warning on its own.
+  std::string error;
 };
 
 class Api {

@@ -252,6 +252,14 @@ TEST_CASE("ctl report: confirmations") {
   CHECK(reload_report(json(R"({"ok":true,"generation":2})")) ==
         "reloaded: configuration generation 2\n");
   CHECK(reload_report(json(R"({"ok":true})")) == "reloaded\n");
+  CHECK(reload_report(json(
+            R"({"ok":true,"generation":4,"errors":[],"warnings":["f.yaml:2:3: global.workers )"
+            R"(changes need a restart; 2 workers keep running, not 4","f.yaml:5:3: stats.listen )"
+            R"(changes need a restart; the stats endpoint stays off"]})")) ==
+        "reloaded: configuration generation 4\n"
+        "warning: f.yaml:2:3: global.workers changes need a restart; 2 workers keep running, not "
+        "4\n"
+        "warning: f.yaml:5:3: stats.listen changes need a restart; the stats endpoint stays off\n");
 }
 
 TEST_CASE("ctl report: a reply without a field it shows is an error naming the field") {
