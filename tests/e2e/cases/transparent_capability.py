@@ -22,8 +22,8 @@ import os
 import signal
 import subprocess
 
-from harness import PatternStream, TestSkip, binary, connect, echo_handler, expect, expect_eq, free_address, local_address, \
-    recv_line, upload_and_check_echo, write_config
+from harness import PatternStream, TestSkip, binary, connect, echo_handler, expect, expect_eq, free_address, \
+    local_address, recv_line, upload_and_check_echo, write_config
 
 DEADLINE = 60
 CAP_NET_RAW = 13
