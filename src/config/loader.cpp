@@ -18,7 +18,6 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <regex>
 #include <span>
 #include <sstream>
 
@@ -175,9 +174,16 @@ std::optional<int> transparent_family(const ServiceConfig& service) {
   return service.listen.front().family();
 }
 
+// Whether `c` may appear in an IPv6 literal with a zone (`fe80::1%eth0`).
+bool is_ipv6_literal_char(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ':' || c == '.' ||
+         c == '%';
+}
+
 // The first `[IPv6]:PORT` written without quotes on the line of `mark`:
 // YAML reads its brackets as a list, which turns the line into a syntax
-// error (`listen: [::]:80`).
+// error (`listen: [::]:80`). A scan rather than std::regex, whose
+// recursion a long line could take past the stack.
 std::optional<std::string> unquoted_ipv6_on_line(const std::string& text, const YAML::Mark& mark) {
   if (mark.is_null() || mark.line < 0) return std::nullopt;
   std::size_t start = 0;
@@ -186,11 +192,25 @@ std::optional<std::string> unquoted_ipv6_on_line(const std::string& text, const 
     if (start != std::string::npos) ++start;
   }
   if (start == std::string::npos) return std::nullopt;
-  const std::string line = text.substr(start, text.find('\n', start) - start);
-  static const std::regex kUnquoted(R"((^|[^"'A-Za-z0-9_])(\[[0-9A-Za-z.%]*:[0-9A-Za-z.:%]*\]:[0-9]+))");
-  std::smatch match;
-  if (!std::regex_search(line, match, kUnquoted)) return std::nullopt;
-  return match[2].str();
+  const std::string_view line =
+      std::string_view(text).substr(start, text.find('\n', start) - start);
+  for (std::size_t open = line.find('['); open != std::string_view::npos;
+       open = line.find('[', open + 1)) {
+    if (open > 0 && (line[open - 1] == '"' || line[open - 1] == '\'' ||
+                     is_ipv6_literal_char(line[open - 1]))) {
+      continue;
+    }
+    std::size_t close = open + 1;
+    while (close < line.size() && is_ipv6_literal_char(line[close])) ++close;
+    std::size_t port_end = close + 2;
+    while (port_end < line.size() && is_digit(line[port_end])) ++port_end;
+    const std::string_view inside = line.substr(open + 1, close - open - 1);
+    if (close + 2 < port_end && line[close] == ']' && line[close + 1] == ':' &&
+        inside.find(':') != std::string_view::npos) {
+      return std::string(line.substr(open, port_end - open));
+    }
+  }
+  return std::nullopt;
 }
 
 // ` (first at line N)`, the end of a duplicate's error.
