@@ -48,7 +48,8 @@ std::optional<int64_t> compound_milliseconds(std::string_view text) {
     const Unit* unit = find_unit(text.substr(digits, letters - digits));
     uint64_t count = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + digits, count);
-    if (digits == 0 || !unit || ec != std::errc{} || end != text.data() + digits) return std::nullopt;
+    if (digits == 0 || !unit || ec != std::errc{} || end != text.data() + digits)
+      return std::nullopt;
     const auto limit = static_cast<uint64_t>(kMaxMilliseconds / unit->milliseconds);
     total += static_cast<int64_t>(std::min(count, limit + 1)) * unit->milliseconds;
     total = std::min(total, kMaxMilliseconds + 1);
@@ -84,8 +85,7 @@ std::optional<Duration> parse_duration(std::string_view text, std::string* error
   if (!unit) {
     if (const std::optional<int64_t> total = compound_milliseconds(text)) {
       if (*total > kMaxMilliseconds) return fail("longer than 365 days");
-      return fail("compound durations are not supported, use " +
-                  format_duration(Duration(*total)));
+      return fail("compound durations are not supported, use " + format_duration(Duration(*total)));
     }
     return fail("unknown unit " + quote(suffix) + " (expected ms, s, m or h)");
   }

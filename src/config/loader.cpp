@@ -196,8 +196,8 @@ std::optional<std::string> unquoted_ipv6_on_line(const std::string& text, const 
       std::string_view(text).substr(start, text.find('\n', start) - start);
   for (std::size_t open = line.find('['); open != std::string_view::npos;
        open = line.find('[', open + 1)) {
-    if (open > 0 && (line[open - 1] == '"' || line[open - 1] == '\'' ||
-                     is_ipv6_literal_char(line[open - 1]))) {
+    if (open > 0 &&
+        (line[open - 1] == '"' || line[open - 1] == '\'' || is_ipv6_literal_char(line[open - 1]))) {
       continue;
     }
     std::size_t close = open + 1;
@@ -688,7 +688,8 @@ void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
 // `false`, `true` (checks with the settings inherited: those of `defaults`
 // or the built-in ones), or a mapping that enables the check.
 void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_check) {
-  if (entry.value.IsScalar() && (entry.value.Scalar() == "false" || entry.value.Scalar() == "true")) {
+  if (entry.value.IsScalar() &&
+      (entry.value.Scalar() == "false" || entry.value.Scalar() == "true")) {
     health_check.enabled = entry.value.Scalar() == "true";
     return;
   }

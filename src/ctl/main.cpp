@@ -14,8 +14,7 @@ namespace {
 
 // The one mistake, and where the usage is: the whole help would bury it.
 int usage_error(const std::string& message) {
-  std::fprintf(stderr, "fulcrumctl: %s\nTry 'fulcrumctl --help' for the usage.\n",
-               message.c_str());
+  std::fprintf(stderr, "fulcrumctl: %s\nTry 'fulcrumctl --help' for the usage.\n", message.c_str());
   return fulcrum::ctl::kExitUsage;
 }
 

@@ -104,7 +104,8 @@ std::string reload_report(const Json& reply) {
   // What the reload applied without: a restart would (daemons before the
   // list sent none).
   if (node.has("warnings")) {
-    for (const Node& warning : node["warnings"].elements()) out += "warning: " + warning.string() + "\n";
+    for (const Node& warning : node["warnings"].elements())
+      out += "warning: " + warning.string() + "\n";
   }
   return out;
 }

@@ -19,10 +19,10 @@ void check_token_file(const Config& config, Preflight& out) {
     return;
   }
   if (file.readable_by_others()) {
-    out.warnings.push_back(config_error(
-        config, stats.admin_token_file_at,
-        "admin_token_file " + stats.admin_token_file + " is readable by group or others (mode " +
-            file.mode_text() + "): chmod 600 it"));
+    out.warnings.push_back(config_error(config, stats.admin_token_file_at,
+                                        "admin_token_file " + stats.admin_token_file +
+                                            " is readable by group or others (mode " +
+                                            file.mode_text() + "): chmod 600 it"));
   }
   out.admin_token = std::move(file.token);
 }

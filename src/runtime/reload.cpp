@@ -45,12 +45,11 @@ std::vector<ConfigWarning> restart_warnings(const Config& config, const Config& 
   }
   if (config.stats.enabled != started.stats.enabled ||
       !(config.stats.listen == started.stats.listen)) {
-    const std::string now = started.stats.enabled
-                                ? "stays at " + started.stats.listen.to_string()
-                                : "stays off";
-    warnings.push_back(config_error(config, config.stats.listen_at,
-                                    "stats.listen changes need a restart; the stats endpoint " +
-                                        now));
+    const std::string now =
+        started.stats.enabled ? "stays at " + started.stats.listen.to_string() : "stays off";
+    warnings.push_back(
+        config_error(config, config.stats.listen_at,
+                     "stats.listen changes need a restart; the stats endpoint " + now));
   }
   return warnings;
 }

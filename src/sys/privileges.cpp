@@ -106,7 +106,8 @@ std::string transparent_capability_missing(const Config& config) {
   if (!any_transparent(config)) return "";
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
-  if (::syscall(SYS_capget, &header, data) != 0) return std::string("capget: ") + std::strerror(errno);
+  if (::syscall(SYS_capget, &header, data) != 0)
+    return std::string("capget: ") + std::strerror(errno);
   const auto has = [&data](uint32_t __user_cap_data_struct::*set, int capability) {
     return (data[CAP_TO_INDEX(capability)].*set & CAP_TO_MASK(capability)) != 0;
   };
@@ -117,7 +118,8 @@ std::string transparent_capability_missing(const Config& config) {
                                       has(&__user_cap_data_struct::effective, CAP_NET_ADMIN);
   if (enough) return "";
   return switching ? "address_mode transparent needs CAP_NET_RAW, which fulcrum keeps when it "
-                     "switches to user \"" + config.global.user + "\"; this process does not have it"
+                     "switches to user \"" +
+                         config.global.user + "\"; this process does not have it"
                    : "address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN";
 }
 

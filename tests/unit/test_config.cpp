@@ -994,25 +994,31 @@ services:
 }
 
 TEST_CASE("an [IPv6]:PORT written without quotes gets a hint to quote it") {
-  CHECK(errors_of(R"(
+  CHECK(
+      errors_of(R"(
 services:
   - name: web
     listen: [::]:80
     servers: [{address: "[::1]:9001"}]
-)") == R"(test.yaml:3:17: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::]:80"))");
-  CHECK(errors_of(R"(
+)") ==
+      R"(test.yaml:3:17: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::]:80"))");
+  CHECK(
+      errors_of(R"(
 services:
   - name: web
     listen: ["[::1]:8080", [::1]:8081]
     servers:
       - address: [::1]:9001
-)") == R"(test.yaml:5:23: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::1]:9001"))");
-  CHECK(errors_of(R"(
+)") ==
+      R"(test.yaml:5:23: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::1]:9001"))");
+  CHECK(
+      errors_of(R"(
 services:
   - name: web
     listen: ["[::1]:8080", [::1]:8081]
     servers: [{address: "[::1]:9001"}]
-)") == R"(test.yaml:3:28: expected a scalar, got a mapping (an [IPv6]:PORT address must be quoted: "[::1]:8081"))");
+)") ==
+      R"(test.yaml:3:28: expected a scalar, got a mapping (an [IPv6]:PORT address must be quoted: "[::1]:8081"))");
   // Quoted, the same addresses are fine.
   CHECK(errors_of(R"(
 services:

@@ -84,8 +84,9 @@ TEST_CASE("preflight: a token file others may read is used, with a warning") {
   const TempFile loose("s3cret", 0640);
   const Preflight checked = preflight(load(with_token_file(loose.path())), nullptr);
   CHECK(texts(checked.errors).empty());
-  CHECK(texts(checked.warnings) == "test.yaml:5:3: admin_token_file " + loose.path() +
-                                       " is readable by group or others (mode 0640): chmod 600 it\n");
+  CHECK(texts(checked.warnings) ==
+        "test.yaml:5:3: admin_token_file " + loose.path() +
+            " is readable by group or others (mode 0640): chmod 600 it\n");
   CHECK(checked.admin_token == std::optional<std::string>("s3cret"));
 }
 

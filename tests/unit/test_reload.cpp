@@ -167,13 +167,12 @@ TEST_CASE("reload: once stopping, requests are refused and a reload in flight is
 
 TEST_CASE("reload: every error of the file is in the status, not only the first") {
   Fixture f;
-  f.write("global:\n  bogus: 1\nservices:\n" + service_yaml("web", f.port) +
-          "    retries: 99\n");
+  f.write("global:\n  bogus: 1\nservices:\n" + service_yaml("web", f.port) + "    retries: 99\n");
   const ReloadStatus status = f.reload();
   CHECK_FALSE(status.ok);
-  CHECK(status.errors == std::vector<std::string>{
-                             f.path + ":2:3: unknown key \"bogus\" in global",
-                             f.path + ":7:14: expected an integer from 0 to 10, got \"99\""});
+  CHECK(status.errors ==
+        std::vector<std::string>{f.path + ":2:3: unknown key \"bogus\" in global",
+                                 f.path + ":7:14: expected an integer from 0 to 10, got \"99\""});
   CHECK(status.error == status.errors.front());
   CHECK(status.warnings.empty());
 }
