@@ -227,23 +227,25 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
 // and the nearest known one.
 void StatsServer::route_server(evhttp_request* request, const std::string& service_name,
                                const std::string& server_name) {
+  const std::vector<ServiceRuntime>& services = context_.snapshot->services;
+  const auto service = std::find_if(services.begin(), services.end(), [&](const ServiceRuntime& s) {
+    return s.config->name == service_name;
+  });
   std::vector<std::string> names;
-  for (const ServiceRuntime& service : context_.snapshot->services) {
-    names.push_back(service.config->name);
-    if (service.config->name != service_name) continue;
-    names.clear();
-    for (const ServerRuntime& server : service.servers) {
-      if (server.config->name == server_name) {
-        change_server(request, service, server);
-        return;
-      }
-      names.push_back(server.config->name);
-    }
-    not_found(request, "no such server " + quote(server_name) + " in service " +
-                           quote(service_name) + suggestion(server_name, names));
+  if (service == services.end()) {
+    for (const ServiceRuntime& s : services) names.push_back(s.config->name);
+    not_found(request, "no such service " + quote(service_name) + suggestion(service_name, names));
     return;
   }
-  not_found(request, "no such service " + quote(service_name) + suggestion(service_name, names));
+  for (const ServerRuntime& server : service->servers) {
+    if (server.config->name == server_name) {
+      change_server(request, *service, server);
+      return;
+    }
+    names.push_back(server.config->name);
+  }
+  not_found(request, "no such server " + quote(server_name) + " in service " + quote(service_name) +
+                         suggestion(server_name, names));
 }
 
 void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service,
