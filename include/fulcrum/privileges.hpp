@@ -31,9 +31,10 @@ bool any_transparent(const Config& config);
 std::string transparent_capability_missing(const Config& config);
 
 // Transparent services need IP_TRANSPARENT for each address family of their
-// servers. Tried up front, so a missing capability stops the start (or the
-// reload) with a clear reason instead of failing every session. Returns an
-// empty string or the reason.
+// servers: tried on a socket once start-up's privileges are final, the
+// kernel's word after transparent_capability_missing's reading, so that a
+// missing capability stops the start with a clear reason instead of failing
+// every session. Returns an empty string or the reason.
 std::string check_transparent_capability(const Config& config);
 
 }  // namespace fulcrum
