@@ -9,12 +9,6 @@
 
 namespace fulcrum::ctl {
 
-namespace {
-
-// A failed reload's JSON (`{"ok":false,"generation":N,"error":"...",
-// "errors":[...],"warnings":[...]}`) as lines: one error fits on the first
-// line, several follow it one a line; then the warnings. Empty when the
-// body is not of that shape. Daemons before the lists sent `error` alone.
 std::string reload_failure(std::string_view body) {
   const std::optional<Json> reply = Json::parse(body);
   const Json* error = reply ? reply->find("error") : nullptr;
@@ -45,16 +39,12 @@ std::string reload_failure(std::string_view body) {
   return text;
 }
 
-// The daemon's own 404 line when it names what is unknown
-// (`no such server "x" in service "web"; did you mean "y"?`), else ours.
 std::string not_found(std::string_view body, std::string_view what) {
   const std::string line = body_summary(body);
   if (line.starts_with("no such server \"") || line.starts_with("no such service \""))
     return line + " (404)";
   return "no such service or server: " + std::string(what) + " (404)";
 }
-
-}  // namespace
 
 std::string body_summary(std::string_view body, size_t limit) {
   std::string_view text = trim_whitespace(body);

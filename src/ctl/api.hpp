@@ -52,6 +52,19 @@ class Api {
   std::chrono::seconds timeout_;
 };
 
+// A refused reload's JSON (`{"ok":false,"generation":N,"error":"...",
+// "errors":[...],"warnings":[...]}`) as what fulcrumctl prints: `reload
+// failed: ERROR (the running configuration stays, generation N)`, or with
+// several errors `reload failed: K errors (...)` and an `error: ...` line
+// for each; then a `warning: ...` line for each warning. Empty when the
+// body is not of that shape. Daemons before the lists sent `error` alone.
+std::string reload_failure(std::string_view body);
+
+// A 404 of the write API: the daemon's own line when it names what is
+// unknown (`no such server "x" in service "web"; did you mean "y"?`), else
+// `no such service or server: WHAT`; then ` (404)`.
+std::string not_found(std::string_view body, std::string_view what);
+
 // The first line of an error reply's body, trimmed, control characters
 // shown as '?', cut to `limit` bytes. Not the daemon's quote()
 // (fulcrum/quote.hpp): a person reads this inside a sentence, where a
