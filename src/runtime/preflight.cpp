@@ -1,6 +1,8 @@
 #include "fulcrum/preflight.hpp"
 
+#include <algorithm>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "fulcrum/privileges.hpp"
@@ -64,6 +66,12 @@ Preflight preflight(const Config& config, const Config* started) {
   check_token_file(config, out);
   check_transparent(config, out);
   if (!out.errors.empty()) out.admin_token.reset();
+  // In file order, as the loader's.
+  const auto by_position = [](const ConfigError& a, const ConfigError& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  };
+  std::stable_sort(out.errors.begin(), out.errors.end(), by_position);
+  std::stable_sort(out.warnings.begin(), out.warnings.end(), by_position);
   return out;
 }
 
