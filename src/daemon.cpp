@@ -18,6 +18,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/notify.hpp"
 #include "fulcrum/open_files.hpp"
+#include "fulcrum/preflight.hpp"
 #include "fulcrum/privileges.hpp"
 #include "fulcrum/reload.hpp"
 #include "fulcrum/scheduler_plane.hpp"
@@ -60,7 +61,7 @@ class Daemon final : public ReloadTarget {
 
  private:
   int start(Config config);
-  bool open_stats();
+  bool open_stats(std::optional<std::string> admin_token);
   bool drop_privileges_as_configured();
   void create_events();
   void start_workers(std::vector<BoundAddress> addresses);
@@ -128,6 +129,12 @@ int Daemon::start(Config config) {
   // loop instead of killing the process.
   signals_ = std::make_unique<SignalEvents>(base_.get(), [this](int signal) { on_signal(signal); });
 
+  Preflight checked = preflight(config, nullptr);
+  for (const ConfigWarning& warning : checked.warnings)
+    log_warn("configuration warning", {{"warning", warning.to_string()}});
+  for (const ConfigError& e : checked.errors) log_error("cannot start", {{"error", e.to_string()}});
+  if (!checked.errors.empty()) return kExitStartup;
+
   std::string error;
   auto addresses = bind_new_addresses(config, nullptr, workers_count_, error);
   if (!addresses) return kExitStartup;
@@ -135,8 +142,10 @@ int Daemon::start(Config config) {
   control_.install(std::move(config), std::chrono::steady_clock::now());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);
   reloader_ = std::make_unique<Reloader>(base_.get(), config_path, workers_count_, control_, *this);
-  if (!open_stats() || !drop_privileges_as_configured()) return kExitStartup;
-  // In the privileges the daemon keeps serving with.
+  if (!open_stats(std::move(checked.admin_token)) || !drop_privileges_as_configured())
+    return kExitStartup;
+  // Again in the privileges the daemon keeps serving with, with a socket:
+  // what the kernel says is the last word.
   if (error = check_transparent_capability(snapshot().config); !error.empty()) {
     log_error("cannot start", {{"error", error}});
     return kExitStartup;
@@ -187,8 +196,9 @@ void Daemon::log_started(const std::string& config_path, int64_t fd_budget) cons
                        {"fd_budget", fd_budget}});
 }
 
-// The stats endpoint and its admin token, read while still privileged.
-bool Daemon::open_stats() {
+// The stats endpoint, with the admin token preflight() read while still
+// privileged.
+bool Daemon::open_stats(std::optional<std::string> admin_token) {
   const StatsConfig& config = snapshot().config.stats;
   if (!config.enabled) return true;
   StatsContext context{control_.snapshot(),
@@ -200,14 +210,7 @@ bool Daemon::open_stats() {
                        [this](const std::string& peer, Reloader::Done done) {
                          reloader_->request(peer, std::move(done));
                        }};
-  if (!config.admin_token_file.empty()) {
-    std::string error;
-    context.admin_token = read_admin_token(config.admin_token_file, error);
-    if (!context.admin_token) {
-      log_error("cannot start the admin API", {{"error", error}});
-      return false;
-    }
-  }
+  context.admin_token = std::move(admin_token);
   stats_ = std::make_unique<StatsServer>(base_.get(), std::move(context));
   if (int error = stats_->listen(config.listen); error != 0) {
     log_error("cannot listen", {{"service", "stats"},

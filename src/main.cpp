@@ -10,6 +10,7 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/log_writer.hpp"
+#include "fulcrum/preflight.hpp"
 #include "fulcrum/signals.hpp"
 
 namespace {
@@ -22,21 +23,37 @@ constexpr const char* kUsage =
     "Layer-4 TCP load balancer.\n"
     "\n"
     "  -c, --config FILE  configuration file (default /etc/fulcrum/fulcrum.yaml)\n"
-    "      --check        validate the configuration and exit: 0 ok, 1 invalid\n"
+    "      --check        validate the configuration as start-up would, binding no\n"
+    "                     socket, and exit: 0 ok, 1 invalid\n"
     "      --version      print the version and exit\n"
     "  -h, --help         print this help and exit\n"
     "\n"
     "Exit codes: 0 clean stop, 1 invalid configuration, 2 bad usage, 3 start-up failure.\n"
-    "Signals: SIGTERM/SIGINT graceful stop (a second one closes what is left), SIGHUP reload.\n";
+    "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop gracefully (a second\n"
+    "one closes the sessions left).\n";
 
 struct Options {
   std::string config = kDefaultConfig;
   bool check = false;
 };
 
+// The one mistake, and where the usage is: the whole help would bury it.
 int usage_error(const std::string& message) {
-  std::fprintf(stderr, "fulcrum: %s\n%s", message.c_str(), kUsage);
+  std::fprintf(stderr, "fulcrum: %s\nTry 'fulcrum --help' for the usage.\n", message.c_str());
   return fulcrum::kExitUsage;
+}
+
+// --check after the loader: what start-up checks before binding
+// (preflight), each error as `FILE:LINE:COL: message`, each warning as
+// `warning: FILE:LINE:COL: message` (as fulcrumctl shows a reload's).
+int check(const fulcrum::Config& config) {
+  const fulcrum::Preflight checked = fulcrum::preflight(config, nullptr);
+  for (const auto& warning : checked.warnings)
+    std::fprintf(stderr, "warning: %s\n", warning.to_string().c_str());
+  for (const auto& error : checked.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
+  if (!checked.errors.empty()) return fulcrum::kExitBadConfig;
+  std::puts("configuration ok");
+  return fulcrum::kExitOk;
 }
 
 }  // namespace
@@ -70,10 +87,7 @@ int main(int argc, char** argv) {
     for (const auto& error : load.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
     return fulcrum::kExitBadConfig;
   }
-  if (options.check) {
-    std::puts("configuration ok");
-    return fulcrum::kExitOk;
-  }
+  if (options.check) return check(*load.config);
   // Events are activated across threads (wake-ups, worker exit): libevent
   // must lock its bases.
   if (evthread_use_pthreads() != 0) {

@@ -23,11 +23,6 @@ struct AdminChange {
 // `error` to a one-line reason.
 std::optional<AdminChange> parse_admin_change(std::string_view body, std::string& error);
 
-// Reads stats.admin_token_file with the reader fulcrumctl shares
-// (read_token_file: at most 4 KiB, no control characters), and warns when
-// group or others may read it. Empty optional and `error` set when refused.
-std::optional<std::string> read_admin_token(const std::string& path, std::string& error);
-
 // Checks an `Authorization` header value against the token in time that does
 // not depend on where they differ.
 bool bearer_matches(std::string_view authorization, std::string_view token);

@@ -21,6 +21,14 @@ enum class ProxyProtocol { none, v1, v2 };
 
 std::string_view to_string(SchedulerKind);
 
+// Where a key is written in the file, 1-based; line 0: it is not. Kept for
+// the keys that the checks after loading (fulcrum/preflight.hpp) and a
+// reload's warnings point at.
+struct Position {
+  int line = 0;
+  int column = 0;
+};
+
 struct ServerConfig {
   std::string name;              // default: the address as written
   std::string address_text;      // as written in the file
@@ -54,6 +62,7 @@ struct ServiceConfig {
   uint32_t max_connections = 0;  // 0 = unlimited
   Duration max_lifetime{0};      // 0 = never
   HealthCheckConfig health_check;
+  Position address_mode_at;  // in the service, else in defaults
   std::vector<ServerConfig> servers;
 };
 
@@ -65,6 +74,8 @@ struct GlobalConfig {
   std::string group;
   LogLevel log_level = LogLevel::info;
   bool access_log = true;
+  Position workers_at;
+  Position user_at;
 };
 
 // The stats HTTP endpoint (SPEC.md "Stats endpoint"); absent = disabled.
@@ -72,6 +83,8 @@ struct StatsConfig {
   bool enabled = false;
   SocketAddress listen;
   std::string admin_token_file;  // empty: the write API answers 403
+  Position listen_at;
+  Position admin_token_file_at;
 };
 
 struct Config {
@@ -81,15 +94,21 @@ struct Config {
   std::vector<ServiceConfig> services;
 };
 
-// One problem found in a configuration file, 1-based line and column.
+// One problem found in a configuration file, 1-based line and column (line
+// 0: no place in the file). Warnings (a reload's, the token file's mode)
+// take the same form.
 struct ConfigError {
   std::string file;
   int line = 0;
   int column = 0;
   std::string message;
-  // `FILE:LINE:COL: message`
+  // `FILE:LINE:COL: message`, or `FILE: message` without a line.
   std::string to_string() const;
 };
+using ConfigWarning = ConfigError;
+
+// A problem with `config` at `at`.
+ConfigError config_error(const Config& config, Position at, std::string message);
 
 // Either a valid config (errors empty) or every error found.
 struct ConfigLoad {

@@ -15,13 +15,26 @@ namespace fulcrum {
 // that), which transparent mode needs for IP_TRANSPARENT.
 std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw);
 
+// Why this process could not switch to `user` (and `group`) as
+// drop_privileges would, without changing anything: an unknown user or
+// group, or not being root while not already them. Empty when it could.
+std::string cannot_become(const std::string& user, const std::string& group);
+
 // True when some service of `config` uses address_mode transparent.
 bool any_transparent(const Config& config);
 
+// Transparent services need CAP_NET_RAW or CAP_NET_ADMIN for
+// IP_TRANSPARENT; read from the process's capability sets (capget), no
+// socket: CAP_NET_RAW among the permitted ones when root will switch to
+// global.user (drop_privileges keeps that one), else either in the
+// effective set. Returns an empty string or the reason.
+std::string transparent_capability_missing(const Config& config);
+
 // Transparent services need IP_TRANSPARENT for each address family of their
-// servers. Tried up front, so a missing capability stops the start (or the
-// reload) with a clear reason instead of failing every session. Returns an
-// empty string or the reason.
+// servers: tried on a socket once start-up's privileges are final, the
+// kernel's word after transparent_capability_missing's reading, so that a
+// missing capability stops the start with a clear reason instead of failing
+// every session. Returns an empty string or the reason.
 std::string check_transparent_capability(const Config& config);
 
 }  // namespace fulcrum

@@ -31,6 +31,11 @@ struct ReloadStatus {
   std::string error;                         // first error of a failed reload
   uint64_t succeeded = 0;
   uint64_t failed = 0;
+  // Every error of a failed reload (`FILE:LINE:COL: message` where the file
+  // has a place for it), and the warnings of the last reload, applied or
+  // not (`FILE:LINE:COL: global.workers changes need a restart...`).
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
 };
 
 // The daemon's side of a reload: what changes outside the control plane.
@@ -54,8 +59,9 @@ class Reloader {
  public:
   using Done = std::function<void(const ReloadStatus&)>;
 
-  // Reloads `config_path` into `control`; `workers` is the running number of
-  // worker threads (a change of global.workers needs a restart).
+  // Reloads `config_path` into `control`, whose snapshot is the start-up
+  // configuration; `workers` is the running number of worker threads (a
+  // change of global.workers needs a restart).
   Reloader(event_base* base, std::string config_path, unsigned workers, ControlPlane& control,
            ReloadTarget& target);
   // Waits for a file still being read (bounded by the resolver's timeouts).
@@ -83,13 +89,21 @@ class Reloader {
   };
   void start_loading();
   void on_loaded();
-  // Everything after the file is loaded; returns the errors (none: applied).
-  std::vector<std::string> apply(ConfigLoad load);
-  void finish(std::vector<std::string> errors);
+  // What a reload found: errors (none: applied) and warnings.
+  struct Outcome {
+    std::vector<std::string> errors;
+    std::vector<std::string> warnings;
+  };
+  // Everything after the file is loaded.
+  Outcome apply(ConfigLoad load);
+  void finish(Outcome outcome);
   static void on_loaded_cb(evutil_socket_t, short, void* arg);
 
   std::string config_path_;
   unsigned workers_;
+  // What the daemon started with: what a reload cannot change (the user,
+  // the stats endpoint) is compared with it.
+  const Config started_;
   ControlPlane& control_;
   ReloadTarget& target_;
   ReloadStatus status_;

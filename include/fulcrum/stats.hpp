@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fulcrum/address.hpp"
 #include "fulcrum/admin.hpp"
@@ -70,6 +71,13 @@ struct StatsContext {
 // what the renderers build.
 inline std::string json_string(std::string_view text) { return quote(text); }
 
+// `texts` as a JSON array of strings.
+std::string json_strings(const std::vector<std::string>& texts);
+
+// POST /api/v1/reload's answer: `{"ok":B,"generation":N,"errors":[...],
+// "warnings":[...]}`, with `"error"`, the first error, when not ok.
+std::string render_reload_json(const ReloadStatus& status, uint64_t generation);
+
 // One element of a service's "servers" in /stats; also the write API's reply.
 // `now` is the instant of the whole answer, so that no server's
 // last_change_seconds exceeds the uptime_seconds beside it.
@@ -102,6 +110,8 @@ class StatsServer {
  private:
   void handle(evhttp_request* request);
   void handle_admin(evhttp_request* request, const std::string& path);
+  void route_server(evhttp_request* request, const std::string& service_name,
+                    const std::string& server_name);
   void change_server(evhttp_request* request, const ServiceRuntime& service,
                      const ServerRuntime& server);
   void authentication_failed(evhttp_request* request, const std::string& path,

@@ -212,7 +212,10 @@ AddressParse parse_address(std::string_view text, bool allow_zero_port) {
   if (host.empty()) return failure("missing host in " + quote(text));
   if (port.empty()) return failure("missing port in " + quote(text));
   const std::optional<uint16_t> port_number = parse_port(port, allow_zero_port);
-  if (!port_number) return failure("invalid port " + quote(port));
+  if (!port_number) {
+    return failure("invalid port " + quote(port) + ", expected " + (allow_zero_port ? "0" : "1") +
+                   " to 65535");
+  }
 
   AddressParse result;
   if (bracketed) {

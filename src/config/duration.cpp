@@ -1,6 +1,7 @@
 // Durations as written in the configuration: `<digits><unit>`.
 #include "fulcrum/duration.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 
@@ -26,6 +27,39 @@ constexpr int64_t kMaxMilliseconds = int64_t{365} * 24 * 3'600'000;
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+const Unit* find_unit(std::string_view suffix) {
+  for (const Unit& unit : kUnits) {
+    if (unit.suffix == suffix) return &unit;
+  }
+  return nullptr;
+}
+
+// `text` read as a sum of two or more `<digits><unit>` parts (`1h30m`), in
+// milliseconds; nullopt when it is not of that form. Only to suggest the
+// single-unit form in an error: the sum is capped so it cannot overflow.
+std::optional<int64_t> compound_milliseconds(std::string_view text) {
+  int64_t total = 0;
+  int parts = 0;
+  while (!text.empty()) {
+    std::size_t digits = 0;
+    while (digits < text.size() && is_digit(text[digits])) ++digits;
+    std::size_t letters = digits;
+    while (letters < text.size() && !is_digit(text[letters])) ++letters;
+    const Unit* unit = find_unit(text.substr(digits, letters - digits));
+    uint64_t count = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + digits, count);
+    if (digits == 0 || !unit || ec != std::errc{} || end != text.data() + digits)
+      return std::nullopt;
+    const auto limit = static_cast<uint64_t>(kMaxMilliseconds / unit->milliseconds);
+    total += static_cast<int64_t>(std::min(count, limit + 1)) * unit->milliseconds;
+    total = std::min(total, kMaxMilliseconds + 1);
+    ++parts;
+    text.remove_prefix(letters);
+  }
+  if (parts < 2) return std::nullopt;
+  return total;
+}
+
 }  // namespace
 
 std::optional<Duration> parse_duration(std::string_view text, std::string* error) {
@@ -47,11 +81,14 @@ std::optional<Duration> parse_duration(std::string_view text, std::string* error
     return fail("fractions are not allowed, use a smaller unit");
   }
 
-  const Unit* unit = nullptr;
-  for (const Unit& candidate : kUnits) {
-    if (candidate.suffix == suffix) unit = &candidate;
+  const Unit* unit = find_unit(suffix);
+  if (!unit) {
+    if (const std::optional<int64_t> total = compound_milliseconds(text)) {
+      if (*total > kMaxMilliseconds) return fail("longer than 365 days");
+      return fail("compound durations are not supported, use " + format_duration(Duration(*total)));
+    }
+    return fail("unknown unit " + quote(suffix) + " (expected ms, s, m or h)");
   }
-  if (!unit) return fail("unknown unit " + quote(suffix) + " (expected ms, s, m or h)");
 
   uint64_t count = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + digits, count);

@@ -174,9 +174,55 @@ std::optional<int> transparent_family(const ServiceConfig& service) {
   return service.listen.front().family();
 }
 
+// Whether `c` may appear in an IPv6 literal with a zone (`fe80::1%eth0`).
+bool is_ipv6_literal_char(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ':' || c == '.' ||
+         c == '%';
+}
+
+// The first `[IPv6]:PORT` written without quotes on the line of `mark`:
+// YAML reads its brackets as a list, which turns the line into a syntax
+// error (`listen: [::]:80`). A scan rather than std::regex, whose
+// recursion a long line could take past the stack.
+std::optional<std::string> unquoted_ipv6_on_line(const std::string& text, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0) return std::nullopt;
+  std::size_t start = 0;
+  for (int line = 0; line < mark.line && start != std::string::npos; ++line) {
+    start = text.find('\n', start);
+    if (start != std::string::npos) ++start;
+  }
+  if (start == std::string::npos) return std::nullopt;
+  const std::string_view line =
+      std::string_view(text).substr(start, text.find('\n', start) - start);
+  for (std::size_t open = line.find('['); open != std::string_view::npos;
+       open = line.find('[', open + 1)) {
+    if (open > 0 &&
+        (line[open - 1] == '"' || line[open - 1] == '\'' || is_ipv6_literal_char(line[open - 1]))) {
+      continue;
+    }
+    std::size_t close = open + 1;
+    while (close < line.size() && is_ipv6_literal_char(line[close])) ++close;
+    std::size_t port_end = close + 2;
+    while (port_end < line.size() && is_digit(line[port_end])) ++port_end;
+    const std::string_view inside = line.substr(open + 1, close - open - 1);
+    if (close + 2 < port_end && line[close] == ']' && line[close + 1] == ':' &&
+        inside.find(':') != std::string_view::npos) {
+      return std::string(line.substr(open, port_end - open));
+    }
+  }
+  return std::nullopt;
+}
+
 // ` (first at line N)`, the end of a duplicate's error.
 std::string first_at(const YAML::Mark& mark) {
   return " (first at line " + std::to_string(mark.line + 1) + ")";
+}
+
+// The 1-based position of a key.
+Position position_of(const YAML::Node& key) {
+  const YAML::Mark mark = key.Mark();
+  if (mark.is_null()) return Position{1, 1};
+  return Position{mark.line + 1, mark.column + 1};
 }
 
 template <class T, class U>
@@ -332,7 +378,18 @@ void Loader::type_error(const Entry& entry, std::string_view expected) {
     error(entry.key, "missing value for " + quote(entry.name));
     return;
   }
-  error(entry.value, "expected " + std::string(expected) + ", got " + describe(entry.value));
+  std::string message = "expected " + std::string(expected) + ", got " + describe(entry.value);
+  // `["[::]:80", [::1]:81]` is valid YAML: its second item is the mapping
+  // {[::1]: 81}.
+  if (entry.value.IsMap() && entry.value.size() == 1) {
+    const auto pair = *entry.value.begin();
+    if (pair.first.IsSequence() && pair.first.size() == 1 && pair.first[0].IsScalar() &&
+        pair.second.IsScalar()) {
+      message += " (an [IPv6]:PORT address must be quoted: \"[" + pair.first[0].Scalar() +
+                 "]:" + pair.second.Scalar() + "\")";
+    }
+  }
+  error(entry.value, std::move(message));
 }
 
 // True for the first occurrence of `key`; a repeat is reported at `at`.
@@ -526,6 +583,7 @@ void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
   if (!m) return;
   stats.enabled = true;
   if (const Entry* e = require(*m, "listen")) {
+    stats.listen_at = position_of(e->key);
     if (const std::optional<std::string> value = text(*e)) {
       AddressParse parsed = parse_address(*value);
       if (!parsed.error.empty()) {
@@ -537,13 +595,19 @@ void Loader::parse_stats(const Entry& entry, StatsConfig& stats) {
       }
     }
   }
-  if (const Entry* e = m->find("admin_token_file")) assign(stats.admin_token_file, text(*e));
+  if (const Entry* e = m->find("admin_token_file")) {
+    assign(stats.admin_token_file, text(*e));
+    stats.admin_token_file_at = position_of(e->key);
+  }
 }
 
 void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
   const std::optional<Mapping> m = mapping(entry, Section::global, true);
   if (!m) return;
-  if (const Entry* e = m->find("workers")) assign(global.workers, workers(*e));
+  if (const Entry* e = m->find("workers")) {
+    assign(global.workers, workers(*e));
+    global.workers_at = position_of(e->key);
+  }
   if (const Entry* e = m->find("max_connections")) {
     assign(global.max_connections, integer(*e, 1, 10'000'000));
   }
@@ -552,6 +616,7 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
   // not know.
   if (const Entry* e = m->find("user")) {
     assign(global.user, text(*e));
+    global.user_at = position_of(e->key);
     if (!global.user.empty() && ::getpwnam(global.user.c_str()) == nullptr) {
       error(e->value, "unknown user " + quote(global.user));
     }
@@ -587,6 +652,7 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   if (const Entry* e = m.find("hash_key")) assign(service.hash_key, choice<HashKey>(*e, kHashKeys));
   if (const Entry* e = m.find("address_mode")) {
     assign(service.address_mode, choice<AddressMode>(*e, kAddressModes));
+    service.address_mode_at = position_of(e->key);
   }
   if (const Entry* e = m.find("source")) assign(service.source, source(*e));
   if (const Entry* e = m.find("proxy_protocol")) {
@@ -619,14 +685,16 @@ void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
   if (const Entry* e = m->find("idle")) assign(service.idle_timeout, duration(*e, true));
 }
 
-// `false`, or a mapping that enables the check.
+// `false`, `true` (checks with the settings inherited: those of `defaults`
+// or the built-in ones), or a mapping that enables the check.
 void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_check) {
-  if (entry.value.IsScalar() && entry.value.Scalar() == "false") {
-    health_check.enabled = false;
+  if (entry.value.IsScalar() &&
+      (entry.value.Scalar() == "false" || entry.value.Scalar() == "true")) {
+    health_check.enabled = entry.value.Scalar() == "true";
     return;
   }
   if (!entry.value.IsMap()) {
-    type_error(entry, "false or a mapping");
+    type_error(entry, "true, false or a mapping");
     return;
   }
   const std::size_t errors_before = errors_.size();
@@ -801,15 +869,19 @@ std::optional<SocketAddress> Loader::server_address(const Entry& entry,
 ConfigLoad Loader::load(std::string_view text) {
   Config config;
   config.path = file_;
+  const std::string yaml(text);
   try {
-    const std::string yaml(text);
     check_single_document(yaml);
     if (errors_.empty()) parse_root(YAML::Load(yaml), config);
   } catch (const YAML::DeepRecursion& e) {
     error(e.mark,
           "invalid YAML: nested more than " + std::to_string(e.depth() - 1) + " levels deep");
   } catch (const YAML::Exception& e) {
-    error(e.mark, "invalid YAML: " + escape(e.msg));
+    std::string message = "invalid YAML: " + escape(e.msg);
+    if (const std::optional<std::string> address = unquoted_ipv6_on_line(yaml, e.mark)) {
+      message += " (an [IPv6]:PORT address must be quoted: \"" + *address + "\")";
+    }
+    error(e.mark, std::move(message));
   }
 
   std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
@@ -828,7 +900,12 @@ std::string_view to_string(SchedulerKind kind) {
 }
 
 std::string ConfigError::to_string() const {
+  if (line == 0) return file + ": " + message;
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+ConfigError config_error(const Config& config, Position at, std::string message) {
+  return ConfigError{config.path, at.line, at.column, std::move(message)};
 }
 
 ConfigLoad load_config_text(std::string_view text, const std::string& file_name) {

@@ -1,31 +1,50 @@
 // Requests to the daemon and the meaning of its answers.
 #include "api.hpp"
 
+#include <vector>
+
 #include "fulcrum/token_file.hpp"
 #include "http.hpp"
 #include "json.hpp"
 
 namespace fulcrum::ctl {
 
-namespace {
-
-// A failed reload's JSON (`{"ok":false,"generation":N,"error":"..."}`) as
-// one line, or empty when the body is not of that shape.
 std::string reload_failure(std::string_view body) {
   const std::optional<Json> reply = Json::parse(body);
   const Json* error = reply ? reply->find("error") : nullptr;
   if (error == nullptr || !error->is_string()) return "";
-  std::string line = "reload failed: " + body_summary(error->text(), 4096);
+  const auto texts = [&reply](std::string_view key) {
+    std::vector<std::string> out;
+    const Json* list = reply->find(key);
+    if (list == nullptr || !list->is_array()) return out;
+    for (const Json& item : list->items()) {
+      if (item.is_string()) out.push_back(body_summary(item.text(), 4096));
+    }
+    return out;
+  };
+  std::vector<std::string> errors = texts("errors");
+  if (errors.empty()) errors.push_back(body_summary(error->text(), 4096));
+  std::string text = "reload failed: ";
+  text += errors.size() == 1 ? errors.front() : std::to_string(errors.size()) + " errors";
   const Json* generation = reply->find("generation");
   if (generation != nullptr && generation->as_uint64()) {
-    line += " (the running configuration stays, generation ";
-    line += generation->text();
-    line += ')';
+    text += " (the running configuration stays, generation ";
+    text += generation->text();
+    text += ')';
   }
-  return line;
+  if (errors.size() > 1) {
+    for (const std::string& line : errors) text += "\nerror: " + line;
+  }
+  for (const std::string& line : texts("warnings")) text += "\nwarning: " + line;
+  return text;
 }
 
-}  // namespace
+std::string not_found(std::string_view body, std::string_view what) {
+  const std::string line = body_summary(body);
+  if (line.starts_with("no such server \"") || line.starts_with("no such service \""))
+    return line + " (404)";
+  return "no such service or server: " + std::string(what) + " (404)";
+}
 
 std::string body_summary(std::string_view body, size_t limit) {
   std::string_view text = trim_whitespace(body);
@@ -89,10 +108,11 @@ ApiResult Api::finish(const HttpOutcome& outcome, Target target, std::string_vie
   } else if (write && response.status == 403) {
     result.error = "the daemon has no admin token configured (403)";
   } else if (target == Target::server && response.status == 404) {
-    result.error = "no such service or server: " + std::string(what) + " (404)";
+    result.error = not_found(response.body, what);
   } else if (std::string failure = target == Target::reload ? reload_failure(response.body) : "";
              !failure.empty()) {
     result.error = std::move(failure);
+    result.body = response.body;
   } else {
     const std::string summary = body_summary(response.body);
     result.error = "the daemon answered " + std::to_string(response.status) +

@@ -18,8 +18,12 @@ struct HttpOutcome;
 
 struct ApiResult {
   bool ok = false;
-  std::string body;   // ok: the reply's body
-  std::string error;  // not ok: one line, without the program name
+  // The reply's body: when ok, and for a reload the daemon refused (its
+  // JSON, which --json prints).
+  std::string body;
+  // Not ok: what went wrong, without the program name; one line, or for a
+  // refused reload one line and then each error and warning on its own.
+  std::string error;
 };
 
 class Api {
@@ -47,6 +51,19 @@ class Api {
   std::optional<std::string> token_;
   std::chrono::seconds timeout_;
 };
+
+// A refused reload's JSON (`{"ok":false,"generation":N,"error":"...",
+// "errors":[...],"warnings":[...]}`) as what fulcrumctl prints: `reload
+// failed: ERROR (the running configuration stays, generation N)`, or with
+// several errors `reload failed: K errors (...)` and an `error: ...` line
+// for each; then a `warning: ...` line for each warning. Empty when the
+// body is not of that shape. Daemons before the lists sent `error` alone.
+std::string reload_failure(std::string_view body);
+
+// A 404 of the write API: the daemon's own line when it names what is
+// unknown (`no such server "x" in service "web"; did you mean "y"?`), else
+// `no such service or server: WHAT`; then ` (404)`.
+std::string not_found(std::string_view body, std::string_view what);
 
 // The first line of an error reply's body, trimmed, control characters
 // shown as '?', cut to `limit` bytes. Not the daemon's quote()

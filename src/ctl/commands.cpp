@@ -1,6 +1,7 @@
 // The commands: which request each sends and what it prints.
 #include "commands.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -19,8 +20,15 @@ namespace fulcrum::ctl {
 
 namespace {
 
+// Each line of `message` on stderr, after the program's name.
 int fail(const std::string& message) {
-  std::fprintf(stderr, "fulcrumctl: %s\n", message.c_str());
+  size_t start = 0;
+  while (start <= message.size()) {
+    const size_t end = std::min(message.find('\n', start), message.size());
+    std::fprintf(stderr, "fulcrumctl: %.*s\n", static_cast<int>(end - start),
+                 message.data() + start);
+    start = end + 1;
+  }
   return kExitFailure;
 }
 
@@ -60,6 +68,11 @@ int print_report(const Json& json, Report report) {
 // JSON, the raw reply for --json, or the command's own report.
 template <typename Report>
 int answer(const Options& options, const ApiResult& result, Report report) {
+  if (!result.ok && options.json && !result.body.empty()) {
+    // A refused reload's JSON, every error in it, for scripts.
+    const int printed = print_raw(result.body);
+    return printed == kExitOk ? kExitFailure : printed;
+  }
   if (!result.ok) return fail(result.error);
   int exit_code = kExitOk;
   const std::optional<Json> json = parse_reply(result, exit_code);

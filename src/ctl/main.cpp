@@ -12,8 +12,9 @@
 
 namespace {
 
+// The one mistake, and where the usage is: the whole help would bury it.
 int usage_error(const std::string& message) {
-  std::fprintf(stderr, "fulcrumctl: %s\n%s", message.c_str(), fulcrum::ctl::kUsage);
+  std::fprintf(stderr, "fulcrumctl: %s\nTry 'fulcrumctl --help' for the usage.\n", message.c_str());
   return fulcrum::ctl::kExitUsage;
 }
 

@@ -100,10 +100,21 @@ std::string server_change_report(std::string_view service, const Json& server) {
 
 std::string reload_report(const Json& reply) {
   const Node node(reply, "");
-  if (node.has("message")) return node["message"].string() + "\n";
-  if (node.has("generation"))
-    return "reloaded: configuration generation " + count_text(node["generation"]) + "\n";
-  return "reloaded\n";
+  std::string out;
+  if (node.has("message")) {
+    out = node["message"].string() + "\n";
+  } else if (node.has("generation")) {
+    out = "reloaded: configuration generation " + count_text(node["generation"]) + "\n";
+  } else {
+    out = "reloaded\n";
+  }
+  // What the reload applied without: a restart would (daemons before the
+  // list sent none).
+  if (node.has("warnings")) {
+    for (const Node& warning : node["warnings"].elements())
+      out += "warning: " + warning.string() + "\n";
+  }
+  return out;
 }
 
 }  // namespace fulcrum::ctl

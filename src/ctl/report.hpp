@@ -22,7 +22,8 @@ std::string servers_report(const Json& stats);
 // from the server's JSON the daemon answered with.
 std::string server_change_report(std::string_view service, const Json& server);
 
-// After reload: the reply's message (or what the reply says otherwise).
+// After reload: the reply's message (or what the reply says otherwise),
+// then each warning of the reload: `warning: FILE:LINE:COL: message`.
 std::string reload_report(const Json& reply);
 
 }  // namespace fulcrum::ctl

@@ -2,15 +2,18 @@
 
 #include <utility>
 
-#include "fulcrum/admin.hpp"
 #include "fulcrum/log.hpp"
-#include "fulcrum/privileges.hpp"
+#include "fulcrum/preflight.hpp"
 
 namespace fulcrum {
 
 Reloader::Reloader(event_base* base, std::string config_path, unsigned workers,
                    ControlPlane& control, ReloadTarget& target)
-    : config_path_(std::move(config_path)), workers_(workers), control_(control), target_(target) {
+    : config_path_(std::move(config_path)),
+      workers_(workers),
+      started_(control.snapshot()->config),
+      control_(control),
+      target_(target) {
   status_.at = std::chrono::system_clock::now();
   loaded_event_.reset(event_new(base, -1, 0, on_loaded_cb, this));
 }
@@ -25,7 +28,34 @@ namespace {
 void refuse(const Reloader::Done& done, ReloadStatus status) {
   status.ok = false;
   status.error = "stopping";
+  status.errors = {status.error};
+  status.warnings.clear();
   if (done) done(status);
+}
+
+// What cannot change without a restart: warned about, the rest applies.
+std::vector<ConfigWarning> restart_warnings(const Config& config, const Config& started,
+                                            unsigned workers) {
+  std::vector<ConfigWarning> warnings;
+  if (config.global.workers != 0 && config.global.workers != workers) {
+    warnings.push_back(config_error(config, config.global.workers_at,
+                                    "global.workers changes need a restart; " +
+                                        std::to_string(workers) + " workers keep running, not " +
+                                        std::to_string(config.global.workers)));
+  }
+  if (config.stats.enabled != started.stats.enabled ||
+      !(config.stats.listen == started.stats.listen)) {
+    const std::string now =
+        started.stats.enabled ? "stays at " + started.stats.listen.to_string() : "stays off";
+    warnings.push_back(
+        config_error(config, config.stats.listen_at,
+                     "stats.listen changes need a restart; the stats endpoint " + now));
+  }
+  return warnings;
+}
+
+void add(std::vector<std::string>& texts, const std::vector<ConfigError>& problems) {
+  for (const ConfigError& problem : problems) texts.push_back(problem.to_string());
 }
 
 }  // namespace
@@ -89,61 +119,57 @@ void Reloader::on_loaded() {
   }
 }
 
-std::vector<std::string> Reloader::apply(ConfigLoad load) {
-  std::vector<std::string> errors;
-  for (const ConfigError& e : load.errors) errors.push_back(e.to_string());
-  if (!errors.empty()) return errors;
+Reloader::Outcome Reloader::apply(ConfigLoad load) {
+  Outcome outcome;
+  add(outcome.errors, load.errors);
+  if (!outcome.errors.empty()) return outcome;
   Config config = std::move(*load.config);
   const Snapshot& running = *control_.snapshot();
 
-  if (config.global.workers != 0 && config.global.workers != workers_) {
-    log_warn("global.workers changes need a restart; keeping the running count",
-             {{"workers", workers_}, {"configured", config.global.workers}});
-  }
-  if (std::string error = check_transparent_capability(config); !error.empty()) return {error};
-  std::optional<std::string> token;
-  if (config.stats.enabled && !config.stats.admin_token_file.empty()) {
-    std::string error;
-    token = read_admin_token(config.stats.admin_token_file, error);
-    if (!token) return {error};
-  }
-  if (config.stats.enabled != running.config.stats.enabled ||
-      !(config.stats.listen == running.config.stats.listen)) {
-    log_warn("stats.listen changes need a restart; the stats endpoint stays as it is");
-  }
+  Preflight checked = preflight(config, &started_);
+  add(outcome.warnings, restart_warnings(config, started_, workers_));
+  add(outcome.warnings, checked.warnings);
+  add(outcome.errors, checked.errors);
+  if (!outcome.errors.empty()) return outcome;
   // Bind what is new before touching anything.
   std::string error;
   auto added = bind_new_addresses(config, &running, workers_, error);
-  if (!added) return {error};
+  if (!added) {
+    outcome.errors.push_back(std::move(error));
+    return outcome;
+  }
 
   const auto previous = control_.snapshot();
   const auto next = control_.install(std::move(config), std::chrono::steady_clock::now());
   for (const BoundAddress& address : *added) {
     log_info("listening", {{"service", address.service}, {"address", address.address.to_string()}});
   }
-  target_.serve(next, std::move(*added), std::move(token));
+  target_.serve(next, std::move(*added), std::move(checked.admin_token));
   log_config_changes(*previous, *next);
-  return {};
+  return outcome;
 }
 
-void Reloader::finish(std::vector<std::string> errors) {
+void Reloader::finish(Outcome outcome) {
   status_.at = std::chrono::system_clock::now();
   const uint64_t generation = control_.snapshot()->generation;
   std::string by;
   for (const Asker& asker : current_) by += (by.empty() ? "" : ",") + asker.who;
-  if (errors.empty()) {
+  for (const std::string& w : outcome.warnings) log_warn("configuration warning", {{"warning", w}});
+  if (outcome.errors.empty()) {
     status_.ok = true;
     status_.error.clear();
     ++status_.succeeded;
     log_info("reloaded", {{"generation", generation}, {"by", by}});
   } else {
-    for (const std::string& e : errors) log_error("reload rejected", {{"error", e}});
+    for (const std::string& e : outcome.errors) log_error("reload rejected", {{"error", e}});
     status_.ok = false;
-    status_.error = errors.front();
+    status_.error = outcome.errors.front();
     ++status_.failed;
     log_error("reload failed, the running configuration stays",
-              {{"errors", errors.size()}, {"generation", generation}});
+              {{"errors", outcome.errors.size()}, {"generation", generation}});
   }
+  status_.errors = std::move(outcome.errors);
+  status_.warnings = std::move(outcome.warnings);
   target_.reload_finished(status_);
   for (Asker& asker : std::exchange(current_, {})) {
     if (asker.done) asker.done(status_);

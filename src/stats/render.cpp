@@ -133,11 +133,14 @@ std::string render_stats_json(const StatsContext& context) {
   out += "{\"version\":" + json_string(FULCRUM_VERSION);
   out += ",\"uptime_seconds\":" + number(seconds_since(context.started, now));
   out += ",\"config\":{\"generation\":" + std::to_string(snapshot.generation);
-  const ReloadStatus none{true, context.started_wall, {}, 0, 0};
+  ReloadStatus none;
+  none.at = context.started_wall;
   const ReloadStatus& reload = context.reload ? *context.reload : none;
   out += ",\"last_reload\":{\"ok\":" + std::string(reload.ok ? "true" : "false") +
          ",\"at\":" + json_string(rfc3339(reload.at)) +
-         ",\"error\":" + (reload.ok ? std::string("null") : json_string(reload.error)) + "}";
+         ",\"error\":" + (reload.ok ? std::string("null") : json_string(reload.error)) +
+         ",\"errors\":" + json_strings(reload.errors) +
+         ",\"warnings\":" + json_strings(reload.warnings) + "}";
   out += ",\"reloads\":{\"succeeded\":" + std::to_string(reload.succeeded) +
          ",\"failed\":" + std::to_string(reload.failed) + "}}";
   out += ",\"log_lines_dropped\":" + std::to_string(Log::lines_dropped());

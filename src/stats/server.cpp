@@ -9,11 +9,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "connections.hpp"
 #include "dashboard.hpp"
 #include "fulcrum/admin.hpp"
 #include "fulcrum/log.hpp"
+#include "fulcrum/nearest_name.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
 
@@ -67,6 +71,16 @@ SocketAddress local_address_of(evhttp_request* request, const SocketAddress& lis
   local.length = sizeof local.storage;
   if (fd < 0 || ::getsockname(fd, local.sockaddr_ptr(), &local.length) != 0) return listen_address;
   return local;
+}
+
+// `; did you mean "NAME"?` for the known name nearest to `name`, if any.
+std::string suggestion(std::string_view name, const std::vector<std::string>& known) {
+  const std::optional<std::string> nearest = nearest_name(name, known);
+  return nearest ? "; did you mean " + quote(*nearest) + "?" : "";
+}
+
+void not_found(evhttp_request* request, const std::string& message) {
+  reply(request, 404, "Not Found", "text/plain; charset=utf-8", message + "\n");
 }
 
 }  // namespace
@@ -184,10 +198,7 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     // when it is answered.
     connections_->hold(request);
     context_.reload_action(peer_of(request), [this, request](const ReloadStatus& status) {
-      std::string body = "{\"ok\":" + std::string(status.ok ? "true" : "false") +
-                         ",\"generation\":" + std::to_string(context_.snapshot->generation);
-      if (!status.ok) body += ",\"error\":" + json_string(status.error);
-      body += "}\n";
+      const std::string body = render_reload_json(status, context_.snapshot->generation) + "\n";
       if (status.ok) {
         reply(request, 200, "OK", "application/json", body);
       } else {
@@ -205,18 +216,36 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
       // Names may hold characters a path must encode (`[::1]:80`).
       const std::string service_name = uri_decode(rest.substr(0, middle));
       const std::string server_name = uri_decode(rest.substr(middle + std::strlen("/servers/")));
-      for (const ServiceRuntime& service : context_.snapshot->services) {
-        if (service.config->name != service_name) continue;
-        for (const ServerRuntime& server : service.servers) {
-          if (server.config->name == server_name) {
-            change_server(request, service, server);
-            return;
-          }
-        }
-      }
+      route_server(request, service_name, server_name);
+      return;
     }
   }
-  reply(request, 404, "Not Found", "text/plain; charset=utf-8", "no such service or server\n");
+  reply(request, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+}
+
+// The server named in the path, or a 404 that says which name is unknown
+// and the nearest known one.
+void StatsServer::route_server(evhttp_request* request, const std::string& service_name,
+                               const std::string& server_name) {
+  const std::vector<ServiceRuntime>& services = context_.snapshot->services;
+  const auto service = std::find_if(services.begin(), services.end(), [&](const ServiceRuntime& s) {
+    return s.config->name == service_name;
+  });
+  std::vector<std::string> names;
+  if (service == services.end()) {
+    for (const ServiceRuntime& s : services) names.push_back(s.config->name);
+    not_found(request, "no such service " + quote(service_name) + suggestion(service_name, names));
+    return;
+  }
+  for (const ServerRuntime& server : service->servers) {
+    if (server.config->name == server_name) {
+      change_server(request, *service, server);
+      return;
+    }
+    names.push_back(server.config->name);
+  }
+  not_found(request, "no such server " + quote(server_name) + " in service " + quote(service_name) +
+                         suggestion(server_name, names));
 }
 
 void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& service,

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "fulcrum/socket.hpp"
 
@@ -28,22 +29,54 @@ bool set_only_capability(int capability) {
   return ::syscall(SYS_capset, &header, data) == 0;
 }
 
-}  // namespace
+struct Identity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
 
-std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw) {
+// `user`'s uid and `group`'s gid (else the user's own group), or the reason
+// there are none.
+std::optional<Identity> look_up(const std::string& user, const std::string& group,
+                                std::string& error) {
   const passwd* account = ::getpwnam(user.c_str());
-  if (account == nullptr) return "unknown user \"" + user + "\"";
-  const uid_t uid = account->pw_uid;
-  gid_t gid = account->pw_gid;
+  if (account == nullptr) {
+    error = "unknown user \"" + user + "\"";
+    return std::nullopt;
+  }
+  Identity identity{account->pw_uid, account->pw_gid};
   if (!group.empty()) {
     const struct group* entry = ::getgrnam(group.c_str());
-    if (entry == nullptr) return "unknown group \"" + group + "\"";
-    gid = entry->gr_gid;
+    if (entry == nullptr) {
+      error = "unknown group \"" + group + "\"";
+      return std::nullopt;
+    }
+    identity.gid = entry->gr_gid;
   }
-  if (::geteuid() != 0) {
-    if (::geteuid() == uid && ::getegid() == gid) return "";
-    return "not running as root, cannot switch to user \"" + user + "\"";
-  }
+  return identity;
+}
+
+// Without root the process can only already be `identity`.
+std::string unreachable_without_root(const Identity& identity, const std::string& user) {
+  if (::geteuid() == identity.uid && ::getegid() == identity.gid) return "";
+  return "not running as root, cannot switch to user \"" + user + "\"";
+}
+
+}  // namespace
+
+std::string cannot_become(const std::string& user, const std::string& group) {
+  std::string error;
+  const std::optional<Identity> identity = look_up(user, group, error);
+  if (!identity) return error;
+  return ::geteuid() == 0 ? "" : unreachable_without_root(*identity, user);
+}
+
+std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw) {
+  std::string error;
+  const std::optional<Identity> identity = look_up(user, group, error);
+  if (!identity) return error;
+  const uid_t uid = identity->uid;
+  const gid_t gid = identity->gid;
+  if (::geteuid() != 0) return unreachable_without_root(*identity, user);
   // Supplementary groups first (they need root), then the group, then the
   // user: the other order would lose the right to change the rest.
   if (::setgroups(1, &gid) != 0) return std::string("setgroups: ") + std::strerror(errno);
@@ -67,6 +100,27 @@ bool any_transparent(const Config& config) {
   return std::any_of(config.services.begin(), config.services.end(), [](const ServiceConfig& s) {
     return s.address_mode == AddressMode::transparent;
   });
+}
+
+std::string transparent_capability_missing(const Config& config) {
+  if (!any_transparent(config)) return "";
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &header, data) != 0)
+    return std::string("capget: ") + std::strerror(errno);
+  const auto has = [&data](uint32_t __user_cap_data_struct::*set, int capability) {
+    return (data[CAP_TO_INDEX(capability)].*set & CAP_TO_MASK(capability)) != 0;
+  };
+  // Root switching to global.user keeps CAP_NET_RAW alone (drop_privileges).
+  const bool switching = !config.global.user.empty() && ::geteuid() == 0;
+  const bool enough = switching ? has(&__user_cap_data_struct::permitted, CAP_NET_RAW)
+                                : has(&__user_cap_data_struct::effective, CAP_NET_RAW) ||
+                                      has(&__user_cap_data_struct::effective, CAP_NET_ADMIN);
+  if (enough) return "";
+  return switching ? "address_mode transparent needs CAP_NET_RAW, which fulcrum keeps when it "
+                     "switches to user \"" +
+                         config.global.user + "\"; this process does not have it"
+                   : "address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN";
 }
 
 std::string check_transparent_capability(const Config& config) {

@@ -66,21 +66,22 @@ TEST_CASE("host names resolve through the local resolver") {
 }
 
 TEST_CASE("ports outside 1..65535 are rejected") {
-  CHECK(error_of("127.0.0.1:99999") == R"(invalid port "99999")");
-  CHECK(error_of("127.0.0.1:65536") == R"(invalid port "65536")");
-  CHECK(error_of("127.0.0.1:0") == R"(invalid port "0")");
-  CHECK(error_of("127.0.0.1:-1") == R"(invalid port "-1")");
-  CHECK(error_of("127.0.0.1:+80") == R"(invalid port "+80")");
-  CHECK(error_of("127.0.0.1:http") == R"(invalid port "http")");
-  CHECK(error_of("127.0.0.1:99999999999999999999") == R"(invalid port "99999999999999999999")");
-  CHECK(error_of("[::1]:0") == R"(invalid port "0")");
+  CHECK(error_of("127.0.0.1:99999") == R"(invalid port "99999", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:65536") == R"(invalid port "65536", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:0") == R"(invalid port "0", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:-1") == R"(invalid port "-1", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:+80") == R"(invalid port "+80", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:http") == R"(invalid port "http", expected 1 to 65535)");
+  CHECK(error_of("127.0.0.1:99999999999999999999") ==
+        R"(invalid port "99999999999999999999", expected 1 to 65535)");
+  CHECK(error_of("[::1]:0") == R"(invalid port "0", expected 1 to 65535)");
 }
 
 TEST_CASE("port 0 only when allowed") {
   const AddressParse parsed = parse_address("127.0.0.1:0", true);
   REQUIRE(parsed.error.empty());
   CHECK(parsed.addresses.at(0).port() == 0);
-  CHECK(error_of("127.0.0.1:65536", true) == R"(invalid port "65536")");
+  CHECK(error_of("127.0.0.1:65536", true) == R"(invalid port "65536", expected 0 to 65535)");
 }
 
 TEST_CASE("malformed addresses say what is wrong") {

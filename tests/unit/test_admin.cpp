@@ -176,22 +176,6 @@ TEST_CASE("token file: readable by group or others") {
   }
 }
 
-TEST_CASE("the daemon's token file: its messages name admin_token_file") {
-  TokenDir dir;
-  std::string error;
-  CHECK(read_admin_token(dir.write("good", "\n  s3cret \t\n"), error) ==
-        std::optional<std::string>("s3cret"));
-  const std::string empty = dir.write("empty", " \n");
-  CHECK_FALSE(read_admin_token(empty, error));
-  CHECK(error == "admin_token_file " + empty + " is empty");
-  const std::string over = dir.write("over", std::string(kMaxTokenFileBytes + 1, 't'));
-  CHECK_FALSE(read_admin_token(over, error));
-  CHECK(error == "admin_token_file " + over + " is larger than 4 KiB");
-  const std::string missing = dir.path() + "/missing";
-  CHECK_FALSE(read_admin_token(missing, error));
-  CHECK(error == "cannot read admin_token_file " + missing + ": No such file or directory");
-}
-
 namespace {
 
 SocketAddress address(std::string_view text) {

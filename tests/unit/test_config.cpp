@@ -442,7 +442,7 @@ services:
   - name: api
     listen: [127.0.0.1:8081, "127.1:8082"]
     servers: [{address: 127.0.0.1:9001}]
-)") == R"(test.yaml:3:13: invalid port "99999"
+)") == R"(test.yaml:3:13: invalid port "99999", expected 1 to 65535
 test.yaml:4:13: invalid IP address "localhost"
 test.yaml:6:18: cannot resolve host "label-longer-than-the-63-bytes-that-dns-allows-so-no-query-is-ever-sent.invalid": Name or service not known
 test.yaml:7:18: IPv6 address must be in brackets: [::1]:80
@@ -541,7 +541,7 @@ services:
   - name: [web]
     listen: {address: 127.0.0.1:8080}
     timeouts: 5s
-    health_check: true
+    health_check: yes
     servers:
       address: 127.0.0.1:9001
   - just-a-name
@@ -556,7 +556,7 @@ services:
 test.yaml:3:11: expected a scalar, got a list
 test.yaml:4:13: expected an address or a list of addresses, got a mapping
 test.yaml:5:15: expected a mapping, got "5s"
-test.yaml:6:19: expected false or a mapping, got "true"
+test.yaml:6:19: expected true, false or a mapping, got "yes"
 test.yaml:8:7: expected a list of servers, got a mapping
 test.yaml:9:5: expected a mapping, got "just-a-name"
 test.yaml:11:13: expected at least one listen address
@@ -893,6 +893,38 @@ services:
   CHECK(config.services.at(1).max_lifetime == 0s);
 }
 
+TEST_CASE("health_check: true turns checks on with the inherited settings") {
+  const Config config = valid(R"(
+services:
+  - name: plain
+    listen: 127.0.0.1:8080
+    health_check: true
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  const HealthCheckConfig& check = config.services.at(0).health_check;
+  CHECK(check.enabled);
+  CHECK(check.interval == 2s);
+  CHECK(check.timeout == 1s);
+  CHECK(check.rise == 2);
+  CHECK(check.fall == 3);
+
+  const Config inherited = valid(R"(
+defaults:
+  health_check: {interval: 5s, rise: 4}
+  scheduler: rr
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    health_check: true
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  const HealthCheckConfig& from_defaults = inherited.services.at(0).health_check;
+  CHECK(from_defaults.enabled);
+  CHECK(from_defaults.interval == 5s);
+  CHECK(from_defaults.rise == 4);
+  CHECK(from_defaults.fall == 3);
+}
+
 TEST_CASE("stats section") {
   const Config config = valid(R"(
 stats:
@@ -959,4 +991,39 @@ services:
 )");
   CHECK(config.global.user == "nobody");
   CHECK(config.global.group == "nogroup");
+}
+
+TEST_CASE("an [IPv6]:PORT written without quotes gets a hint to quote it") {
+  CHECK(
+      errors_of(R"(
+services:
+  - name: web
+    listen: [::]:80
+    servers: [{address: "[::1]:9001"}]
+)") ==
+      R"(test.yaml:3:17: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::]:80"))");
+  CHECK(
+      errors_of(R"(
+services:
+  - name: web
+    listen: ["[::1]:8080", [::1]:8081]
+    servers:
+      - address: [::1]:9001
+)") ==
+      R"(test.yaml:5:23: invalid YAML: end of map not found (an [IPv6]:PORT address must be quoted: "[::1]:9001"))");
+  CHECK(
+      errors_of(R"(
+services:
+  - name: web
+    listen: ["[::1]:8080", [::1]:8081]
+    servers: [{address: "[::1]:9001"}]
+)") ==
+      R"(test.yaml:3:28: expected a scalar, got a mapping (an [IPv6]:PORT address must be quoted: "[::1]:8081"))");
+  // Quoted, the same addresses are fine.
+  CHECK(errors_of(R"(
+services:
+  - name: web
+    listen: ["[::]:8080", "[::1]:8081"]
+    servers: [{address: "[::1]:9001"}]
+)") == "");
 }

@@ -252,6 +252,14 @@ TEST_CASE("ctl report: confirmations") {
   CHECK(reload_report(json(R"({"ok":true,"generation":2})")) ==
         "reloaded: configuration generation 2\n");
   CHECK(reload_report(json(R"({"ok":true})")) == "reloaded\n");
+  CHECK(reload_report(json(
+            R"({"ok":true,"generation":4,"errors":[],"warnings":["f.yaml:2:3: global.workers )"
+            R"(changes need a restart; 2 workers keep running, not 4","f.yaml:5:3: stats.listen )"
+            R"(changes need a restart; the stats endpoint stays off"]})")) ==
+        "reloaded: configuration generation 4\n"
+        "warning: f.yaml:2:3: global.workers changes need a restart; 2 workers keep running, not "
+        "4\n"
+        "warning: f.yaml:5:3: stats.listen changes need a restart; the stats endpoint stays off\n");
 }
 
 TEST_CASE("ctl report: a reply without a field it shows is an error naming the field") {
@@ -279,4 +287,30 @@ TEST_CASE("ctl api: error bodies are cut to one short line") {
   CHECK(body_summary("") == "");
   CHECK(body_summary("a\tb") == "a?b");
   CHECK(body_summary(std::string(300, 'x')) == std::string(200, 'x') + "...");
+}
+
+TEST_CASE("ctl api: a refused reload shows every error and warning") {
+  CHECK(reload_failure(
+            R"({"ok":false,"generation":3,"error":"f.yaml:2:3: unknown key \"x\" in global",)"
+            R"("errors":["f.yaml:2:3: unknown key \"x\" in global"],"warnings":[]})") ==
+        "reload failed: f.yaml:2:3: unknown key \"x\" in global (the running configuration "
+        "stays, generation 3)");
+  CHECK(reload_failure(R"({"ok":false,"generation":3,"error":"E1","errors":["E1","E2","E3"],)"
+                       R"("warnings":["W1"]})") ==
+        "reload failed: 3 errors (the running configuration stays, generation 3)\n"
+        "error: E1\nerror: E2\nerror: E3\nwarning: W1");
+  // A daemon from before the lists.
+  CHECK(reload_failure(R"({"ok":false,"generation":2,"error":"E1"})") ==
+        "reload failed: E1 (the running configuration stays, generation 2)");
+  CHECK(reload_failure("stopping\n").empty());
+}
+
+TEST_CASE("ctl api: a 404 says which name is unknown when the daemon does") {
+  CHECK(not_found("no such server \"alpah\" in service \"web\"; did you mean \"alpha\"?\n",
+                  "web/alpah") ==
+        "no such server \"alpah\" in service \"web\"; did you mean \"alpha\"? (404)");
+  CHECK(not_found("no such service \"wbe\"\n", "wbe/a") == "no such service \"wbe\" (404)");
+  CHECK(not_found("no such service or server\n", "web/x") ==
+        "no such service or server: web/x (404)");
+  CHECK(not_found("", "web/x") == "no such service or server: web/x (404)");
 }

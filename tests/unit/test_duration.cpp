@@ -48,7 +48,18 @@ TEST_CASE("malformed durations are rejected with the reason") {
   CHECK(error_of("5sec") ==
         R"(invalid duration "5sec": unknown unit "sec" (expected ms, s, m or h))");
   CHECK(error_of("1h30m") ==
-        R"(invalid duration "1h30m": unknown unit "h30m" (expected ms, s, m or h))");
+        R"(invalid duration "1h30m": compound durations are not supported, use 90m)");
+  CHECK(error_of("1m30s") ==
+        R"(invalid duration "1m30s": compound durations are not supported, use 90s)");
+  CHECK(error_of("2h0m") ==
+        R"(invalid duration "2h0m": compound durations are not supported, use 2h)");
+  CHECK(error_of("1s500ms") ==
+        R"(invalid duration "1s500ms": compound durations are not supported, use 1500ms)");
+  CHECK(error_of("8760h1ms") == R"(invalid duration "8760h1ms": longer than 365 days)");
+  CHECK(error_of("1h30") ==
+        R"(invalid duration "1h30": unknown unit "h30" (expected ms, s, m or h))");
+  CHECK(error_of("1h30x") ==
+        R"(invalid duration "1h30x": unknown unit "h30x" (expected ms, s, m or h))");
   CHECK(error_of("5S") == R"(invalid duration "5S": unknown unit "S" (expected ms, s, m or h))");
   CHECK(error_of("-5s") == R"(invalid duration "-5s": a sign is not allowed)");
   CHECK(error_of("+5s") == R"(invalid duration "+5s": a sign is not allowed)");

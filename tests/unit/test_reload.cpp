@@ -164,3 +164,33 @@ TEST_CASE("reload: once stopping, requests are refused and a reload in flight is
   CHECK_FALSE(in_flight->ok);
   CHECK(f.control.snapshot()->generation == 1);
 }
+
+TEST_CASE("reload: every error of the file is in the status, not only the first") {
+  Fixture f;
+  f.write("global:\n  bogus: 1\nservices:\n" + service_yaml("web", f.port) + "    retries: 99\n");
+  const ReloadStatus status = f.reload();
+  CHECK_FALSE(status.ok);
+  CHECK(status.errors ==
+        std::vector<std::string>{f.path + ":2:3: unknown key \"bogus\" in global",
+                                 f.path + ":7:14: expected an integer from 0 to 10, got \"99\""});
+  CHECK(status.error == status.errors.front());
+  CHECK(status.warnings.empty());
+}
+
+TEST_CASE("reload: what needs a restart is a warning in the status; the rest applies") {
+  Fixture f;
+  const uint16_t stats = free_port();
+  f.write("global:\n  workers: 4\nstats:\n  listen: 127.0.0.1:" + std::to_string(stats) +
+          "\nservices:\n" + service_yaml("web", f.port));
+  const ReloadStatus status = f.reload();
+  CHECK(status.ok);
+  CHECK(status.errors.empty());
+  CHECK(status.warnings ==
+        std::vector<std::string>{
+            f.path + ":2:3: global.workers changes need a restart; 2 workers keep running, not 4",
+            f.path + ":4:3: stats.listen changes need a restart; the stats endpoint stays off"});
+  CHECK(f.control.snapshot()->generation == 2);
+  // The next reload without them has no warning left.
+  f.write("services:\n" + service_yaml("web", f.port));
+  CHECK(f.reload().warnings.empty());
+}

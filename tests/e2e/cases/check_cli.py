@@ -5,7 +5,9 @@
 - --check on a file with an unknown key and a bad duration: exactly those
   two errors as FILE:LINE:COL: message on stderr, exit 1.
 - a missing file: exit 1, with or without --check.
-- --version exit 0 `fulcrum X`, --help exit 0, --bogus exit 2.
+- --version exit 0 `fulcrum X`, --help exit 0 and names SIGHUP, SIGTERM
+  and SIGINT; --bogus and a -c without FILE exit 2 with exactly the mistake
+  and `Try 'fulcrum --help' for the usage.` on stderr.
 - a listen address already in use: exit 3, and the log names the address.
 """
 
@@ -94,10 +96,14 @@ def run(t):
         code, out, err = fulcrum('--help')
         expect_eq(code, 0, '--help exit code')
         expect('--check' in out and '-c' in out, f'--help output does not describe -c and --check: {out!r}')
+        for signal_name in ('SIGHUP', 'SIGTERM', 'SIGINT'):
+            expect(signal_name in out, f'--help does not mention {signal_name}: {out!r}')
 
-        code, out, err = fulcrum('--bogus')
-        expect_eq(code, 2, '--bogus exit code')
-        expect(out == '' and err.strip() != '', f'--bogus: usage error on stderr only (stdout {out!r}, stderr {err!r})')
+        # A usage error: the mistake and where the usage is, not the usage itself.
+        expect_eq(fulcrum('--bogus'), (2, '', "fulcrum: unknown argument '--bogus'\nTry 'fulcrum --help' for the usage.\n"),
+                  '--bogus: exit, stdout, stderr')
+        expect_eq(fulcrum('-c'), (2, '', "fulcrum: -c needs a FILE\nTry 'fulcrum --help' for the usage.\n"),
+                  '-c without a file: exit, stdout, stderr')
 
         # Starting for real while our socket holds the port: exit 3.
         code, out, err = fulcrum('-c', valid, timeout=15)

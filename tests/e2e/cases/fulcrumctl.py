@@ -32,7 +32,7 @@ session on `side` and one on `web`/a stay open, then:
   - `reload`: `reloaded: configuration generation 2`, `--json` the daemon's
     reply; a broken file: exit 1 with its first error, the generation
     stays, and `status` shows the failed reload;
-  - bad usage: exit 2 with the usage text.
+  - bad usage: exit 2, the mistake and a pointer to --help on stderr.
 """
 
 import collections
@@ -324,9 +324,9 @@ def run(t):
           'fulcrumctl: the daemon rejected the request without a token (401); '
           'give one with --token-file or FULCRUM_TOKEN_FILE', 'drain without a token')
     fails(ctl('--token-file', token_file, 'drain', 'web', 'nope', url=url), 1,
-          'fulcrumctl: no such service or server: web/nope (404)', 'drain of an unknown server')
+          'fulcrumctl: no such server "nope" in service "web" (404)', 'drain of an unknown server')
     fails(ctl('--token-file', token_file, 'drain', 'nope', 'a', url=url), 1,
-          'fulcrumctl: no such service or server: nope/a (404)', 'drain in an unknown service')
+          'fulcrumctl: no such service "nope" (404)', 'drain in an unknown service')
     missing = t.path('missing.token')
     fails(ctl('--token-file', missing, 'drain', 'web', 'a', url=url), 1,
           f'fulcrumctl: cannot read token file {missing}: No such file or directory', 'an unreadable token file')
@@ -344,7 +344,7 @@ def run(t):
           "fulcrumctl: the daemon's reply is not valid JSON (line 1, column 8: trailing comma in an object)",
           'a reply that is not JSON')
 
-    # --- bad usage: exit 2, the usage text
+    # --- bad usage: exit 2, the mistake and where the usage is
     for args, message in [((), 'no command given'),
                           (('frobnicate',), "unknown command 'frobnicate'"),
                           (('drain', 'web'), 'drain takes SERVICE SERVER, got 1 argument'),
@@ -354,8 +354,8 @@ def run(t):
                           (('--url', 'https://x', 'status'),
                            "invalid URL 'https://x': only http:// is supported (the stats endpoint speaks plain HTTP)")]:
         result = ctl(*args)
-        expect(result.code == 2 and result.out == '' and result.err.startswith(f'fulcrumctl: {message}\nusage: '),
-               f'usage error {args}: {result}')
+        expect_eq((result.code, result.out, result.err),
+                  (2, '', f"fulcrumctl: {message}\nTry 'fulcrumctl --help' for the usage.\n"), f'usage error {args}')
     help_text = ok(ctl('--help'), '--help')
     expect(help_text.startswith('usage: fulcrumctl '), f'--help: {help_text[:80]!r}')
     expect_eq(ok(ctl('--version'), '--version'), f'fulcrumctl {stats["version"]}\n', '--version')

@@ -6,20 +6,24 @@ demo server a.
     wrong token: 401; GET: 405 (Allow: POST). None of them reloads: no
     `reloading` line, generation 1. Both 401s are logged (`admin
     authentication failed`, their peer, path and reason).
-  - With the token, the file unchanged: 200, `{"ok":true,"generation":2}`
+  - With the token, the file unchanged: 200,
+    `{"ok":true,"generation":2,"errors":[],"warnings":[]}`
     (application/json); the log says `reloading config=FILE by=IP:PORT` and
     `reloaded generation=2 by=IP:PORT`, IP:PORT being the client's own
     address. With server b added to the file: 200, generation 3, and rr now
     alternates a and b.
   - A broken file (an unknown key, a bad duration): 422,
-    `{"ok":false,"generation":3,"error":E}` with E the first line `fulcrum
-    --check` prints for the file; both errors logged as `reload rejected`;
-    /stats generation 3, last_reload {ok false, error E}, reloads succeeded
+    `{"ok":false,"generation":3,"error":E,"errors":[E,E2],"warnings":[]}`
+    with E and E2 the lines `fulcrum --check` prints for the file; both
+    errors logged as `reload rejected`; /stats generation 3, last_reload
+    {ok false, error E, errors [E, E2]}, reloads succeeded
     2 and failed 1; /metrics failure 1. Sessions still alternate a and b.
   - The file fixed with `global.workers: 3` and a new stats.listen: 200,
-    generation 4; warnings `global.workers changes need a restart; keeping
-    the running count workers=2 configured=3` and `stats.listen changes need
-    a restart; the stats endpoint stays as it is`; the endpoint still
+    generation 4; the answer, /stats' last_reload and two `configuration
+    warning` log lines carry the warnings `FILE:L:C: global.workers changes
+    need a restart; 2 workers keep running, not 3` and `FILE:L:C:
+    stats.listen changes need a restart; the stats endpoint stays at
+    ADDRESS`, at the keys' positions; the endpoint still
     answers on its old address, nothing listens on the new one; the other
     change of the file (server c added) is in force: rr cycles a, b, c.
   - The token file is re-read by a reload: after a new token is written
@@ -56,13 +60,23 @@ def post_reload(stats_address, token=None, method='POST'):
         conn.close()
 
 
-def reload_ok(stats_address, generation, token=TOKEN):
+def reload_ok(stats_address, generation, token=TOKEN, warnings=()):
     status, headers, body, me = post_reload(stats_address, token)
+    expected = {'ok': True, 'generation': generation, 'errors': [], 'warnings': list(warnings)}
     expect_eq((status, headers.get('Content-Type'), body),
-              (200, 'application/json', (json.dumps({'ok': True, 'generation': generation},
-                                                    separators=(',', ':')) + '\n').encode()),
+              (200, 'application/json', (json.dumps(expected, separators=(',', ':')) + '\n').encode()),
               f'reload to generation {generation}: status, Content-Type, body')
     return me
+
+
+def key_position(path, key):
+    """`FILE:LINE:COL` of the first `KEY:` in the file."""
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            column = line.find(key + ':')
+            if column >= 0 and line[:column].strip() == '':
+                return f'{path}:{number}:{column + 1}'
+    raise AssertionError(f'no {key}: in {path}')
 
 
 def run(t):
@@ -117,13 +131,16 @@ def run(t):
               '--check: the second error')
     status, headers, body, _ = post_reload(stats_address, TOKEN)
     expect_eq((status, headers.get('Content-Type')), (422, 'application/json'), 'reload of a broken file')
-    expect_eq(json.loads(body), {'ok': False, 'generation': 3, 'error': check_errors[0]},
+    expect_eq(json.loads(body), {'ok': False, 'generation': 3, 'error': check_errors[0], 'errors': check_errors,
+                                 'warnings': []},
               'body of the reload of a broken file')
     expect_eq([r.fields['error'] for r in d.find_logs('reload rejected')], check_errors, '`reload rejected` lines')
     stats = get_stats(stats_address)
     expect_eq((stats['config']['generation'], stats['config']['last_reload']['ok'],
-               stats['config']['last_reload']['error'], stats['config']['reloads']),
-              (3, False, check_errors[0], {'succeeded': 2, 'failed': 1}), '/stats config after the broken file')
+               stats['config']['last_reload']['error'], stats['config']['last_reload']['errors'],
+               stats['config']['reloads']),
+              (3, False, check_errors[0], check_errors, {'succeeded': 2, 'failed': 1}),
+              '/stats config after the broken file')
     metrics, _ = get_metrics(stats_address)
     expect_eq((metrics.get('fulcrum_config_generation'),
                metrics.get('fulcrum_config_reloads_total', result='success'),
@@ -136,16 +153,21 @@ def run(t):
     # --- settings that need a restart: warned about, the rest applied
     other_stats = free_address()
     write_config(d.config_path, config('abc', workers=3, stats_listen=other_stats))
-    reload_ok(stats_address, 4)
+    restart_warnings = [f'{key_position(d.config_path, "workers")}: global.workers changes need a restart; '
+                        '2 workers keep running, not 3',
+                        f'{key_position(d.config_path, "listen")}: stats.listen changes need a restart; '
+                        f'the stats endpoint stays at {stats_address}']
+    reload_ok(stats_address, 4, warnings=restart_warnings)
     warnings = [(r.message, r.fields) for r in d.logs() if r.level == 'warn']
     expect_eq(warnings, [('admin authentication failed',
                           {'peer': no_token_peer, 'path': '/api/v1/reload', 'reason': 'no token'}),
                          ('admin authentication failed',
                           {'peer': wrong_token_peer, 'path': '/api/v1/reload', 'reason': 'wrong token'}),
-                         ('global.workers changes need a restart; keeping the running count',
-                          {'workers': '2', 'configured': '3'}),
-                         ('stats.listen changes need a restart; the stats endpoint stays as it is', {})],
+                         ('configuration warning', {'warning': restart_warnings[0]}),
+                         ('configuration warning', {'warning': restart_warnings[1]})],
               'warnings: the refused reloads, then those of a reload changing workers and stats.listen')
+    expect_eq(get_stats(stats_address)['config']['last_reload']['warnings'], restart_warnings,
+              '/stats last_reload warnings')
     expect(not listening_on(parse_address(other_stats)[1]), 'something listens on the new stats.listen')
     expect_eq(get_stats(stats_address)['config']['generation'], 4, 'generation on the old stats address')
     third = greeters(6, 'a, b and c')
@@ -157,10 +179,10 @@ def run(t):
     # --- the token file is read again by a reload
     with open(token_file, 'w') as f:
         f.write(NEW_TOKEN + '\n')
-    reload_ok(stats_address, 5, token=TOKEN)
+    reload_ok(stats_address, 5, token=TOKEN, warnings=restart_warnings)
     status, _, _, _ = post_reload(stats_address, TOKEN)
     expect_eq(status, 401, 'reload with the token of before the reload')
-    reload_ok(stats_address, 6, token=NEW_TOKEN)
+    reload_ok(stats_address, 6, token=NEW_TOKEN, warnings=restart_warnings)
 
     # --- no admin token configured: 403
     plain_listen, plain_stats = free_address(), free_address()
