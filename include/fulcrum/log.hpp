@@ -1,15 +1,21 @@
-// Logging: one line per event on stderr, a short message then key=value
-// pairs. No thread ever waits for stderr's reader: while a StderrLogWriter
-// lives (fulcrum/log_writer.hpp), Log::write formats the line in the calling
+// Logging: one line per event on stderr, in logfmt:
+//   ts=2026-12-03T12:00:00.123Z level=info msg="short message" key=value ...
+// The message is constant text (every one is listed in docs/operations.md)
+// and always quoted, so that `grep 'msg="server down"'` finds each of its
+// lines; what varies goes in the fields.
+//
+// No thread ever waits for stderr's reader: while a StderrLogWriter lives
+// (fulcrum/log_writer.hpp), Log::write formats the line in the calling
 // thread and queues it in a bounded buffer that a thread of its own writes
 // out, in order, one whole line after another; when the buffer is full the
-// line is dropped and counted (Log::lines_dropped, and a `log lines dropped
-// count=N` warning once there is room again). Lines a client can cause at
-// will go through a LogRateLimit.
+// line is dropped and counted (Log::lines_dropped, and a `msg="log lines
+// dropped" count=N` warning once there is room again). Lines a client can
+// cause at will go through a LogRateLimit.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -25,6 +31,27 @@ class LogWriter;
 // A rate-limited message: lines per second at most (LogRateLimit).
 inline constexpr uint32_t kLogLinesPerSecond = 50;
 
+// A field's key: a string literal checked when compiling, so that a key
+// never needs quoting (lower-case letters, digits, '_') and never takes the
+// name of a line's own `ts`, `level` or `msg` (a logfmt reader would see
+// the key twice). A key that breaks this does not compile.
+class LogKey {
+ public:
+  template <size_t N>
+  consteval LogKey(const char (&key)[N])  // implicit: every call site passes a literal
+      : key_(key, N - 1) {
+    if (key_.empty() || key_ == "ts" || key_ == "level" || key_ == "msg") throw "reserved log key";
+    for (const char c : key_) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+        throw "a log key is lower-case letters, digits and '_'";
+    }
+  }
+  std::string_view view() const { return key_; }
+
+ private:
+  std::string_view key_;
+};
+
 // One key=value field. A value is written as it is, or quoted and escaped
 // (fulcrum/quote.hpp) when it is empty or holds a space, '=' or a byte
 // that needs escaping.
@@ -32,18 +59,18 @@ struct LogField {
   std::string_view key;
   std::string value;
 
-  LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
-  LogField(std::string_view k, std::string v) : key(k), value(std::move(v)) {}
-  LogField(std::string_view k, const char* v) : key(k), value(v) {}
+  LogField(LogKey k, std::string_view v) : key(k.view()), value(v) {}
+  LogField(LogKey k, std::string v) : key(k.view()), value(std::move(v)) {}
+  LogField(LogKey k, const char* v) : key(k.view()), value(v) {}
   template <typename Integer>
-  requires std::is_integral_v<Integer> LogField(std::string_view k, Integer v)
-      : key(k), value(std::to_string(v)) {}
+  requires std::is_integral_v<Integer> LogField(LogKey k, Integer v)
+      : key(k.view()), value(std::to_string(v)) {}
 };
 
 class Log {
  public:
-  // Decides the line prefix once: `<N>` priorities under journald
-  // (JOURNAL_STREAM set), an RFC 3339 UTC timestamp otherwise.
+  // Decides once whether lines start with a `<N>` syslog priority, which
+  // journald (JOURNAL_STREAM set) takes as the line's priority and strips.
   static void init();
   static void set_level(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
   static bool enabled(LogLevel level) { return level <= level_.load(std::memory_order_relaxed); }
@@ -74,8 +101,8 @@ class Log {
 
 // A message a client can cause at will (a bad PROXY header, a failed
 // accept): at most `per_second` lines in each second of the steady clock,
-// process-wide. The rest are counted and reported by one `log lines
-// suppressed message=MESSAGE count=N` line at the message's level, before
+// process-wide. The rest are counted and reported by one `msg="log lines
+// suppressed" message=MESSAGE count=N` line at the message's level, before
 // the next line that passes or, with a writer thread, about a second after
 // the window ended. Lock free: one compare-and-swap per line on a shared
 // word, then one add for a suppressed line.

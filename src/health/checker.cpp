@@ -102,16 +102,14 @@ class HealthChecker::Check {
     if (!machine_.record(success)) return;
     const bool up = machine_.up();
     const std::string reason = up ? "check passed" : failure_reason(error);
-    const std::string message = "server " + service_.config->name + "/" + server_.config->name +
-                                (up ? " up: " : " down: ") + reason + " (" +
-                                std::to_string(streak) + "/" + std::to_string(needed) + ")";
-    Log::write(up ? LogLevel::info : LogLevel::warn, message,
+    Log::write(up ? LogLevel::info : LogLevel::warn, up ? "server up" : "server down",
                {{"service", service_.config->name},
                 {"server", server_.config->name},
                 {"address", server_.config->address.to_string()},
-                {"state", up ? "up" : "down"},
                 {"reason", reason},
-                {"check", kind}});
+                {"check", kind},
+                {"streak", streak},
+                {"needed", needed}});
     owner_.verdict_(service_, server_, up);
   }
 

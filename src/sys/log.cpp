@@ -58,6 +58,7 @@ void append_value(std::string& out, std::string_view v) {
   out += '"';
 }
 
+// RFC 3339 in UTC with milliseconds: 2026-12-03T12:00:00.123Z.
 void append_timestamp(std::string& out) {
   using namespace std::chrono;
   auto now = system_clock::now();
@@ -69,7 +70,7 @@ void append_timestamp(std::string& out) {
   std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
   out += buffer;
   char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ ", static_cast<int>(millis));
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(millis));
   out += frac;
 }
 
@@ -117,16 +118,23 @@ std::string Log::format(LogLevel level, std::string_view message,
                         std::initializer_list<LogField> fields) {
   std::string line;
   line.reserve(160);
+  // journald strips the priority and keeps the rest as the message: the
+  // same logfmt line as anywhere else, ts included (journald's own time is
+  // when the line arrived, after the log writer's queue).
   if (journald_) {
     line += '<';
     line += std::to_string(syslog_priority(level));
     line += '>';
-  } else {
-    append_timestamp(line);
-    line += to_string(level);
-    line += ' ';
   }
-  line += message;
+  line += "ts=";
+  append_timestamp(line);
+  line += " level=";
+  line += to_string(level);
+  // Always quoted, even a one-word message: one pattern greps every line
+  // of a message.
+  line += " msg=\"";
+  append_escaped(line, message);
+  line += '"';
   for (const auto& field : fields) {
     line += ' ';
     line += field.key;

@@ -13,8 +13,9 @@ namespace fulcrum {
 
 namespace {
 
-// Room a `log lines dropped` line needs at most (timestamp, level, message,
-// a 20-digit count): below it the summary is not even formatted.
+// Room a `log lines dropped` line needs at most (journald's `<4>`, ts,
+// level, msg and a 20-digit count: 93 bytes): below it the summary is not
+// even formatted.
 constexpr size_t kDropSummaryMax = 96;
 // How often the writer looks again while its descriptor is not writable
 // (for the exit deadline) and while rate-limit summaries are pending.

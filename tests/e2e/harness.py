@@ -8,7 +8,11 @@ What a test gets from here:
   - TestContext: temporary directory, free loopback ports, the daemon, demo
     servers and in-process TCP servers, all cleaned up (by PID) at the end.
   - Daemon: starts `fulcrum -c FILE`, waits for its `listening` lines, parses
-    its stderr into LogRecords and the access log into dicts.
+    its stderr into LogRecords (parse_log_line: logfmt, `ts level msg`
+    first) and the access log into dicts. At cleanup every complete stderr
+    line of every fulcrum must be logfmt with a msg, level and fields that
+    docs/operations.md's log table lists (log_line_problems), or the test
+    fails.
   - TcpServer: a threaded server whose handler runs once per connection and
     whose exceptions fail the test.
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
@@ -18,8 +22,8 @@ What a test gets from here:
   - greeting servers for the scheduler tests: read_greeting, greeted_session,
     open_greeted, finish_session, greeting_holder (a TcpServer handler that
     greets and holds).
-  - health checks: health_transitions (the `server S/N up|down: ...` lines,
-    checked for form), log_time; echo_session and SessionLoad (client
+  - health checks: health_transitions (the `server up` and `server down`
+    lines, checked for form), log_time; echo_session and SessionLoad (client
     threads running short echo sessions throughout a test, pausable so that
     a server can be killed with no session on it); DemoServer.kill() and
     demo_server(address=...) to restart one on the same port.
@@ -256,80 +260,90 @@ def stats_listen_address(config):
 # --------------------------------------------------------------------------
 # Logs
 
-_LOG_LINE = re.compile(
-    r'(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<level>error|warn|info|debug) (?P<rest>.*)')
+LOG_LEVELS = ('error', 'warn', 'info', 'debug')
+# The `<N>` prefix journald reads a line's priority from (syslog's numbers).
+SYSLOG_PRIORITY = {'error': 3, 'warn': 4, 'info': 6, 'debug': 7}
+
+_LOG_TIME = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z')
+_LOG_PRIORITY = re.compile(r'<([0-7])>')
+_LOG_KEY = re.compile(r'[a-z0-9_]+')
+# A value fulcrum leaves unquoted: not empty, no space, '=', '"', '\' or
+# control character (it quotes those).
+_LOG_BARE_VALUE = re.compile(r'[^ ="\\\x00-\x1f\x7f]+')
+# A quoted value: the escapes fulcrum writes (JSON's), nothing raw that needs one.
+_LOG_QUOTED_VALUE = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\["\\nrt]|\\u[0-9a-f]{4})*"')
 
 
 class LogRecord:
-    """One parsed stderr line: time, level, message (the words before the
-    first key=value) and fields (a dict of the key=value pairs)."""
+    """One parsed log line: raw (the line), time (ts), level, message (msg),
+    fields (a dict of the other key=value pairs, in line order) and priority
+    (the `<N>` journald prefix as an int, or None)."""
 
-    def __init__(self, raw, time_text, level, message, fields):
+    def __init__(self, raw, time_text, level, message, fields, priority=None):
         self.raw = raw
         self.time = time_text
         self.level = level
         self.message = message
         self.fields = fields
+        self.priority = priority
 
     def __repr__(self):
         return f'LogRecord({self.raw!r})'
 
 
-def _split_words_and_fields(text):
-    """'connect failed a=1 b="x y"' -> (['connect', 'failed'], {'a': '1', 'b': 'x y'}).
-    Quoted values use backslash escapes for '"' and '\\'."""
-    words, fields = [], {}
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == ' ':
-            i += 1
-            continue
-        j = i
-        while j < n and text[j] not in ' =':
-            j += 1
-        if j < n and text[j] == '=':
-            key = text[i:j]
-            j += 1
-            if key in fields:
-                raise ValueError(f'duplicate key {key}')
-            if j < n and text[j] == '"':
-                j += 1
-                value = []
-                while j < n and text[j] != '"':
-                    if text[j] == '\\' and j + 1 < n:
-                        value.append(text[j + 1])
-                        j += 2
-                    else:
-                        value.append(text[j])
-                        j += 1
-                if j >= n:
-                    raise ValueError('unterminated quoted value')
-                j += 1
-                if j < n and text[j] != ' ':
-                    raise ValueError('text right after a closing quote')
-                fields[key] = ''.join(value)
-            else:
-                start = j
-                while j < n and text[j] != ' ':
-                    j += 1
-                fields[key] = text[start:j]
-        else:
-            if fields:
-                raise ValueError(f'word {text[i:j]!r} after key=value fields')
-            words.append(text[i:j])
-        i = j
-    return words, fields
+def parse_logfmt(text):
+    """'a=1 b="x y"' -> [('a', '1', False), ('b', 'x y', True)]: (key, value,
+    quoted) in order. Strict: pairs separated by one space, every key with a
+    value, quoted values unescaped as JSON strings. Raises ValueError naming
+    the column where the text stops being logfmt."""
+    pairs, pos, n = [], 0, len(text)
+    while True:
+        m = _LOG_KEY.match(text, pos)
+        if not m:
+            raise ValueError(f'no key at column {pos}')
+        key, pos = m.group(), m.end()
+        if text[pos:pos + 1] != '=':
+            raise ValueError(f'key {key!r} without =value at column {pos}')
+        pos += 1
+        quoted = text.startswith('"', pos)
+        m = (_LOG_QUOTED_VALUE if quoted else _LOG_BARE_VALUE).match(text, pos)
+        if not m:
+            raise ValueError(f'{"bad quoted" if quoted else "empty or unquoted"} value of {key!r} at column {pos}')
+        value = json.loads(m.group()) if quoted else m.group()
+        pairs.append((key, value, quoted))
+        pos = m.end()
+        if pos == n:
+            return pairs
+        if text[pos] != ' ' or pos + 1 == n:
+            raise ValueError(f'no single space after the value of {key!r} at column {pos}')
+        pos += 1
 
 
 def parse_log_line(line):
-    """A LogRecord, or raises ValueError if the line breaks the log format."""
-    m = _LOG_LINE.fullmatch(line)
-    if not m:
-        raise ValueError('no `TIMESTAMP LEVEL message` prefix')
-    words, fields = _split_words_and_fields(m.group('rest'))
-    if not words:
-        raise ValueError('no message')
-    return LogRecord(line, m.group('time'), m.group('level'), ' '.join(words), fields)
+    """A LogRecord, or raises ValueError if the line is not fulcrum's logfmt:
+    an optional `<N>` priority (journald), then `ts=RFC3339 level=LEVEL
+    msg="message"` (msg always quoted) and key=value fields, no key twice;
+    N must be LEVEL's syslog priority."""
+    priority = None
+    m = _LOG_PRIORITY.match(line)
+    if m:
+        priority = int(m.group(1))
+    pairs = parse_logfmt(line[m.end():] if m else line)
+    keys = [k for k, _, _ in pairs]
+    if keys[:3] != ['ts', 'level', 'msg']:
+        raise ValueError(f'the keys do not begin with ts, level, msg: {keys[:3]}')
+    if len(set(keys)) != len(keys):
+        raise ValueError(f'a key twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}')
+    (_, ts, _), (_, level, _), (_, message, quoted) = pairs[:3]
+    if not _LOG_TIME.fullmatch(ts):
+        raise ValueError(f'ts is not an RFC 3339 UTC time with milliseconds: {ts!r}')
+    if level not in LOG_LEVELS:
+        raise ValueError(f'unknown level {level!r}')
+    if not quoted or not message:
+        raise ValueError('msg is not a quoted, non-empty message')
+    if priority is not None and priority != SYSLOG_PRIORITY[level]:
+        raise ValueError(f'priority <{priority}> for level {level}')
+    return LogRecord(line, ts, level, message, {k: v for k, v, _ in pairs[3:]}, priority)
 
 
 def log_time(record):
@@ -338,38 +352,106 @@ def log_time(record):
     return stamp.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-_TRANSITION = re.compile(r'server (?P<service>[^/ ]+)/(?P<server>\S+) (?P<state>up|down): '
-                         r'(?P<reason>.+) \((?P<streak>\d+)/(?P<needed>\d+)\)')
+OPERATIONS_DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'docs', 'operations.md')
+_LOG_TABLE_HEADER = '| msg | level | fields | when |'
+
+
+class LogMessage:
+    """One row of docs/operations.md's log table: msg, level (one of
+    LOG_LEVELS, or None where the level varies) and fields (the keys the
+    line may carry)."""
+
+    def __init__(self, msg, level, fields):
+        self.msg, self.level, self.fields = msg, level, fields
+
+    def __repr__(self):
+        return f'LogMessage({self.msg!r}, {self.level}, {sorted(self.fields)})'
+
+
+_documented = None
+
+
+def documented_log_messages():
+    """{msg: LogMessage} from the table under `| msg | level | fields | when |`
+    in docs/operations.md: a row is `` | `msg` | level | `key` `key` ... | when | ``."""
+    global _documented
+    if _documented is None:
+        with open(OPERATIONS_DOC, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+        if _LOG_TABLE_HEADER not in lines:
+            raise TestFailure(f'{OPERATIONS_DOC} has no log table ({_LOG_TABLE_HEADER})')
+        table = {}
+        for line in lines[lines.index(_LOG_TABLE_HEADER) + 2:]:
+            if not line.startswith('|'):
+                break
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            m = re.fullmatch(r'`([^`]+)`', cells[0]) if len(cells) == 4 else None
+            if not m or m.group(1) in table:
+                raise TestFailure(f'{OPERATIONS_DOC}: log table row is not `msg` | level | fields | when, '
+                                  f'or repeats a msg: {line!r}')
+            table[m.group(1)] = LogMessage(m.group(1), cells[1] if cells[1] in LOG_LEVELS else None,
+                                           set(re.findall(r'`([a-z0-9_]+)`', cells[2])))
+        _documented = table
+    return _documented
+
+
+def log_line_problems(text, who):
+    """What is wrong with the complete lines of `text` (a process's stderr):
+    each line that is not fulcrum's logfmt, or whose msg, level or a field
+    is not as docs/operations.md's log table lists it. A list of strings
+    naming the line; empty when every line is right."""
+    documented = documented_log_messages()
+    problems = []
+    for number, line in enumerate(text[:text.rfind('\n') + 1].splitlines(), 1):
+        try:
+            r = parse_log_line(line)
+        except ValueError as e:
+            problems.append(f'{who} stderr line {number} is not logfmt ({e}): {line[:500]!r}')
+            continue
+        doc = documented.get(r.message)
+        if doc is None:
+            problems.append(f'{who} stderr line {number}: msg {r.message!r} is not in the log table of '
+                            f'docs/operations.md: {line[:500]!r}')
+            continue
+        if doc.level is not None and r.level != doc.level:
+            problems.append(f'{who} stderr line {number}: level {r.level}, the docs say {doc.level}: {line[:500]!r}')
+        extra = [k for k in r.fields if k not in doc.fields]
+        if extra:
+            problems.append(f'{who} stderr line {number}: fields {extra} not listed for {r.message!r} in '
+                            f'docs/operations.md: {line[:500]!r}')
+    return problems
+
+
+_TRANSITION_FIELDS = ['service', 'server', 'address', 'reason', 'check', 'streak', 'needed']
 
 
 def health_transitions(daemon, service=None, server=None):
-    """The health state changes `daemon` logged, in log order:
-    `server SERVICE/SERVER down: REASON (N/FALL)` (warn) and
-    `server SERVICE/SERVER up: check passed (N/RISE)` (info), each checked
-    against its fields (service, server, address, state, reason, check).
-    Returned as dicts: record, time (log_time), service, server, address,
-    state, reason, streak, needed (ints), check. Only those of `service` and
-    `server` when given."""
+    """The health state changes `daemon` logged, in log order: `server down`
+    (warn) and `server up` (info, reason `check passed`), each checked for
+    its fields (service server address reason check streak needed, in that
+    order). Returned as dicts: record, time (log_time), service, server,
+    address, state (`up` or `down`), reason, streak, needed (ints), check.
+    Only those of `service` and `server` when given."""
     out = []
     for r in daemon.logs():
-        m = _TRANSITION.fullmatch(r.message)
-        if not m:
+        if r.message not in ('server up', 'server down'):
             continue
-        t = m.groupdict()
         f = r.fields
-        expect_eq(r.level, 'warn' if t['state'] == 'down' else 'info', f'level of {r.raw}')
-        for key in ('service', 'server', 'state', 'reason'):
-            expect_eq(f.get(key), t[key], f'{key}= of {r.raw}')
-        expect(f.get('check') in ('active', 'passive'), f'check= is not active or passive: {r.raw}')
+        state = r.message.split()[1]
+        expect_eq(r.level, 'warn' if state == 'down' else 'info', f'level of {r.raw}')
+        expect_eq(list(f), _TRANSITION_FIELDS, f'fields of {r.raw}')
+        expect(f['check'] in ('active', 'passive'), f'check= is not active or passive: {r.raw}')
         try:
-            parse_address(f.get('address', ''))
+            parse_address(f['address'])
         except ValueError:
             raise TestFailure(f'address= is not IP:port: {r.raw}')
-        if t['state'] == 'up':
-            expect_eq(t['reason'], 'check passed', f'reason of {r.raw}')
-        t.update(record=r, time=log_time(r), address=f['address'], check=f['check'],
-                 streak=int(t['streak']), needed=int(t['needed']))
-        expect_eq(t['streak'], t['needed'], f'(N/M) of {r.raw}: N consecutive results of M needed')
+        if state == 'up':
+            expect_eq(f['reason'], 'check passed', f'reason of {r.raw}')
+        expect(f['streak'].isdigit() and f['needed'].isdigit(), f'streak= or needed= is not a count: {r.raw}')
+        t = dict(record=r, time=log_time(r), service=f['service'], server=f['server'], address=f['address'],
+                 state=state, reason=f['reason'], check=f['check'], streak=int(f['streak']),
+                 needed=int(f['needed']))
+        expect_eq(t['streak'], t['needed'], f'streak= and needed= of {r.raw}: N consecutive results of M needed')
         if (service is None or t['service'] == service) and (server is None or t['server'] == server):
             out.append(t)
     return out
@@ -547,7 +629,8 @@ class Daemon:
 
     def logs(self, strict=False):
         """Every complete stderr line as a LogRecord. Lines that break the log
-        format are skipped, or fail the test when strict."""
+        format are skipped, or fail the test when strict. (Whatever a test
+        reads, TestContext's cleanup checks every line: log_line_problems.)"""
         records = []
         text = self.stderr_text()
         complete = text[:text.rfind('\n') + 1]
@@ -748,6 +831,8 @@ class TestContext:
         self.name = name
         self.tmpdir = tempfile.mkdtemp(prefix=f'fulcrum-e2e-{name}-')
         self.daemons = []
+        self._logs = []  # (who, function returning the text of its stderr so far)
+        self.log_problems = []  # what cleanup() found wrong with them (log_line_problems)
         self._processes = []  # (Popen, label)
         self._servers = []
         self._sockets = []
@@ -763,6 +848,7 @@ class TestContext:
         """A Daemon for `config` (dict), started and ready unless start=False."""
         d = Daemon(self, config, name=name, **options)
         self.daemons.append(d)
+        self.watch_log(d.name, lambda: d.stderr_text() if d.proc is not None else '')
         if start:
             d.start()
         return d
@@ -796,6 +882,12 @@ class TestContext:
         os.chmod(path, 0o600)
         return path
 
+    def watch_log(self, who, text):
+        """Has cleanup() check every complete line of a fulcrum's stderr:
+        text() returns what it wrote so far. Daemons are watched already;
+        this is for a fulcrum a test starts itself."""
+        self._logs.append((who, text))
+
     def at_cleanup(self, function):
         """Calls function() at cleanup, after every process is killed (last
         registered first), also when the test fails."""
@@ -811,11 +903,17 @@ class TestContext:
             server.check()
 
     def cleanup(self):
+        """Stops everything, then checks the log of every fulcrum started
+        (log_line_problems) into log_problems: the runner fails the test on
+        any, whatever the test concluded."""
         for server in self._servers:
             server.close()
         for s in self._sockets:
             s.close()
         kill_processes(self._processes)
+        # Before the cleanups: one of them may close what text() reads.
+        for who, text in self._logs:
+            self.log_problems += log_line_problems(text(), who)
         while self._cleanups:
             self._cleanups.pop()()
 

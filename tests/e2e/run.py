@@ -9,7 +9,9 @@ and run(t). Exit status: 0 pass, 1 fail (with the reason and the daemon's
 last log lines), 77 skip (a prerequisite such as IPv6 loopback is missing),
 2 bad usage. With E2E_KEEP=1 the test's files (configs, daemon logs) are kept
 on success too.
-In sanitizer builds any report from a process of the test fails it.
+In sanitizer builds any report from a process of the test fails it, and in
+every build a log line of a fulcrum it started that is not logfmt or not in
+docs/operations.md's log table.
 """
 
 import importlib.util
@@ -80,7 +82,13 @@ def main(argv):
         outcome, detail = 'FAIL', f'unexpected error:\n{traceback.format_exc()}'
     finally:
         signal.alarm(0)
-    # A sanitizer report is a failure whatever the test itself concluded.
+    # So is a log line that is not logfmt or not in docs/operations.md's log
+    # table, and a sanitizer report, whatever the test itself concluded.
+    if ctx.log_problems:
+        also = f'\n(the test itself: {outcome} {detail})' if outcome != 'PASS' else ''
+        shown = ctx.log_problems[:20]
+        more = f'\n... and {len(ctx.log_problems) - len(shown)} more' if len(ctx.log_problems) > len(shown) else ''
+        outcome, detail = 'FAIL', 'log lines not as docs/operations.md lists them:\n' + '\n'.join(shown) + more + also
     reports = harness.sanitizer_reports(ctx)
     if reports:
         also = f'\n(the test itself: {outcome} {detail})' if outcome != 'PASS' else ''

@@ -367,17 +367,22 @@ class Container:
         out = self.systemctl('show', unit, *[f'--property={p}' for p in properties]).stdout
         return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
-    def journal(self, unit):
-        """The journal of `unit` as (SYSLOG_IDENTIFIER, MESSAGE) pairs, oldest first."""
+    def journal(self, unit, fields=('SYSLOG_IDENTIFIER', 'MESSAGE')):
+        """The journal of `unit` as tuples of these fields (default
+        (SYSLOG_IDENTIFIER, MESSAGE) pairs), oldest first; '' for a field an
+        entry lacks."""
         out = self.run(['journalctl', f'--unit={unit}', '--output=json', '--no-pager',
-                        '--output-fields=SYSLOG_IDENTIFIER,MESSAGE']).stdout
+                        '--output-fields=' + ','.join(fields)]).stdout
         entries = []
         for line in out.splitlines():
             entry = json.loads(line)
-            message = entry.get('MESSAGE', '')
-            if isinstance(message, list):  # journald's form for non-UTF-8 text
-                message = bytes(message).decode('utf-8', 'replace')
-            entries.append((entry.get('SYSLOG_IDENTIFIER', ''), message))
+            values = []
+            for field in fields:
+                value = entry.get(field, '')
+                if isinstance(value, list):  # journald's form for non-UTF-8 text
+                    value = bytes(value).decode('utf-8', 'replace')
+                values.append(value)
+            entries.append(tuple(values))
         return entries
 
     def journal_tail(self, lines=60):

@@ -102,6 +102,10 @@ def main(argv):
     try:
         t = setup(c, build_root, meson, demo_server)
         case.run(t)
+        problems = t.log_problems()
+        if problems:
+            raise TestFailure('fulcrum\'s lines in the journal not as docs/operations.md lists them:\n'
+                              + '\n'.join(problems[:20]))
     except TestSkip as e:
         outcome, detail = 'SKIP', str(e)
     except TestFailure as e:

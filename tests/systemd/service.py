@@ -58,6 +58,42 @@ class ServiceTest:
     def journal_messages(self, identifier=None):
         return [m for ident, m in self.c.journal(UNIT) if identifier is None or ident == identifier]
 
+    def log_problems(self):
+        """What is wrong with the lines the fulcrum daemon wrote to the
+        journal: each must be logfmt with a msg, level and fields of
+        docs/operations.md's log table (harness.log_line_problems), and its
+        PRIORITY the one of its level, which journald took from the `<N>`
+        prefix fulcrum writes under it. The daemon's lines are those of a
+        process whose _CMDLINE lacks `--check`: the `--check` runs of
+        ExecStartPre and ExecReload print the command line's output, and
+        exit too soon for journald to always record their _CMDLINE, so a
+        process is told apart by the _CMDLINE of any of its lines."""
+        entries = self.c.journal(UNIT, ('SYSLOG_IDENTIFIER', 'MESSAGE', 'PRIORITY', '_PID', '_CMDLINE'))
+        daemons = {pid for ident, _, _, pid, cmdline in entries
+                   if ident == 'fulcrum' and cmdline and '--check' not in cmdline.split()}
+        lines = [(message, priority) for ident, message, priority, pid, _ in entries
+                 if ident == 'fulcrum' and pid in daemons]
+        if not lines:
+            return ['no line of the fulcrum daemon in the journal']
+        problems = []
+        for message, priority in lines:
+            try:
+                level = harness.parse_log_line(message).level
+            except ValueError:
+                continue  # log_line_problems names it
+            if priority != str(harness.SYSLOG_PRIORITY[level]):
+                problems.append(f'journal PRIORITY={priority} for a {level} line: {message[:300]!r}')
+        text = ''.join(f'{message}\n' for message, _ in lines)
+        return harness.log_line_problems(text, 'fulcrum (journal)') + problems
+
+def log_message(text):
+    """The msg of a fulcrum log line as the journal keeps it (journald took
+    its `<N>` prefix off), or None for other text (`fulcrum --check`'s)."""
+    try:
+        return harness.parse_log_line(text).message
+    except ValueError:
+        return None
+
 
 def setup(c, build_root, meson, demo_server):
     """Installs the build, boots, and readies what every test needs."""

@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,7 +132,7 @@ TEST_CASE("log buffer: with nothing being written, the next line brings the summ
   REQUIRE(buffer.take(batch));
   const std::vector<std::string> lines = lines_of(batch);
   REQUIRE(lines.size() == 2);
-  CHECK(ends_with(lines[0], " warn log lines dropped count=1"));
+  CHECK(ends_with(lines[0], R"( level=warn msg="log lines dropped" count=1)"));
   CHECK(lines[1] == std::string(9, 'c'));
 }
 
@@ -143,7 +146,8 @@ TEST_CASE("log buffer: lines being written still take room until released") {
   CHECK(buffer.dropped() == 1);
   buffer.release(batch.size());
   REQUIRE(buffer.take(batch));
-  CHECK(ends_with(batch, " warn log lines dropped count=1\n"));
+  CHECK(ends_with(batch, R"( level=warn msg="log lines dropped" count=1)"
+                         "\n"));
 }
 
 TEST_CASE("log buffer: one summary line counts the lines dropped, in the place they were") {
@@ -159,7 +163,7 @@ TEST_CASE("log buffer: one summary line counts the lines dropped, in the place t
   REQUIRE(buffer.take(batch));
   const std::vector<std::string> lines = lines_of(batch);
   REQUIRE(lines.size() == 2);
-  CHECK(ends_with(lines[0], " warn log lines dropped count=7"));
+  CHECK(ends_with(lines[0], R"( level=warn msg="log lines dropped" count=7)"));
   CHECK(lines[1] == std::string(9, 'c'));
   CHECK(buffer.dropped() == 7);  // the total stays; the next summary counts only new drops
   buffer.release(batch.size());
@@ -319,12 +323,122 @@ TEST_CASE("log format: values quoted only when needed, escaped as in JSON") {
   const std::string line = fulcrum::Log::format(LogLevel::info, "event",
                                                 {{"plain", "web"},
                                                  {"spaced", "a b"},
+                                                 {"equals", "a=b"},
+                                                 {"quote", "say \"hi\""},
+                                                 {"backslash", "C:\\x"},
                                                  {"empty", ""},
                                                  {"control", "a\nb\x01"},
-                                                 {"del", "x\x7f"}});
+                                                 {"del", "x\x7f"},
+                                                 {"utf8", "caf\xc3\xa9"},
+                                                 {"number", 42}});
   CHECK(ends_with(
-      line, R"( info event plain=web spaced="a b" empty="" control="a\nb\u0001" del="x\u007f")"
-            "\n"));
+      line, R"( level=info msg="event" plain=web spaced="a b" equals="a=b" quote="say \"hi\"")"
+            R"( backslash="C:\\x" empty="" control="a\nb\u0001" del="x\u007f")"
+            " utf8=caf\xc3\xa9 number=42\n"));
+}
+
+namespace {
+
+// The milliseconds since the epoch of an RFC 3339 UTC time with
+// milliseconds (2026-12-03T12:00:00.123Z), or -1 if `text` is not one.
+int64_t rfc3339_millis(const std::string& text) {
+  std::tm utc{};
+  int millis = -1;
+  int consumed = 0;
+  if (text.size() != 24 ||
+      std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &utc.tm_year, &utc.tm_mon,
+                  &utc.tm_mday, &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &millis, &consumed) != 7 ||
+      consumed != 24) {
+    return -1;
+  }
+  utc.tm_year -= 1900;
+  utc.tm_mon -= 1;
+  return static_cast<int64_t>(::timegm(&utc)) * 1000 + millis;
+}
+
+int64_t now_millis() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// JOURNAL_STREAM set (or not) for the lifetime of the object, then as before.
+class JournalStream {
+ public:
+  explicit JournalStream(bool set) {
+    if (const char* value = std::getenv("JOURNAL_STREAM")) saved_ = value;
+    if (set) {
+      ::setenv("JOURNAL_STREAM", "8:12345", 1);
+    } else {
+      ::unsetenv("JOURNAL_STREAM");
+    }
+    fulcrum::Log::init();
+  }
+  ~JournalStream() {
+    if (saved_) {
+      ::setenv("JOURNAL_STREAM", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("JOURNAL_STREAM");
+    }
+    fulcrum::Log::init();
+  }
+  JournalStream(const JournalStream&) = delete;
+  JournalStream& operator=(const JournalStream&) = delete;
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+}  // namespace
+
+TEST_CASE("log format: ts, level and msg first, the fields after them, one line") {
+  const JournalStream plain(false);
+  const int64_t before = now_millis();
+  const std::string line = fulcrum::Log::format(
+      LogLevel::warn, "server down", {{"service", "web"}, {"reason", "connect refused"}});
+  const int64_t after = now_millis();
+  INFO("line: " << line);
+  REQUIRE(line.size() > 28);
+  CHECK(line.substr(0, 3) == "ts=");
+  const int64_t stamp = rfc3339_millis(line.substr(3, 24));
+  CHECK(stamp >= before);
+  CHECK(stamp <= after);
+  CHECK(line.substr(27) == R"( level=warn msg="server down" service=web reason="connect refused")"
+                           "\n");
+}
+
+TEST_CASE("log format: the message is always quoted and escaped like a value") {
+  const JournalStream plain(false);
+  CHECK(ends_with(fulcrum::Log::format(LogLevel::info, "stopped", {}),
+                  R"( level=info msg="stopped")"
+                  "\n"));
+  CHECK(ends_with(fulcrum::Log::format(LogLevel::debug, "a \"b\"\n", {{"k", "v"}}),
+                  R"( level=debug msg="a \"b\"\n" k=v)"
+                  "\n"));
+}
+
+TEST_CASE("log format: under journald, the syslog priority and then the same logfmt line") {
+  const JournalStream journal(true);
+  const struct {
+    LogLevel level;
+    const char* prefix;
+  } cases[] = {{LogLevel::error, "<3>ts="},
+               {LogLevel::warn, "<4>ts="},
+               {LogLevel::info, "<6>ts="},
+               {LogLevel::debug, "<7>ts="}};
+  for (const auto& c : cases) {
+    const std::string line = fulcrum::Log::format(c.level, "reloaded", {{"generation", 2}});
+    INFO("line: " << line);
+    CHECK(line.substr(0, 6) == c.prefix);
+    CHECK(rfc3339_millis(line.substr(6, 24)) > 0);
+    CHECK(line.substr(30) == " level=" + std::string(fulcrum::to_string(c.level)) +
+                                 R"( msg="reloaded" generation=2)" + "\n");
+  }
+}
+
+TEST_CASE("log format: without JOURNAL_STREAM no priority prefix") {
+  const JournalStream plain(false);
+  CHECK(fulcrum::Log::format(LogLevel::error, "cannot start", {}).substr(0, 3) == "ts=");
 }
 
 // ---- libevent's own messages -----------------------------------------------------------
@@ -353,8 +467,9 @@ TEST_CASE("libevent's warnings are log lines, not its own stderr output") {
   // libevent warns when asked to free no base (and there is no current one).
   const std::string written = stderr_of([] { event_base_free(nullptr); });
   INFO("stderr: " << written);
-  CHECK(ends_with(written, R"( warn libevent message="event_base_free_: no base to free")"
-                           "\n"));
+  CHECK(ends_with(written,
+                  R"( level=warn msg="libevent" message="event_base_free_: no base to free")"
+                  "\n"));
   CHECK(lines_of(written).size() == 1);
 }
 
@@ -369,4 +484,20 @@ TEST_CASE("LogBuffer::wait_written: true once every line queued before the call 
   CHECK_FALSE(buffer.wait_written(soon()));  // taken, not yet written
   buffer.release(batch.size());
   CHECK(buffer.wait_written(soon()));
+}
+
+TEST_CASE("log rate limit: the summary is a `log lines suppressed` line naming the message") {
+  const JournalStream plain(false);
+  LogRateLimit limit(LogLevel::warn, "test summary message", 1);
+  const auto t0 = steady_clock::time_point(seconds(1000));
+  CHECK(limit.admit(t0).write);
+  CHECK_FALSE(limit.admit(t0).write);
+  CHECK_FALSE(limit.admit(t0).write);
+  const std::string written =
+      stderr_of([t0] { LogRateLimit::write_due_summaries(t0 + seconds(1)); });
+  INFO("stderr: " << written);
+  CHECK(lines_of(written).size() == 1);
+  CHECK(ends_with(written,
+                  R"( level=warn msg="log lines suppressed" message="test summary message" count=2)"
+                  "\n"));
 }

@@ -10,10 +10,11 @@ through the test:
      and retried on a or c. After fall x interval + 1 s = 1.4 s b must be
      down: for the next 1.5 s fulcrum tries no connect to b at all (no new
      `connect failed` line for b) while sessions go on, and the log has
-     exactly one `server web/b down: connect refused (2/2)` line.
+     exactly one `server down` line for web/b (`reason="connect refused"
+     streak=2 needed=2`).
   3. b is started again on its port: within rise x interval + 1 s = 1.4 s
-     sessions reach b again, after one `server web/b up: check passed (2/2)`
-     line; the load runs 0.5 s more.
+     sessions reach b again, after one `server up` line for web/b
+     (`reason="check passed" streak=2 needed=2`); the load runs 0.5 s more.
 Across all phases every session succeeds (greeting, echo, EOF), a and c
 never go down, and the access log has one client_close line per session.
 """

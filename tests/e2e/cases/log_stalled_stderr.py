@@ -162,6 +162,7 @@ def run(t):
     os.close(write_fd)
     t.register_process(proc, 'fulcrum')
     reader = PipeReader(read_fd)
+    t.watch_log('fulcrum', reader.text)
 
     def ready():
         expect(proc.poll() is None, f'fulcrum exited with {proc.returncode} at start')

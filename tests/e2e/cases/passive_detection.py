@@ -5,8 +5,9 @@ One fulcrum, two services, each two demo servers, rr, retries: 1:
     check per server falls in the test), rise 2, fall 2. 4 sessions reach
     both servers; a1 is killed. Sessions go on one by one: those that pick
     a1 are refused and retried on b1, and after at most 10 sessions a1 is
-    down through them: one `server checked/a1 down: connect refused (2/2)`
-    line with check=passive, after 2 or more refused connects. Then 20
+    down through them: one `msg="server down" service=checked server=a1
+    address=ADDRESS reason="connect refused" check=passive streak=2
+    needed=2` line, after 2 or more refused connects. Then 20
     more sessions all reach b1 without a connect tried on a1.
   - `unchecked` (a2, b2): health_check: false. a2 is killed; 20 sessions
     all reach b2, and a2 keeps being tried: more than 5 `connect failed`
@@ -63,9 +64,9 @@ def run(t):
     wait_until(lambda: health_transitions(d, 'checked', 'a1'), 1, 'a1 to be down after 10 sessions')
     down = health_transitions(d, 'checked', 'a1')
     log_stream(f'a1 down after {until_down} sessions, {refused("checked", "a1")} refused connects')
-    expect_eq([(x['record'].message, x['check'], x['state'], x['reason'], x['address']) for x in down],
-              [(f'server checked/a1 down: connect refused ({FALL}/{FALL})', 'passive', 'down', 'connect refused',
-                demos['a1'].address)], 'health transitions of a1')
+    expect_eq([x['record'].raw[x['record'].raw.index(' level='):] for x in down],
+              [f' level=warn msg="server down" service=checked server=a1 address={demos["a1"].address} '
+               f'reason="connect refused" check=passive streak={FALL} needed={FALL}'], 'health transitions of a1')
     failures_at_down = refused('checked', 'a1')
     expect(failures_at_down >= FALL, f'a1 went down after {failures_at_down} refused connects, fall is {FALL}')
     time.sleep(0.1)

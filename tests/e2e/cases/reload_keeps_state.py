@@ -3,7 +3,7 @@
 fulcrum (two workers, stats with an admin token), service `web` (wrr,
 retries 2, health checks every 200 ms, rise 2, fall 2) over demo servers a,
 b, c (weight 1 each) and d, an address that refuses (weight 1).
-  1. d goes down by its health checks (one `server web/d down` line) before
+  1. d goes down by its health checks (one `server down` line for web/d) before
      any session. Nine sessions one after another (each session of the test
      reads the greeting, sends a line and reads its echo): 3 on each of a, b, c
      (+-1, SPEC.md's smooth wrr bound).

@@ -271,7 +271,7 @@ def reload_waits_for_dns(t, dns, prefix, demos, slow_b):
     expect_eq(reload_lines(d), ([{'config': d.config_path, 'by': 'SIGHUP'}], []),
               '`reloading` and `reloaded` lines while the DNS answer is held')
     dns.release()
-    d.wait_for_log(r' reloaded generation=2 by=SIGHUP$', timeout=10)
+    d.wait_for_log(lambda r: r.message == 'reloaded' and r.fields == {'generation': '2', 'by': 'SIGHUP'}, timeout=10)
     expect_eq(reload_lines(d), ([{'config': d.config_path, 'by': 'SIGHUP'}], [{'generation': '2', 'by': 'SIGHUP'}]),
               '`reloading` and `reloaded` lines after the DNS answer')
     expect_eq([r.fields for r in d.find_logs('service changed')],
@@ -307,7 +307,7 @@ def sighup_while_starting(t, dns, prefix, demos, slow_b):
                           f'instead of holding it for a reload')
     dns.release()
     d.wait_ready(timeout=10)
-    d.wait_for_log(r' reloaded generation=2 by=SIGHUP$', timeout=10)
+    d.wait_for_log(lambda r: r.message == 'reloaded' and r.fields == {'generation': '2', 'by': 'SIGHUP'}, timeout=10)
     expect_eq(reload_lines(d),
               ([{'config': d.config_path, 'by': 'SIGHUP'}], [{'generation': '2', 'by': 'SIGHUP'}]),
               '`reloading` and `reloaded` lines of the SIGHUP sent during start-up')

@@ -87,16 +87,16 @@ STAYED = ('a', 'b')  # web's servers in both configurations
 
 
 def wait_reloaded(d, generation, timeout=10):
-    """Waits for `reloaded generation=G by=SIGHUP` (reading the raw log:
-    cheap while the access log grows); fails at once on `reload failed`.
-    Returns time.monotonic() when seen."""
-    done = re.compile(rf'^\S+ info reloaded generation={generation} by=SIGHUP$', re.M)
+    """Waits for `msg="reloaded" generation=G by=SIGHUP` (reading the raw
+    log: cheap while the access log grows); fails at once on `reload
+    failed`. Returns time.monotonic() when seen."""
+    done = re.compile(rf'^ts=\S+ level=info msg="reloaded" generation={generation} by=SIGHUP$', re.M)
     deadline = time.monotonic() + timeout
     while True:
         text = d.stderr_text()
         if done.search(text):
             return time.monotonic()
-        if ' reload failed' in text:
+        if 'msg="reload failed' in text:
             raise TestFailure(f'a reload failed:\n{d.stderr_tail()}')
         if not d.running() or time.monotonic() > deadline:
             raise TestFailure(f'no `reloaded generation={generation}` line after {timeout}s:\n{d.stderr_tail()}')

@@ -57,7 +57,7 @@ def run(t):
     config['services'].append({'name': 'api', 'listen': taken, 'servers': [{'address': a.address}]})
     write_config(first.config_path, config)
     first.send_signal(signal.SIGHUP)
-    first.wait_for_log(r'reload failed', timeout=10)
+    first.wait_for_log(lambda r: r.message == 'reload failed, the running configuration stays', timeout=10)
     expect_eq([r.fields.get('error') for r in first.find_logs('reload rejected')],
               [f'cannot listen on {taken}: Address already in use'], '`reload rejected` lines')
     expect_eq(get_stats(stats)['config']['generation'], 1, 'generation after the rejected reload')

@@ -21,7 +21,7 @@ import time
 
 from harness import SessionLoad, expect, expect_eq, greeted_session, log_stream, wait_until
 from container import status_line
-from service import LISTEN, UNIT
+from service import LISTEN, UNIT, log_message
 
 DEADLINE = 180
 RELOADS = 6
@@ -90,7 +90,7 @@ def run(t):
     expect_generation(t, generation, 'the reload that waited')
 
     # A broken file: the reload fails before fulcrum hears of it.
-    reloading_lines = len([m for m in t.journal_messages('fulcrum') if m.startswith('reloading ')])
+    reloading_lines = len([m for m in t.journal_messages('fulcrum') if log_message(m) == 'reloading'])
     t.write_config('global:\n  workers: 2\n  bogus_key: 1\nservices: []\n')
     failed_reload = t.c.systemctl('reload', UNIT, check=False)
     expect(failed_reload.returncode != 0, 'systemctl reload of a broken file exited 0')
@@ -101,7 +101,7 @@ def run(t):
     messages = t.journal_messages('fulcrum')
     expect(any(m.startswith(f'{t.config_path}:3:3: ') and 'bogus_key' in m for m in messages),
            f'the --check error (FILE:3:3: ... bogus_key) in the journal: {messages[-5:]}')
-    expect_eq(len([m for m in messages if m.startswith('reloading ')]), reloading_lines,
+    expect_eq(len([m for m in messages if log_message(m) == 'reloading']), reloading_lines,
               'fulcrum `reloading` lines (it must not have been signalled)')
     names = {greeted_session(LISTEN)[0] for _ in range(4)}
     expect_eq(names, {'9001', '9002'}, 'servers of the old configuration, still serving')

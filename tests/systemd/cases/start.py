@@ -10,7 +10,7 @@ import re
 
 from harness import (MiB, PatternStream, connect, expect, expect_eq, log_stream, read_greeting, run_threads,
                      upload_and_check_echo, wait_until)
-from service import LISTEN, UNIT
+from service import LISTEN, UNIT, log_message
 
 DEADLINE = 120
 SESSIONS = 8
@@ -38,7 +38,7 @@ def run(t):
 
     journal = t.c.journal(UNIT)
     checked = next((i for i, (who, m) in enumerate(journal) if who == 'fulcrum' and m == 'configuration ok'), None)
-    ready = next((i for i, (who, m) in enumerate(journal) if who == 'fulcrum' and m.startswith('started ')), None)
+    ready = next((i for i, (who, m) in enumerate(journal) if who == 'fulcrum' and log_message(m) == 'started'), None)
     done = next((i for i, (who, m) in enumerate(journal) if who == 'systemd' and m.startswith('Started ')), None)
     expect(None not in (checked, ready, done), f'journal lacks `configuration ok`, `started` or `Started`: {journal}')
     expect(checked < ready < done, f'ExecStartPre check, fulcrum ready, then systemd done: {journal}')
@@ -50,7 +50,7 @@ def run(t):
     # The access log goes to the journal with everything else fulcrum prints
     # (a line lands a moment after its session closed).
     def finished():
-        return [m for m in t.journal_messages('fulcrum') if m.startswith('session ')]
+        return [m for m in t.journal_messages('fulcrum') if log_message(m) == 'session']
     wait_until(lambda: len(finished()) >= SESSIONS + 1, 15, 'the access log lines in the journal', interval=0.2)
     lines = finished()
     expect_eq(len(lines), SESSIONS + 1, f'access log lines in the journal: {lines}')

@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import connect, expect, expect_eof, expect_eq, log_stream, open_greeted, recv_exact, wait_until
-from service import LISTEN, UNIT
+from service import LISTEN, UNIT, log_message
 
 DEADLINE = 120
 SHUTDOWN_TIMEOUT = 10
@@ -59,7 +59,7 @@ def run(t):
     expect_eq((state['ActiveState'], state['SubState'], state['Result']), ('inactive', 'dead', 'success'),
               'state after systemctl stop')
     expect_eq(state['ExecMainStatus'], '0', 'fulcrum\'s exit status')
-    expect(any(m == 'stopped' for m in t.journal_messages('fulcrum')), 'fulcrum logged `stopped`')
+    expect(any(log_message(m) == 'stopped' for m in t.journal_messages('fulcrum')), 'fulcrum logged `stopped`')
     expect(f'{UNIT}: Deactivated successfully.' in t.journal_messages('systemd'),
            'systemd: the main process exited cleanly (Deactivated successfully)')
     killed = [m for m in t.journal_messages('systemd') if 'SIGKILL' in m or 'timed out' in m]
