@@ -20,6 +20,7 @@
 #include "fulcrum/open_files.hpp"
 #include "fulcrum/privileges.hpp"
 #include "fulcrum/reload.hpp"
+#include "fulcrum/sampler.hpp"
 #include "fulcrum/scheduler_plane.hpp"
 #include "fulcrum/signals.hpp"
 #include "fulcrum/socket.hpp"
@@ -32,6 +33,8 @@ namespace {
 
 // How often the control plane moves the weights of servers in slow start.
 constexpr std::chrono::milliseconds kSlowStartTick{500};
+// How often the stats sampler copies the counters (one ring slot each).
+constexpr std::chrono::seconds kSamplerTick{1};
 // How long the main loop waits for the log to be written before it tells
 // systemd something (READY=1, STOPPING=1).
 constexpr std::chrono::milliseconds kLogBeforeNotify{100};
@@ -75,6 +78,7 @@ class Daemon final : public ReloadTarget {
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
+  static void on_sampler_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
 
@@ -88,10 +92,12 @@ class Daemon final : public ReloadTarget {
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
+  EventPtr sampler_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
   EventPtr watchdog_timer_;
   Notifier notifier_;
   std::unique_ptr<HealthChecker> health_;
+  StatsSampler sampler_{std::chrono::steady_clock::now()};
   std::unique_ptr<StatsServer> stats_;
   int64_t open_file_limit_ = 0;       // the soft RLIMIT_NOFILE in force
   int64_t fds_outside_sessions_ = 0;  // kept out of the session budget now
@@ -132,6 +138,7 @@ int Daemon::start(Config config) {
   if (!addresses) return kExitStartup;
   control_.add_data_plane(scheduler_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
+  sampler_.follow(snapshot());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);
   reloader_ = std::make_unique<Reloader>(base_.get(), config_path, workers_count_, control_, *this);
   if (!open_stats() || !drop_privileges_as_configured()) return kExitStartup;
@@ -160,6 +167,8 @@ void Daemon::create_events() {
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
   slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
+  sampler_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_sampler_tick_cb, this));
+  add_with_timeout(sampler_timer_.get(), kSamplerTick);
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   if (const auto interval = notifier_.watchdog_interval()) {
     // From the main loop: if it hangs, the pings stop and systemd acts.
@@ -191,6 +200,7 @@ bool Daemon::open_stats() {
   if (!config.enabled) return true;
   StatsContext context{control_.snapshot(),
                        &control_,
+                       &sampler_,
                        std::nullopt,
                        started_,
                        started_wall_,
@@ -274,6 +284,9 @@ std::unique_ptr<HealthChecker> Daemon::make_health_checker(
       base_.get(), std::move(snapshot),
       [this](const ServiceRuntime& service, const ServerRuntime& server, bool healthy) {
         control_.report_health(service, server, healthy, std::chrono::steady_clock::now());
+      },
+      [this](const ServerRuntime& server, std::string reason) {
+        control_.report_check_failure(server, std::move(reason), std::chrono::steady_clock::now());
       });
 }
 
@@ -286,6 +299,7 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
       update.listeners.push_back({address.address, std::move(address.per_worker[w])});
     workers_[w]->post_update(std::move(update));
   }
+  sampler_.follow(*next);
   admission_->set_max_sessions(next->config.global.max_connections);
   Log::set_level(next->config.global.log_level);
   const int64_t outside = fds_outside_sessions(*next, workers_count_);
@@ -340,6 +354,10 @@ void Daemon::begin_stop(int signal) {
 
 void Daemon::on_slow_start_tick_cb(evutil_socket_t, short, void* arg) {
   static_cast<Daemon*>(arg)->control_.tick(std::chrono::steady_clock::now());
+}
+
+void Daemon::on_sampler_tick_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->sampler_.tick(std::chrono::steady_clock::now());
 }
 
 void Daemon::on_passive_failure_cb(evutil_socket_t, short, void* arg) {

@@ -20,6 +20,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
+#include "fulcrum/sampler.hpp"
 #include "fulcrum/snapshot.hpp"
 
 struct evhttp;
@@ -57,6 +58,9 @@ struct StatsContext {
   // Where the admin API's requests go: the stats module never writes server
   // state itself. Owned by the daemon.
   ControlPlane* control_plane = nullptr;
+  // The recent figures (rates, failures of the last minute); owned by the
+  // daemon.
+  const StatsSampler* sampler = nullptr;
   std::optional<std::string> admin_token;  // none: the write API answers 403
   std::chrono::steady_clock::time_point started;
   std::chrono::system_clock::time_point started_wall;
