@@ -69,15 +69,14 @@ std::string status_report(const Json& stats) {
     const std::vector<Node> servers = service["servers"].elements();
     size_t up = 0;
     for (const Node& server : servers) up += server["state"].string() == "up";
-    table.add_row({service["name"].string(), service["scheduler"].string(),
-                   count_text(sessions["active"]), count_text(sessions["total"]),
-                   count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
-                   human_bytes(bytes["out"].count()),
-                   human_rate(rate["sessions_per_second"].number()),
-                   human_rate(rate["peak_sessions_per_second"].number()),
-                   byte_rate_text(rate["bytes_in_per_second"]),
-                   byte_rate_text(rate["bytes_out_per_second"]),
-                   std::to_string(up) + "/" + std::to_string(servers.size())});
+    table.add_row(
+        {service["name"].string(), service["scheduler"].string(), count_text(sessions["active"]),
+         count_text(sessions["total"]), count_text(sessions["rejected"]),
+         human_bytes(bytes["in"].count()), human_bytes(bytes["out"].count()),
+         human_rate(rate["sessions_per_second"].number()),
+         human_rate(rate["peak_sessions_per_second"].number()),
+         byte_rate_text(rate["bytes_in_per_second"]), byte_rate_text(rate["bytes_out_per_second"]),
+         std::to_string(up) + "/" + std::to_string(servers.size())});
   }
   out += '\n';
   out += table.render();
@@ -120,12 +119,11 @@ std::string servers_report(const Json& stats) {
                      count_text(server["connect_failures"]), count_text(health["checks_failed"]),
                      human_duration(health["last_change_seconds"].number())});
       if (const Node last_error = health["last_error"]; !last_error.is_null()) {
-        errors += "last error  " + service_name + "/" + server["name"].string() + ": " +
-                  last_error.string() + ", " +
-                  human_duration(health["last_error_seconds"].number()) +
-                  " ago (last minute: failed checks " +
-                  count_text(health["checks_failed_last_minute"]) + ", failed connects " +
-                  count_text(server["connect_failures_last_minute"]) + ")\n";
+        errors +=
+            "last error  " + service_name + "/" + server["name"].string() + ": " +
+            last_error.string() + ", " + human_duration(health["last_error_seconds"].number()) +
+            " ago (last minute: failed checks " + count_text(health["checks_failed_last_minute"]) +
+            ", failed connects " + count_text(server["connect_failures_last_minute"]) + ")\n";
       }
     }
   }

@@ -145,9 +145,9 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"connect_time_ms_avg\":" + number(connect_ms);
   out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
   out += rate_json(rates_of(context, st));
-  const StatsSampler::RecentFailures recent =
-      context.sampler ? context.sampler->recent_failures(st, failures)
-                      : StatsSampler::RecentFailures{};
+  const StatsSampler::RecentFailures recent = context.sampler
+                                                  ? context.sampler->recent_failures(st, failures)
+                                                  : StatsSampler::RecentFailures{};
   out += ",\"connect_failures_last_minute\":" + std::to_string(recent.connect_failures);
   out += ",\"health\":{\"enabled\":" +
          std::string(service.config->health_check.enabled ? "true" : "false") +
@@ -157,7 +157,8 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   if (st.last_error().empty()) {
     out += ",\"last_error\":null,\"last_error_seconds\":null";
   } else {
-    const auto at = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(st.last_error_ns()));
+    const auto at =
+        std::chrono::steady_clock::time_point(std::chrono::nanoseconds(st.last_error_ns()));
     out += ",\"last_error\":" + json_string(st.last_error()) +
            ",\"last_error_seconds\":" + number(seconds_since(at, now));
   }

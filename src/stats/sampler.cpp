@@ -68,13 +68,13 @@ void StatsSampler::follow(const Snapshot& snapshot) {
   for (const ServiceRuntime& service : snapshot.services) {
     const ServiceState* key = service.state.get();
     if (auto kept = services_.find(key); kept != services_.end())
-      services.emplace(key, std::move(kept->second));
+      services.emplace(key, kept->second);
     else
       services.emplace(key, Track(read_traffic(*key)));
     for (const ServerRuntime& server : service.servers) {
       const ServerState* state = server.state.get();
       if (auto kept = servers_.find(state); kept != servers_.end())
-        servers.emplace(state, std::move(kept->second));
+        servers.emplace(state, kept->second);
       else
         servers.emplace(state, ServerTrack(read_traffic(*state), read_failures(*state)));
     }
@@ -111,7 +111,9 @@ Rates rates_of(const Map& tracks, const Key* key) {
 
 }  // namespace
 
-Rates StatsSampler::rates(const ServiceState& service) const { return rates_of(services_, &service); }
+Rates StatsSampler::rates(const ServiceState& service) const {
+  return rates_of(services_, &service);
+}
 
 Rates StatsSampler::rates(const ServerState& server) const { return rates_of(servers_, &server); }
 

@@ -238,18 +238,20 @@ TEST_CASE("ctl format: tables align their columns") {
 }
 
 TEST_CASE("ctl report: status") {
-  CHECK(status_report(json(kStats)) ==
-        "version      0.1.0\n"
-        "uptime       2h3m\n"
-        "generation   3\n"
-        "last reload  ok at 2026-11-25T16:38:47Z\n"
-        "\n"
-        "SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT  SESS/S  PEAK/S    IN/S   "
-        "OUT/S   UP\n"
-        "web      wrr           102   1500         1    1.5KiB     5.0MiB     2.5   120.3  1.5KiB  "
-        "1.0MiB  2/3\n"
-        "db       lc              0      0         0        0B         0B     0.0     0.0      0B      "
-        "0B  0/1\n");
+  CHECK(
+      status_report(json(kStats)) ==
+      "version      0.1.0\n"
+      "uptime       2h3m\n"
+      "generation   3\n"
+      "last reload  ok at 2026-11-25T16:38:47Z\n"
+      "\n"
+      "SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT  SESS/S  PEAK/S    IN/S   "
+      "OUT/S   UP\n"
+      "web      wrr           102   1500         1    1.5KiB     5.0MiB     2.5   120.3  1.5KiB  "
+      "1.0MiB  2/3\n"
+      "db       lc              0      0         0        0B         0B     0.0     0.0      0B    "
+      "  "
+      "0B  0/1\n");
   const std::string failed = status_report(json(
       R"({"version":"0.2.0","uptime_seconds":1,"config":{"generation":1,"last_reload":)"
       R"({"ok":false,"at":"2026-11-25T17:00:00Z","error":"web.yaml:3:5: unknown key"}},"services":[]})"));
@@ -261,15 +263,20 @@ TEST_CASE("ctl report: servers") {
   // BACKUP and MAX (`-`: no limit, FULL: reached), the daemon's rates, and
   // below the table the last error of each server that has one.
   CHECK(servers_report(json(kStats)) ==
-        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE   MAX  TOTAL  SESS/S    IN/S   "
+        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE   MAX  TOTAL  SESS/S    "
+        "IN/S   "
         "OUT/S  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
-        "web      app1    127.0.0.1:8080  up          3  no           2     -   1000     2.5  1.5KiB  "
+        "web      app1    127.0.0.1:8080  up          3  no           2     -   1000     2.5  "
+        "1.5KiB  "
         "1.0MiB         4              7         1m5s\n"
-        "web      app2    127.0.0.2:8080  drain       1  no           0     -    500     0.0      0B      "
+        "web      app2    127.0.0.2:8080  drain       1  no           0     -    500     0.0      "
+        "0B      "
         "0B         0              0           3s\n"
-        "web      spare   127.0.0.3:8080  up          1  yes        100  FULL    100     0.1      0B      "
+        "web      spare   127.0.0.3:8080  up          1  yes        100  FULL    100     0.1      "
+        "0B      "
         "0B         0              0           3s\n"
-        "db       db1     127.0.1.1:5432  down        1  no           0    20      0     0.0      0B      "
+        "db       db1     127.0.1.1:5432  down        1  no           0    20      0     0.0      "
+        "0B      "
         "0B         0             31        1h56m\n"
         "\n"
         "last error  web/app1: connect refused, 12s ago (last minute: failed checks 2, failed "

@@ -26,7 +26,8 @@ Config web(const std::vector<std::string>& servers) {
       "    listen: 127.0.0.1:1\n"
       "    servers:\n";
   for (size_t i = 0; i < servers.size(); ++i)
-    yaml += "      - {name: " + servers[i] + ", address: 127.0.0.1:" + std::to_string(10 + i) + "}\n";
+    yaml +=
+        "      - {name: " + servers[i] + ", address: 127.0.0.1:" + std::to_string(10 + i) + "}\n";
   return config_of(yaml);
 }
 
