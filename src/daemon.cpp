@@ -33,11 +33,11 @@ namespace {
 
 // How often the control plane moves the weights of servers in slow start.
 constexpr std::chrono::milliseconds kSlowStartTick{500};
-// How often the stats sampler copies the counters (one ring slot each).
-constexpr std::chrono::seconds kSamplerTick{1};
 // How long the main loop waits for the log to be written before it tells
 // systemd something (READY=1, STOPPING=1).
 constexpr std::chrono::milliseconds kLogBeforeNotify{100};
+// How often the stats sampler copies the counters (one ring slot each).
+constexpr std::chrono::seconds kSamplerTick{1};
 
 unsigned available_cpus() {
   cpu_set_t set;
@@ -78,8 +78,8 @@ class Daemon final : public ReloadTarget {
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_slow_start_tick_cb(evutil_socket_t, short, void* arg);
-  static void on_sampler_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
+  static void on_sampler_tick_cb(evutil_socket_t, short, void* arg);
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
 
   const unsigned workers_count_;
@@ -92,8 +92,8 @@ class Daemon final : public ReloadTarget {
   EventPtr shutdown_timer_;
   EventPtr worker_exit_event_;
   EventPtr slow_start_timer_;
-  EventPtr sampler_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
+  EventPtr sampler_timer_;
   EventPtr watchdog_timer_;
   Notifier notifier_;
   std::unique_ptr<HealthChecker> health_;
@@ -167,9 +167,9 @@ void Daemon::create_events() {
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
   slow_start_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_slow_start_tick_cb, this));
   add_with_timeout(slow_start_timer_.get(), kSlowStartTick);
+  passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   sampler_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_sampler_tick_cb, this));
   add_with_timeout(sampler_timer_.get(), kSamplerTick);
-  passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
   if (const auto interval = notifier_.watchdog_interval()) {
     // From the main loop: if it hangs, the pings stop and systemd acts.
     watchdog_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_watchdog_cb, this));
