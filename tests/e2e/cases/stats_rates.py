@@ -28,8 +28,8 @@ import os
 import subprocess
 import time
 
-from harness import TestFailure, binary, echo_session, expect, expect_eq, free_address, get_metrics, get_stats, log_stream, \
-    wait_until
+from harness import TestFailure, binary, echo_session, expect, expect_eq, free_address, get_metrics, get_stats, \
+    log_stream
 
 DEADLINE = 100
 SESSIONS = 20
