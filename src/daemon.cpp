@@ -21,6 +21,7 @@
 #include "fulcrum/preflight.hpp"
 #include "fulcrum/privileges.hpp"
 #include "fulcrum/reload.hpp"
+#include "fulcrum/sampler.hpp"
 #include "fulcrum/scheduler_plane.hpp"
 #include "fulcrum/signals.hpp"
 #include "fulcrum/socket.hpp"
@@ -37,6 +38,8 @@ constexpr std::chrono::milliseconds kControlPlaneTick{500};
 // How long the main loop waits for the log to be written before it tells
 // systemd something (READY=1, STOPPING=1).
 constexpr std::chrono::milliseconds kLogBeforeNotify{100};
+// How often the stats sampler copies the counters (one ring slot each).
+constexpr std::chrono::seconds kSamplerTick{1};
 
 unsigned available_cpus() {
   cpu_set_t set;
@@ -78,6 +81,7 @@ class Daemon final : public ReloadTarget {
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_control_plane_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
+  static void on_sampler_tick_cb(evutil_socket_t, short, void* arg);
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
 
   const unsigned workers_count_;
@@ -91,9 +95,11 @@ class Daemon final : public ReloadTarget {
   EventPtr worker_exit_event_;
   EventPtr control_plane_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
+  EventPtr sampler_timer_;
   EventPtr watchdog_timer_;
   Notifier notifier_;
   std::unique_ptr<HealthChecker> health_;
+  StatsSampler sampler_{std::chrono::steady_clock::now()};
   std::unique_ptr<StatsServer> stats_;
   int64_t open_file_limit_ = 0;       // the soft RLIMIT_NOFILE in force
   int64_t fds_outside_sessions_ = 0;  // kept out of the session budget now
@@ -140,6 +146,7 @@ int Daemon::start(Config config) {
   if (!addresses) return kExitStartup;
   control_.add_data_plane(scheduler_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
+  sampler_.follow(snapshot());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);
   reloader_ = std::make_unique<Reloader>(base_.get(), config_path, workers_count_, control_, *this);
   if (!open_stats(std::move(checked.admin_token)) || !drop_privileges_as_configured())
@@ -172,6 +179,8 @@ void Daemon::create_events() {
       event_new(base_.get(), -1, EV_PERSIST, on_control_plane_tick_cb, this));
   add_with_timeout(control_plane_timer_.get(), kControlPlaneTick);
   passive_failure_event_.reset(event_new(base_.get(), -1, 0, on_passive_failure_cb, this));
+  sampler_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_sampler_tick_cb, this));
+  add_with_timeout(sampler_timer_.get(), kSamplerTick);
   if (const auto interval = notifier_.watchdog_interval()) {
     // From the main loop: if it hangs, the pings stop and systemd acts.
     watchdog_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_watchdog_cb, this));
@@ -203,6 +212,7 @@ bool Daemon::open_stats(std::optional<std::string> admin_token) {
   if (!config.enabled) return true;
   StatsContext context{control_.snapshot(),
                        &control_,
+                       &sampler_,
                        std::nullopt,
                        started_,
                        started_wall_,
@@ -279,6 +289,9 @@ std::unique_ptr<HealthChecker> Daemon::make_health_checker(
       base_.get(), std::move(snapshot),
       [this](const ServiceRuntime& service, const ServerRuntime& server, bool healthy) {
         control_.report_health(service, server, healthy, std::chrono::steady_clock::now());
+      },
+      [this](const ServerRuntime& server, std::string reason) {
+        control_.report_check_failure(server, std::move(reason), std::chrono::steady_clock::now());
       });
 }
 
@@ -291,6 +304,7 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
       update.listeners.push_back({address.address, std::move(address.per_worker[w])});
     workers_[w]->post_update(std::move(update));
   }
+  sampler_.follow(*next);
   admission_->set_max_sessions(next->config.global.max_connections);
   Log::set_level(next->config.global.log_level);
   const int64_t outside = fds_outside_sessions(*next, workers_count_);
@@ -345,6 +359,10 @@ void Daemon::begin_stop(int signal) {
 
 void Daemon::on_control_plane_tick_cb(evutil_socket_t, short, void* arg) {
   static_cast<Daemon*>(arg)->control_.tick(std::chrono::steady_clock::now());
+}
+
+void Daemon::on_sampler_tick_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->sampler_.tick(std::chrono::steady_clock::now());
 }
 
 void Daemon::on_passive_failure_cb(evutil_socket_t, short, void* arg) {

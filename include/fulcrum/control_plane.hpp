@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "fulcrum/config.hpp"
@@ -40,6 +41,10 @@ class ControlPlane {
   // The health checks' verdict on a server, once rise/fall decided it.
   void report_health(const ServiceRuntime& service, const ServerRuntime& server, bool healthy,
                      SteadyTime now);
+  // A health check of `server` failed (an active one, or a session's failed
+  // connect counted passively) for `reason`: kept for the operator
+  // (/stats health.last_error); decides nothing by itself.
+  void report_check_failure(const ServerRuntime& server, std::string reason, SteadyTime now);
   // The operator's request (admin API): a state and/or a weight. A weight
   // lasts until the next reload, a state until it is set again.
   void operator_request(const ServiceRuntime& service, const ServerRuntime& server,

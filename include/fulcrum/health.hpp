@@ -39,12 +39,17 @@ class RiseFall {
 // control plane, which decides what it means for the server's status.
 using HealthVerdict =
     std::function<void(const ServiceRuntime& service, const ServerRuntime& server, bool healthy)>;
+// Each failed check, active or passive, with its reason (`connect refused`,
+// `connect timeout`, ...): reported to the control plane, which keeps it
+// for the operator.
+using HealthFailure = std::function<void(const ServerRuntime& server, std::string reason)>;
 
 class HealthChecker {
  public:
   // Checks the servers of `snapshot`'s services that have a health check;
   // each machine starts from the server's current verdict.
-  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot, HealthVerdict verdict);
+  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot, HealthVerdict verdict,
+                HealthFailure failure);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -62,6 +67,7 @@ class HealthChecker {
   event_base* base_;
   std::shared_ptr<const Snapshot> snapshot_;
   HealthVerdict verdict_;
+  HealthFailure failure_;
   std::vector<std::unique_ptr<Check>> checks_;
 };
 

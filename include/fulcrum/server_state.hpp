@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace fulcrum {
@@ -51,6 +52,10 @@ struct alignas(64) ServerState {
   // When the status last changed, or the server entered the configuration
   // (steady clock ns).
   int64_t last_change_ns() const { return last_change_ns_.load(std::memory_order_relaxed); }
+  // The reason of the last failed health check, active or passive (empty:
+  // none yet), and when it failed (steady clock ns). Main thread only.
+  const std::string& last_error() const { return last_error_; }
+  int64_t last_error_ns() const { return last_error_ns_; }
 
   // Takes one active slot unless the server is at `max_connections`
   // (0 = unlimited). Lock free; safe from any worker.
@@ -87,6 +92,12 @@ struct alignas(64) ServerState {
   // relay failed that way: fulcrum's failures, so never in
   // connect_failures, passive_failures or checks_failed.
   std::atomic<uint64_t> local_errors{0};
+
+ private:
+  // ---- for the operator, main thread only (own cache line: written on
+  // failures, never beside what the workers write)
+  alignas(64) std::string last_error_;
+  int64_t last_error_ns_ = 0;
 };
 
 // The only way to change what ServerState's first part holds. Made by the
@@ -111,6 +122,7 @@ class ServerStateWriter {
   bool set_weight(uint32_t weight) {
     return state_.weight_.exchange(weight, std::memory_order_relaxed) != weight;
   }
+  void set_last_error(std::string reason, SteadyTime now);
 
  private:
   ServerState& state_;

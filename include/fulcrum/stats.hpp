@@ -21,6 +21,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
+#include "fulcrum/sampler.hpp"
 #include "fulcrum/snapshot.hpp"
 
 struct evhttp;
@@ -58,6 +59,9 @@ struct StatsContext {
   // Where the admin API's requests go: the stats module never writes server
   // state itself. Owned by the daemon.
   ControlPlane* control_plane = nullptr;
+  // The recent figures (rates, failures of the last minute); owned by the
+  // daemon.
+  const StatsSampler* sampler = nullptr;
   std::optional<std::string> admin_token;  // none: the write API answers 403
   std::chrono::steady_clock::time_point started;
   std::chrono::system_clock::time_point started_wall;
@@ -82,7 +86,7 @@ std::string render_reload_json(const ReloadStatus& status, uint64_t generation);
 // `now` is the instant of the whole answer, so that no server's
 // last_change_seconds exceeds the uptime_seconds beside it.
 std::string render_server_json(
-    const ServiceRuntime& service, const ServerRuntime& server,
+    const ServiceRuntime& service, const ServerRuntime& server, const StatsContext& context,
     std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 // GET /stats: the JSON document of SPEC.md.
 std::string render_stats_json(const StatsContext& context);

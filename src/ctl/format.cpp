@@ -38,6 +38,12 @@ std::string human_duration(double seconds) {
   return part(secs, "s");
 }
 
+std::string human_rate(double per_second) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.1f", per_second > 0 ? std::min(per_second, 1e15) : 0.0);
+  return buffer;
+}
+
 void Table::add_column(std::string header, Align align) {
   headers_.push_back(std::move(header));
   aligns_.push_back(align);

@@ -15,6 +15,10 @@ std::string human_bytes(uint64_t bytes);
 // `3d4h`. Fractions of a second are dropped; negative is `0s`.
 std::string human_duration(double seconds);
 
+// A rate per second with one decimal: `0.0`, `2.5`, `1234.5` (the daemon's
+// session rates are counts over 10 s, so one decimal is exact).
+std::string human_rate(double per_second);
+
 // Columns separated by two spaces, each as wide as its widest cell, numbers
 // aligned right, text left; no trailing spaces.
 class Table {

@@ -1,6 +1,10 @@
 // The tables and confirmation lines of fulcrumctl.
 #include "report.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
 #include "format.hpp"
 #include "reply.hpp"
 
@@ -18,6 +22,20 @@ std::string last_reload_text(const Node& reload) {
   if (reload["ok"].boolean()) return "ok at " + when;
   const Node error = reload["error"];
   return "failed at " + when + (error.is_null() ? "" : ": " + error.string());
+}
+
+// Bytes per second in the form of byte counts (`1.5KiB`), whole bytes.
+std::string byte_rate_text(const Node& per_second) {
+  const double value = per_second.number();
+  return human_bytes(value > 0 ? static_cast<uint64_t>(std::llround(std::min(value, 1e18))) : 0);
+}
+
+// `FULL` while the server's sessions reach its max_connections, else the
+// limit (`-`: none).
+std::string max_text(const Node& sessions) {
+  const uint64_t max = sessions["max"].count();
+  if (max == 0) return "-";
+  return sessions["active"].count() >= max ? "FULL" : std::to_string(max);
 }
 
 }  // namespace
@@ -39,18 +57,26 @@ std::string status_report(const Json& stats) {
   table.add_column("REJECTED", Align::right);
   table.add_column("BYTES_IN", Align::right);
   table.add_column("BYTES_OUT", Align::right);
+  table.add_column("SESS/S", Align::right);
+  table.add_column("PEAK/S", Align::right);
+  table.add_column("IN/S", Align::right);
+  table.add_column("OUT/S", Align::right);
   table.add_column("UP", Align::right);
   for (const Node& service : root["services"].elements()) {
     const Node sessions = service["sessions"];
     const Node bytes = service["bytes"];
+    const Node rate = service["rate"];
     const std::vector<Node> servers = service["servers"].elements();
     size_t up = 0;
     for (const Node& server : servers) up += server["state"].string() == "up";
-    table.add_row({service["name"].string(), service["scheduler"].string(),
-                   count_text(sessions["active"]), count_text(sessions["total"]),
-                   count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
-                   human_bytes(bytes["out"].count()),
-                   std::to_string(up) + "/" + std::to_string(servers.size())});
+    table.add_row(
+        {service["name"].string(), service["scheduler"].string(), count_text(sessions["active"]),
+         count_text(sessions["total"]), count_text(sessions["rejected"]),
+         human_bytes(bytes["in"].count()), human_bytes(bytes["out"].count()),
+         human_rate(rate["sessions_per_second"].number()),
+         human_rate(rate["peak_sessions_per_second"].number()),
+         byte_rate_text(rate["bytes_in_per_second"]), byte_rate_text(rate["bytes_out_per_second"]),
+         std::to_string(up) + "/" + std::to_string(servers.size())});
   }
   out += '\n';
   out += table.render();
@@ -65,24 +91,43 @@ std::string servers_report(const Json& stats) {
   table.add_column("ADDRESS");
   table.add_column("STATE");
   table.add_column("WEIGHT", Align::right);
+  table.add_column("BACKUP");
   table.add_column("ACTIVE", Align::right);
+  table.add_column("MAX", Align::right);
   table.add_column("TOTAL", Align::right);
+  table.add_column("SESS/S", Align::right);
+  table.add_column("IN/S", Align::right);
+  table.add_column("OUT/S", Align::right);
   table.add_column("FAILURES", Align::right);
   table.add_column("CHECKS_FAILED", Align::right);
   table.add_column("LAST_CHANGE", Align::right);
+  // Reasons have spaces: below the table, so that every cell stays a word.
+  std::string errors;
   for (const Node& service : root["services"].elements()) {
     const std::string service_name = service["name"].string();
     for (const Node& server : service["servers"].elements()) {
       const Node sessions = server["sessions"];
       const Node health = server["health"];
+      const Node rate = server["rate"];
       table.add_row({service_name, server["name"].string(), server["address"].string(),
                      server["state"].string(), count_text(server["weight"]),
-                     count_text(sessions["active"]), count_text(sessions["total"]),
+                     server["backup"].boolean() ? "yes" : "no", count_text(sessions["active"]),
+                     max_text(sessions), count_text(sessions["total"]),
+                     human_rate(rate["sessions_per_second"].number()),
+                     byte_rate_text(rate["bytes_in_per_second"]),
+                     byte_rate_text(rate["bytes_out_per_second"]),
                      count_text(server["connect_failures"]), count_text(health["checks_failed"]),
                      human_duration(health["last_change_seconds"].number())});
+      if (const Node last_error = health["last_error"]; !last_error.is_null()) {
+        errors +=
+            "last error  " + service_name + "/" + server["name"].string() + ": " +
+            last_error.string() + ", " + human_duration(health["last_error_seconds"].number()) +
+            " ago (last minute: failed checks " + count_text(health["checks_failed_last_minute"]) +
+            ", failed connects " + count_text(server["connect_failures_last_minute"]) + ")\n";
+      }
     }
   }
-  return table.render();
+  return table.render() + (errors.empty() ? "" : "\n" + errors);
 }
 
 std::string server_change_report(std::string_view service, const Json& server) {

@@ -12,10 +12,13 @@ namespace fulcrum::ctl {
 
 // `status`: version, uptime, generation, last reload, then one row per
 // service: name, scheduler, sessions active/total/rejected, bytes in/out,
-// servers up/total.
+// the daemon's rates (sessions/s, its peak, bytes/s in and out), servers
+// up/total.
 std::string status_report(const Json& stats);
 
-// `servers`: one row per server of every service.
+// `servers`: one row per server of every service (max_connections shown as
+// `FULL` while reached), then one `last error` line per server whose health
+// checks ever failed.
 std::string servers_report(const Json& stats);
 
 // After drain/ready/maint/weight: `SERVICE/SERVER: state S, weight W`,

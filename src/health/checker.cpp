@@ -96,7 +96,10 @@ class HealthChecker::Check {
   }
 
   void record(bool success, int error, const char* kind) {
-    if (!success) server_.state->checks_failed.fetch_add(1, std::memory_order_relaxed);
+    if (!success) {
+      server_.state->checks_failed.fetch_add(1, std::memory_order_relaxed);
+      owner_.failure_(server_, failure_reason(error));
+    }
     const uint32_t streak = machine_.streak() + 1;
     const uint32_t needed = machine_.needed();
     if (!machine_.record(success)) return;
@@ -124,8 +127,11 @@ class HealthChecker::Check {
 };
 
 HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,
-                             HealthVerdict verdict)
-    : base_(base), snapshot_(std::move(snapshot)), verdict_(std::move(verdict)) {
+                             HealthVerdict verdict, HealthFailure failure)
+    : base_(base),
+      snapshot_(std::move(snapshot)),
+      verdict_(std::move(verdict)),
+      failure_(std::move(failure)) {
   for (const auto& service : snapshot_->services) {
     if (!service.config->health_check.enabled) continue;
     for (const auto& server : service.servers)

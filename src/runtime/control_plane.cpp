@@ -67,6 +67,11 @@ void ControlPlane::report_health(const ServiceRuntime& service, const ServerRunt
   if (settle(server, now)) publish({&service});
 }
 
+void ControlPlane::report_check_failure(const ServerRuntime& server, std::string reason,
+                                        SteadyTime now) {
+  ServerStateWriter(*server.state).set_last_error(std::move(reason), now);
+}
+
 void ControlPlane::operator_request(const ServiceRuntime& service, const ServerRuntime& server,
                                     std::optional<AdminState> state, std::optional<uint32_t> weight,
                                     SteadyTime now) {

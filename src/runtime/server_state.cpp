@@ -1,5 +1,7 @@
 #include "fulcrum/server_state.hpp"
 
+#include <utility>
+
 namespace fulcrum {
 
 bool ServerState::try_acquire(uint32_t max_connections) {
@@ -47,6 +49,12 @@ bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
   state_.last_change_ns_.store(ns, std::memory_order_relaxed);
   if (next == ServerStatus::up) state_.up_since_ns_.store(ns, std::memory_order_relaxed);
   return true;
+}
+
+void ServerStateWriter::set_last_error(std::string reason, SteadyTime now) {
+  state_.last_error_ = std::move(reason);
+  state_.last_error_ns_ =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
 }
 
 }  // namespace fulcrum

@@ -9,7 +9,12 @@
 // `<tr class="server" data-service="S" data-server="N" data-state="up|down|drain|maint">`,
 // both with data-sessions-active/-total; header fields #version, #uptime,
 // #generation, #reload; the failure banner is #banner (hidden while polls
-// succeed).
+// succeed). Rates are the daemon's (`rate` in /stats, over its last 10 s),
+// shown from the first poll; the sparklines keep the last 60 polls' values.
+// Failure cells turn orange (class `warn`) for failures of the last minute
+// (`*_last_minute`), never for lifetime totals. The state cell holds a
+// `span.last-error` with data-last-error (health.last_error, empty: none)
+// and the reason and its age as text.
 #include "dashboard.hpp"
 
 namespace fulcrum {
@@ -76,6 +81,7 @@ body.stale main { opacity: 0.6; }
 .tile { background: var(--head); border-radius: 8px; padding: 8px 12px; min-width: 0; }
 .tile-label { font-size: 11px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted); }
 .tile-value { font-size: 19px; font-weight: 650; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.tile-sub { font-size: 12px; color: var(--muted); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .tile .spark { display: block; width: 100%; height: 22px; margin-top: 2px; }
 .tile-rejected.nonzero .tile-value { color: var(--warn); }
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; border-top: 1px solid var(--line); }
@@ -90,6 +96,7 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .servers tr[data-state="up"] td.c-name { box-shadow: inset 4px 0 0 var(--up); }
 .servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
 .servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
+.last-error { display: block; font-size: 11.5px; margin-top: 2px; white-space: normal; max-width: 12em; }
 .servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
 .state { display: inline-block; min-width: 52px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
   border-radius: 999px; color: #fff; background: var(--maint); }
@@ -144,6 +151,7 @@ footer a { color: var(--accent); }
   .servers td.c-address { grid-column: span 2; }
   .servers td.c-rate { grid-column: span 2; }
   .servers td.c-change { grid-column: span 2; }
+  .last-error { max-width: none; }
   .rate-cell { justify-content: flex-start; flex-direction: row-reverse; }
   .rate-value { min-width: 0; text-align: left; }
   .servers .spark { width: 96px; }
@@ -190,11 +198,11 @@ footer a { color: var(--accent); }
     ['active', 'Active', 'Active', 'sessions open now', true],
     ['total', 'Total', 'Total', 'sessions sent to the server', false],
     ['max', 'Max', 'Max', 'max_connections', false],
-    ['rate', 'Rate', 'Rate', 'new sessions per second, last 60 samples', false],
+    ['rate', 'Rate', 'Rate', 'new sessions per second over the daemon\'s last 10 s; the line: the last 60 polls', false],
     ['in', 'Bytes in', 'Bytes in', 'bytes from clients', true],
     ['out', 'Bytes out', 'Bytes out', 'bytes to clients', false],
-    ['fail', 'Conn. fail', 'Conn. failures', 'failed connect attempts, retried ones included', true],
-    ['checks', 'Checks fail', 'Checks failed', 'failed health checks', false],
+    ['fail', 'Conn. fail', 'Conn. failures', 'failed connect attempts, retried ones included; orange: some in the last minute', true],
+    ['checks', 'Checks fail', 'Checks failed', 'failed health checks; orange: some in the last minute', false],
     ['change', 'Last change', 'Last change', 'time since the last state change', false]
   ];
 
@@ -204,7 +212,7 @@ footer a { color: var(--accent); }
   var bannerTextEl = document.getElementById('banner-text');
   var statusEl = document.getElementById('status');
   var views = new Map();    // service name -> view
-  var history = new Map();  // "service\u0000server" -> {total, uptime, rate, rates}
+  var history = new Map();  // "service\u0000server" -> {rates, seen}
   var pollCount = 0;
   var lastGood = null;      // Date of the last good poll
   var failures = 0;
@@ -225,7 +233,6 @@ footer a { color: var(--accent); }
   function perSecond(r) {
     if (!isNum(r)) return DASH;
     if (r === 0) return '0/s';
-    if (r < 10) return r.toFixed(2) + '/s';
     if (r < 100) return r.toFixed(1) + '/s';
     return intFormat.format(Math.round(r)) + '/s';
   }
@@ -264,24 +271,17 @@ footer a { color: var(--accent); }
 
   // ---- rates and sparklines
 
-  // Sessions per second from successive totals, timed by the daemon's own
-  // uptime. A total that goes down (server re-added, daemon restarted)
-  // starts the history again.
-  function track(key, total, uptime) {
+  // The daemon's session rate of each poll, for the sparkline.
+  function track(key, rate) {
     var h = history.get(key);
-    if (!h || !isNum(total) || !isNum(uptime) || total < h.total || uptime < h.uptime) {
-      h = { total: total, uptime: uptime, rate: null, rates: [], seen: pollCount };
+    if (!h) {
+      h = { rates: [], seen: pollCount };
       history.set(key, h);
-      return h;
     }
     h.seen = pollCount;
-    var dt = uptime - h.uptime;
-    if (dt > 0) {
-      h.rate = (total - h.total) / dt;
-      h.rates.push(h.rate);
+    if (isNum(rate)) {
+      h.rates.push(rate);
       if (h.rates.length > HISTORY) h.rates.shift();
-      h.total = total;
-      h.uptime = uptime;
     }
     return h;
   }
@@ -363,6 +363,10 @@ footer a { color: var(--accent); }
       bytesIn: tile(tiles, 'Bytes in', 'tile-bytes-in'),
       bytesOut: tile(tiles, 'Bytes out', 'tile-bytes-out')
     };
+    v.bytesInRate = el('div', 'tile-sub', DASH);
+    v.bytesIn.box.appendChild(v.bytesInRate);
+    v.bytesOutRate = el('div', 'tile-sub', DASH);
+    v.bytesOut.box.appendChild(v.bytesOutRate);
     v.spark = makeSpark('svc-spark');
     v.rate.box.appendChild(v.spark);
     root.appendChild(tiles);
@@ -399,6 +403,8 @@ footer a { color: var(--accent); }
     });
     var badge = el('span', 'state', DASH);
     cells.state.appendChild(badge);
+    var lastError = el('span', 'last-error muted', '');
+    cells.state.appendChild(lastError);
     var rateBox = el('span', 'rate-cell');
     var rateValue = el('span', 'rate-value', DASH);
     var spark = makeSpark('server-spark');
@@ -407,7 +413,8 @@ footer a { color: var(--accent); }
     cells.rate.appendChild(rateBox);
     var backup = el('span', '', DASH);
     cells.backup.appendChild(backup);
-    return { tr: tr, cells: cells, badge: badge, rateValue: rateValue, spark: spark, backup: backup };
+    return { tr: tr, cells: cells, badge: badge, lastError: lastError, rateValue: rateValue, spark: spark,
+             backup: backup };
   }
 
   // Puts `node` at position `index` of `parent` unless it is there already
@@ -419,14 +426,17 @@ footer a { color: var(--accent); }
 
   function obj(v) { return v && typeof v === 'object' ? v : {}; }
 
-  function updateRow(r, service, s, uptime) {
-    var sessions = obj(s.sessions), b = obj(s.bytes), health = obj(s.health);
+  function bytesPerSecond(v) { return isNum(v) ? bytes(Math.round(v)) + '/s' : DASH; }
+
+  function updateRow(r, service, s) {
+    var sessions = obj(s.sessions), b = obj(s.bytes), health = obj(s.health), rate = obj(s.rate);
     var state = typeof s.state === 'string' ? s.state : 'unknown';
     var known = Object.prototype.hasOwnProperty.call(STATE_TEXT, state);
     setAttr(r.tr, 'data-state', state);
     setAttr(r.tr, 'data-sessions-active', sessions.active);
     setAttr(r.tr, 'data-sessions-total', sessions.total);
     setAttr(r.tr, 'data-weight', s.weight);
+    setAttr(r.tr, 'data-rate', rate.sessions_per_second);
     setText(r.cells.name, s.name);
     setText(r.cells.address, s.address === undefined ? DASH : s.address);
     setClass(r.badge, 'state state-' + (known ? state : 'unknown'));
@@ -445,27 +455,48 @@ footer a { color: var(--accent); }
       setText(r.cells.max, '\u221e');
       r.cells.max.title = 'unlimited';
     } else {
+      var full = sessions.active >= sessions.max;
       setText(r.cells.max, count(sessions.max));
-      r.cells.max.title = '';
+      setClass(r.cells.max, 'c-max' + (full ? ' warn' : ''));
+      r.cells.max.title = full ? 'full: no new session until one ends' : '';
     }
-    var h = track(service + '\u0000' + s.name, sessions.total, uptime);
-    setText(r.rateValue, perSecond(h.rate));
+    setAttr(r.tr, 'data-full', sessions.max > 0 && sessions.active >= sessions.max);
+    var h = track(service + '\u0000' + s.name, rate.sessions_per_second);
+    setText(r.rateValue, perSecond(rate.sessions_per_second));
+    r.cells.rate.title = 'peak ' + perSecond(rate.peak_sessions_per_second) + '; in ' +
+      bytesPerSecond(rate.bytes_in_per_second) + ', out ' + bytesPerSecond(rate.bytes_out_per_second);
     drawSpark(r.spark, h.rates);
     setText(r.cells['in'], bytes(b['in']));
     r.cells['in'].title = count(b['in']) + ' bytes';
     setText(r.cells.out, bytes(b.out));
     r.cells.out.title = count(b.out) + ' bytes';
+    var failRecent = s.connect_failures_last_minute, checksRecent = health.checks_failed_last_minute;
     setText(r.cells.fail, count(s.connect_failures));
-    setClass(r.cells.fail, 'c-fail group-start' + (s.connect_failures > 0 ? ' warn' : ''));
+    setAttr(r.cells.fail, 'data-last-minute', failRecent);
+    setClass(r.cells.fail, 'c-fail group-start' + (failRecent > 0 ? ' warn' : ''));
+    r.cells.fail.title = count(failRecent) + ' in the last minute';
     setAttr(r.cells.checks, 'data-checks-failed', health.checks_failed);
+    setAttr(r.cells.checks, 'data-last-minute', checksRecent);
     if (health.enabled === false && !health.checks_failed) {
       setText(r.cells.checks, 'off');
       setClass(r.cells.checks, 'c-checks muted');
       r.cells.checks.title = 'health checks are off for this service';
     } else {
       setText(r.cells.checks, count(health.checks_failed));
-      setClass(r.cells.checks, 'c-checks' + (health.checks_failed > 0 ? ' warn' : ''));
-      r.cells.checks.title = '';
+      setClass(r.cells.checks, 'c-checks' + (checksRecent > 0 ? ' warn' : ''));
+      r.cells.checks.title = count(checksRecent) + ' in the last minute';
+    }
+    // Why the last health check failed, and when, under the state.
+    if (typeof health.last_error === 'string') {
+      var ago = isNum(health.last_error_seconds) ? ' \u00b7 ' + duration(health.last_error_seconds) + ' ago' : '';
+      setText(r.lastError, health.last_error + ago);
+      setAttr(r.lastError, 'data-last-error', health.last_error);
+      setClass(r.lastError, 'last-error' + (checksRecent > 0 ? ' warn' : ' muted'));
+      r.lastError.hidden = false;
+    } else {
+      setText(r.lastError, '');
+      setAttr(r.lastError, 'data-last-error', '');
+      r.lastError.hidden = true;
     }
     if (isNum(health.last_change_seconds)) {
       setText(r.cells.change, duration(health.last_change_seconds) + ' ago');
@@ -475,8 +506,8 @@ footer a { color: var(--accent); }
     }
   }
 
-  function updateService(v, s, uptime) {
-    var sessions = obj(s.sessions), b = obj(s.bytes);
+  function updateService(v, s) {
+    var sessions = obj(s.sessions), b = obj(s.bytes), rate = obj(s.rate);
     setAttr(v.root, 'data-sessions-active', sessions.active);
     setAttr(v.root, 'data-sessions-total', sessions.total);
     setAttr(v.root, 'data-sessions-rejected', sessions.rejected);
@@ -495,13 +526,16 @@ footer a { color: var(--accent); }
     setText(v.total.value, count(sessions.total));
     setText(v.rejected.value, count(sessions.rejected));
     setClass(v.rejected.box, 'tile tile-rejected' + (sessions.rejected > 0 ? ' nonzero' : ''));
-    var h = track(s.name, sessions.total, uptime);
-    setText(v.rate.value, perSecond(h.rate));
+    var h = track(s.name, rate.sessions_per_second);
+    setText(v.rate.value, perSecond(rate.sessions_per_second));
+    v.rate.value.title = 'peak ' + perSecond(rate.peak_sessions_per_second);
     drawSpark(v.spark, h.rates);
     setText(v.bytesIn.value, bytes(b['in']));
     v.bytesIn.value.title = count(b['in']) + ' bytes';
+    setText(v.bytesInRate, bytesPerSecond(rate.bytes_in_per_second));
     setText(v.bytesOut.value, bytes(b.out));
     v.bytesOut.value.title = count(b.out) + ' bytes';
+    setText(v.bytesOutRate, bytesPerSecond(rate.bytes_out_per_second));
 
     var servers = Array.isArray(s.servers) ? s.servers : [];
     var seen = new Set();
@@ -514,7 +548,7 @@ footer a { color: var(--accent); }
         v.rows.set(name, r);
       }
       place(v.tbody, r.tr, index);
-      updateRow(r, s.name, server, uptime);
+      updateRow(r, s.name, server);
     });
     v.rows.forEach(function (r, name) {
       if (!seen.has(name)) {
@@ -554,7 +588,7 @@ footer a { color: var(--accent); }
         views.set(name, v);
       }
       place(servicesEl, v.root, index);
-      updateService(v, s, uptime);
+      updateService(v, s);
     });
     views.forEach(function (v, name) {
       if (!seen.has(name)) {

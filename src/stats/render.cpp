@@ -66,6 +66,19 @@ std::string load(const std::atomic<T>& value) {
   return std::to_string(value.load(std::memory_order_relaxed));
 }
 
+// "rate": the daemon's figures over the last 10 s (SPEC.md).
+std::string rate_json(const Rates& rates) {
+  return ",\"rate\":{\"sessions_per_second\":" + number(rates.sessions_per_second) +
+         ",\"bytes_in_per_second\":" + number(rates.bytes_in_per_second) +
+         ",\"bytes_out_per_second\":" + number(rates.bytes_out_per_second) +
+         ",\"peak_sessions_per_second\":" + number(rates.peak_sessions_per_second) + "}";
+}
+
+template <typename State>
+Rates rates_of(const StatsContext& context, const State& state) {
+  return context.sampler ? context.sampler->rates(state) : Rates{};
+}
+
 struct ProcessFigures {
   int64_t open_fds = 0;
   int64_t max_fds = 0;
@@ -98,6 +111,7 @@ ProcessFigures process_figures() {
 }  // namespace
 
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
+                               const StatsContext& context,
                                std::chrono::steady_clock::time_point now) {
   const ServerState& st = *server.state;
   std::string out = "{\"name\":" + json_string(server.config->name);
@@ -109,7 +123,9 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
          ",\"max\":" + std::to_string(server.config->max_connections) + "}";
-  out += ",\"connect_failures\":" + load(st.connect_failures);
+  // One reading of the failure counters for the totals and the recent counts.
+  const FailureSample failures = read_failures(st);
+  out += ",\"connect_failures\":" + std::to_string(failures.connect_failures);
   out += ",\"local_errors\":" + load(st.local_errors);
   const uint64_t connects = st.connects.load(std::memory_order_relaxed);
   const double connect_ms =
@@ -118,10 +134,25 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
                           1000.0 / static_cast<double>(connects);
   out += ",\"connect_time_ms_avg\":" + number(connect_ms);
   out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
+  out += rate_json(rates_of(context, st));
+  const StatsSampler::RecentFailures recent = context.sampler
+                                                  ? context.sampler->recent_failures(st, failures)
+                                                  : StatsSampler::RecentFailures{};
+  out += ",\"connect_failures_last_minute\":" + std::to_string(recent.connect_failures);
   out += ",\"health\":{\"enabled\":" +
          std::string(service.config->health_check.enabled ? "true" : "false") +
-         ",\"checks_failed\":" + load(st.checks_failed) +
-         ",\"last_change_seconds\":" + number(last_change_seconds(server, now)) + "}}";
+         ",\"checks_failed\":" + std::to_string(failures.checks_failed) +
+         ",\"checks_failed_last_minute\":" + std::to_string(recent.checks_failed) +
+         ",\"last_change_seconds\":" + number(last_change_seconds(server, now));
+  if (st.last_error().empty()) {
+    out += ",\"last_error\":null,\"last_error_seconds\":null";
+  } else {
+    const auto at =
+        std::chrono::steady_clock::time_point(std::chrono::nanoseconds(st.last_error_ns()));
+    out += ",\"last_error\":" + json_string(st.last_error()) +
+           ",\"last_error_seconds\":" + number(seconds_since(at, now));
+  }
+  out += "}}";
   return out;
 }
 
@@ -161,12 +192,13 @@ std::string render_stats_json(const StatsContext& context) {
            ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
     out += ",\"local_errors\":" + load(s.local_errors);
+    out += rate_json(rates_of(context, s));
     out += ",\"servers\":[";
     bool first_server = true;
     for (const ServerRuntime& server : service.servers) {
       if (!first_server) out += ',';
       first_server = false;
-      out += render_server_json(service, server, now);
+      out += render_server_json(service, server, context, now);
     }
     out += "]}";
   }
@@ -293,6 +325,15 @@ std::string render_metrics(const StatsContext& context) {
     for (const ServerRuntime& server : service.servers) {
       sample("fulcrum_server_sessions_active", server_label(service, server),
              load(server.state->active));
+    }
+  }
+  family("fulcrum_server_max_connections", "gauge",
+         "The server's max_connections (0 = unlimited): it is full while "
+         "fulcrum_server_sessions_active reaches it.");
+  for (const ServiceRuntime& service : snapshot.services) {
+    for (const ServerRuntime& server : service.servers) {
+      sample("fulcrum_server_max_connections", server_label(service, server),
+             std::to_string(server.config->max_connections));
     }
   }
   struct ServerMetric {

@@ -277,7 +277,7 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
        {"old_weight", weight_before},
        {"new_weight", state.weight()},
        {"peer", peer_of(request)}});
-  std::string body = render_server_json(service, server);
+  std::string body = render_server_json(service, server, context_);
   // `ready` that leaves the server out of service says why, so that an
   // operator does not take the 200 for "it takes traffic now".
   if (change->state == AdminState::ready && state.status() != ServerStatus::up) {

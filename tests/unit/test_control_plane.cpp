@@ -223,6 +223,25 @@ TEST_CASE("only decisions that change something are published, one service at a 
   CHECK(f.plane.seen.size() == 3);
 }
 
+TEST_CASE("a failed check's reason is kept for the operator, decides nothing, survives reloads") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  CHECK(f.state(0).last_error().empty());
+  f.control.report_check_failure(f.server(0), "connect refused", f.t0 + 1s);
+  CHECK(f.state(0).last_error() == "connect refused");
+  CHECK(
+      f.state(0).last_error_ns() ==
+      std::chrono::duration_cast<std::chrono::nanoseconds>((f.t0 + 1s).time_since_epoch()).count());
+  CHECK(f.state(0).status() == ServerStatus::up);  // rise/fall decides, not one failure
+  CHECK(f.plane.seen.size() == 1);                 // nothing published
+  f.control.report_check_failure(f.server(0), "connect timeout", f.t0 + 2s);
+  CHECK(f.state(0).last_error() == "connect timeout");
+  f.control.report_health(f.service(), f.server(0), true, f.t0 + 3s);  // recovered: still known
+  f.control.install(web(true), f.t0 + 4s);
+  CHECK(f.state(0).last_error() == "connect timeout");
+  CHECK(f.state(1).last_error().empty());
+}
+
 TEST_CASE("slow start: the weight ramps from 1 after the server comes back, tick by tick") {
   Fixture f;
   f.control.install(web(true), f.t0);

@@ -38,16 +38,36 @@ Json json(std::string_view text) {
 constexpr const char* kStats =
     R"({"version":"0.1.0","uptime_seconds":7384.2,"config":{"generation":3,"last_reload":)"
     R"({"ok":true,"at":"2026-11-25T16:38:47Z","error":null}},"services":[)"
-    R"({"name":"web","listen":["0.0.0.0:80"],"scheduler":"wrr","sessions":{"active":2,"total":1500,"rejected":1},)"
-    R"("bytes":{"in":1536,"out":5242880},"servers":[)"
+    R"({"name":"web","listen":["0.0.0.0:80"],"scheduler":"wrr","sessions":{"active":102,"total":1500,"rejected":1},)"
+    R"("bytes":{"in":1536,"out":5242880},"rate":{"sessions_per_second":2.5,"bytes_in_per_second":1536.4,)"
+    R"("bytes_out_per_second":1048576,"peak_sessions_per_second":120.3},"servers":[)"
     R"({"name":"app1","address":"127.0.0.1:8080","state":"up","weight":3,"backup":false,)"
     R"("sessions":{"active":2,"total":1000,"max":0},"connect_failures":4,"bytes":{"in":1024,"out":4194304},)"
-    R"("health":{"enabled":true,"checks_failed":7,"last_change_seconds":65.5}},)"
+    R"("rate":{"sessions_per_second":2.5,"bytes_in_per_second":1536.4,"bytes_out_per_second":1048576,)"
+    R"("peak_sessions_per_second":80},"connect_failures_last_minute":1,)"
+    R"("health":{"enabled":true,"checks_failed":7,"checks_failed_last_minute":2,"last_change_seconds":65.5,)"
+    R"("last_error":"connect refused","last_error_seconds":12.7}},)"
     R"({"name":"app2","address":"127.0.0.2:8080","state":"drain","weight":1,"backup":false,)"
     R"("sessions":{"active":0,"total":500,"max":0},"connect_failures":0,"bytes":{"in":512,"out":1048576},)"
-    R"("health":{"enabled":true,"checks_failed":0,"last_change_seconds":3.2}}]},)"
+    R"("rate":{"sessions_per_second":0,"bytes_in_per_second":0,"bytes_out_per_second":0,)"
+    R"("peak_sessions_per_second":40.1},"connect_failures_last_minute":0,)"
+    R"("health":{"enabled":true,"checks_failed":0,"checks_failed_last_minute":0,"last_change_seconds":3.2,)"
+    R"("last_error":null,"last_error_seconds":null}},)"
+    R"({"name":"spare","address":"127.0.0.3:8080","state":"up","weight":1,"backup":true,)"
+    R"("sessions":{"active":100,"total":100,"max":100},"connect_failures":0,"bytes":{"in":0,"out":0},)"
+    R"("rate":{"sessions_per_second":0.1,"bytes_in_per_second":0,"bytes_out_per_second":0,)"
+    R"("peak_sessions_per_second":10},"connect_failures_last_minute":0,)"
+    R"("health":{"enabled":true,"checks_failed":0,"checks_failed_last_minute":0,"last_change_seconds":3.2,)"
+    R"("last_error":null,"last_error_seconds":null}}]},)"
     R"({"name":"db","listen":["127.0.0.1:5432"],"scheduler":"lc","sessions":{"active":0,"total":0,"rejected":0},)"
-    R"("bytes":{"in":0,"out":0},"servers":[]}]})";
+    R"("bytes":{"in":0,"out":0},"rate":{"sessions_per_second":0,"bytes_in_per_second":0,)"
+    R"("bytes_out_per_second":0,"peak_sessions_per_second":0},"servers":[)"
+    R"({"name":"db1","address":"127.0.1.1:5432","state":"down","weight":1,"backup":false,)"
+    R"("sessions":{"active":0,"total":0,"max":20},"connect_failures":0,"bytes":{"in":0,"out":0},)"
+    R"("rate":{"sessions_per_second":0,"bytes_in_per_second":0,"bytes_out_per_second":0,)"
+    R"("peak_sessions_per_second":0},"connect_failures_last_minute":0,)"
+    R"("health":{"enabled":true,"checks_failed":31,"checks_failed_last_minute":0,"last_change_seconds":7000,)"
+    R"("last_error":"connect timeout","last_error_seconds":6990.2}}]}]})";
 
 }  // namespace
 
@@ -218,15 +238,20 @@ TEST_CASE("ctl format: tables align their columns") {
 }
 
 TEST_CASE("ctl report: status") {
-  CHECK(status_report(json(kStats)) ==
-        "version      0.1.0\n"
-        "uptime       2h3m\n"
-        "generation   3\n"
-        "last reload  ok at 2026-11-25T16:38:47Z\n"
-        "\n"
-        "SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT   UP\n"
-        "web      wrr             2   1500         1    1.5KiB     5.0MiB  1/2\n"
-        "db       lc              0      0         0        0B         0B  0/0\n");
+  CHECK(
+      status_report(json(kStats)) ==
+      "version      0.1.0\n"
+      "uptime       2h3m\n"
+      "generation   3\n"
+      "last reload  ok at 2026-11-25T16:38:47Z\n"
+      "\n"
+      "SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT  SESS/S  PEAK/S    IN/S   "
+      "OUT/S   UP\n"
+      "web      wrr           102   1500         1    1.5KiB     5.0MiB     2.5   120.3  1.5KiB  "
+      "1.0MiB  2/3\n"
+      "db       lc              0      0         0        0B         0B     0.0     0.0      0B    "
+      "  "
+      "0B  0/1\n");
   const std::string failed = status_report(json(
       R"({"version":"0.2.0","uptime_seconds":1,"config":{"generation":1,"last_reload":)"
       R"({"ok":false,"at":"2026-11-25T17:00:00Z","error":"web.yaml:3:5: unknown key"}},"services":[]})"));
@@ -235,13 +260,37 @@ TEST_CASE("ctl report: status") {
 }
 
 TEST_CASE("ctl report: servers") {
+  // BACKUP and MAX (`-`: no limit, FULL: reached), the daemon's rates, and
+  // below the table the last error of each server that has one.
   CHECK(servers_report(json(kStats)) ==
-        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  ACTIVE  TOTAL  FAILURES  CHECKS_FAILED  "
-        "LAST_CHANGE\n"
-        "web      app1    127.0.0.1:8080  up          3       2   1000         4              7    "
-        "     1m5s\n"
-        "web      app2    127.0.0.2:8080  drain       1       0    500         0              0    "
-        "       3s\n");
+        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE   MAX  TOTAL  SESS/S    "
+        "IN/S   "
+        "OUT/S  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
+        "web      app1    127.0.0.1:8080  up          3  no           2     -   1000     2.5  "
+        "1.5KiB  "
+        "1.0MiB         4              7         1m5s\n"
+        "web      app2    127.0.0.2:8080  drain       1  no           0     -    500     0.0      "
+        "0B      "
+        "0B         0              0           3s\n"
+        "web      spare   127.0.0.3:8080  up          1  yes        100  FULL    100     0.1      "
+        "0B      "
+        "0B         0              0           3s\n"
+        "db       db1     127.0.1.1:5432  down        1  no           0    20      0     0.0      "
+        "0B      "
+        "0B         0             31        1h56m\n"
+        "\n"
+        "last error  web/app1: connect refused, 12s ago (last minute: failed checks 2, failed "
+        "connects 1)\n"
+        "last error  db/db1: connect timeout, 1h56m ago (last minute: failed checks 0, failed "
+        "connects 0)\n");
+}
+
+TEST_CASE("ctl format: rates") {
+  CHECK(human_rate(0) == "0.0");
+  CHECK(human_rate(-1) == "0.0");
+  CHECK(human_rate(0.1) == "0.1");
+  CHECK(human_rate(2.5) == "2.5");
+  CHECK(human_rate(1234.56) == "1234.6");
 }
 
 TEST_CASE("ctl report: confirmations") {

@@ -21,12 +21,22 @@ saying draining; dead "down"; pg3 "maint"), address, weight, backup flag,
 session totals and byte titles equal to /stats, a rate, a sparkline and a
 "... ago" last change; the header's version and generation; no banner.
 
+Failure cells are orange (class warn) exactly for the servers with failures
+in the last minute (`*_last_minute`), and each state cell shows
+health.last_error and its age ("connect refused" for dead), nothing where
+there is none.
+
 Then the same page, served by a stand-in server of this test that answers
 /stats twice with documents of its own (the second 50 sessions later, 1 s
-of uptime on) and 503 after: the page must have polled repeatedly at the
-relative URL, show 50.0/s for the service and the server that took the
-sessions, show the "stats unreachable" banner, and keep the last data on
-screen. A server name made of HTML in those documents must appear as text,
+of uptime on, with the daemon's rates set to 7.3/s for web and app1) and
+503 after: the page must have polled repeatedly at the relative URL, show
+the daemon's 7.3/s (not the 50/s its totals would give), show the "stats
+unreachable" banner, and keep the last data on screen; app2's lifetime
+connect failures without recent ones stay plain, its max cell is orange
+(data-full: it reached max_connections), dead's recent failed
+checks are orange, its last error shown under its state with its age. A stand-in serving
+one document only shows that document's rates: the first refresh fills
+them. A server name made of HTML in those documents must appear as text,
 never as markup.
 
 Screenshots (artefacts, in the test's directory and, when the build
@@ -305,11 +315,11 @@ def check_services(dom, stats, what, before=None):
                   [(name, v['name']) for v in service['servers']], f'{where}: server rows')
         for row, server in zip(rows, service['servers']):
             check_row(row, server, f'{what}: {name}/{server["name"]}',
-                      earlier.get((name, server['name']), server['health']['checks_failed']))
+                      earlier.get((name, server['name']), server['health']['checks_failed']), before is None)
     return sections
 
 
-def check_row(row, server, where, checks_failed_before):
+def check_row(row, server, where, checks_failed_before, fixed_rates):
     def cell(key):
         return row.find('td', cls=f'c-{key}', what=where)
 
@@ -330,11 +340,35 @@ def check_row(row, server, where, checks_failed_before):
     expect_eq(digits(cell('active').text()), str(server['sessions']['active']), f'{where}: active cell')
     expected_max = '\u221e' if server['sessions']['max'] == 0 else str(server['sessions']['max'])
     expect_eq(digits(cell('max').text()), expected_max, f'{where}: max cell')
+    full = 0 < server['sessions']['max'] <= server['sessions']['active']
+    expect_eq((row.attrs.get('data-full'), 'warn' in cell('max').attrs.get('class', '').split()),
+              ('true' if full else 'false', full), f'{where}: data-full and an orange max cell')
     expect_eq(cell('in').attrs.get('title'), f'{server["bytes"]["in"]:,} bytes', f'{where}: bytes in')
     expect_eq(cell('out').attrs.get('title'), f'{server["bytes"]["out"]:,} bytes', f'{where}: bytes out')
     expect(re.fullmatch(r'\d+(\.\d+)? (B|KiB|MiB|GiB)', cell('in').text()) is not None,
            f'{where}: bytes in cell {cell("in").text()!r}')
     expect_eq(digits(cell('fail').text()), str(server['connect_failures']), f'{where}: connect failures cell')
+    recent = server['connect_failures_last_minute']
+    expect_eq('warn' in cell('fail').attrs.get('class', '').split(), recent > 0,
+              f'{where}: connect failures orange ({recent} in the last minute)')
+    recent_checks = server['health']['checks_failed_last_minute']
+    expect_eq('warn' in cell('checks').attrs.get('class', '').split(), recent_checks > 0,
+              f'{where}: failed checks orange ({recent_checks} in the last minute)')
+    last_error = server['health']['last_error']
+    why = cell('state').find('span', cls='last-error', what=where)
+    expect_eq(why.attrs.get('data-last-error'), last_error or '', f'{where}: data-last-error')
+    if last_error is None:
+        expect_eq((why.text(), 'hidden' in why.attrs), ('', True), f'{where}: last error under the state')
+    else:
+        expect(re.fullmatch(re.escape(last_error) + r' \u00b7 (\d+m \d+s|\d+s) ago', why.text()) is not None,
+               f'{where}: last error under the state {why.text()!r}')
+        expect_eq('warn' in why.attrs.get('class', '').split(), recent_checks > 0,
+                  f'{where}: last error orange ({recent_checks} failed checks in the last minute)')
+    if fixed_rates:
+        expect_eq(row.attrs.get('data-rate'), f'{server["rate"]["sessions_per_second"]:g}', f'{where}: data-rate')
+    else:  # the daemon's window slides on while the page loads: one of its tenths
+        rate = float(row.attrs.get('data-rate', 'nan'))
+        expect(rate >= 0 and round(rate * 10) / 10 == rate, f'{where}: data-rate {row.attrs.get("data-rate")!r}')
     checks = cell('checks').attrs.get('data-checks-failed', '')
     expect(checks.isdigit() and checks_failed_before <= int(checks) <= server['health']['checks_failed'],
            f'{where}: data-checks-failed {checks!r}, expected {checks_failed_before}..'
@@ -419,9 +453,17 @@ class StandIn:
         self.server.server_close()
 
 
+def set_rate(entry, sessions):
+    entry['rate'] = {'sessions_per_second': sessions, 'bytes_in_per_second': 0, 'bytes_out_per_second': 0,
+                     'peak_sessions_per_second': sessions}
+
+
 def stand_in_documents(stats):
     """Two /stats documents from a real one: the second 1 s of uptime and 50
-    sessions (all on web/app1) later; db.pool gets a server named in HTML."""
+    sessions (all on web/app1) later, the daemon's rates 7.3/s on web and
+    app1 (0 elsewhere); app2 with lifetime connect failures but none in the
+    last minute and at its max_connections, dead with failed checks in the
+    last minute; db.pool gets a server named in HTML."""
     first = copy.deepcopy(stats)
     db = next(s for s in first['services'] if s['name'] == 'db.pool')
     hostile = copy.deepcopy(db['servers'][0])
@@ -434,6 +476,22 @@ def stand_in_documents(stats):
     web['sessions']['total'] += 50
     app1 = next(v for v in web['servers'] if v['name'] == 'app1')
     app1['sessions']['total'] += 50
+    for document in (first, second):
+        for service in document['services']:
+            set_rate(service, 0)
+            for server in service['servers']:
+                set_rate(server, 0)
+                server['connect_failures_last_minute'] = 0
+                server['health']['checks_failed_last_minute'] = 0
+    set_rate(web, 7.3)
+    set_rate(app1, 7.3)
+    app2 = next(v for v in web['servers'] if v['name'] == 'app2')
+    app2['connect_failures'] = 9
+    app2['sessions']['active'] = app2['sessions']['max']  # 100: full
+    dead = next(v for v in web['servers'] if v['name'] == 'dead')
+    dead['health']['checks_failed_last_minute'] = 3
+    dead['health']['last_error'] = 'connect refused'
+    dead['health']['last_error_seconds'] = 4.2
     return first, second
 
 
@@ -540,10 +598,10 @@ def run(t):
         check_services(dom, second, 'dashboard, stats failing')
         web = dom.find('section', cls='service', data_service='web', what='web section')
         expect_eq(web.find('div', cls='tile-rate', what='web').find('div', cls='tile-value', what='web').text(),
-                  '50.0/s', 'web session rate from two documents 1 s and 50 sessions apart')
+                  '7.3/s', 'web session rate: the daemon\'s, not the 50/s of the totals 1 s apart')
         rates = {r.attrs['data-server']: r.find('span', cls='rate-value', what='rate').text()
                  for r in web.find_all('tr', cls='server')}
-        expect_eq(rates, {'app1': '50.0/s', 'app2': '0/s', 'dead': '0/s', 'drained': '0/s', 'spare': '0/s'},
+        expect_eq(rates, {'app1': '7.3/s', 'app2': '0/s', 'dead': '0/s', 'drained': '0/s', 'spare': '0/s'},
                   'web server rates')
         hostile = dom.find('tr', cls='server', data_service='db.pool', data_server=HOSTILE_NAME, what='HTML-named row')
         expect_eq(hostile.find('td', cls='c-name', what='HTML-named row').text(), HOSTILE_NAME,
@@ -557,7 +615,20 @@ def run(t):
             f'http://{stand_in.address}/', t.path('dashboard-unreachable.png'), 1280, 900, 'unreachable screenshot')
     finally:
         stand_in.close()
-    log_stream(f'stand-in: {polls} polls, 50.0/s rates, banner shown, last data kept, HTML names inert')
+    # One document only: its rates show at once.
+    only = copy.deepcopy(first)
+    set_rate(next(s for s in only['services'] if s['name'] == 'web'), 4.5)
+    stand_in = StandIn(page_reply.body, page_reply.headers.get('Content-Security-Policy'), [only])
+    try:
+        dom = chromium.dump_dom(f'http://{stand_in.address}/', 'dump-dom, one stats document')
+        check_services(dom, only, 'dashboard, one stats document')
+        web = dom.find('section', cls='service', data_service='web', what='web section')
+        expect_eq(web.find('div', cls='tile-rate', what='web').find('div', cls='tile-value', what='web').text(),
+                  '4.5/s', 'web session rate from the first (and only) document')
+    finally:
+        stand_in.close()
+    log_stream(f'stand-in: {polls} polls, the daemon\'s 7.3/s rates, banner shown, last data kept, HTML names inert; '
+               f'one document: its 4.5/s at once')
 
     root = build_root()
     for name, path in shots.items():

@@ -9,9 +9,12 @@ Known sessions go through both (uploads of known sizes on `side`), one
 session on `side` and one on `web`/a stay open, then:
   - `status`: version, uptime, generation 1, last reload ok at the daemon's
     start, and per service its scheduler, active/total/rejected sessions,
-    bytes in/out in human form and servers up/total, all as /stats has them;
-  - `servers`: one row per server with address, state, weight, sessions,
-    failures, checks failed and last change, all as /stats has them;
+    bytes in/out in human form, the daemon's rates (sessions/s, its peak,
+    bytes in/out per second) and servers up/total, all as /stats has them;
+  - `servers`: the exact header line, one row per server with address,
+    state, weight, backup, sessions, MAX (c has max_connections 1: FULL
+    while the held side session is on it), rates, failures, checks failed
+    and last change, all as /stats has them;
   - `--json status` and `--json servers` print /stats itself (services
     equal but for the ever-growing last_change_seconds); FULCRUM_URL
     stands in for --url, and --url wins over it;
@@ -145,11 +148,41 @@ def split(listen, n, what):
 
 
 def without_last_change(services):
+    """Services without what moves by itself: last_change_seconds, and the
+    rates (the daemon samples once a second)."""
     out = json.loads(json.dumps(services))
     for service in out:
+        service.pop('rate', None)
         for server in service['servers']:
             server['health'].pop('last_change_seconds', None)
+            server.pop('rate', None)
     return out
+
+
+def rates_of(stats):
+    return [(s['rate'], [v['rate'] for v in s['servers']]) for s in stats['services']]
+
+
+def ctl_and_stats(command, url, stats_address):
+    """fulcrumctl `command`'s output, and a /stats answer whose rates are
+    those of answers before and after it (they move once a second)."""
+    for _ in range(20):
+        before = get_stats(stats_address)
+        out = ok(ctl(command, url=url), command)
+        after = get_stats(stats_address)
+        if rates_of(before) == rates_of(after):
+            return out, after
+    raise TestFailure(f'{command}: the rates kept moving between /stats answers')
+
+
+def whole(value):
+    """Rounded half up, as fulcrumctl rounds bytes per second."""
+    return int(value + 0.5)
+
+
+def rate_cells(rate):
+    return {'SESS/S': f'{rate["sessions_per_second"]:.1f}', 'IN/S': human_bytes(whole(rate['bytes_in_per_second'])),
+            'OUT/S': human_bytes(whole(rate['bytes_out_per_second']))}
 
 
 def check_status(text, stats):
@@ -167,26 +200,38 @@ def check_status(text, stats):
     expect_eq(head['last reload'], f'ok at {stats["config"]["last_reload"]["at"]}', 'status: last reload')
     expect_eq(lines[4], '', 'status: blank line after the head')
     header, rows = parse_table('\n'.join(lines[5:]), 'status table')
-    expect_eq(header, ['SERVICE', 'SCHEDULER', 'ACTIVE', 'TOTAL', 'REJECTED', 'BYTES_IN', 'BYTES_OUT', 'UP'],
-              'status: columns')
+    expect_eq(header, ['SERVICE', 'SCHEDULER', 'ACTIVE', 'TOTAL', 'REJECTED', 'BYTES_IN', 'BYTES_OUT', 'SESS/S',
+                       'PEAK/S', 'IN/S', 'OUT/S', 'UP'], 'status: columns')
     expected = [{'SERVICE': s['name'], 'SCHEDULER': s['scheduler'], 'ACTIVE': str(s['sessions']['active']),
                  'TOTAL': str(s['sessions']['total']), 'REJECTED': str(s['sessions']['rejected']),
                  'BYTES_IN': human_bytes(s['bytes']['in']), 'BYTES_OUT': human_bytes(s['bytes']['out']),
+                 **rate_cells(s['rate']), 'PEAK/S': f'{s["rate"]["peak_sessions_per_second"]:.1f}',
                  'UP': f'{sum(v["state"] == "up" for v in s["servers"])}/{len(s["servers"])}'}
                 for s in stats['services']]
     expect_eq(rows, expected, 'status: rows')
 
 
+SERVERS_HEADER = re.compile(r'SERVICE +SERVER +ADDRESS +STATE  WEIGHT  BACKUP  ACTIVE +MAX  TOTAL  SESS/S +IN/S +'
+                            r'OUT/S  FAILURES  CHECKS_FAILED  LAST_CHANGE')
+
+
+def max_cell(sessions):
+    if sessions['max'] == 0:
+        return '-'
+    return 'FULL' if sessions['active'] >= sessions['max'] else str(sessions['max'])
+
+
 def check_servers(text, stats):
+    expect(SERVERS_HEADER.fullmatch(text.split('\n')[0]) is not None, f'servers: header line {text.split(chr(10))[0]!r}')
     header, rows = parse_table(text, 'servers table')
-    expect_eq(header, ['SERVICE', 'SERVER', 'ADDRESS', 'STATE', 'WEIGHT', 'ACTIVE', 'TOTAL', 'FAILURES',
-                       'CHECKS_FAILED', 'LAST_CHANGE'], 'servers: columns')
     expected = []
     for s in stats['services']:
         for v in s['servers']:
             expected.append({'SERVICE': s['name'], 'SERVER': v['name'], 'ADDRESS': v['address'], 'STATE': v['state'],
-                             'WEIGHT': str(v['weight']), 'ACTIVE': str(v['sessions']['active']),
-                             'TOTAL': str(v['sessions']['total']), 'FAILURES': str(v['connect_failures']),
+                             'WEIGHT': str(v['weight']), 'BACKUP': 'yes' if v['backup'] else 'no',
+                             'ACTIVE': str(v['sessions']['active']), 'MAX': max_cell(v['sessions']),
+                             'TOTAL': str(v['sessions']['total']), **rate_cells(v['rate']),
+                             'FAILURES': str(v['connect_failures']),
                              'CHECKS_FAILED': str(v['health']['checks_failed'])})
     changes = [row.pop('LAST_CHANGE') for row in rows]
     expect_eq(rows, expected, 'servers: rows')
@@ -233,7 +278,7 @@ def run(t):
              'servers': [{'name': 'a', 'address': a.address, 'weight': 1},
                          {'name': 'b', 'address': b.address, 'weight': 1}]},
             {'name': 'side', 'listen': side, 'scheduler': 'wrr', 'retries': 1,
-             'servers': [{'name': 'c', 'address': c.address, 'weight': 1},
+             'servers': [{'name': 'c', 'address': c.address, 'weight': 1, 'max_connections': 1},
                          {'name': 'r', 'address': r, 'weight': 1}]},
         ]})
 
@@ -251,17 +296,16 @@ def run(t):
                'the held web session in /stats')
 
     # --- status and servers
-    stats = get_stats(stats_address)
-    status = ok(ctl('status', url=url), 'status')
+    status, stats = ctl_and_stats('status', url, stats_address)
     check_status(status, stats)
     log_stream('status:\n' + status)
-    servers_out = ok(ctl('servers', url=url), 'servers')
-    stats = get_stats(stats_address)
+    servers_out, stats = ctl_and_stats('servers', url, stats_address)
     rows = check_servers(servers_out, stats)
     log_stream('servers:\n' + servers_out)
     expect_eq([(row['SERVICE'], row['SERVER']) for row in rows], [('web', 'a'), ('web', 'b'), ('side', 'c'),
                                                                    ('side', 'r')], 'servers: rows in order')
     expect(int(rows[3]['FAILURES']) >= 1, f'side/r: no connect failure shown: {rows[3]}')
+    expect_eq((rows[2]['ACTIVE'], rows[2]['MAX']), ('1', 'FULL'), 'side/c with the held session: ACTIVE, MAX')
     side_stats = stats['services'][1]
     expect_eq(side_stats['bytes']['in'], sum(SIDE_UPLOADS), 'side: bytes in (the uploads)')
 
@@ -288,7 +332,7 @@ def run(t):
     expect_eq(split(web, 10, 'web session while a drains'), {'b': 10}, 'web: sessions while a drains')
     held_a.sendall(b'still here\n')
     expect_eq(recv_exact(held_a, 11, 'echo on the drained server'), b'still here\n', 'echo on a while draining')
-    drained = check_servers(ok(ctl('servers', url=url), 'servers while a drains'), get_stats(stats_address))
+    drained = check_servers(*ctl_and_stats('servers', url, stats_address))
     expect_eq(drained[0]['STATE'], 'drain', 'servers: state of a while it drains')
 
     # --- ready (FULCRUM_TOKEN_FILE, --json) restores it
@@ -394,7 +438,7 @@ def run(t):
                       'services': [{'name': 'web', 'listen': plain_listen,
                                     'servers': [{'name': 'a', 'address': a.address}]}]}, name='fulcrum-no-token')
     plain_url = f'http://{plain_stats}'
-    check_servers(ok(ctl('servers', url=plain_url), 'servers without a token configured'), get_stats(plain_stats))
+    check_servers(*ctl_and_stats('servers', plain_url, plain_stats))
     fails(ctl('--token-file', token_file, 'drain', 'web', 'a', url=plain_url), 1,
           'fulcrumctl: the daemon has no admin token configured (403)', 'drain without a token configured')
     fails(ctl('drain', 'web', 'a', url=plain_url), 1,
