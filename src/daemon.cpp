@@ -41,13 +41,6 @@ constexpr std::chrono::milliseconds kLogBeforeNotify{100};
 // How often the stats sampler copies the counters (one ring slot each).
 constexpr std::chrono::seconds kSamplerTick{1};
 
-unsigned available_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
-}
-
 // The daemon's lifecycle on the main thread: start-up (bind everything, then
 // drop privileges, then start the workers), the loop, the graceful stop.
 // Server state belongs to the ControlPlane; reloads to the Reloader, which
@@ -267,8 +260,8 @@ void Daemon::start_workers(std::vector<BoundAddress> addresses) {
 // worker exists, minus what is kept for descriptors outside sessions.
 // Returns it, or -1 (logged) when it is too small to serve.
 int64_t Daemon::hand_out_fd_budget() {
-  const int64_t held = count_open_fds() - listening_fds(snapshot(), workers_count_);
-  fds_outside_sessions_ = fds_outside_sessions(snapshot(), workers_count_);
+  const int64_t held = count_open_fds() - listening_fds(snapshot().config, workers_count_);
+  fds_outside_sessions_ = fds_outside_sessions(snapshot().config, workers_count_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
     log_error("too few file descriptors", {{"limit", open_file_limit_}, {"budget", budget}});
@@ -307,7 +300,7 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
   sampler_.follow(*next);
   admission_->set_max_sessions(next->config.global.max_connections);
   Log::set_level(next->config.global.log_level);
-  const int64_t outside = fds_outside_sessions(*next, workers_count_);
+  const int64_t outside = fds_outside_sessions(next->config, workers_count_);
   admission_->reserve_fds(outside - fds_outside_sessions_);
   fds_outside_sessions_ = outside;
   health_ = make_health_checker(next);
@@ -391,7 +384,7 @@ void Daemon::on_worker_exit_cb(evutil_socket_t, short, void* arg) {
 int run_daemon(Config config) {
   // A splice to a peer that reset must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
-  const unsigned workers = config.global.workers == 0 ? available_cpus() : config.global.workers;
+  const unsigned workers = worker_count(config.global);
   Daemon daemon(workers);
   return daemon.run(std::move(config));
 }

@@ -64,17 +64,17 @@ class Admission {
   std::function<void()> waker_;
 };
 
-// Listening sockets of `snapshot`: one per worker and address, and the stats
+// Listening sockets of `config`: one per worker and address, and the stats
 // port's.
-int64_t listening_fds(const Snapshot& snapshot, unsigned workers);
+int64_t listening_fds(const Config& config, unsigned workers);
 
-// Descriptors fulcrum may hold outside sessions while serving `snapshot`
+// Descriptors fulcrum may hold outside sessions while serving `config`
 // with `workers` workers: the listening sockets (one per worker and
 // address), one per health-checked server (a check in flight), the stats
 // port and its clients (kMaxStatsConnections), and a margin for the
 // rest (the log, a reload resolving names). Kept out of the session
 // budget, so that at the file limit health checks and the stats port still
 // work.
-int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers);
+int64_t fds_outside_sessions(const Config& config, unsigned workers);
 
 }  // namespace fulcrum

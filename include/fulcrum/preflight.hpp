@@ -1,6 +1,7 @@
 // The checks a loaded configuration goes through before it is served that
 // need the process but no socket: the admin token file, the user and group
-// fulcrum switches to, the capability transparent services need. Start-up,
+// fulcrum switches to, the capability transparent services need, and (not
+// on reload) whether the open-file limit leaves room for any session. Start-up,
 // every reload and `fulcrum --check` run this same function, so that
 // --check refuses what starting or reloading would.
 #pragma once

@@ -71,7 +71,9 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerOptions& options,
                                           std::vector<SchedServer> servers);
 
 // True when the server counts as up for the primary/backup decision: status
-// up and weight > 0 (HAProxy's rule: a drained server is not up).
+// up and weight > 0 (HAProxy's rule: a drained server is not up). The
+// control plane never leaves an up server at weight 0 (that is drain); the
+// weight test keeps schedulers right for any state they are handed (tests).
 inline bool is_up(const SchedServer& server) {
   return server.state->status() == ServerStatus::up && server.state->weight() > 0;
 }

@@ -53,7 +53,10 @@ struct Snapshot {
 // again after that, it starts afresh — zero counters, no operator state, up
 // (health checks then decide). Added again while sessions of the old one
 // still run, it is still the same server and keeps its state, so that its
-// active count (and max_connections) stays true. Main thread.
+// active count (and max_connections) stays true. One gap, accepted: a
+// client a worker accepts in the moment between a reload and that worker
+// taking the new snapshot may still be sent to a server the reload removed
+// and just forgot; its counts then go to the forgotten state. Main thread.
 class StateRegistry {
  public:
   // The state of this service / server, made when there is none.

@@ -22,6 +22,10 @@ namespace fulcrum {
 class Listener;
 class Session;
 
+// How many worker threads `global.workers` asks for: its number, or with
+// `auto` (0) the CPUs this process may run on.
+unsigned worker_count(const GlobalConfig& global);
+
 class Worker {
  public:
   // `on_exit` runs on the worker thread once its loop has ended.

@@ -96,6 +96,7 @@ std::string servers_report(const Json& stats) {
   table.add_column("MAX", Align::right);
   table.add_column("TOTAL", Align::right);
   table.add_column("SESS/S", Align::right);
+  table.add_column("PEAK/S", Align::right);
   table.add_column("IN/S", Align::right);
   table.add_column("OUT/S", Align::right);
   table.add_column("FAILURES", Align::right);
@@ -114,6 +115,7 @@ std::string servers_report(const Json& stats) {
                      server["backup"].boolean() ? "yes" : "no", count_text(sessions["active"]),
                      max_text(sessions), count_text(sessions["total"]),
                      human_rate(rate["sessions_per_second"].number()),
+                     human_rate(rate["peak_sessions_per_second"].number()),
                      byte_rate_text(rate["bytes_in_per_second"]),
                      byte_rate_text(rate["bytes_out_per_second"]),
                      count_text(server["connect_failures"]), count_text(health["checks_failed"]),

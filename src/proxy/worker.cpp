@@ -1,6 +1,9 @@
 #include "fulcrum/worker.hpp"
 
 #include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <csignal>
 
 #include "fulcrum/log.hpp"
@@ -20,6 +23,14 @@ constexpr size_t kPipeSize = 256 * 1024;
 constexpr size_t kMaxIdlePipes = 16;
 
 }  // namespace
+
+unsigned worker_count(const GlobalConfig& global) {
+  if (global.workers != 0) return global.workers;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
+}
 
 Worker::Worker(unsigned index, Admission& admission, std::function<void()> on_exit)
     : index_(index),

@@ -74,20 +74,20 @@ void Admission::wake_paused() {
   if (paused_.load() > 0 && waker_) waker_();
 }
 
-int64_t listening_fds(const Snapshot& snapshot, unsigned workers) {
-  int64_t count = snapshot.config.stats.enabled ? 1 : 0;
-  for (const ServiceRuntime& service : snapshot.services)
-    count += static_cast<int64_t>(service.config->listen.size() * workers);
+int64_t listening_fds(const Config& config, unsigned workers) {
+  int64_t count = config.stats.enabled ? 1 : 0;
+  for (const ServiceConfig& service : config.services)
+    count += static_cast<int64_t>(service.listen.size() * workers);
   return count;
 }
 
-int64_t fds_outside_sessions(const Snapshot& snapshot, unsigned workers) {
+int64_t fds_outside_sessions(const Config& config, unsigned workers) {
   constexpr int64_t kMargin = 8;
-  int64_t count = kMargin + listening_fds(snapshot, workers);
-  for (const ServiceRuntime& service : snapshot.services) {
-    if (service.config->health_check.enabled) count += static_cast<int64_t>(service.servers.size());
+  int64_t count = kMargin + listening_fds(config, workers);
+  for (const ServiceConfig& service : config.services) {
+    if (service.health_check.enabled) count += static_cast<int64_t>(service.servers.size());
   }
-  if (snapshot.config.stats.enabled) count += static_cast<int64_t>(kMaxStatsConnections);
+  if (config.stats.enabled) count += static_cast<int64_t>(kMaxStatsConnections);
   return count;
 }
 

@@ -1,12 +1,16 @@
 #include "fulcrum/preflight.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <set>
 #include <tuple>
 #include <utility>
 
+#include "fulcrum/admission.hpp"
 #include "fulcrum/privileges.hpp"
 #include "fulcrum/token_file.hpp"
+#include "fulcrum/worker.hpp"
 
 namespace fulcrum {
 
@@ -58,6 +62,27 @@ void check_transparent(const Config& config, Preflight& out) {
   }
 }
 
+// Start-up's own count of descriptors comes once every thread's event loop
+// exists; without them, a lower bound: the limit fulcrum will raise itself
+// to (the hard one) cannot even hold stdio and what is kept outside
+// sessions, plus a few sessions. Catches a LimitNOFILE far too small.
+void check_open_file_limit(const Config& config, Preflight& out) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_max == RLIM_INFINITY) return;
+  constexpr int64_t kStdio = 3;
+  constexpr int64_t kFewestSessionFds = 4;
+  const auto hard = static_cast<int64_t>(limit.rlim_max);
+  const int64_t kept = kStdio + fds_outside_sessions(config, worker_count(config.global));
+  if (hard - kept >= kFewestSessionFds) return;
+  out.errors.push_back(config_error(
+      config, {},
+      "the open-file limit (" + std::to_string(hard) + ") is too small: this configuration keeps " +
+          std::to_string(kept) +
+          " descriptors for itself (listeners, health checks, the stats port) and needs at least " +
+          std::to_string(kFewestSessionFds) +
+          " more for sessions; raise LimitNOFILE= (systemd) or ulimit -n"));
+}
+
 }  // namespace
 
 Preflight preflight(const Config& config, const Config* started) {
@@ -65,6 +90,7 @@ Preflight preflight(const Config& config, const Config* started) {
   check_user(config, started, out);
   check_token_file(config, out);
   check_transparent(config, out);
+  if (!started) check_open_file_limit(config, out);
   if (!out.errors.empty()) out.admin_token.reset();
   // In file order, as the loader's.
   const auto by_position = [](const ConfigError& a, const ConfigError& b) {

@@ -4,6 +4,7 @@
 
 #include "fulcrum/log.hpp"
 #include "fulcrum/preflight.hpp"
+#include "fulcrum/privileges.hpp"
 
 namespace fulcrum {
 
@@ -40,8 +41,9 @@ std::vector<ConfigWarning> restart_warnings(const Config& config, const Config& 
   if (config.global.workers != 0 && config.global.workers != workers) {
     warnings.push_back(config_error(config, config.global.workers_at,
                                     "global.workers changes need a restart; " +
-                                        std::to_string(workers) + " workers keep running, not " +
-                                        std::to_string(config.global.workers)));
+                                        std::to_string(workers) +
+                                        (workers == 1 ? " worker keeps" : " workers keep") +
+                                        " running, not " + std::to_string(config.global.workers)));
   }
   if (config.stats.enabled != started.stats.enabled ||
       !(config.stats.listen == started.stats.listen)) {
@@ -131,6 +133,12 @@ Reloader::Outcome Reloader::apply(ConfigLoad load) {
   add(outcome.warnings, checked.warnings);
   add(outcome.errors, checked.errors);
   if (!outcome.errors.empty()) return outcome;
+  // The kernel's own word, per address family, as start-up asks it once
+  // privileges are dropped (preflight only reads the capability sets).
+  if (std::string refused = check_transparent_capability(config); !refused.empty()) {
+    outcome.errors.push_back(std::move(refused));
+    return outcome;
+  }
   // Bind what is new before touching anything.
   std::string error;
   auto added = bind_new_addresses(config, &running, workers_, error);

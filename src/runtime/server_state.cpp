@@ -53,8 +53,7 @@ bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
 
 void ServerStateWriter::set_last_error(std::string reason, SteadyTime now) {
   state_.last_error_ = std::move(reason);
-  state_.last_error_ns_ =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  state_.last_error_ns_ = nanoseconds_of(now);
 }
 
 }  // namespace fulcrum

@@ -453,6 +453,7 @@ footer a { color: var(--accent); }
     setText(r.cells.total, count(sessions.total));
     if (sessions.max === 0) {
       setText(r.cells.max, '\u221e');
+      setClass(r.cells.max, 'c-max');
       r.cells.max.title = 'unlimited';
     } else {
       var full = sessions.active >= sessions.max;

@@ -104,8 +104,8 @@ TEST_CASE("the descriptors kept out of the session budget follow the configurati
   control.install(std::move(*load.config), std::chrono::steady_clock::now());
   const Snapshot& snapshot = *control.snapshot();
   // The stats port and 3 addresses x 2 workers.
-  CHECK(listening_fds(snapshot, 2) == 1 + 6);
+  CHECK(listening_fds(snapshot.config, 2) == 1 + 6);
   // + one check in flight per checked server, the stats clients and a
   // margin of 8.
-  CHECK(fds_outside_sessions(snapshot, 2) == 7 + 3 + kMaxStatsConnections + 8);
+  CHECK(fds_outside_sessions(snapshot.config, 2) == 7 + 3 + kMaxStatsConnections + 8);
 }

@@ -11,7 +11,9 @@ error, the same texts:
     `global.user: root`: `not running as root, cannot switch to user
     "root"`;
   - both a missing token file and, as nobody, `global.user: root`: both
-    errors, in file order.
+    errors, in file order;
+  - under `prlimit --nofile=32:32`, an open-file limit too small for even a
+    few sessions (the file's name, no position: the limit is not in it).
 A file without those problems is `configuration ok` and starts.
 """
 
@@ -35,9 +37,9 @@ def key_position(path, key):
 
 def refused_alike(t, name, config, errors_at, prefix=()):
     """--check and start on `config`: the errors are `errors_at` [(key,
-    message)] at their keys' positions."""
+    message)] at their keys' positions (key None: the file's name only)."""
     d = t.daemon(config, name=name, start=False, prefix=list(prefix))
-    errors = [f'{key_position(d.config_path, key)}: {message}' for key, message in errors_at]
+    errors = [f'{key_position(d.config_path, key) if key else d.config_path}: {message}' for key, message in errors_at]
     check = subprocess.run([*prefix, binary('FULCRUM'), '--check', '-c', d.config_path], stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=20)
     expect_eq((check.returncode, check.stdout, check.stderr), (1, '', ''.join(e + '\n' for e in errors)),
@@ -76,6 +78,14 @@ def run(t):
                       [('user', 'not running as root, cannot switch to user "root"'),
                        ('admin_token_file', f'cannot read admin_token_file {missing}: No such file or directory')],
                       prefix=NOBODY)
+
+    # 1 listener + the stats port + its 16 clients + a margin of 8, and
+    # stdio: 29 kept, so 32 leaves 3, fewer than the 4 a session needs.
+    refused_alike(t, 'open-file-limit', config(),
+                  [(None, 'the open-file limit (32) is too small: this configuration keeps 29 descriptors for '
+                          'itself (listeners, health checks, the stats port) and needs at least 4 more for '
+                          'sessions; raise LimitNOFILE= (systemd) or ulimit -n')],
+                  prefix=['prlimit', '--nofile=32:32'])
 
     good = t.daemon(config(token_file=t.token_file('s3cret\n')), name='good', start=False)
     check = subprocess.run([binary('FULCRUM'), '--check', '-c', good.config_path], stdin=subprocess.DEVNULL,

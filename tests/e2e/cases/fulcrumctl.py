@@ -211,7 +211,7 @@ def check_status(text, stats):
     expect_eq(rows, expected, 'status: rows')
 
 
-SERVERS_HEADER = re.compile(r'SERVICE +SERVER +ADDRESS +STATE  WEIGHT  BACKUP  ACTIVE +MAX  TOTAL  SESS/S +IN/S +'
+SERVERS_HEADER = re.compile(r'SERVICE +SERVER +ADDRESS +STATE  WEIGHT  BACKUP  ACTIVE +MAX  TOTAL  SESS/S  PEAK/S +IN/S +'
                             r'OUT/S  FAILURES  CHECKS_FAILED  LAST_CHANGE')
 
 
@@ -231,6 +231,7 @@ def check_servers(text, stats):
                              'WEIGHT': str(v['weight']), 'BACKUP': 'yes' if v['backup'] else 'no',
                              'ACTIVE': str(v['sessions']['active']), 'MAX': max_cell(v['sessions']),
                              'TOTAL': str(v['sessions']['total']), **rate_cells(v['rate']),
+                             'PEAK/S': f'{v["rate"]["peak_sessions_per_second"]:.1f}',
                              'FAILURES': str(v['connect_failures']),
                              'CHECKS_FAILED': str(v['health']['checks_failed'])})
     changes = [row.pop('LAST_CHANGE') for row in rows]

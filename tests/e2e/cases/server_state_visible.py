@@ -1,12 +1,14 @@
 """Server state means one thing in /stats, /metrics and fulcrumctl: the state,
 the weight in force (slow start included) and when the state last changed.
 
-fulcrum (one worker, stats with an admin token), service `web` (wrr) over:
+fulcrum (one worker, stats with an admin token), service `web` (wrr, no
+health check, so that a busy machine cannot take a or b down) over:
   - `a`: demo server, weight 100, slow_start 3s;
   - `b`: demo server, weight 100;
   - `m`: demo server, put in maint through the API;
   - `z`: demo server, weight 0 in the file;
-  - `dead`: a refused address, health checked (every 100 ms, fall 1), so down.
+and service `checked` over `dead`, a refused address, health checked
+(every 100 ms, fall 1), so down.
 Steps:
   1. /stats and /metrics agree for every server: `state`, `weight` (in
      force: 100, 100, 0, 0, 0), `configured_weight` (the file's), and
@@ -35,7 +37,11 @@ STATES = ('up', 'down', 'drain', 'maint')
 
 
 def servers_of(stats):
-    return {v['name']: v for v in stats['services'][0]['servers']}
+    return {v['name']: v for s in stats['services'] for v in s['servers']}
+
+
+def service_of(name):
+    return 'checked' if name == 'dead' else 'web'
 
 
 def run(t):
@@ -47,12 +53,13 @@ def run(t):
         'stats': {'listen': stats_address, 'admin_token_file': token_file},
         'services': [{
             'name': 'web', 'listen': free_address(), 'scheduler': 'wrr',
-            'health_check': {'interval': '100ms', 'timeout': '100ms', 'rise': 1, 'fall': 1},
             'servers': [{'name': 'a', 'address': demos['a'].address, 'weight': 100, 'slow_start': '3s'},
                         {'name': 'b', 'address': demos['b'].address, 'weight': 100},
                         {'name': 'm', 'address': demos['m'].address},
-                        {'name': 'z', 'address': demos['z'].address, 'weight': 0},
-                        {'name': 'dead', 'address': t.dead_address()}]}],
+                        {'name': 'z', 'address': demos['z'].address, 'weight': 0}]}, {
+            'name': 'checked', 'listen': free_address(),
+            'health_check': {'interval': '100ms', 'timeout': '100ms', 'rise': 1, 'fall': 1},
+            'servers': [{'name': 'dead', 'address': t.dead_address()}]}],
     })
     url = f'http://{stats_address}'
 
@@ -72,15 +79,15 @@ def run(t):
               {'a': ('up', 100, 100), 'b': ('up', 100, 100), 'm': ('maint', 0, 1), 'z': ('drain', 0, 0),
                'dead': ('down', 0, 1)}, '/stats state, weight in force and configured weight')
     for name, v in servers.items():
-        series = {state: metrics.get('fulcrum_server_state', service='web', server=name, state=state)
+        series = {state: metrics.get('fulcrum_server_state', service=service_of(name), server=name, state=state)
                   for state in STATES}
         expect_eq(series, {state: 1 if state == v['state'] else 0 for state in STATES},
                   f'fulcrum_server_state of {name}')
-        expect_eq(metrics.get('fulcrum_server_weight', service='web', server=name), v['weight'],
+        expect_eq(metrics.get('fulcrum_server_weight', service=service_of(name), server=name), v['weight'],
                   f'fulcrum_server_weight of {name}')
-        expect_eq(metrics.get('fulcrum_server_configured_weight', service='web', server=name),
+        expect_eq(metrics.get('fulcrum_server_configured_weight', service=service_of(name), server=name),
                   v['configured_weight'], f'fulcrum_server_configured_weight of {name}')
-        expect_eq(metrics.get('fulcrum_server_up', service='web', server=name), 0 if name == 'dead' else 1,
+        expect_eq(metrics.get('fulcrum_server_up', service=service_of(name), server=name), 0 if name == 'dead' else 1,
                   f'fulcrum_server_up of {name} (the health verdict)')
 
     # 2. A drain by weight 0 is a state change.

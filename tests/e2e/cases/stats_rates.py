@@ -199,8 +199,9 @@ def check_ctl(stats_address, stats):
     for s in stats['services']:
         for v in s['servers']:
             r = v['rate']
-            expect_eq({k: rows[(s['name'], v['name'])][k] for k in ('SESS/S', 'IN/S', 'OUT/S', 'MAX')},
+            expect_eq({k: rows[(s['name'], v['name'])][k] for k in ('SESS/S', 'PEAK/S', 'IN/S', 'OUT/S', 'MAX')},
                       {'SESS/S': f'{r["sessions_per_second"]:.1f}',
+                       'PEAK/S': f'{r["peak_sessions_per_second"]:.1f}',
                        'IN/S': human_bytes(whole(r['bytes_in_per_second'])),
                        'OUT/S': human_bytes(whole(r['bytes_out_per_second'])),
                        'MAX': str(v['sessions']['max']) if v['sessions']['max'] else '-'},
