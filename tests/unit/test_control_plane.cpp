@@ -162,11 +162,12 @@ TEST_CASE("a server removed by reload and added back starts afresh: up, zero cou
   Fixture f;
   f.control.install(web(false), f.t0);
   f.control.operator_request(f.service(), f.server(0), AdminState::drain, std::nullopt, f.t0);
-  const ServerState* old_state = &f.state(0);
-  f.server(0).state->total.fetch_add(16);
+  // Held here only so that its address cannot be reused by the new state.
+  const std::shared_ptr<ServerState> old_state = f.server(0).state;
+  old_state->total.fetch_add(16);
   f.control.install(web_without_a(), f.t0 + 1s);
   f.control.install(web(false), f.t0 + 2s);
-  CHECK(&f.state(0) != old_state);
+  CHECK(f.server(0).state != old_state);
   CHECK(f.state(0).status() == ServerStatus::up);
   CHECK(f.state(0).admin() == AdminState::ready);
   CHECK(f.state(0).weight() == 3);
