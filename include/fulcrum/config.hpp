@@ -39,13 +39,43 @@ struct ServerConfig {
   Duration slow_start{0};
 };
 
+// An accepted range of HTTP statuses, both ends included.
+struct StatusRange {
+  uint16_t first = 200;
+  uint16_t last = 399;
+};
+
+// `health_check.http`: a GET over HTTP/1.1 (or HTTPS) whose status must be
+// in one of `statuses`.
+struct HttpCheckConfig {
+  std::string path = "/";
+  std::string host;                    // empty: the server's address
+  std::vector<StatusRange> statuses{StatusRange{}};
+  bool tls = false;
+  bool verify = false;                 // check the certificate (tls only)
+};
+
+// `health_check.agent`: HAProxy's agent-check protocol on its own port.
+struct AgentCheckConfig {
+  uint16_t port = 0;
+  Duration interval{2000};
+};
+
 struct HealthCheckConfig {
   bool enabled = false;
   Duration interval{2000};
   Duration timeout{1000};
   uint32_t rise = 2;
   uint32_t fall = 3;
+  uint16_t port = 0;                   // 0: the server's own port
+  std::string send;                    // bytes sent once connected
+  std::string expect;                  // the reply must contain it (empty: no read)
+  std::optional<HttpCheckConfig> http;
+  std::optional<AgentCheckConfig> agent;
 };
+
+// What happens to a server's sessions when it is marked down.
+enum class OnServerDown { keep, close };
 
 struct ServiceConfig {
   std::string name;
@@ -62,6 +92,7 @@ struct ServiceConfig {
   uint32_t max_connections = 0;  // 0 = unlimited
   Duration max_lifetime{0};      // 0 = never
   HealthCheckConfig health_check;
+  OnServerDown on_server_down = OnServerDown::keep;
   Position address_mode_at;  // in the service, else in defaults
   std::vector<ServerConfig> servers;
 };

@@ -51,6 +51,11 @@ constexpr Choice<HashKey> kHashKeys[] = {
     {"source_ip_port", HashKey::source_ip_port},
 };
 
+constexpr Choice<OnServerDown> kOnServerDown[] = {
+    {"keep", OnServerDown::keep},
+    {"close", OnServerDown::close},
+};
+
 constexpr Choice<AddressMode> kAddressModes[] = {
     {"snat", AddressMode::snat},
     {"transparent", AddressMode::transparent},
@@ -73,7 +78,18 @@ std::string_view choice_text(std::span<const Choice<E>> choices, E value) {
 // ---- Sections and their keys ------------------------------------------------
 
 // The mappings of the file, each with its own set of keys.
-enum class Section { top, global, stats, defaults, service, timeouts, health_check, server };
+enum class Section {
+  top,
+  global,
+  stats,
+  defaults,
+  service,
+  timeouts,
+  health_check,
+  http_check,
+  agent_check,
+  server
+};
 
 bool is_one_of(std::string_view key, std::initializer_list<std::string_view> keys) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
@@ -83,7 +99,7 @@ bool is_one_of(std::string_view key, std::initializer_list<std::string_view> key
 bool is_service_setting(std::string_view key) {
   return is_one_of(key, {"scheduler", "hash_key", "address_mode", "source", "proxy_protocol",
                          "accept_proxy_protocol", "timeouts", "retries", "max_connections",
-                         "max_lifetime", "health_check"});
+                         "max_lifetime", "health_check", "on_server_down"});
 }
 
 // Per-service keys that name a service or belong to it alone.
@@ -101,7 +117,11 @@ bool allows(Section section, std::string_view key) {
     case Section::defaults: return is_service_setting(key);
     case Section::service: return is_service_setting(key) || is_service_identity(key);
     case Section::timeouts: return is_one_of(key, {"connect", "idle"});
-    case Section::health_check: return is_one_of(key, {"interval", "timeout", "rise", "fall"});
+    case Section::health_check:
+      return is_one_of(key, {"interval", "timeout", "rise", "fall", "port", "send", "expect",
+                             "http", "agent"});
+    case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
+    case Section::agent_check: return is_one_of(key, {"port", "interval"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -119,6 +139,8 @@ std::string_view in_section(Section section) {
     case Section::service: return "in service";
     case Section::timeouts: return "in timeouts";
     case Section::health_check: return "in health_check";
+    case Section::http_check: return "in health_check.http";
+    case Section::agent_check: return "in health_check.agent";
     case Section::server: return "in server";
   }
   return "";
@@ -134,6 +156,8 @@ std::string_view section_name(Section section) {
     case Section::service: return "service";
     case Section::timeouts: return "timeouts";
     case Section::health_check: return "health_check";
+    case Section::http_check: return "health_check.http";
+    case Section::agent_check: return "health_check.agent";
     case Section::server: return "server";
   }
   return "";
@@ -348,6 +372,10 @@ class Loader {
   void apply_service_settings(const Mapping& mapping, ServiceConfig& service);
   void apply_timeouts(const Entry& entry, ServiceConfig& service);
   void apply_health_check(const Entry& entry, HealthCheckConfig& health_check);
+  std::optional<HttpCheckConfig> http_check(const Entry& entry);
+  std::optional<AgentCheckConfig> agent_check(const Entry& entry, Duration interval);
+  std::optional<std::vector<StatusRange>> statuses(const Entry& entry);
+  std::optional<std::string> header_text(const Entry& entry, std::string_view what);
   std::vector<ServiceConfig> parse_services(const Entry& entry, const ServiceConfig& defaults);
   std::optional<ServiceConfig> parse_service(const Entry& entry, const ServiceConfig& defaults);
   std::vector<SocketAddress> parse_listen(const Entry& entry);
@@ -668,6 +696,9 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   }
   if (const Entry* e = m.find("max_lifetime")) assign(service.max_lifetime, duration(*e));
   if (const Entry* e = m.find("health_check")) apply_health_check(*e, service.health_check);
+  if (const Entry* e = m.find("on_server_down")) {
+    assign(service.on_server_down, choice<OnServerDown>(*e, kOnServerDown));
+  }
   // Reported where either key is written here; when both come from
   // `defaults`, `defaults` reported it already.
   if (service.address_mode == AddressMode::transparent && service.source) {
@@ -707,6 +738,27 @@ void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_ch
   if (timeout) assign(health_check.timeout, duration(*timeout, true));
   if (const Entry* e = m->find("rise")) assign(health_check.rise, integer(*e, 1, 100));
   if (const Entry* e = m->find("fall")) assign(health_check.fall, integer(*e, 1, 100));
+  if (const Entry* e = m->find("port")) assign(health_check.port, integer(*e, 1, 65535));
+  const Entry* send = m->find("send");
+  const Entry* expect = m->find("expect");
+  if (send) assign(health_check.send, text(*send));
+  if (expect) {
+    const std::optional<std::string> value = text(*expect);
+    if (value && value->empty()) {
+      error(expect->value, "health_check expect is empty: every reply would contain it");
+    } else {
+      assign(health_check.expect, value);
+    }
+  }
+  if (const Entry* e = m->find("http")) {
+    if (send || expect) {
+      error(e->key, std::string("health_check http cannot be combined with ") +
+                        (send ? "send" : "expect") + ": an HTTP check sends its own request");
+    } else {
+      health_check.http = http_check(*e);
+    }
+  }
+  if (const Entry* e = m->find("agent")) health_check.agent = agent_check(*e, health_check.interval);
   // Only once every value here parsed; the pair may come partly from defaults.
   if (errors_.size() == errors_before && health_check.timeout > health_check.interval) {
     const Entry& at = timeout ? *timeout : interval ? *interval : entry;
@@ -714,6 +766,89 @@ void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_ch
                         ") must not be longer than its interval (" +
                         format_duration(health_check.interval) + ")");
   }
+}
+
+// A Host header or path: printable ASCII without spaces, so that it cannot
+// break the request line or add a header.
+std::optional<std::string> Loader::header_text(const Entry& entry, std::string_view what) {
+  const std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  const bool printable = std::all_of(value->begin(), value->end(),
+                                     [](char c) { return c > ' ' && c < 0x7f; });
+  if (value->empty() || !printable) {
+    error(entry.value, "health_check.http " + std::string(what) +
+                           " must be printable ASCII without spaces, got " + quote(*value));
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<HttpCheckConfig> Loader::http_check(const Entry& entry) {
+  const std::optional<Mapping> m = mapping(entry, Section::http_check, true);
+  if (!m) return std::nullopt;
+  HttpCheckConfig http;
+  if (const Entry* e = m->find("path")) {
+    const std::optional<std::string> path = header_text(*e, "path");
+    if (path && !path->starts_with('/')) {
+      error(e->value, "health_check.http path must start with /, got " + quote(*path));
+    } else {
+      assign(http.path, path);
+    }
+  }
+  if (const Entry* e = m->find("host")) assign(http.host, header_text(*e, "host"));
+  if (const Entry* e = m->find("status")) assign(http.statuses, statuses(*e));
+  if (const Entry* e = m->find("tls")) assign(http.tls, boolean(*e));
+  if (const Entry* e = m->find("verify")) {
+    assign(http.verify, boolean(*e));
+    if (http.verify && !http.tls) error(e->key, "health_check.http verify needs tls: true");
+  }
+  return http;
+}
+
+// `200`, `"200-399"`, or a list of those.
+std::optional<std::vector<StatusRange>> Loader::statuses(const Entry& entry) {
+  std::vector<Entry> items;
+  if (entry.value.IsSequence()) {
+    if (entry.value.size() == 0) {
+      error(entry.value, "health_check.http status lists no status");
+      return std::nullopt;
+    }
+    for (const YAML::Node& node : entry.value) items.push_back(item(node));
+  } else {
+    items.push_back(entry);
+  }
+  std::vector<StatusRange> ranges;
+  bool ok = true;
+  for (const Entry& one : items) {
+    const std::optional<std::string> value = text(one);
+    if (!value) {
+      ok = false;
+      continue;
+    }
+    const size_t dash = value->find('-');
+    const std::optional<uint64_t> first = parse_decimal(value->substr(0, dash));
+    const std::optional<uint64_t> last =
+        dash == std::string::npos ? first : parse_decimal(value->substr(dash + 1));
+    if (!first || !last || *first < 100 || *last > 599 || *first > *last) {
+      error(one.value, "expected an HTTP status from 100 to 599 or a range like 200-399, got " +
+                           quote(*value));
+      ok = false;
+      continue;
+    }
+    ranges.push_back({static_cast<uint16_t>(*first), static_cast<uint16_t>(*last)});
+  }
+  if (!ok) return std::nullopt;
+  return ranges;
+}
+
+std::optional<AgentCheckConfig> Loader::agent_check(const Entry& entry, Duration interval) {
+  const std::optional<Mapping> m = mapping(entry, Section::agent_check);
+  if (!m) return std::nullopt;
+  AgentCheckConfig agent;
+  agent.interval = interval;
+  if (const Entry* e = require(*m, "port")) assign(agent.port, integer(*e, 1, 65535));
+  if (const Entry* e = m->find("interval")) assign(agent.interval, duration(*e, true));
+  return agent;
 }
 
 std::vector<ServiceConfig> Loader::parse_services(const Entry& entry,

@@ -680,6 +680,86 @@ services:
 )") == R"(test.yaml:4:43: health_check timeout (2s) must not be longer than its interval (1s))");
 }
 
+TEST_CASE("health checks beyond connect: port, send/expect, http, agent, on_server_down") {
+  const Config config = valid(R"(
+services:
+  - name: redis
+    listen: 127.0.0.1:8080
+    on_server_down: close
+    health_check:
+      port: 6380
+      send: "INFO replication\r\n"
+      expect: "role:master"
+    servers: [{address: 127.0.0.1:9001}]
+  - name: web
+    listen: 127.0.0.1:8081
+    health_check:
+      interval: 3s
+      http: {path: /primary, host: db.test, status: [200, "204-206"], tls: true, verify: true}
+      agent: {port: 9999}
+    servers: [{address: 127.0.0.1:9001}]
+  - name: plain
+    listen: 127.0.0.1:8082
+    health_check: {http: }
+    servers: [{address: 127.0.0.1:9001}]
+)");
+  const HealthCheckConfig& redis = config.services[0].health_check;
+  CHECK(config.services[0].on_server_down == OnServerDown::close);
+  CHECK(config.services[1].on_server_down == OnServerDown::keep);
+  CHECK(redis.port == 6380);
+  CHECK(redis.send == "INFO replication\r\n");
+  CHECK(redis.expect == "role:master");
+  CHECK_FALSE(redis.http);
+  const HealthCheckConfig& web = config.services[1].health_check;
+  REQUIRE(web.http);
+  CHECK(web.http->path == "/primary");
+  CHECK(web.http->host == "db.test");
+  REQUIRE(web.http->statuses.size() == 2);
+  CHECK((web.http->statuses[1].first == 204 && web.http->statuses[1].last == 206));
+  CHECK((web.http->tls && web.http->verify));
+  REQUIRE(web.agent);
+  CHECK(web.agent->port == 9999);
+  CHECK(web.agent->interval == Duration(3000));  // the check's own
+  const HealthCheckConfig& plain = config.services[2].health_check;
+  REQUIRE(plain.http);
+  CHECK(plain.http->path == "/");
+  REQUIRE(plain.http->statuses.size() == 1);
+  CHECK((plain.http->statuses[0].first == 200 && plain.http->statuses[0].last == 399));
+}
+
+TEST_CASE("health checks beyond connect: bad input at its position") {
+  CHECK(errors_of(R"(
+services:
+  - name: web
+    listen: 127.0.0.1:8080
+    on_server_down: drop
+    health_check:
+      port: 0
+      send: "PING\r\n"
+      expect: ""
+      http: {path: /}
+      agent: {port: 0, interval: 0s}
+    servers: [{address: 127.0.0.1:9001}]
+  - name: api
+    listen: 127.0.0.1:8081
+    health_check:
+      http: {path: health, host: "a b", status: [200, 600, "399-200"], verify: true}
+      agent: {interval: 1s}
+    servers: [{address: 127.0.0.1:9001}]
+)") == R"(test.yaml:4:21: expected one of keep, close, got "drop"
+test.yaml:6:13: expected an integer from 1 to 65535, got "0"
+test.yaml:8:15: health_check expect is empty: every reply would contain it
+test.yaml:9:7: health_check http cannot be combined with send: an HTTP check sends its own request
+test.yaml:10:21: expected an integer from 1 to 65535, got "0"
+test.yaml:10:34: expected a duration greater than 0, got "0s"
+test.yaml:15:20: health_check.http path must start with /, got "health"
+test.yaml:15:34: health_check.http host must be printable ASCII without spaces, got "a b"
+test.yaml:15:55: expected an HTTP status from 100 to 599 or a range like 200-399, got "600"
+test.yaml:15:60: expected an HTTP status from 100 to 599 or a range like 200-399, got "399-200"
+test.yaml:15:72: health_check.http verify needs tls: true
+test.yaml:16:14: health_check.agent is missing required key "port")");
+}
+
 TEST_CASE("transparent mode: no snat source, one address family") {
   CHECK(
       errors_of(R"(
