@@ -23,6 +23,7 @@
 #include "fulcrum/reload.hpp"
 #include "fulcrum/sampler.hpp"
 #include "fulcrum/scheduler_plane.hpp"
+#include "fulcrum/server_down_plane.hpp"
 #include "fulcrum/signals.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
@@ -80,6 +81,11 @@ class Daemon final : public ReloadTarget {
   const unsigned workers_count_;
   EventBasePtr base_{event_base_new()};
   SchedulerPlane scheduler_plane_;
+  // After the schedulers: a session moved off a down server picks from a
+  // scheduler that no longer has it.
+  ServerDownPlane server_down_plane_{[this](const std::vector<const ServerState*>& servers) {
+    for (auto& worker : workers_) worker->request_close_sessions_of(servers);
+  }};
   ControlPlane control_;
   std::unique_ptr<SignalEvents> signals_;
   std::unique_ptr<Reloader> reloader_;
@@ -138,6 +144,7 @@ int Daemon::start(Config config) {
   auto addresses = bind_new_addresses(config, nullptr, workers_count_, error);
   if (!addresses) return kExitStartup;
   control_.add_data_plane(scheduler_plane_);
+  control_.add_data_plane(server_down_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
   sampler_.follow(snapshot());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);

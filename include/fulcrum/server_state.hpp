@@ -92,6 +92,9 @@ struct alignas(64) ServerState {
   // relay failed that way: fulcrum's failures, so never in
   // connect_failures, passive_failures or checks_failed.
   std::atomic<uint64_t> local_errors{0};
+  // Relaying sessions reset because the server was marked down in a
+  // service with on_server_down: close.
+  std::atomic<uint64_t> closed_on_down{0};
 
  private:
   // ---- for the operator, main thread only (own cache line: written on

@@ -62,6 +62,9 @@ class Worker {
   void request_stop();         // stop accepting; the loop ends with the last session
   void request_force_close();  // close every remaining session now
   void wake();                 // a session slot or descriptors were released
+  // These servers were marked down in services with on_server_down: close:
+  // reset the sessions relaying to them, move those connecting to them on.
+  void request_close_sessions_of(std::vector<const ServerState*> servers);
   bool has_paused_listeners() const { return paused_listeners_.load() > 0; }
 
   // Worker thread only.
@@ -86,6 +89,7 @@ class Worker {
   void run();
   void on_wake();
   void apply(Update update);
+  void close_sessions_of(const std::vector<const ServerState*>& servers);
   void exit_if_idle();
   static void on_wake_cb(evutil_socket_t, short, void* arg);
   static void on_reap_cb(evutil_socket_t, short, void* arg);
@@ -105,6 +109,7 @@ class Worker {
   std::atomic<int> paused_listeners_{0};
   std::mutex update_mutex_;
   std::vector<Update> pending_updates_;  // applied in order: each builds on the last
+  std::vector<const ServerState*> servers_down_;  // under update_mutex_
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_requested_{false};
   bool stopping_ = false;

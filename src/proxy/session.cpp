@@ -57,6 +57,7 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::idle_timeout: return "idle_timeout";
     case SessionEnd::max_lifetime: return "max_lifetime";
     case SessionEnd::shutdown: return "shutdown";
+    case SessionEnd::server_down: return "server_down";
   }
   return "unknown";
 }
@@ -276,6 +277,12 @@ void Session::connect_failed(int error) {
             {"address", server.config->address.to_string()},
             {"error", errno_string(error)},
             {"attempt", attempt_ + 1}});
+  next_attempt();
+}
+
+// The attempt on the current server is over: the next server, or the end
+// (last_failure_) when `retries` are used up.
+void Session::next_attempt() {
   connect_event_.reset();
   server_.reset();
   server_lease_.reset();
@@ -287,6 +294,23 @@ void Session::connect_failed(int error) {
   }
   ++attempt_;
   connect_next();
+}
+
+void Session::server_marked_down() {
+  if (connect_event_) {
+    // Still connecting: the server takes no new sessions, so this one goes
+    // elsewhere now instead of waiting for a connect that may never answer.
+    // Not the server's failed connect: nothing is counted against it.
+    last_failure_ = SessionEnd::server_down;
+    next_attempt();
+    return;
+  }
+  // Relaying: both peers get a reset (as for a peer's reset), so neither
+  // takes the cut for a clean end of its stream.
+  service_.servers[*server_index_].state->closed_on_down.fetch_add(1, std::memory_order_relaxed);
+  set_linger_reset(client_.get());
+  set_linger_reset(server_.get());
+  finish(SessionEnd::server_down);
 }
 
 void Session::start_relay() {

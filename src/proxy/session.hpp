@@ -40,6 +40,7 @@ enum class SessionEnd {
   idle_timeout,
   max_lifetime,
   shutdown,
+  server_down,  // the server was marked down in a service with on_server_down: close
 };
 std::string_view to_string(SessionEnd);
 
@@ -57,6 +58,14 @@ class Session {
   void start();
   // Closes both sides now (graceful stop ran out of time).
   void close_for_shutdown() { finish(SessionEnd::shutdown); }
+  // The server this session uses or is connecting to (null before a pick,
+  // and between attempts).
+  const ServerState* server_state() const { return server_lease_.state; }
+  // That server was marked down in a service with on_server_down: close.
+  // A relaying session is reset on both sides; one still connecting gives
+  // the attempt up and tries another server (retries allowing). May finish
+  // the session before returning.
+  void server_marked_down();
 
   // Position in the worker's session list, for O(1) removal.
   std::list<std::unique_ptr<Session>>::iterator self;
@@ -94,6 +103,7 @@ class Session {
   void connect_next();
   void on_connect_event(short what);
   void connect_failed(int error);
+  void next_attempt();
   int send_proxy_header();
   void start_relay();
   void pump(Direction& d);

@@ -99,6 +99,32 @@ void Worker::post_update(Update update) {
   wake();
 }
 
+void Worker::request_close_sessions_of(std::vector<const ServerState*> servers) {
+  {
+    std::lock_guard lock(update_mutex_);
+    servers_down_.insert(servers_down_.end(), servers.begin(), servers.end());
+  }
+  wake();
+}
+
+// One pass over this worker's sessions, only when a server went down in a
+// service that asks for it: sessions cost nothing for this meanwhile.
+void Worker::close_sessions_of(const std::vector<const ServerState*>& servers) {
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    // The session may finish (leaving the list) or move to another server:
+    // step past it first, so that it is not met again.
+    Session& session = **it;
+    ++it;
+    const ServerState* state = session.server_state();
+    // Pointers compared only; the status is read from the session's own
+    // state, which its lease keeps alive. A server back up since the
+    // request keeps its sessions.
+    if (std::find(servers.begin(), servers.end(), state) != servers.end() &&
+        state->status() == ServerStatus::down)
+      session.server_marked_down();
+  }
+}
+
 void Worker::apply(Update update) {
   snapshot_ = std::move(update.snapshot);
   if (stopping_) return;  // listeners are gone already; sockets in `update` close
@@ -121,11 +147,14 @@ void Worker::on_wake_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*
 
 void Worker::on_wake() {
   std::vector<Update> updates;
+  std::vector<const ServerState*> servers_down;
   {
     std::lock_guard lock(update_mutex_);
     updates.swap(pending_updates_);
+    servers_down.swap(servers_down_);
   }
   for (auto& update : updates) apply(std::move(update));
+  if (!servers_down.empty()) close_sessions_of(servers_down);
   if (stop_requested_.load() && !stopping_) {
     stopping_ = true;
     listeners_.clear();  // closes the sockets: new clients are refused by the kernel

@@ -19,7 +19,8 @@ std::string settings_of(const ServiceConfig& s) {
       << s.connect_timeout.count() << '|' << s.idle_timeout.count() << '|' << s.retries << '|'
       << s.max_connections << '|' << s.max_lifetime.count() << '|' << s.health_check.enabled << ','
       << s.health_check.interval.count() << ',' << s.health_check.timeout.count() << ','
-      << s.health_check.rise << ',' << s.health_check.fall;
+      << s.health_check.rise << ',' << s.health_check.fall << '|'
+      << static_cast<int>(s.on_server_down);
   return out.str();
 }
 

@@ -122,7 +122,8 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"configured_weight\":" + std::to_string(server.config->weight);
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
-         ",\"max\":" + std::to_string(server.config->max_connections) + "}";
+         ",\"max\":" + std::to_string(server.config->max_connections) +
+         ",\"closed_on_down\":" + load(st.closed_on_down) + "}";
   // One reading of the failure counters for the totals and the recent counts.
   const FailureSample failures = read_failures(st);
   out += ",\"connect_failures\":" + std::to_string(failures.connect_failures);
@@ -359,6 +360,9 @@ std::string render_metrics(const StatsContext& context) {
        "fulcrum's own resources (descriptors, memory, buffers, source ports); neither connect "
        "failures nor failed health checks.",
        &ServerState::local_errors},
+      {"fulcrum_server_sessions_closed_on_down_total",
+       "Sessions reset because the server was marked down (on_server_down: close).",
+       &ServerState::closed_on_down},
   };
   for (const auto& metric : server_metrics) {
     family(metric.name, "counter", metric.help);

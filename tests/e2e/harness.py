@@ -53,7 +53,7 @@ MiB = 1 << 20
 SESSION_ENDS = {
     'client_close', 'server_close', 'client_reset', 'server_reset',
     'connect_failed', 'no_server', 'idle_timeout', 'max_lifetime', 'shutdown', 'bad_proxy_header',
-    'local_error',
+    'local_error', 'server_down',
 }
 
 ACCESS_LOG_KEYS = ('service', 'client', 'server', 'server_addr', 'bytes_in',
@@ -811,9 +811,15 @@ class TcpServer:
             errors = list(self.errors)
         expect(not errors, 'server side failed:\n' + '\n'.join(errors))
 
-    def close(self):
+    def stop_listening(self):
+        """Closes the listening socket only: new connects are refused while
+        the accepted connections stay open (and silent unless their handlers
+        speak): a server that dies without a word to its peers."""
         self.closing = True
         self.sock.close()
+
+    def close(self):
+        self.stop_listening()
         with self.lock:
             conns = list(self._conns)
         for conn in conns:
