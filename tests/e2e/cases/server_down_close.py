@@ -148,7 +148,8 @@ def scenario(t, policy):
     ends = {}
     if policy == 'close':
         for i, sock in enumerate(sessions['s1']):
-            sock.settimeout(max(0.0, dead_at + RESET_BY - time.monotonic()))
+            # At least a little: a timeout of 0 would make the socket non-blocking.
+            sock.settimeout(max(0.01, dead_at + RESET_BY - time.monotonic()))
             try:
                 data = sock.recv(1)
                 ends[i] = 'eof' if not data else f'bytes {data!r}'
