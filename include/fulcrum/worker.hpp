@@ -108,7 +108,7 @@ class Worker {
   std::list<std::unique_ptr<Session>> finished_sessions_;
   std::atomic<int> paused_listeners_{0};
   std::mutex update_mutex_;
-  std::vector<Update> pending_updates_;  // applied in order: each builds on the last
+  std::vector<Update> pending_updates_;           // applied in order: each builds on the last
   std::vector<const ServerState*> servers_down_;  // under update_mutex_
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_requested_{false};
