@@ -131,8 +131,10 @@ def check_shape(stats, config_services, addresses):
             expect_eq(server['weight'], server_conf['weight'], f'{what}: weight')
             expect_eq(server['state'], 'drain' if server_conf['weight'] == 0 else 'up', f'{what}: state')
             expect_eq(server['backup'], False, f'{what}: backup')
-            expect_eq(sorted(server['sessions']), ['active', 'max', 'total'], f'{what}: sessions keys')
+            expect_eq(sorted(server['sessions']), ['active', 'closed_on_down', 'max', 'total'],
+                      f'{what}: sessions keys')
             expect_eq(server['sessions']['max'], 0, f'{what}: sessions.max (no limit configured)')
+            expect_eq(server['sessions']['closed_on_down'], 0, f'{what}: sessions.closed_on_down (keep)')
             expect_eq(sorted(server['bytes']), ['in', 'out'], f'{what}: bytes keys')
             for key in ('enabled', 'checks_failed', 'last_change_seconds'):
                 expect(key in server['health'], f'{what}: health lacks {key}')
