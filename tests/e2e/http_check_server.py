@@ -3,12 +3,15 @@
 Each connection gets one answer: the request's head is read to its blank
 line and recorded exactly (request line, header lines in order), then
 `HTTP/1.1 STATUS` with an empty body is sent and the connection closed.
-`status` may be changed at any time. With `tls` (an ssl.SSLContext) the
+`status` may be changed at any time. Bytes that cannot begin a request
+line (such as a TLS ClientHello) get `400 Bad Request` at once, as from
+nginx or Python's http.server. With `tls` (an ssl.SSLContext) the
 connection is TLS first; a handshake that fails is recorded in
 `handshake_errors`, not as a failure of the test.
 """
 
 import http
+import re
 import ssl
 import threading
 
@@ -66,6 +69,9 @@ class HttpCheckServer:
             if not data:
                 return
             head += data
+            if not re.match(rb'[A-Z]{1,16}( |$)', head[:17]):
+                conn.sendall(b'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+                return
             if len(head) > HEAD_LIMIT:
                 raise TestFailure(f'request head longer than {HEAD_LIMIT} bytes: {head[:200]!r}')
         lines = head.split(b'\r\n\r\n', 1)[0].decode('latin-1').split('\r\n')
