@@ -36,7 +36,7 @@ class HttpProbe {
   // restart the probe; or returns the errno (ENOMEM) of a probe that could
   // not be set up, and `done` is never called.
   int start(event_base* base, const SocketAddress& server, const SocketAddress* source,
-             const HttpCheckConfig& http, Duration timeout, Done done);
+            const HttpCheckConfig& http, Duration timeout, Done done);
 
  private:
   class Exchange;

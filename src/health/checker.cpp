@@ -65,10 +65,9 @@ class HealthChecker::Check {
     if (config_.http) {
       const SocketAddress address =
           config_.port ? server_.config->address.with_port(config_.port) : server_.config->address;
-      const int error = http_.start(owner_.base_, address, source.address, *config_.http,
-                                    config_.timeout, [this](int error, std::string failure) {
-                                      finish(error, std::move(failure));
-                                    });
+      const int error = http_.start(
+          owner_.base_, address, source.address, *config_.http, config_.timeout,
+          [this](int error, std::string failure) { finish(error, std::move(failure)); });
       if (error != 0) finish(error);
       return;
     }
@@ -100,8 +99,7 @@ class HealthChecker::Check {
                              {"address", server_.config->address.to_string()},
                              {"error", errno_string(error)}});
     } else {
-      record(error == 0 && failure.empty(), error != 0 ? failure_reason(error) : failure,
-             "active");
+      record(error == 0 && failure.empty(), error != 0 ? failure_reason(error) : failure, "active");
     }
     const double jitter = thread_random_between(0.9, 1.1);
     schedule(

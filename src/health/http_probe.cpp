@@ -175,8 +175,8 @@ int HttpProbe::Exchange::start(event_base* base, const SocketAddress& server,
 
   add_with_timeout(timer_.get(), timeout);
   starting_ = true;
-  const int made = evhttp_make_request(connection_.get(), request_.get(), EVHTTP_REQ_GET,
-                                       http_.path.c_str());
+  const int made =
+      evhttp_make_request(connection_.get(), request_.get(), EVHTTP_REQ_GET, http_.path.c_str());
   const int error = errno;
   starting_ = false;
   // Only a socket that could not be made or bound fails here: fulcrum's.
@@ -201,7 +201,8 @@ void HttpProbe::Exchange::on_response_cb(evhttp_request* request, void* arg) {
 void HttpProbe::Exchange::response(evhttp_request* request, int error) {
   const int status = evhttp_request_get_response_code(request);
   if (status != 0) {
-    finish(0, status_accepted(http_, status) ? std::string() : "http status " + std::to_string(status));
+    finish(0, status_accepted(http_, status) ? std::string()
+                                             : "http status " + std::to_string(status));
   } else if (starting_) {
     // evhttp_make_request found no socket to connect (descriptors, source
     // address): evhttp reports it through this callback.
@@ -234,7 +235,8 @@ std::string HttpProbe::Exchange::tls_failure() {
   bufferevent* bev = evhttp_connection_get_bufferevent(connection_.get());
   bool verify_failed = false;
   while (const unsigned long error = bufferevent_get_openssl_error(bev)) {
-    if (ERR_GET_LIB(error) == ERR_LIB_SSL && ERR_GET_REASON(error) == SSL_R_CERTIFICATE_VERIFY_FAILED)
+    if (ERR_GET_LIB(error) == ERR_LIB_SSL &&
+        ERR_GET_REASON(error) == SSL_R_CERTIFICATE_VERIFY_FAILED)
       verify_failed = true;
   }
   if (!verify_failed && verify_error_ == X509_V_OK) return "tls handshake failed";
@@ -249,8 +251,8 @@ std::string HttpProbe::Exchange::tls_failure() {
 // resets the connection).
 int HttpProbe::Exchange::on_verify_cb(int preverified, X509_STORE_CTX* store) {
   if (preverified == 0) {
-    SSL* ssl = static_cast<SSL*>(
-        X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    SSL* ssl =
+        static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
     auto* self = static_cast<Exchange*>(SSL_get_app_data(ssl));
     if (self->verify_error_ == X509_V_OK) self->verify_error_ = X509_STORE_CTX_get_error(store);
   }
