@@ -65,9 +65,9 @@ class HealthChecker::Check {
     if (config_.http) {
       const SocketAddress address =
           config_.port ? server_.config->address.with_port(config_.port) : server_.config->address;
-      const int error = http_.start(
-          owner_.base_, address, source.address, *config_.http, config_.timeout,
-          [this](int error, std::string failure) { finish(error, std::move(failure)); });
+      const int error =
+          http_.start(owner_.base_, address, source.address, *config_.http, config_.timeout,
+                      [this](int error, const std::string& failure) { finish(error, failure); });
       if (error != 0) finish(error);
       return;
     }
@@ -84,7 +84,7 @@ class HealthChecker::Check {
   }
 
   // `failure`: why a connected check failed (the HTTP probe's reasons).
-  void finish(int error, std::string failure = {}) {
+  void finish(int error, const std::string& failure = {}) {
     connect_event_.reset();
     socket_.reset();
     if (is_local_error(error)) {

@@ -77,7 +77,7 @@ bool status_accepted(const HttpCheckConfig& http, int status) {
 // (possibly by destroying it).
 class HttpProbe::Exchange {
  public:
-  Exchange(const HttpCheckConfig& http, Done done) : http_(http), done_(std::move(done)) {}
+  Exchange(HttpCheckConfig http, Done done) : http_(std::move(http)), done_(std::move(done)) {}
 
   int start(event_base* base, const SocketAddress& server, const SocketAddress* source,
             Duration timeout);
@@ -154,7 +154,7 @@ int HttpProbe::Exchange::start(event_base* base, const SocketAddress& server,
   connection_.reset(evhttp_connection_base_bufferevent_new(base, nullptr, tls_bev.get(),
                                                            address.c_str(), server.port()));
   if (!connection_) return ENOMEM;
-  tls_bev.release();  // the connection's now
+  static_cast<void>(tls_bev.release());  // the connection's now
   if (source != nullptr) {
     const std::string local = source->host_string();
     evhttp_connection_set_local_address(connection_.get(), local.c_str());

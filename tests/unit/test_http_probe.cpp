@@ -107,7 +107,7 @@ TEST_CASE("http probe: GET of the path with the Host header; the status decides"
   std::optional<Outcome> outcome = probe(server, server.port, http);
   REQUIRE(outcome);
   CHECK(outcome->error == 0);
-  CHECK(outcome->failure == "");
+  CHECK(outcome->failure.empty());
   CHECK(server.uri == "/primary?role=leader");
   CHECK(server.host == "db.test:8008");
 
@@ -128,7 +128,7 @@ TEST_CASE("http probe: GET of the path with the Host header; the status decides"
   server.status = 503;
   outcome = probe(server, server.port, http);
   REQUIRE(outcome);
-  CHECK((outcome->error == 0 && outcome->failure == ""));
+  CHECK((outcome->error == 0 && outcome->failure.empty()));
 }
 
 TEST_CASE("http probe: refused, timed out") {
@@ -140,7 +140,7 @@ TEST_CASE("http probe: refused, timed out") {
   }
   std::optional<Outcome> outcome = probe(server, closed_port, HttpCheckConfig{});
   REQUIRE(outcome);
-  CHECK((outcome->error == ECONNREFUSED && outcome->failure == ""));
+  CHECK((outcome->error == ECONNREFUSED && outcome->failure.empty()));
 
   SilentPort silent;
   outcome = probe(server, silent.port, HttpCheckConfig{}, Duration(100));
@@ -155,7 +155,7 @@ TEST_CASE("http probe: destroyed in flight, it never reports") {
   {
     HttpProbe probe;
     REQUIRE(probe.start(server.base.get(), loopback(silent.port), nullptr, HttpCheckConfig{},
-                        Duration(50), [&](int, std::string) { reported = true; }) == 0);
+                        Duration(50), [&](int, const std::string&) { reported = true; }) == 0);
     event_base_loop(server.base.get(), EVLOOP_NONBLOCK);
   }
   const timeval wait = to_timeval(Duration(200));
