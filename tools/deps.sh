@@ -4,10 +4,11 @@
 # What building fulcrum and running the demo need.
 FULCRUM_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config
-  libevent-dev libyaml-cpp-dev doctest-dev
+  libevent-dev libssl-dev libyaml-cpp-dev doctest-dev
   netcat-openbsd
 )
-# What the test suite needs on top: Python for the e2e tests, prlimit and
+# What the test suite needs on top: Python for the e2e tests, openssl (the
+# command: health_https's self-signed certificate), prlimit and
 # setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
 # nftables), valgrind (valgrind_clean), the real peers some tests drive:
 # Chromium (dashboard), promtool (package prometheus), systemd-analyze
@@ -16,7 +17,7 @@ FULCRUM_BUILD_PACKAGES=(
 # nsenter are in util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
-  python3 util-linux
+  python3 openssl util-linux
   iproute2 nftables
   valgrind
   prometheus

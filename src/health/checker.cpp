@@ -2,6 +2,7 @@
 #include <cerrno>
 
 #include "fulcrum/health.hpp"
+#include "fulcrum/http_probe.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
@@ -45,7 +46,7 @@ class HealthChecker::Check {
   void drain_passive() {
     uint32_t failures = server_.state->passive_failures.exchange(0);
     const int error = server_.state->passive_error.load();
-    while (failures-- > 0) record(false, error, "passive");
+    while (failures-- > 0) record(false, failure_reason(error), "passive");
   }
 
  private:
@@ -61,6 +62,15 @@ class HealthChecker::Check {
     // transparent mode: there is no client to speak for.
     const ConnectSource source{service_.config->source ? &*service_.config->source : nullptr,
                                false};
+    if (config_.http) {
+      const SocketAddress address =
+          config_.port ? server_.config->address.with_port(config_.port) : server_.config->address;
+      const int error =
+          http_.start(owner_.base_, address, source.address, *config_.http, config_.timeout,
+                      [this](int error, const std::string& failure) { finish(error, failure); });
+      if (error != 0) finish(error);
+      return;
+    }
     if (int error = start_connect(server_.config->address, source, socket_); error != 0) {
       finish(error);
       return;
@@ -73,7 +83,8 @@ class HealthChecker::Check {
     finish((what & EV_TIMEOUT) ? ETIMEDOUT : pending_socket_error(socket_.get()));
   }
 
-  void finish(int error) {
+  // `failure`: why a connected check failed (the HTTP probe's reasons).
+  void finish(int error, const std::string& failure = {}) {
     connect_event_.reset();
     socket_.reset();
     if (is_local_error(error)) {
@@ -88,23 +99,23 @@ class HealthChecker::Check {
                              {"address", server_.config->address.to_string()},
                              {"error", errno_string(error)}});
     } else {
-      record(error == 0, error, "active");
+      record(error == 0 && failure.empty(), error != 0 ? failure_reason(error) : failure, "active");
     }
     const double jitter = thread_random_between(0.9, 1.1);
     schedule(
         Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));
   }
 
-  void record(bool success, int error, const char* kind) {
+  void record(bool success, const std::string& failure, const char* kind) {
     if (!success) {
       server_.state->checks_failed.fetch_add(1, std::memory_order_relaxed);
-      owner_.failure_(server_, failure_reason(error));
+      owner_.failure_(server_, failure);
     }
     const uint32_t streak = machine_.streak() + 1;
     const uint32_t needed = machine_.needed();
     if (!machine_.record(success)) return;
     const bool up = machine_.up();
-    const std::string reason = up ? "check passed" : failure_reason(error);
+    const std::string reason = up ? "check passed" : failure;
     Log::write(up ? LogLevel::info : LogLevel::warn, up ? "server up" : "server down",
                {{"service", service_.config->name},
                 {"server", server_.config->name},
@@ -122,6 +133,7 @@ class HealthChecker::Check {
   const HealthCheckConfig& config_;
   RiseFall machine_;
   Fd socket_;
+  HttpProbe http_;
   EventPtr timer_;
   EventPtr connect_event_;
 };

@@ -64,6 +64,14 @@ def values_for(key, kind, token_file):
         return ['x-1']
     if kind.startswith('list'):
         return None  # the base file has the list already
+    if kind.startswith('mapping'):
+        return None  # its keys have rows of their own
+    if kind == 'request path':
+        return ['/primary?lag=0']
+    if kind == 'host header':
+        return ['db.test:8008', '[2001:db8::1]:443']
+    if kind == 'HTTP status, range or list':
+        return ['204', '200-299', ['200', '204-206']]
     raise TestFailure(f'docs_config_keys: no value for `{key}` of type {kind!r}: teach values_for() this type')
 
 
@@ -84,6 +92,8 @@ def place(config, section, key, value):
     target[last] = value
     if (section, key) == ('global', 'group'):
         config['global']['user'] = 'root'  # group needs user
+    if (section, key) == ('services', 'health_check.http.verify'):
+        target['tls'] = True  # verify needs tls
 
 
 def check(path):

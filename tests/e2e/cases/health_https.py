@@ -1,0 +1,107 @@
+"""HTTPS health checks (`health_check.http.tls`, `verify`).
+
+A self-signed certificate for CN=localhost is made with `openssl req -x509`
+in the test's directory. One fulcrum, health checks every 1 s (timeout
+1 s, rise 2, fall 2: a busy machine fails no check), services of one
+server each (a demo server), each checked on a check port
+(`health_check.port`) served by the test:
+  - `tls`: `tls: true` against a TLS check port with that certificate: the
+    server stays up, no check fails, and the check port sees `GET /health
+    HTTP/1.1` with Host `127.0.0.1:CHECKPORT`. Then the check port answers
+    503: down with `http status 503` (the status is read through TLS); 200
+    again: up.
+  - `verify`: `tls: true, verify: true, host: localhost` against the same
+    kind of port: down with `tls certificate not verified: self-signed
+    certificate` (/stats health.last_error and the `server down` line); no
+    request reaches the check port.
+  - `plain`: `tls: true` against a plain-HTTP check port: down with `tls
+    handshake failed`.
+  - `refused`: `tls: true` against a port that refuses connects: down with
+    `connect refused`.
+"""
+
+import ssl
+import subprocess
+
+from harness import expect, expect_eq, free_address, get_stats, health_transitions, log_stream, wait_until
+from http_check_server import HttpCheckServer
+
+DEADLINE = 90
+CHECK = {'interval': '1s', 'timeout': '1s', 'rise': 2, 'fall': 2}
+
+
+def servers_of(stats):
+    return {(s['name'], v['name']): v for s in stats['services'] for v in s['servers']}
+
+
+def self_signed(t):
+    """An ssl.SSLContext serving a fresh self-signed certificate for CN=localhost."""
+    key, cert = t.path('check.key'), t.path('check.crt')
+    result = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
+                             '-days', '1', '-keyout', key, '-out', cert],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    expect(result.returncode == 0, f'openssl req: {result}')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def run(t):
+    context = self_signed(t)
+    tls = HttpCheckServer(t, 'tls-check', tls=context)
+    verify = HttpCheckServer(t, 'verify-check', tls=context)
+    plain = HttpCheckServer(t, 'plain-check')
+    refused = t.dead_address()
+    check_ports = {
+        'tls': (tls.port, {'path': '/health', 'tls': True}),
+        'verify': (verify.port, {'tls': True, 'verify': True, 'host': 'localhost'}),
+        'plain': (plain.port, {'tls': True}),
+        'refused': (int(refused.rsplit(':', 1)[1]), {'tls': True}),
+    }
+    data = {name: t.demo_server(name) for name in check_ports}
+    stats_address = free_address()
+    services = []
+    for name, (port, http) in check_ports.items():
+        services.append({'name': name, 'listen': free_address(), 'scheduler': 'rr',
+                         'health_check': dict(CHECK, port=port, http=http),
+                         'servers': [{'name': 's', 'address': data[name].address}]})
+    d = t.daemon({'stats': {'listen': stats_address}, 'services': services})
+
+    def server(name):
+        return servers_of(get_stats(stats_address))[(name, 's')]
+
+    def last_transition(name):
+        transitions = health_transitions(d, service=name, server='s')
+        return transitions[-1] if transitions else None
+
+    def goes(name, state, reason):
+        wait_until(lambda: server(name)['state'] == state, 15, f'{name}/s to be {state}', interval=0.05)
+        # The log thread writes the line after the state changed.
+        transition = wait_until(lambda: (last_transition(name) or {}).get('state') == state and last_transition(name),
+                                5, f'a `server {state}` line for {name}/s', interval=0.05)
+        expect_eq((transition['reason'], transition['check']), (reason, 'active'), f'{name}/s: `server {state}` line')
+        if state == 'down':
+            expect_eq(server(name)['health']['last_error'], reason, f'{name}/s: /stats health.last_error')
+        log_stream(f'{name}/s {state}: {reason}')
+
+    goes('verify', 'down', 'tls certificate not verified: self-signed certificate')
+    goes('plain', 'down', 'tls handshake failed')
+    goes('refused', 'down', 'connect refused')
+    expect_eq(verify.seen(), [], 'requests past a certificate that was not verified')
+    expect(verify.handshake_errors, 'the verify check port saw no failed handshake')
+
+    # --- tls: up through TLS; a 503 read through TLS takes it down
+    wait_until(lambda: len(tls.seen()) >= 3, 10, 'three checks at the TLS check port', interval=0.05)
+    v = server('tls')
+    expect_eq((v['state'], v['health']['checks_failed']), ('up', 0),
+              f'tls/s: state and failed checks while its check port answers 200 ({v["health"]})')
+    tls.status = 503
+    goes('tls', 'down', 'http status 503')
+    tls.status = 200
+    goes('tls', 'up', 'check passed')
+    for request in tls.seen():
+        expect_eq((request.line, request.header('Host')), ('GET /health HTTP/1.1', [f'127.0.0.1:{tls.port}']),
+                  f'tls: request line and Host headers of {request}')
+    expect_eq(tls.handshake_errors, [], 'failed handshakes at the TLS check port')
+    t.check_servers()
+    d.stop()
