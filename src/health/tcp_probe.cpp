@@ -58,8 +58,8 @@ void TcpProbe::on_io() {
 void TcpProbe::send_rest() {
   const std::string& data = config_.send;
   while (sent_ < data.size()) {
-    const ssize_t n =
-        ::send(socket_.get(), data.data() + sent_, data.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = ::send(socket_.get(), data.data() + sent_, data.size() - sent_,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -97,8 +97,8 @@ void TcpProbe::read_reply() {
     if (n == 0) {
       // Closed by the server: with nothing said, or with a reply that does
       // not hold the expected bytes.
-      finish(ProbeResult::failed(reply_->received() == 0 ? "connection closed"
-                                                          : "expect mismatch"));
+      finish(
+          ProbeResult::failed(reply_->received() == 0 ? "connection closed" : "expect mismatch"));
       return;
     }
     switch (reply_->feed({buffer, static_cast<size_t>(n)})) {
