@@ -123,6 +123,8 @@ def run(t):
     check.close()
     wait_until(lambda: app()['state'] == 'down', 5, 'app down with its check port closed')
     expect_eq(app()['health']['last_error'], 'connect refused', 'health.last_error with the check port closed')
+    # The log thread writes the line after /stats shows the state.
+    wait_until(lambda: len(health_transitions(d, 'app', 'app')) == 3, 5, 'the third transition of app logged')
     expect_eq([(x['state'], x['reason'], x['check']) for x in health_transitions(d, 'app', 'app')],
               [('down', 'expect mismatch', 'active'), ('up', 'check passed', 'active'),
                ('down', 'connect refused', 'active')], 'health transitions of app')

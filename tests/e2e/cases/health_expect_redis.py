@@ -148,7 +148,13 @@ def run(t):
     def states():
         return {name: v['state'] for name, v in servers().items()}
 
+    def logged(counts):
+        """Whether each server has that many transitions logged: the log
+        thread writes them after /stats shows the new state."""
+        return all(len(health_transitions(d, 'redis', name)) == n for name, n in counts.items())
+
     wait_until(lambda: states() == {'m': 'up', 'r1': 'down', 'r2': 'down'}, 5, 'r1 and r2 down, m up')
+    wait_until(lambda: logged({'r1': 1, 'r2': 1}), 5, 'the down lines of r1 and r2')
     for name, address in (('r1', r1), ('r2', r2)):
         transitions = health_transitions(d, 'redis', name)
         expect_eq([(x['state'], x['reason'], x['check'], x['streak']) for x in transitions],
@@ -178,6 +184,7 @@ def run(t):
     took = time.monotonic() - promoted
     log_stream(f'traffic moved to r1 {took:.3f}s after the promotion '
                f'((rise + fall) x interval = {(RISE + FALL) * INTERVAL:g}s, plus a check timeout and jitter)')
+    wait_until(lambda: logged({'m': 1, 'r1': 2}), 5, 'the down line of m and the up line of r1')
     expect_eq([(x['state'], x['reason'], x['streak']) for x in health_transitions(d, 'redis', 'm')],
               [('down', 'expect mismatch', FALL)], 'health transitions of m')
     expect_eq([(x['state'], x['reason'], x['streak']) for x in health_transitions(d, 'redis', 'r1')],
