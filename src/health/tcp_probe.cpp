@@ -37,6 +37,10 @@ void TcpProbe::on_deadline_cb(evutil_socket_t, short, void* arg) {
 
 void TcpProbe::wait_for(short what) {
   io_.reset(event_new(base_, socket_.get(), what, on_io_cb, this));
+  if (!io_) {
+    finish(ProbeResult::from_error(ENOMEM));  // fulcrum's shortage, not the server's
+    return;
+  }
   event_add(io_.get(), nullptr);
 }
 
