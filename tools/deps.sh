@@ -12,9 +12,10 @@ FULCRUM_BUILD_PACKAGES=(
 # setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
 # nftables), valgrind (valgrind_clean), the real peers some tests drive:
 # Chromium (dashboard), promtool (package prometheus), systemd-analyze
-# (package systemd), and for tests/systemd debootstrap (the container's root
-# file system) and systemd-nspawn (package systemd-container; unshare and
-# nsenter are in util-linux).
+# (package systemd), redis-server (health checks with send/expect), and
+# for tests/systemd debootstrap (the container's root file system) and
+# systemd-nspawn (package systemd-container; unshare and nsenter are in
+# util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 openssl util-linux
@@ -22,6 +23,7 @@ FULCRUM_TEST_PACKAGES=(
   valgrind
   prometheus
   chromium
+  redis-server
   systemd
   debootstrap systemd-container
 )

@@ -1,29 +1,55 @@
-#include <cctype>
-#include <cerrno>
-
 #include "fulcrum/health.hpp"
 #include "fulcrum/http_probe.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
+#include "probe.hpp"
+#include "tcp_probe.hpp"
 
 namespace fulcrum {
 
 namespace {
 
-std::string failure_reason(int error) {
-  if (error == ECONNREFUSED) return "connect refused";
-  if (error == ETIMEDOUT) return "connect timeout";
-  std::string text = errno_string(error);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return text;
-}
+// The HTTP(S) check (`health_check.http`) as a Probe: one GET per start,
+// to the server (or to its address on the check's `port`).
+class HttpCheckProbe final : public Probe {
+ public:
+  // `config` and what `source` points to must outlive the probe.
+  HttpCheckProbe(event_base* base, const SocketAddress& server, ConnectSource source,
+                 const HealthCheckConfig& config, ProbeDone done)
+      : base_(base),
+        target_(config.port != 0 ? server.with_port(config.port) : server),
+        source_(source),
+        config_(config),
+        done_(std::move(done)) {}
+
+  void start() override {
+    const int setup_error = http_.start(base_, target_, source_.address, *config_.http,
+                                        config_.timeout, [this](int error, std::string failure) {
+                                          if (error != 0)
+                                            done_(ProbeResult::from_error(error));
+                                          else if (!failure.empty())
+                                            done_(ProbeResult::failed(std::move(failure)));
+                                          else
+                                            done_(ProbeResult::passed());
+                                        });
+    if (setup_error != 0) done_(ProbeResult::from_error(setup_error));
+  }
+
+ private:
+  event_base* base_;
+  SocketAddress target_;
+  ConnectSource source_;
+  const HealthCheckConfig& config_;
+  ProbeDone done_;
+  HttpProbe http_;
+};
 
 }  // namespace
 
-// The checks of one server of one service: a TCP connect every interval
-// (jittered +-10% so that checks of many servers drift apart), each given
-// `timeout` to complete, fed with passive results into the rise/fall machine.
+// The checks of one server of one service: a probe every interval (jittered
+// +-10% so that checks of many servers drift apart), each given `timeout` to
+// complete, fed with passive results into the rise/fall machine.
 class HealthChecker::Check {
  public:
   Check(HealthChecker& owner, const ServiceRuntime& service, const ServerRuntime& server)
@@ -31,7 +57,8 @@ class HealthChecker::Check {
         service_(service),
         server_(server),
         config_(service.config->health_check),
-        machine_(config_.rise, config_.fall, server.state->healthy()) {
+        machine_(config_.rise, config_.fall, server.state->healthy()),
+        probe_(make_probe()) {
     timer_.reset(evtimer_new(owner_.base_, on_timer_cb, this));
   }
 
@@ -45,49 +72,35 @@ class HealthChecker::Check {
   // Failed connects of sessions since the last look, each a failed check.
   void drain_passive() {
     uint32_t failures = server_.state->passive_failures.exchange(0);
-    const int error = server_.state->passive_error.load();
-    while (failures-- > 0) record(false, failure_reason(error), "passive");
+    if (failures == 0) return;
+    const std::string reason = failure_reason(server_.state->passive_error.load());
+    while (failures-- > 0) record(false, reason, "passive");
   }
 
  private:
-  static void on_timer_cb(evutil_socket_t, short, void* arg) { static_cast<Check*>(arg)->run(); }
-  static void on_connect_cb(evutil_socket_t, short what, void* arg) {
-    static_cast<Check*>(arg)->connected(what);
+  static void on_timer_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Check*>(arg)->probe_->start();
   }
 
-  void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
-
-  void run() {
+  // The probe this check's configuration asks for: HTTP(S) when
+  // `health_check.http` is set, else TCP (connect, send/expect).
+  std::unique_ptr<Probe> make_probe() {
     // Checks come from fulcrum's own (or the snat source) address, also in
     // transparent mode: there is no client to speak for.
     const ConnectSource source{service_.config->source ? &*service_.config->source : nullptr,
                                false};
-    if (config_.http) {
-      const SocketAddress address =
-          config_.port ? server_.config->address.with_port(config_.port) : server_.config->address;
-      const int error =
-          http_.start(owner_.base_, address, source.address, *config_.http, config_.timeout,
-                      [this](int error, const std::string& failure) { finish(error, failure); });
-      if (error != 0) finish(error);
-      return;
-    }
-    if (int error = start_connect(server_.config->address, source, socket_); error != 0) {
-      finish(error);
-      return;
-    }
-    connect_event_.reset(event_new(owner_.base_, socket_.get(), EV_WRITE, on_connect_cb, this));
-    add_with_timeout(connect_event_.get(), config_.timeout);
+    ProbeDone done = [this](ProbeResult result) { finish(std::move(result)); };
+    if (config_.http)
+      return std::make_unique<HttpCheckProbe>(owner_.base_, server_.config->address, source,
+                                              config_, std::move(done));
+    return std::make_unique<TcpProbe>(owner_.base_, server_.config->address, source, config_,
+                                      std::move(done));
   }
 
-  void connected(short what) {
-    finish((what & EV_TIMEOUT) ? ETIMEDOUT : pending_socket_error(socket_.get()));
-  }
+  void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
 
-  // `failure`: why a connected check failed (the HTTP probe's reasons).
-  void finish(int error, const std::string& failure = {}) {
-    connect_event_.reset();
-    socket_.reset();
-    if (is_local_error(error)) {
+  void finish(ProbeResult result) {
+    if (result.outcome == ProbeResult::Outcome::local_error) {
       // fulcrum could not make the check (descriptors, memory, source
       // ports): that says nothing about the server, so it is no result for
       // the rise/fall machine, only a local error of the server.
@@ -97,30 +110,30 @@ class HealthChecker::Check {
       local_error_log.write({{"service", service_.config->name},
                              {"server", server_.config->name},
                              {"address", server_.config->address.to_string()},
-                             {"error", errno_string(error)}});
+                             {"error", result.reason}});
     } else {
-      record(error == 0 && failure.empty(), error != 0 ? failure_reason(error) : failure, "active");
+      record(result.outcome == ProbeResult::Outcome::passed, result.reason, "active");
     }
     const double jitter = thread_random_between(0.9, 1.1);
     schedule(
         Duration(static_cast<int64_t>(static_cast<double>(config_.interval.count()) * jitter)));
   }
 
-  void record(bool success, const std::string& failure, const char* kind) {
+  // `reason`: why it failed (unused for a success).
+  void record(bool success, const std::string& reason, const char* kind) {
     if (!success) {
       server_.state->checks_failed.fetch_add(1, std::memory_order_relaxed);
-      owner_.failure_(server_, failure);
+      owner_.failure_(server_, reason);
     }
     const uint32_t streak = machine_.streak() + 1;
     const uint32_t needed = machine_.needed();
     if (!machine_.record(success)) return;
     const bool up = machine_.up();
-    const std::string reason = up ? "check passed" : failure;
     Log::write(up ? LogLevel::info : LogLevel::warn, up ? "server up" : "server down",
                {{"service", service_.config->name},
                 {"server", server_.config->name},
                 {"address", server_.config->address.to_string()},
-                {"reason", reason},
+                {"reason", up ? std::string("check passed") : reason},
                 {"check", kind},
                 {"streak", streak},
                 {"needed", needed}});
@@ -132,10 +145,8 @@ class HealthChecker::Check {
   const ServerRuntime& server_;
   const HealthCheckConfig& config_;
   RiseFall machine_;
-  Fd socket_;
-  HttpProbe http_;
+  std::unique_ptr<Probe> probe_;
   EventPtr timer_;
-  EventPtr connect_event_;
 };
 
 HealthChecker::HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot,

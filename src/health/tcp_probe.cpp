@@ -1,0 +1,136 @@
+#include "tcp_probe.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace fulcrum {
+
+TcpProbe::TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,
+                   const HealthCheckConfig& config, ProbeDone done)
+    : base_(base),
+      target_(config.port != 0 ? server.with_port(config.port) : server),
+      source_(source),
+      config_(config),
+      done_(std::move(done)) {
+  deadline_.reset(evtimer_new(base_, on_deadline_cb, this));
+}
+
+void TcpProbe::start() {
+  phase_ = Phase::connecting;
+  sent_ = 0;
+  reply_.reset();
+  if (int error = start_connect(target_, source_, socket_); error != 0) {
+    finish(ProbeResult::from_error(error));
+    return;
+  }
+  add_with_timeout(deadline_.get(), config_.timeout);
+  wait_for(EV_WRITE);
+}
+
+void TcpProbe::on_io_cb(evutil_socket_t, short, void* arg) { static_cast<TcpProbe*>(arg)->on_io(); }
+
+void TcpProbe::on_deadline_cb(evutil_socket_t, short, void* arg) {
+  static_cast<TcpProbe*>(arg)->on_deadline();
+}
+
+void TcpProbe::wait_for(short what) {
+  io_.reset(event_new(base_, socket_.get(), what, on_io_cb, this));
+  if (!io_) {
+    finish(ProbeResult::from_error(ENOMEM));  // fulcrum's shortage, not the server's
+    return;
+  }
+  event_add(io_.get(), nullptr);
+}
+
+void TcpProbe::on_io() {
+  switch (phase_) {
+    case Phase::connecting:
+      if (int error = pending_socket_error(socket_.get()); error != 0) {
+        finish(ProbeResult::from_error(error));
+        return;
+      }
+      phase_ = Phase::sending;
+      send_rest();
+      return;
+    case Phase::sending: send_rest(); return;
+    case Phase::reading: read_reply(); return;
+  }
+}
+
+void TcpProbe::send_rest() {
+  const std::string& data = config_.send;
+  while (sent_ < data.size()) {
+    const ssize_t n = ::send(socket_.get(), data.data() + sent_, data.size() - sent_,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_for(EV_WRITE);
+        return;
+      }
+      finish(ProbeResult::from_error(errno));
+      return;
+    }
+    sent_ += static_cast<size_t>(n);
+  }
+  if (config_.expect.empty()) {
+    finish(ProbeResult::passed());
+    return;
+  }
+  phase_ = Phase::reading;
+  reply_.emplace(config_.expect);
+  read_reply();
+}
+
+void TcpProbe::read_reply() {
+  char buffer[4096];
+  for (;;) {
+    const size_t want = std::min(sizeof buffer, reply_->room());
+    const ssize_t n = ::recv(socket_.get(), buffer, want, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_for(EV_READ);
+        return;
+      }
+      finish(ProbeResult::from_error(errno));
+      return;
+    }
+    if (n == 0) {
+      // Closed by the server: with nothing said, or with a reply that does
+      // not hold the expected bytes.
+      finish(
+          ProbeResult::failed(reply_->received() == 0 ? "connection closed" : "expect mismatch"));
+      return;
+    }
+    switch (reply_->feed({buffer, static_cast<size_t>(n)})) {
+      case ReplyMatcher::State::reading: break;
+      case ReplyMatcher::State::matched: finish(ProbeResult::passed()); return;
+      case ReplyMatcher::State::full: finish(ProbeResult::failed("expect mismatch")); return;
+    }
+  }
+}
+
+void TcpProbe::on_deadline() {
+  switch (phase_) {
+    case Phase::connecting: finish(ProbeResult::failed(failure_reason(ETIMEDOUT))); return;
+    case Phase::sending: finish(ProbeResult::failed("timeout")); return;
+    case Phase::reading:
+      // A server that answered, but not with the expected bytes, and kept
+      // the connection open (a Redis replica asked for its role): that is a
+      // wrong answer, not a silent server.
+      finish(ProbeResult::failed(reply_->received() == 0 ? "timeout" : "expect mismatch"));
+      return;
+  }
+}
+
+void TcpProbe::finish(ProbeResult result) {
+  event_del(deadline_.get());
+  io_.reset();
+  socket_.reset();
+  done_(std::move(result));
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,198 @@
+// The TCP probe against real loopback sockets: a server thread per case,
+// the probe on an event loop of the test's own.
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "../../src/health/tcp_probe.hpp"
+#include "fulcrum/address.hpp"
+#include "fulcrum/config.hpp"
+#include "fulcrum/event.hpp"
+#include "fulcrum/fd.hpp"
+
+using namespace fulcrum;
+
+namespace {
+
+// A listening socket on 127.0.0.1 (port chosen by the kernel).
+Fd listen_loopback() {
+  Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(fd.get(), 8) == 0);
+  return fd;
+}
+
+SocketAddress address_of(const Fd& fd) {
+  sockaddr_storage storage{};
+  socklen_t length = sizeof storage;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&storage), &length);
+  return SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&storage), length);
+}
+
+std::string read_exactly(int fd, size_t n) {
+  std::string out;
+  char buffer[65536];
+  while (out.size() < n) {
+    const ssize_t got = ::recv(fd, buffer, std::min(sizeof buffer, n - out.size()), 0);
+    if (got <= 0) break;
+    out.append(buffer, static_cast<size_t>(got));
+  }
+  return out;
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Runs one probe of `server` with `config` to its result. The loop gives up
+// after 20 s (no result: a failed case, not a hang).
+std::optional<ProbeResult> probe_once(const SocketAddress& server,
+                                      const HealthCheckConfig& config) {
+  EventBasePtr base(event_base_new());
+  std::optional<ProbeResult> result;
+  TcpProbe probe(base.get(), server, ConnectSource{}, config, [&](ProbeResult r) {
+    result = std::move(r);
+    event_base_loopbreak(base.get());
+  });
+  probe.start();
+  if (!result) {
+    const timeval limit{20, 0};
+    event_base_loopexit(base.get(), &limit);
+    event_base_dispatch(base.get());
+  }
+  return result;
+}
+
+HealthCheckConfig check(std::string send, std::string expect, Duration timeout = Duration(20000)) {
+  HealthCheckConfig config;
+  config.enabled = true;
+  config.interval = Duration(30000);
+  config.timeout = timeout;
+  config.send = std::move(send);
+  config.expect = std::move(expect);
+  return config;
+}
+
+// A server that accepts one connection and hands it to `serve`.
+template <typename Serve>
+std::thread serve_one(const Fd& listener, Serve serve) {
+  return std::thread([&listener, serve] {
+    Fd conn(::accept(listener.get(), nullptr, nullptr));
+    if (conn) serve(conn.get());
+  });
+}
+
+std::string outcome(const std::optional<ProbeResult>& result) {
+  if (!result) return "no result";
+  switch (result->outcome) {
+    case ProbeResult::Outcome::passed: return "passed";
+    case ProbeResult::Outcome::failed: return "failed: " + result->reason;
+    case ProbeResult::Outcome::local_error: return "local error: " + result->reason;
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("tcp probe: send written whole (far more than a socket buffer), expect found") {
+  const Fd listener = listen_loopback();
+  const std::string big(4 * 1024 * 1024, 'q');
+  std::string received;
+  std::thread server = serve_one(listener, [&](int fd) {
+    received = read_exactly(fd, big.size());
+    write_all(fd, "+OK\r\n");
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);  // until the probe closes
+  });
+  CHECK(outcome(probe_once(address_of(listener), check(big, "+OK"))) == "passed");
+  server.join();
+  CHECK(received == big);
+}
+
+TEST_CASE("tcp probe: without expect, passes once send is written; nothing is read") {
+  const Fd listener = listen_loopback();
+  std::string received;
+  std::thread server = serve_one(listener, [&](int fd) { received = read_exactly(fd, 6); });
+  CHECK(outcome(probe_once(address_of(listener), check("PING\r\n", ""))) == "passed");
+  server.join();
+  CHECK(received == "PING\r\n");
+}
+
+TEST_CASE("tcp probe: `port` checks another port of the server's address") {
+  const Fd data = listen_loopback();
+  const Fd check_port = listen_loopback();
+  std::thread server = serve_one(check_port, [](int fd) { write_all(fd, "ready\n"); });
+  HealthCheckConfig config = check("", "ready");
+  config.port = address_of(check_port).port();
+  CHECK(outcome(probe_once(address_of(data), config)) == "passed");
+  server.join();
+}
+
+TEST_CASE(
+    "tcp probe: 16 KiB of reply without the expected bytes fails without waiting for the timeout") {
+  const Fd listener = listen_loopback();
+  std::thread server = serve_one(listener, [](int fd) {
+    write_all(fd, std::string(ReplyMatcher::kDefaultLimit, 'x') + "role:master");
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);  // holds the connection open
+  });
+  // The timeout is past the 20 s the loop runs: only the limit can end it.
+  CHECK(outcome(probe_once(address_of(listener), check("", "role:master", Duration(25000)))) ==
+        "failed: expect mismatch");
+  server.join();
+}
+
+TEST_CASE("tcp probe: the server closes after a wrong reply, or without one") {
+  const Fd listener = listen_loopback();
+  // Each reads the request first: a close with unread bytes would be a reset.
+  std::thread wrong = serve_one(listener, [](int fd) {
+    (void)read_exactly(fd, 6);
+    write_all(fd, "role:slave\r\n");
+  });
+  CHECK(outcome(probe_once(address_of(listener), check("INFO\r\n", "role:master"))) ==
+        "failed: expect mismatch");
+  wrong.join();
+  std::thread silent = serve_one(listener, [](int fd) { (void)read_exactly(fd, 6); });
+  CHECK(outcome(probe_once(address_of(listener), check("INFO\r\n", "role:master"))) ==
+        "failed: connection closed");
+  silent.join();
+}
+
+TEST_CASE("tcp probe: at the timeout, a partial wrong reply is a mismatch, no reply a timeout") {
+  const Fd listener = listen_loopback();
+  std::thread partial = serve_one(listener, [](int fd) {
+    write_all(fd, "role:sl");
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);
+  });
+  CHECK(outcome(probe_once(address_of(listener), check("", "role:master", Duration(200)))) ==
+        "failed: expect mismatch");
+  partial.join();
+  std::thread mute = serve_one(listener, [](int fd) {
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);
+  });
+  CHECK(outcome(probe_once(address_of(listener), check("", "role:master", Duration(200)))) ==
+        "failed: timeout");
+  mute.join();
+}
+
+TEST_CASE("tcp probe: refused") {
+  SocketAddress refused;
+  {
+    const Fd listener = listen_loopback();
+    refused = address_of(listener);
+  }  // closed: nothing listens there now
+  CHECK(outcome(probe_once(refused, check("PING\r\n", "PONG"))) == "failed: connect refused");
+}
