@@ -49,10 +49,10 @@ struct StatusRange {
 // in one of `statuses`.
 struct HttpCheckConfig {
   std::string path = "/";
-  std::string host;                    // empty: the server's address
+  std::string host;  // empty: the server's address
   std::vector<StatusRange> statuses{StatusRange{}};
   bool tls = false;
-  bool verify = false;                 // check the certificate (tls only)
+  bool verify = false;  // check the certificate (tls only)
 };
 
 // `health_check.agent`: HAProxy's agent-check protocol on its own port.
@@ -67,9 +67,9 @@ struct HealthCheckConfig {
   Duration timeout{1000};
   uint32_t rise = 2;
   uint32_t fall = 3;
-  uint16_t port = 0;                   // 0: the server's own port
-  std::string send;                    // bytes sent once connected
-  std::string expect;                  // the reply must contain it (empty: no read)
+  uint16_t port = 0;   // 0: the server's own port
+  std::string send;    // bytes sent once connected
+  std::string expect;  // the reply must contain it (empty: no read)
   std::optional<HttpCheckConfig> http;
   std::optional<AgentCheckConfig> agent;
 };

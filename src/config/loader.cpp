@@ -118,8 +118,8 @@ bool allows(Section section, std::string_view key) {
     case Section::service: return is_service_setting(key) || is_service_identity(key);
     case Section::timeouts: return is_one_of(key, {"connect", "idle"});
     case Section::health_check:
-      return is_one_of(key, {"interval", "timeout", "rise", "fall", "port", "send", "expect",
-                             "http", "agent"});
+      return is_one_of(
+          key, {"interval", "timeout", "rise", "fall", "port", "send", "expect", "http", "agent"});
     case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
     case Section::agent_check: return is_one_of(key, {"port", "interval"});
     case Section::server:
@@ -758,7 +758,8 @@ void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_ch
       health_check.http = http_check(*e);
     }
   }
-  if (const Entry* e = m->find("agent")) health_check.agent = agent_check(*e, health_check.interval);
+  if (const Entry* e = m->find("agent"))
+    health_check.agent = agent_check(*e, health_check.interval);
   // Only once every value here parsed; the pair may come partly from defaults.
   if (errors_.size() == errors_before && health_check.timeout > health_check.interval) {
     const Entry& at = timeout ? *timeout : interval ? *interval : entry;
@@ -773,8 +774,8 @@ void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_ch
 std::optional<std::string> Loader::header_text(const Entry& entry, std::string_view what) {
   const std::optional<std::string> value = text(entry);
   if (!value) return std::nullopt;
-  const bool printable = std::all_of(value->begin(), value->end(),
-                                     [](char c) { return c > ' ' && c < 0x7f; });
+  const bool printable =
+      std::all_of(value->begin(), value->end(), [](char c) { return c > ' ' && c < 0x7f; });
   if (value->empty() || !printable) {
     error(entry.value, "health_check.http " + std::string(what) +
                            " must be printable ASCII without spaces, got " + quote(*value));
