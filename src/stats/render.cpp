@@ -283,15 +283,18 @@ std::string render_metrics(const StatsContext& context) {
     }
   }
 
-  family("fulcrum_server_up", "gauge",
-         "1 when the server passes its health checks (or has none), else 0; see "
-         "fulcrum_server_state for drain and maint.");
-  for (const ServiceRuntime& service : snapshot.services) {
-    for (const ServerRuntime& server : service.servers) {
-      const bool up = server.state->healthy();
-      sample("fulcrum_server_up", server_label(service, server), up ? "1" : "0");
+  // A gauge with one sample per server, its value read by `value`.
+  const auto server_gauge = [&](std::string_view name, std::string_view help, auto value) {
+    family(name, "gauge", help);
+    for (const ServiceRuntime& service : snapshot.services) {
+      for (const ServerRuntime& server : service.servers)
+        sample(name, server_label(service, server), value(server));
     }
-  }
+  };
+  server_gauge("fulcrum_server_up",
+               "1 when the server passes its health checks (or has none), else 0; see "
+               "fulcrum_server_state for drain and maint.",
+               [](const ServerRuntime& server) { return server.state->healthy() ? "1" : "0"; });
   family("fulcrum_server_state", "gauge",
          "1 for the server's current state (up, down, drain, maint), 0 for the others.");
   for (const ServiceRuntime& service : snapshot.services) {
@@ -304,39 +307,20 @@ std::string render_metrics(const StatsContext& context) {
       }
     }
   }
-  family("fulcrum_server_weight", "gauge",
-         "Weight in force for new sessions: 0 unless the server is up, ramping during slow start, "
-         "else the configured weight or the one set through the admin API.");
-  for (const ServiceRuntime& service : snapshot.services) {
-    for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_weight", server_label(service, server),
-             std::to_string(server.state->weight()));
-    }
-  }
-  family("fulcrum_server_configured_weight", "gauge",
-         "Weight the configuration file gives the server.");
-  for (const ServiceRuntime& service : snapshot.services) {
-    for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_configured_weight", server_label(service, server),
-             std::to_string(server.config->weight));
-    }
-  }
-  family("fulcrum_server_sessions_active", "gauge", "Sessions open on the server now.");
-  for (const ServiceRuntime& service : snapshot.services) {
-    for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_sessions_active", server_label(service, server),
-             load(server.state->active));
-    }
-  }
-  family("fulcrum_server_max_connections", "gauge",
-         "The server's max_connections (0 = unlimited): it is full while "
-         "fulcrum_server_sessions_active reaches it.");
-  for (const ServiceRuntime& service : snapshot.services) {
-    for (const ServerRuntime& server : service.servers) {
-      sample("fulcrum_server_max_connections", server_label(service, server),
-             std::to_string(server.config->max_connections));
-    }
-  }
+  server_gauge("fulcrum_server_weight",
+               "Weight in force for new sessions: 0 unless the server is up, ramping during slow "
+               "start, else the configured weight or the one set through the admin API.",
+               [](const ServerRuntime& server) { return std::to_string(server.state->weight()); });
+  server_gauge("fulcrum_server_configured_weight",
+               "Weight the configuration file gives the server.",
+               [](const ServerRuntime& server) { return std::to_string(server.config->weight); });
+  server_gauge("fulcrum_server_sessions_active", "Sessions open on the server now.",
+               [](const ServerRuntime& server) { return load(server.state->active); });
+  server_gauge(
+      "fulcrum_server_max_connections",
+      "The server's max_connections (0 = unlimited): it is full while "
+      "fulcrum_server_sessions_active reaches it.",
+      [](const ServerRuntime& server) { return std::to_string(server.config->max_connections); });
   struct ServerMetric {
     const char* name;
     const char* help;

@@ -346,6 +346,27 @@ def parse_log_line(line):
     return LogRecord(line, ts, level, message, {k: v for k, v, _ in pairs[3:]}, priority)
 
 
+def key_position(path, key):
+    """`FILE:LINE:COL` of the first `KEY:` that starts a line (after indentation) in the file."""
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            column = line.find(key + ':')
+            if column >= 0 and line[:column].strip() == '':
+                return f'{path}:{number}:{column + 1}'
+    raise TestFailure(f'no {key}: in {path}')
+
+
+def human_bytes(n):
+    """fulcrumctl's byte form: 1023B, 1.5KiB, 5.0MiB."""
+    if n < 1024:
+        return f'{n}B'
+    value, units, i = n / 1024, ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'], 0
+    while value >= 1023.95 and i + 1 < len(units):
+        value /= 1024
+        i += 1
+    return f'{value:.1f}{units[i]}'
+
+
 def log_time(record):
     """A LogRecord's timestamp in seconds since the epoch (the scale of time.time())."""
     stamp = datetime.datetime.strptime(record.time, '%Y-%m-%dT%H:%M:%S.%fZ')

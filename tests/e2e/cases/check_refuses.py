@@ -20,19 +20,10 @@ A file without those problems is `configuration ok` and starts.
 import os
 import subprocess
 
-from harness import binary, expect_eq, free_address
+from harness import binary, expect_eq, free_address, key_position
 
 DEADLINE = 60
 NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']
-
-
-def key_position(path, key):
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            column = line.find(key + ':')
-            if column >= 0 and line[:column].strip() == '':
-                return f'{path}:{number}:{column + 1}'
-    raise AssertionError(f'no {key}: in {path}')
 
 
 def refused_alike(t, name, config, errors_at, prefix=()):

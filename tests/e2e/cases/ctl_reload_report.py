@@ -12,7 +12,7 @@ demo servers `alpha` and `beta`:
   - the file fixed but with `global.workers: 3` and a stats.listen of its
     own: `fulcrumctl reload` exits 0 and prints `reloaded: configuration
     generation 2` then `warning: FILE:2:3: global.workers changes need a
-    restart; 1 workers keep running, not 3` and the stats.listen warning;
+    restart; 1 worker keeps running, not 3` and the stats.listen warning;
     `--json reload` (generation 3) holds the same two in `warnings`;
   - `drain web alpah`: exit 1, `fulcrumctl: no such server "alpah" in
     service "web"; did you mean "alpha"? (404)`; `drain wbe alpha`: `no such
@@ -108,7 +108,7 @@ def run(t):
     with open(path, 'w') as f:
         f.write(CHANGED.format(other_stats=other_stats, token_file=token_file, listen=listen,
                                alpha=alpha.address, beta=beta.address))
-    warnings = [f'{path}:2:3: global.workers changes need a restart; 1 workers keep running, not 3',
+    warnings = [f'{path}:2:3: global.workers changes need a restart; 1 worker keeps running, not 3',
                 f'{path}:4:3: stats.listen changes need a restart; the stats endpoint stays at {stats}']
     expect_eq(run_binary('FULCRUM', '--check', '-c', path), (0, 'configuration ok\n', ''),
               '--check of the file changing workers and stats.listen')

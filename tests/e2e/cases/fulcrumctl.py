@@ -47,7 +47,7 @@ import subprocess
 import time
 
 from harness import TestFailure, binary, connect, expect, expect_eq, finish_session, free_address, get_stats, \
-    greeted_session, log_stream, open_greeted, read_greeting, recv_exact, wait_until
+    greeted_session, human_bytes, log_stream, open_greeted, read_greeting, recv_exact, wait_until
 
 DEADLINE = 90
 TOKEN = 'e2e-Token_0123456789abcdef'
@@ -86,17 +86,6 @@ def ok(result, what):
 def fails(result, code, err, what):
     """Exit `code`, nothing on stdout, exactly the line `err` on stderr."""
     expect_eq((result.code, result.out, result.err), (code, '', err + '\n'), f'{what}: exit, stdout, stderr')
-
-
-def human_bytes(n):
-    """fulcrumctl's byte form: 1023B, 1.5KiB, 5.0MiB."""
-    if n < 1024:
-        return f'{n}B'
-    value, units, i = n / 1024, ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'], 0
-    while value >= 1023.95 and i + 1 < len(units):
-        value /= 1024
-        i += 1
-    return f'{value:.1f}{units[i]}'
 
 
 DURATION = re.compile(r'\d+d\d+h|\d+h\d+m|\d+m\d+s|\d+s')

@@ -37,7 +37,7 @@ import json
 import subprocess
 
 from harness import binary, expect, expect_eq, free_address, get_metrics, get_stats, greeted_session, \
-    listening_on, log_stream, parse_address, write_config
+    key_position, listening_on, log_stream, parse_address, write_config
 
 DEADLINE = 60
 TOKEN = 'reload-api-token-1'
@@ -67,16 +67,6 @@ def reload_ok(stats_address, generation, token=TOKEN, warnings=()):
               (200, 'application/json', (json.dumps(expected, separators=(',', ':')) + '\n').encode()),
               f'reload to generation {generation}: status, Content-Type, body')
     return me
-
-
-def key_position(path, key):
-    """`FILE:LINE:COL` of the first `KEY:` in the file."""
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            column = line.find(key + ':')
-            if column >= 0 and line[:column].strip() == '':
-                return f'{path}:{number}:{column + 1}'
-    raise AssertionError(f'no {key}: in {path}')
 
 
 def run(t):

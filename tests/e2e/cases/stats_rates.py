@@ -29,23 +29,12 @@ import subprocess
 import time
 
 from harness import TestFailure, binary, echo_session, expect, expect_eq, free_address, get_metrics, get_stats, \
-    log_stream
+    human_bytes, log_stream
 
 DEADLINE = 100
 SESSIONS = 20
 POLL = 0.2
 RATE_KEYS = ['bytes_in_per_second', 'bytes_out_per_second', 'peak_sessions_per_second', 'sessions_per_second']
-
-
-def human_bytes(n):
-    """fulcrumctl's byte form (see fulcrumctl.py)."""
-    if n < 1024:
-        return f'{n}B'
-    value, units, i = n / 1024, ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'], 0
-    while value >= 1023.95 and i + 1 < len(units):
-        value /= 1024
-        i += 1
-    return f'{value:.1f}{units[i]}'
 
 
 def whole(value):
