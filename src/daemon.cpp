@@ -285,14 +285,23 @@ int64_t Daemon::hand_out_fd_budget() {
 
 std::unique_ptr<HealthChecker> Daemon::make_health_checker(
     std::shared_ptr<const Snapshot> snapshot) {
-  return std::make_unique<HealthChecker>(
-      base_.get(), std::move(snapshot),
-      [this](const ServiceRuntime& service, const ServerRuntime& server, bool healthy) {
-        control_.report_health(service, server, healthy, std::chrono::steady_clock::now());
-      },
-      [this](const ServerRuntime& server, std::string reason) {
-        control_.report_check_failure(server, std::move(reason), std::chrono::steady_clock::now());
-      });
+  HealthReports reports;
+  reports.verdict = [this](const ServiceRuntime& service, const ServerRuntime& server,
+                           bool healthy) {
+    control_.report_health(service, server, healthy, std::chrono::steady_clock::now());
+  };
+  reports.failure = [this](const ServerRuntime& server, std::string reason) {
+    control_.report_check_failure(server, std::move(reason), std::chrono::steady_clock::now());
+  };
+  reports.agent = [this](const ServiceRuntime& service, const ServerRuntime& server,
+                         const AgentReply& reply, std::string line) {
+    control_.report_agent(service, server, reply, std::move(line),
+                          std::chrono::steady_clock::now());
+  };
+  reports.agent_failure = [this](const ServerRuntime& server, std::string reason) {
+    control_.report_agent_failure(server, std::move(reason));
+  };
+  return std::make_unique<HealthChecker>(base_.get(), std::move(snapshot), std::move(reports));
 }
 
 void Daemon::serve(const std::shared_ptr<const Snapshot>& next,

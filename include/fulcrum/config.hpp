@@ -29,11 +29,15 @@ struct Position {
   int column = 0;
 };
 
+// The largest weight a server may have (the file's, the operator's, or
+// the agent's N % of the file's).
+inline constexpr uint32_t kMaxWeight = 1000;
+
 struct ServerConfig {
   std::string name;              // default: the address as written
   std::string address_text;      // as written in the file
   SocketAddress address;         // first resolved address
-  uint32_t weight = 1;           // 0..1000, 0 = drain
+  uint32_t weight = 1;           // 0..kMaxWeight, 0 = drain
   uint32_t max_connections = 0;  // 0 = unlimited
   bool backup = false;
   Duration slow_start{0};

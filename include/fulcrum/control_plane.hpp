@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fulcrum/agent_reply.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/data_plane.hpp"
 #include "fulcrum/server_state.hpp"
@@ -32,7 +33,8 @@ class ControlPlane {
   // Start-up and reload: builds the snapshot of `config` (generation 1, then
   // one more each time), giving servers that stay their live state; a
   // weight set by the operator ends here (SPEC.md), a drain or maint stays;
-  // a server whose service no longer checks health counts as healthy again.
+  // a server whose service no longer checks health counts as healthy again,
+  // and one whose service no longer asks an agent forgets what it said.
   // Settles every server and publishes the whole snapshot. Returns it.
   std::shared_ptr<const Snapshot> install(Config config, SteadyTime now);
   // The snapshot in force (null before the first install()).
@@ -45,6 +47,17 @@ class ControlPlane {
   // connect counted passively) for `reason`: kept for the operator
   // (/stats health.last_error); decides nothing by itself.
   void report_check_failure(const ServerRuntime& server, std::string reason, SteadyTime now);
+  // The agent check's reply (health_check.agent). Its down word takes the
+  // server down at once and its up word lets health decide again; its
+  // drain and maint apply while the operator's state is ready; its N %
+  // scales the file's weight unless the operator set one; its maxconn:N
+  // replaces max_connections. Parts it does not mention keep its earlier
+  // word.
+  void report_agent(const ServiceRuntime& service, const ServerRuntime& server,
+                    const AgentReply& reply, std::string line, SteadyTime now);
+  // An agent check failed (no connection, no line, words not understood):
+  // kept for the operator; the agent's earlier word stays in force.
+  void report_agent_failure(const ServerRuntime& server, std::string reason);
   // The operator's request (admin API): a state and/or a weight. A weight
   // lasts until the next reload, a state until it is set again.
   void operator_request(const ServiceRuntime& service, const ServerRuntime& server,

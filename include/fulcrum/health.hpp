@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fulcrum/agent_reply.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/snapshot.hpp"
 
@@ -43,13 +44,25 @@ using HealthVerdict =
 // `connect timeout`, ...): reported to the control plane, which keeps it
 // for the operator.
 using HealthFailure = std::function<void(const ServerRuntime& server, std::string reason)>;
+// The agent check's reply, parsed, with its line as the agent wrote it.
+using AgentAnswer = std::function<void(const ServiceRuntime& service, const ServerRuntime& server,
+                                       const AgentReply& reply, std::string line)>;
+
+// Where the checks report: the control plane, through the daemon.
+struct HealthReports {
+  HealthVerdict verdict;
+  HealthFailure failure;
+  AgentAnswer agent;
+  // An agent check that got no reply it understood, and why.
+  HealthFailure agent_failure;
+};
 
 class HealthChecker {
  public:
-  // Checks the servers of `snapshot`'s services that have a health check;
-  // each machine starts from the server's current verdict.
-  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot, HealthVerdict verdict,
-                HealthFailure failure);
+  // Checks the servers of `snapshot`'s services that have a health check
+  // (and asks their agents, where one is configured); each machine starts
+  // from the server's current verdict.
+  HealthChecker(event_base* base, std::shared_ptr<const Snapshot> snapshot, HealthReports reports);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -63,12 +76,13 @@ class HealthChecker {
 
  private:
   class Check;
+  class AgentCheck;
 
   event_base* base_;
   std::shared_ptr<const Snapshot> snapshot_;
-  HealthVerdict verdict_;
-  HealthFailure failure_;
+  HealthReports reports_;
   std::vector<std::unique_ptr<Check>> checks_;
+  std::vector<std::unique_ptr<AgentCheck>> agents_;
 };
 
 }  // namespace fulcrum

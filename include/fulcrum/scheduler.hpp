@@ -22,7 +22,6 @@ namespace fulcrum {
 // state, which the control plane decides; a scheduler never writes it.
 struct SchedServer {
   std::string name;  // Maglev's key: the same name maps the same clients
-  uint32_t max_connections = 0;
   bool backup = false;
   const ServerState* state = nullptr;
 };
@@ -79,11 +78,12 @@ inline bool is_up(const SchedServer& server) {
 }
 
 // True when `server` may take a new session: up, weight > 0, below its
-// max_connections. Inline: schedulers call it for every server they look at.
+// max_connections in force (the agent may change it). Inline: schedulers
+// call it for every server they look at.
 inline bool is_usable(const SchedServer& server) {
   if (!is_up(server)) return false;
-  return server.max_connections == 0 ||
-         server.state->active.load(std::memory_order_relaxed) < server.max_connections;
+  const uint32_t limit = server.state->max_connections();
+  return limit == 0 || server.state->active.load(std::memory_order_relaxed) < limit;
 }
 
 // Smooth weighted round robin order (src/sched/smooth_cycle.hpp: WF2Q's

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,23 @@ std::string_view to_string(ServerStatus status);
 enum class AdminState : uint8_t { ready, drain, maint };
 
 class ServerStateWriter;
+
+// What the agent check (`health_check.agent`) last said of a server: facts
+// the control plane weighs with the health checks' verdict and the
+// operator's wishes. Each part keeps the agent's last word on it.
+struct AgentView {
+  bool says_down = false;  // its last up/down word was down
+  // "agent says down", with the agent's text after `#` when it gave one.
+  std::string down_reason;
+  AdminState admin = AdminState::ready;     // its last ready/drain/maint
+  std::optional<uint32_t> weight_percent;   // its last N%
+  std::optional<uint32_t> max_connections;  // its last maxconn:N
+  std::string reply;                        // its last reply line (empty: none yet)
+  int64_t reply_ns = 0;                     // when it came (steady clock ns)
+  // Why the last agent check failed (empty once it answers). It changes
+  // nothing: as in HAProxy, reaching the server is the health check's job.
+  std::string error;
+};
 
 // One server's live state. Two parts on separate cache lines:
 //  - what the control plane decided (status, weights, the facts they come
@@ -46,6 +64,9 @@ struct alignas(64) ServerState {
   // The weight in force for new sessions, which schedulers use: 0 unless
   // the status is up, else the assigned one, ramped during slow start.
   uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
+  // The session limit in force: the agent's maxconn:N, else the file's
+  // max_connections (0 = unlimited).
+  uint32_t max_connections() const { return max_connections_.load(std::memory_order_relaxed); }
   // When the server last came up (steady clock ns since its epoch); 0 when
   // it has been up since it was first configured (no slow start then).
   int64_t up_since_ns() const { return up_since_ns_.load(std::memory_order_relaxed); }
@@ -56,10 +77,15 @@ struct alignas(64) ServerState {
   // none yet), and when it failed (steady clock ns). Main thread only.
   const std::string& last_error() const { return last_error_; }
   int64_t last_error_ns() const { return last_error_ns_; }
+  // The agent check's word on the server. Main thread only.
+  const AgentView& agent() const { return agent_; }
+  // True while the assigned weight is the operator's (admin API), which the
+  // agent's N% does not override. Main thread only.
+  bool weight_by_operator() const { return weight_by_operator_; }
 
-  // Takes one active slot unless the server is at `max_connections`
-  // (0 = unlimited). Lock free; safe from any worker.
-  bool try_acquire(uint32_t max_connections);
+  // Takes one active slot unless the server is at max_connections().
+  // Lock free; safe from any worker.
+  bool try_acquire();
   void release() { active.fetch_sub(1, std::memory_order_relaxed); }
 
  private:
@@ -69,6 +95,7 @@ struct alignas(64) ServerState {
   std::atomic<bool> healthy_{true};
   std::atomic<uint32_t> assigned_weight_{1};
   std::atomic<uint32_t> weight_{1};
+  std::atomic<uint32_t> max_connections_{0};
   std::atomic<int64_t> up_since_ns_{0};
   std::atomic<int64_t> last_change_ns_{0};
 
@@ -101,6 +128,8 @@ struct alignas(64) ServerState {
   // failures, never beside what the workers write)
   alignas(64) std::string last_error_;
   int64_t last_error_ns_ = 0;
+  AgentView agent_;
+  bool weight_by_operator_ = false;
 };
 
 // The only way to change what ServerState's first part holds. Made by the
@@ -125,7 +154,13 @@ class ServerStateWriter {
   bool set_weight(uint32_t weight) {
     return state_.weight_.exchange(weight, std::memory_order_relaxed) != weight;
   }
+  // Returns true when the limit in force changed.
+  bool set_max_connections(uint32_t limit) {
+    return state_.max_connections_.exchange(limit, std::memory_order_relaxed) != limit;
+  }
   void set_last_error(std::string reason, SteadyTime now);
+  void set_weight_by_operator(bool by_operator) { state_.weight_by_operator_ = by_operator; }
+  AgentView& agent() { return state_.agent_; }
 
  private:
   ServerState& state_;

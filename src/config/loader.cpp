@@ -965,7 +965,7 @@ std::optional<ServerConfig> Loader::parse_server(const Entry& entry, const Servi
       server.name = *server_name;
     }
   }
-  if (const Entry* e = m->find("weight")) assign(server.weight, integer(*e, 0, 1000));
+  if (const Entry* e = m->find("weight")) assign(server.weight, integer(*e, 0, kMaxWeight));
   if (const Entry* e = m->find("max_connections")) {
     assign(server.max_connections, integer(*e, 0, 10'000'000));
   }

@@ -16,7 +16,7 @@ std::string failure_reason(int error) {
 }
 
 ProbeResult ProbeResult::from_error(int error) {
-  if (is_local_error(error)) return {Outcome::local_error, errno_string(error)};
+  if (is_local_error(error)) return {Outcome::local_error, errno_string(error), {}};
   return failed(failure_reason(error));
 }
 

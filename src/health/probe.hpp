@@ -19,9 +19,14 @@ struct ProbeResult {
   };
   Outcome outcome = Outcome::passed;
   std::string reason;
+  // What the server said, for probes that hand it on (the agent's line).
+  std::string reply;
 
   static ProbeResult passed() { return {}; }
-  static ProbeResult failed(std::string reason) { return {Outcome::failed, std::move(reason)}; }
+  static ProbeResult answered(std::string reply) {
+    return {Outcome::passed, {}, std::move(reply)};
+  }
+  static ProbeResult failed(std::string reason) { return {Outcome::failed, std::move(reason), {}}; }
   // An errno of a socket call: fulcrum's own (is_local_error) or the server's.
   static ProbeResult from_error(int error);
 };

@@ -7,12 +7,21 @@
 
 namespace fulcrum {
 
+TcpExchange TcpExchange::check(const HealthCheckConfig& config) {
+  return TcpExchange{config.port, config.send, config.expect, false, config.timeout};
+}
+
+TcpExchange TcpExchange::agent(const HealthCheckConfig& config) {
+  return TcpExchange{config.agent ? config.agent->port : uint16_t{0}, {}, {}, true,
+                     config.timeout};
+}
+
 TcpProbe::TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,
-                   const HealthCheckConfig& config, ProbeDone done)
+                   TcpExchange exchange, ProbeDone done)
     : base_(base),
-      target_(config.port != 0 ? server.with_port(config.port) : server),
+      target_(exchange.port != 0 ? server.with_port(exchange.port) : server),
       source_(source),
-      config_(config),
+      exchange_(exchange),
       done_(std::move(done)) {
   deadline_.reset(evtimer_new(base_, on_deadline_cb, this));
 }
@@ -21,11 +30,12 @@ void TcpProbe::start() {
   phase_ = Phase::connecting;
   sent_ = 0;
   reply_.reset();
+  line_.clear();
   if (int error = start_connect(target_, source_, socket_); error != 0) {
     finish(ProbeResult::from_error(error));
     return;
   }
-  add_with_timeout(deadline_.get(), config_.timeout);
+  add_with_timeout(deadline_.get(), exchange_.timeout);
   wait_for(EV_WRITE);
 }
 
@@ -55,12 +65,12 @@ void TcpProbe::on_io() {
       send_rest();
       return;
     case Phase::sending: send_rest(); return;
-    case Phase::reading: read_reply(); return;
+    case Phase::reading: exchange_.read_line ? read_line() : read_reply(); return;
   }
 }
 
 void TcpProbe::send_rest() {
-  const std::string& data = config_.send;
+  const std::string_view data = exchange_.send;
   while (sent_ < data.size()) {
     const ssize_t n = ::send(socket_.get(), data.data() + sent_, data.size() - sent_,
                              MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -75,12 +85,17 @@ void TcpProbe::send_rest() {
     }
     sent_ += static_cast<size_t>(n);
   }
-  if (config_.expect.empty()) {
+  if (exchange_.read_line) {
+    phase_ = Phase::reading;
+    read_line();
+    return;
+  }
+  if (exchange_.expect.empty()) {
     finish(ProbeResult::passed());
     return;
   }
   phase_ = Phase::reading;
-  reply_.emplace(config_.expect);
+  reply_.emplace(exchange_.expect);
   read_reply();
 }
 
@@ -113,11 +128,52 @@ void TcpProbe::read_reply() {
   }
 }
 
+// The agent's reply: one line, ended by a line feed or by the agent closing
+// the connection (HAProxy's agents do either).
+void TcpProbe::read_line() {
+  char buffer[kLineLimit + 1];
+  for (;;) {
+    const ssize_t n = ::recv(socket_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_for(EV_READ);
+        return;
+      }
+      finish(ProbeResult::from_error(errno));
+      return;
+    }
+    if (n == 0) {
+      if (line_.empty()) {
+        finish(ProbeResult::failed("connection closed"));
+      } else {
+        finish(ProbeResult::answered(std::move(line_)));
+      }
+      return;
+    }
+    line_.append(buffer, static_cast<size_t>(n));
+    if (const size_t end = line_.find('\n'); end != std::string::npos) {
+      line_.resize(end);
+      if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+      finish(ProbeResult::answered(std::move(line_)));
+      return;
+    }
+    if (line_.size() > kLineLimit) {
+      finish(ProbeResult::failed("agent reply too long"));
+      return;
+    }
+  }
+}
+
 void TcpProbe::on_deadline() {
   switch (phase_) {
     case Phase::connecting: finish(ProbeResult::failed(failure_reason(ETIMEDOUT))); return;
     case Phase::sending: finish(ProbeResult::failed("timeout")); return;
     case Phase::reading:
+      if (exchange_.read_line) {
+        finish(ProbeResult::failed("timeout"));  // no line end, and the agent kept the connection
+        return;
+      }
       // A server that answered, but not with the expected bytes, and kept
       // the connection open (a Redis replica asked for its role): that is a
       // wrong answer, not a silent server.

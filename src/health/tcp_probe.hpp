@@ -1,11 +1,14 @@
 // The TCP probe: connect to the server (or to its address on the check's
-// `port`), write `send`, then read until the reply contains `expect`. All
-// of it within `timeout`, counted from the start. Never sends a PROXY
-// header: a check speaks for no client.
+// `port`), write `send`, then read until the reply contains `expect` — or,
+// for the agent check, read the agent's one line. All of it within
+// `timeout`, counted from the start. Never sends a PROXY header: a check
+// speaks for no client.
 #pragma once
 
 #include <cstddef>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "fulcrum/address.hpp"
 #include "fulcrum/config.hpp"
@@ -17,11 +20,28 @@
 
 namespace fulcrum {
 
+// What a TcpProbe does once connected. The strings must outlive the probe.
+struct TcpExchange {
+  uint16_t port = 0;        // 0: the server's own port
+  std::string_view send;    // written first (may be empty)
+  std::string_view expect;  // then the reply must contain it (empty: passes once sent)
+  bool read_line = false;   // instead: read one line, handed over in ProbeResult::reply
+  Duration timeout{1000};
+
+  // The health check's send/expect on its `port`.
+  static TcpExchange check(const HealthCheckConfig& config);
+  // The agent check: nothing sent, one line read, on the agent's port.
+  static TcpExchange agent(const HealthCheckConfig& config);
+};
+
 class TcpProbe final : public Probe {
  public:
-  // `config` and what `source` points to must outlive the probe.
+  // The longest agent line taken; a longer one fails the check.
+  static constexpr size_t kLineLimit = 1024;
+
+  // What `source` points to must outlive the probe.
   TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,
-           const HealthCheckConfig& config, ProbeDone done);
+           TcpExchange exchange, ProbeDone done);
   void start() override;
 
  private:
@@ -35,17 +55,19 @@ class TcpProbe final : public Probe {
   // Writes what is left of `send`, then reads or passes.
   void send_rest();
   void read_reply();
+  void read_line();
   void wait_for(short what);
   void finish(ProbeResult result);
 
   event_base* base_;
   SocketAddress target_;
   ConnectSource source_;
-  const HealthCheckConfig& config_;
+  TcpExchange exchange_;
   ProbeDone done_;
   Phase phase_ = Phase::connecting;
   size_t sent_ = 0;
   std::optional<ReplyMatcher> reply_;
+  std::string line_;
   Fd socket_;
   EventPtr io_;
   EventPtr deadline_;

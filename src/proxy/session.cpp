@@ -173,7 +173,7 @@ void Session::connect_next() {
       index.reset();
       continue;
     }
-    if (server.state->try_acquire(server.config->max_connections)) break;
+    if (server.state->try_acquire()) break;
     skip.push_back(*index);
     index.reset();
   }

@@ -85,7 +85,10 @@ int64_t fds_outside_sessions(const Config& config, unsigned workers) {
   constexpr int64_t kMargin = 8;
   int64_t count = kMargin + listening_fds(config, workers);
   for (const ServiceConfig& service : config.services) {
-    if (service.health_check.enabled) count += static_cast<int64_t>(service.servers.size());
+    // One socket per checked server, one more where an agent is asked.
+    if (!service.health_check.enabled) continue;
+    const int64_t per_server = service.health_check.agent ? 2 : 1;
+    count += per_server * static_cast<int64_t>(service.servers.size());
   }
   if (config.stats.enabled) count += static_cast<int64_t>(kMaxStatsConnections);
   return count;

@@ -1,6 +1,9 @@
 #include "fulcrum/control_plane.hpp"
 
+#include <algorithm>
 #include <utility>
+
+#include "fulcrum/log.hpp"
 
 namespace fulcrum {
 
@@ -14,16 +17,38 @@ uint32_t slow_start_weight(uint32_t weight, Duration slow_start,
   return ramped == 0 ? 1 : ramped;
 }
 
+namespace {
+
+// The weight new sessions are given while up, before slow start: the
+// operator's, else the file's scaled by the agent's N % (a non-zero
+// percentage never rounds down to a drain).
+uint32_t weight_before_slow_start(const ServerState& state) {
+  const uint32_t assigned = state.assigned_weight();
+  const std::optional<uint32_t> percent = state.agent().weight_percent;
+  if (state.weight_by_operator() || !percent) return assigned;
+  const uint64_t scaled = uint64_t{assigned} * *percent / 100;
+  if (scaled == 0 && *percent != 0 && assigned != 0) return 1;
+  return static_cast<uint32_t>(std::min<uint64_t>(scaled, kMaxWeight));
+}
+
+}  // namespace
+
 bool ControlPlane::settle(const ServerRuntime& server, SteadyTime now) {
   ServerState& state = *server.state;
   ServerStateWriter writer(state);
-  // An operator's maint or drain, then a weight of 0 (a drain by weight, as
-  // in SPEC.md), win over health; health decides the rest.
-  ServerStatus status = state.healthy() ? ServerStatus::up : ServerStatus::down;
-  if (state.assigned_weight() == 0) status = ServerStatus::drain;
-  if (state.admin() == AdminState::drain) status = ServerStatus::drain;
-  if (state.admin() == AdminState::maint) status = ServerStatus::maint;
+  const AgentView& agent = state.agent();
+  // An operator's maint or drain win over everything; else the agent's;
+  // then a weight of 0 (a drain by weight, as in SPEC.md) wins over health;
+  // health (the checks' verdict and the agent's up/down) decides the rest.
+  const AdminState admin = state.admin() != AdminState::ready ? state.admin() : agent.admin;
+  const uint32_t assigned = weight_before_slow_start(state);
+  ServerStatus status = state.healthy() && !agent.says_down ? ServerStatus::up : ServerStatus::down;
+  if (assigned == 0) status = ServerStatus::drain;
+  if (admin == AdminState::drain) status = ServerStatus::drain;
+  if (admin == AdminState::maint) status = ServerStatus::maint;
   bool changed = writer.set_status(status, now);
+  changed |= writer.set_max_connections(
+      agent.max_connections.value_or(server.config->max_connections));
 
   // The weight in force for new sessions: none unless up, ramped during
   // slow start.
@@ -33,7 +58,7 @@ bool ControlPlane::settle(const ServerRuntime& server, SteadyTime now) {
   const uint32_t weight =
       status != ServerStatus::up
           ? 0
-          : slow_start_weight(state.assigned_weight(), server.config->slow_start, since_up);
+          : slow_start_weight(assigned, server.config->slow_start, since_up);
   changed |= writer.set_weight(weight);
   return changed;
 }
@@ -49,8 +74,12 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
       // A server new to the configuration starts its state's clock now.
       writer.mark_configured(now);
       writer.set_assigned_weight(server.config->weight);
+      writer.set_weight_by_operator(false);
       // Nothing would ever report this server healthy again otherwise.
       if (!service.config->health_check.enabled) writer.set_healthy(true);
+      // Nor would an agent that is no longer asked take back its word.
+      if (!service.config->health_check.enabled || !service.config->health_check.agent)
+        writer.agent() = AgentView{};
       settle(server, now);
     }
     changes.services.push_back(&service);
@@ -72,6 +101,60 @@ void ControlPlane::report_check_failure(const ServerRuntime& server, std::string
   ServerStateWriter(*server.state).set_last_error(std::move(reason), now);
 }
 
+void ControlPlane::report_agent(const ServiceRuntime& service, const ServerRuntime& server,
+                                const AgentReply& reply, std::string line, SteadyTime now) {
+  ServerStateWriter writer(*server.state);
+  AgentView& agent = writer.agent();
+  const AgentView before = agent;
+  if (reply.up) {
+    agent.says_down = !*reply.up;
+    agent.down_reason = reply.description.empty() ? "agent says down"
+                                                  : "agent says down: " + reply.description;
+  }
+  if (reply.admin) agent.admin = *reply.admin;
+  if (reply.weight_percent) agent.weight_percent = reply.weight_percent;
+  if (reply.max_connections) agent.max_connections = reply.max_connections;
+  agent.reply = std::move(line);
+  agent.reply_ns = now.time_since_epoch().count();
+  agent.error.clear();
+  if (agent.says_down != before.says_down) {
+    // The agent's up or down takes effect at once: one reply is the whole
+    // streak, as the log line says.
+    if (agent.says_down) writer.set_last_error(agent.down_reason, now);
+    Log::write(agent.says_down ? LogLevel::warn : LogLevel::info,
+               agent.says_down ? "server down" : "server up",
+               {{"service", service.config->name},
+                {"server", server.config->name},
+                {"address", server.config->address.to_string()},
+                {"reason", agent.says_down ? agent.down_reason : std::string("agent says up")},
+                {"check", "agent"},
+                {"streak", 1},
+                {"needed", 1}});
+  }
+  const ServerStatus status_before = server.state->status();
+  const uint32_t weight_before = server.state->weight();
+  const uint32_t max_before = server.state->max_connections();
+  const bool changed = settle(server, now);
+  if (agent.admin != before.admin || agent.weight_percent != before.weight_percent ||
+      agent.max_connections != before.max_connections) {
+    Log::write(LogLevel::info, "agent changed",
+               {{"service", service.config->name},
+                {"server", server.config->name},
+                {"reply", agent.reply},
+                {"state", std::string(to_string(server.state->status()))},
+                {"was", std::string(to_string(status_before))},
+                {"weight", server.state->weight()},
+                {"weight_was", weight_before},
+                {"max_connections", server.state->max_connections()},
+                {"max_connections_was", max_before}});
+  }
+  if (changed) publish({&service});
+}
+
+void ControlPlane::report_agent_failure(const ServerRuntime& server, std::string reason) {
+  ServerStateWriter(*server.state).agent().error = std::move(reason);
+}
+
 void ControlPlane::operator_request(const ServiceRuntime& service, const ServerRuntime& server,
                                     std::optional<AdminState> state, std::optional<uint32_t> weight,
                                     SteadyTime now) {
@@ -79,10 +162,12 @@ void ControlPlane::operator_request(const ServiceRuntime& service, const ServerR
   if (state) writer.set_admin(*state);
   if (weight) {
     writer.set_assigned_weight(*weight);
+    writer.set_weight_by_operator(true);
   } else if (state == AdminState::ready && server.state->assigned_weight() == 0) {
     // `ready` takes the server back into service: a drain by an operator's
     // weight 0 ends too, back to the file's weight (which may itself be 0).
     writer.set_assigned_weight(server.config->weight);
+    writer.set_weight_by_operator(false);
   }
   if (settle(server, now)) publish({&service});
 }

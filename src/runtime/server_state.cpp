@@ -4,7 +4,8 @@
 
 namespace fulcrum {
 
-bool ServerState::try_acquire(uint32_t max_connections) {
+bool ServerState::try_acquire() {
+  const uint32_t max_connections = max_connections_.load(std::memory_order_relaxed);
   if (max_connections == 0) {
     active.fetch_add(1, std::memory_order_relaxed);
     return true;

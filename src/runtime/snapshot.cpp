@@ -81,8 +81,8 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
     for (const auto& server_config : service_config.servers) {
       ServerRuntime server{&server_config,
                            registry.server(service_config.name, server_config.name)};
-      sched_servers.push_back(SchedServer{server_config.name, server_config.max_connections,
-                                          server_config.backup, server.state.get()});
+      sched_servers.push_back(
+          SchedServer{server_config.name, server_config.backup, server.state.get()});
       service.servers.push_back(std::move(server));
     }
     const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};

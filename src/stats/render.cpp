@@ -108,6 +108,44 @@ ProcessFigures process_figures() {
   return figures;
 }
 
+std::string optional_number(std::optional<uint32_t> value) {
+  return value ? std::to_string(*value) : "null";
+}
+
+std::string optional_string(const std::string& text) {
+  return text.empty() ? "null" : json_string(text);
+}
+
+std::string_view to_string(AdminState admin) {
+  switch (admin) {
+    case AdminState::ready: return "ready";
+    case AdminState::drain: return "drain";
+    case AdminState::maint: return "maint";
+  }
+  return "ready";
+}
+
+// health.agent of a server: what its agent last said (null without an agent).
+std::string agent_json(const ServiceRuntime& service, const ServerState& st,
+                       std::chrono::steady_clock::time_point now) {
+  const HealthCheckConfig& check = service.config->health_check;
+  if (!check.enabled || !check.agent) return "null";
+  const AgentView& agent = st.agent();
+  std::string out = "{\"reply\":" + optional_string(agent.reply);
+  if (agent.reply_ns == 0) {
+    out += ",\"reply_seconds\":null";
+  } else {
+    const auto at = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(agent.reply_ns));
+    out += ",\"reply_seconds\":" + number(seconds_since(at, now));
+  }
+  out += ",\"says\":" + json_string(agent.says_down ? "down" : "up");
+  out += ",\"admin\":" + json_string(to_string(agent.admin));
+  out += ",\"weight_percent\":" + optional_number(agent.weight_percent);
+  out += ",\"max_connections\":" + optional_number(agent.max_connections);
+  out += ",\"last_error\":" + optional_string(agent.error);
+  return out + "}";
+}
+
 }  // namespace
 
 std::string render_server_json(const ServiceRuntime& service, const ServerRuntime& server,
@@ -122,7 +160,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"configured_weight\":" + std::to_string(server.config->weight);
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
-         ",\"max\":" + std::to_string(server.config->max_connections) +
+         ",\"max\":" + std::to_string(st.max_connections()) +
          ",\"closed_on_down\":" + load(st.closed_on_down) + "}";
   // One reading of the failure counters for the totals and the recent counts.
   const FailureSample failures = read_failures(st);
@@ -153,6 +191,7 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
     out += ",\"last_error\":" + json_string(st.last_error()) +
            ",\"last_error_seconds\":" + number(seconds_since(at, now));
   }
+  out += ",\"agent\":" + agent_json(service, st, now);
   out += "}}";
   return out;
 }
@@ -318,9 +357,9 @@ std::string render_metrics(const StatsContext& context) {
                [](const ServerRuntime& server) { return load(server.state->active); });
   server_gauge(
       "fulcrum_server_max_connections",
-      "The server's max_connections (0 = unlimited): it is full while "
-      "fulcrum_server_sessions_active reaches it.",
-      [](const ServerRuntime& server) { return std::to_string(server.config->max_connections); });
+      "The server's session limit in force (0 = unlimited): its agent's maxconn:N, else its "
+      "max_connections; it is full while fulcrum_server_sessions_active reaches it.",
+      [](const ServerRuntime& server) { return std::to_string(server.state->max_connections()); });
   struct ServerMetric {
     const char* name;
     const char* help;

@@ -182,7 +182,7 @@ TEST_CASE("a removed server with sessions is forgotten once the last one ends") 
   f.control.install(web(false), f.t0);
   f.control.operator_request(f.service(), f.server(0), AdminState::maint, std::nullopt, f.t0);
   const std::shared_ptr<ServerState> old_state = f.server(0).state;
-  REQUIRE(old_state->try_acquire(0));  // a session still runs on it
+  REQUIRE(old_state->try_acquire());  // a session still runs on it
   f.control.install(web_without_a(), f.t0 + 1s);
   f.control.tick(f.t0 + 2s);
   // Back while its session runs: still the same server, still in maint.

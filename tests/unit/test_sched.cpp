@@ -31,8 +31,12 @@ struct Pool {
     ServerStateWriter writer(states.back());
     writer.set_assigned_weight(weight);
     writer.set_weight(weight);
-    servers.push_back(SchedServer{name, 0, false, &states.back()});
+    servers.push_back(SchedServer{name, false, &states.back()});
     return servers.back();
+  }
+  // What the control plane would set from max_connections (or an agent).
+  void limit(size_t index, uint32_t max_connections) {
+    ServerStateWriter(states[index]).set_max_connections(max_connections);
   }
   std::unique_ptr<Scheduler> make(SchedulerKind kind, HashKey key = HashKey::source_ip) const {
     return make_scheduler(SchedulerOptions{kind, key, 1}, servers);
@@ -107,7 +111,8 @@ TEST_CASE("rr ignores weights and passes over unusable servers exactly once") {
 
 TEST_CASE("rr skips a server at its max_connections") {
   Pool pool;
-  pool.add("a").max_connections = 1;
+  pool.add("a");
+  pool.limit(0, 1);
   pool.add("b");
   auto rr = pool.make(SchedulerKind::rr);
   pool.states[0].active = 1;
@@ -385,7 +390,8 @@ TEST_CASE("wrr over many cycles splits exactly by weight") {
 TEST_CASE("wrr passes over a down or full server and keeps the others' proportions") {
   Pool pool;
   pool.add("a", 5);
-  pool.add("b", 1).max_connections = 1;
+  pool.add("b", 1);
+  pool.limit(1, 1);
   pool.add("c", 1);
   auto wrr = pool.make(SchedulerKind::wrr);
   set_status(pool.states[1], ServerStatus::down);
@@ -751,7 +757,8 @@ TEST_CASE("every scheduler: with all servers full, picks fail; the last free one
     CAPTURE(to_string(kind));
     Pool pool;
     for (int i = 0; i < 200; ++i) {
-      pool.add("s" + std::to_string(i), static_cast<uint32_t>(1 + i % 10)).max_connections = 1;
+      pool.add("s" + std::to_string(i), static_cast<uint32_t>(1 + i % 10));
+      pool.limit(static_cast<size_t>(i), 1);
     }
     auto scheduler = pool.make(kind);
     for (auto& state : pool.states) state.active = 1;
@@ -793,8 +800,8 @@ TEST_CASE("every scheduler: once every primary failed for a session, a backup ge
     CHECK(scheduler->pick(PickContext{kClient, 1, one, 0}) == 1u);
     CHECK(scheduler->pick(PickContext{kClient, 2, both, 0}) == 2u);
     // Primaries full: the backup absorbs the session rather than failing it.
-    pool.servers[0].max_connections = 1;
-    pool.servers[1].max_connections = 1;
+    pool.limit(0, 1);
+    pool.limit(1, 1);
     auto limited = pool.make(kind);
     pool.states[0].active = 1;
     pool.states[1].active = 1;

@@ -61,7 +61,7 @@ std::optional<ProbeResult> probe_once(const SocketAddress& server,
                                       const HealthCheckConfig& config) {
   EventBasePtr base(event_base_new());
   std::optional<ProbeResult> result;
-  TcpProbe probe(base.get(), server, ConnectSource{}, config, [&](ProbeResult r) {
+  TcpProbe probe(base.get(), server, ConnectSource{}, TcpExchange::check(config), [&](ProbeResult r) {
     result = std::move(r);
     event_base_loopbreak(base.get());
   });
