@@ -306,3 +306,144 @@ TEST_CASE("a service removed by reload and added back starts with zero counters"
   f.control.install(two(), f.t0 + 2s);
   CHECK(f.control.snapshot()->services.at(1).state->total.load() == 0);
 }
+
+namespace {
+
+// `web` with an agent asked on port 9 (servers a weight 10, b weight 100),
+// or with the health check but no agent, or with no check at all.
+Config web_agent(const char* check = "{interval: 1s, timeout: 1s, agent: {port: 9}}") {
+  return config_of(std::string("services:\n"
+                               "  - name: web\n"
+                               "    listen: 127.0.0.1:1\n"
+                               "    health_check: ") +
+                   check +
+                   "\n"
+                   "    servers:\n"
+                   "      - {name: a, address: 127.0.0.1:2, weight: 10, max_connections: 40}\n"
+                   "      - {name: b, address: 127.0.0.1:3, weight: 100}\n");
+}
+
+AgentReply agent_says(std::string_view line) {
+  std::string error;
+  const std::optional<AgentReply> reply = parse_agent_reply(line, error);
+  REQUIRE_MESSAGE(reply.has_value(), error);
+  return *reply;
+}
+
+void report(Fixture& f, std::string_view line, SteadyTime at) {
+  f.control.report_agent(f.service(), f.server(0), agent_says(line), std::string(line), at);
+}
+
+}  // namespace
+
+TEST_CASE("agent: down takes the server down at once with its reason; up lets health decide") {
+  Fixture f;
+  f.control.install(web_agent(), f.t0);
+  const size_t published = f.plane.seen.size();
+  report(f, "down # disk full", f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::down);
+  CHECK(f.state(0).weight() == 0);
+  CHECK(f.state(0).last_error() == "agent says down: disk full");
+  CHECK(f.state(0).agent().reply == "down # disk full");
+  CHECK(f.plane.seen.size() == published + 1);
+  // Health failing meanwhile: the agent's up is not enough.
+  f.control.report_health(f.service(), f.server(0), false, f.t0 + 2s);
+  report(f, "up", f.t0 + 3s);
+  CHECK(f.state(0).status() == ServerStatus::down);
+  f.control.report_health(f.service(), f.server(0), true, f.t0 + 4s);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 10);
+  // A reply that repeats the state publishes nothing.
+  const size_t before = f.plane.seen.size();
+  report(f, "up", f.t0 + 5s);
+  CHECK(f.plane.seen.size() == before);
+}
+
+TEST_CASE("agent: drain and maint apply while the operator's state is ready; ready ends them") {
+  Fixture f;
+  f.control.install(web_agent(), f.t0);
+  report(f, "drain", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  report(f, "maint", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  report(f, "ready", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  // The operator's drain wins over the agent's ready and maint...
+  f.control.operator_request(f.service(), f.server(0), AdminState::drain, std::nullopt, f.t0);
+  report(f, "ready up", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  report(f, "maint", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  // ... and the agent's maint applies again once the operator says ready.
+  f.control.operator_request(f.service(), f.server(0), AdminState::ready, std::nullopt, f.t0);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  // The operator's state is its own: the agent never changes it.
+  CHECK(f.state(0).admin() == AdminState::ready);
+}
+
+TEST_CASE("agent: N% scales the file's weight; the operator's weight wins until the reload") {
+  Fixture f;
+  f.control.install(web_agent(), f.t0);
+  report(f, "50%", f.t0);
+  CHECK(f.state(0).weight() == 5);
+  CHECK(f.state(0).assigned_weight() == 10);  // the file's, as /stats shows beside it
+  report(f, "5%", f.t0);
+  CHECK(f.state(0).weight() == 1);  // a non-zero percentage never rounds down to a drain
+  report(f, "0%", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::drain);
+  CHECK(f.state(0).weight() == 0);
+  report(f, "250%", f.t0);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 25);
+  f.control.report_agent(f.service(), f.server(1), agent_says("5000%"), "5000%", f.t0);
+  CHECK(f.state(1).weight() == kMaxWeight);  // 100 x 50, capped
+  f.control.operator_request(f.service(), f.server(0), std::nullopt, 7, f.t0);
+  CHECK(f.state(0).weight() == 7);
+  report(f, "20%", f.t0);
+  CHECK(f.state(0).weight() == 7);
+  // A reload ends the operator's weight: the agent's last N% is back.
+  f.control.install(web_agent(), f.t0 + 1s);
+  CHECK(f.state(0).weight() == 2);
+}
+
+TEST_CASE("agent: maxconn:N replaces max_connections for the schedulers and sessions") {
+  Fixture f;
+  f.control.install(web_agent(), f.t0);
+  CHECK(f.state(0).max_connections() == 40);
+  report(f, "maxconn:3", f.t0);
+  CHECK(f.state(0).max_connections() == 3);
+  ServerState& state = *f.server(0).state;
+  CHECK(state.try_acquire());
+  CHECK(state.try_acquire());
+  CHECK(state.try_acquire());
+  CHECK_FALSE(state.try_acquire());
+  report(f, "maxconn:0", f.t0);  // 0: unlimited, as in HAProxy
+  CHECK(f.state(0).max_connections() == 0);
+  CHECK(state.try_acquire());
+  for (int i = 0; i < 4; ++i) state.release();
+}
+
+TEST_CASE("agent: failures change nothing; a reload without the agent forgets what it said") {
+  Fixture f;
+  f.control.install(web_agent(), f.t0);
+  report(f, "down 50% maxconn:2", f.t0);
+  f.control.report_agent_failure(f.server(0), "agent: connect refused");
+  CHECK(f.state(0).agent().error == "agent: connect refused");
+  CHECK(f.state(0).status() == ServerStatus::down);
+  // The agent stays: so does its word.
+  f.control.install(web_agent(), f.t0 + 1s);
+  CHECK(f.state(0).status() == ServerStatus::down);
+  CHECK(f.state(0).max_connections() == 2);
+  // The agent goes (the check stays): the server is up, at the file's weight and limit.
+  f.control.install(web_agent("{interval: 1s, timeout: 1s}"), f.t0 + 2s);
+  CHECK(f.state(0).status() == ServerStatus::up);
+  CHECK(f.state(0).weight() == 10);
+  CHECK(f.state(0).max_connections() == 40);
+  CHECK(f.state(0).agent().reply.empty());
+  // The same when the whole check goes.
+  f.control.install(web_agent(), f.t0 + 3s);
+  report(f, "maint", f.t0 + 3s);
+  CHECK(f.state(0).status() == ServerStatus::maint);
+  f.control.install(web_agent("false"), f.t0 + 4s);
+  CHECK(f.state(0).status() == ServerStatus::up);
+}

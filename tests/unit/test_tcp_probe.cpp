@@ -57,11 +57,10 @@ void write_all(int fd, std::string_view data) {
 
 // Runs one probe of `server` with `config` to its result. The loop gives up
 // after 20 s (no result: a failed case, not a hang).
-std::optional<ProbeResult> probe_once(const SocketAddress& server,
-                                      const HealthCheckConfig& config) {
+std::optional<ProbeResult> probe_once(const SocketAddress& server, const TcpExchange& exchange) {
   EventBasePtr base(event_base_new());
   std::optional<ProbeResult> result;
-  TcpProbe probe(base.get(), server, ConnectSource{}, TcpExchange::check(config), [&](ProbeResult r) {
+  TcpProbe probe(base.get(), server, ConnectSource{}, exchange, [&](ProbeResult r) {
     result = std::move(r);
     event_base_loopbreak(base.get());
   });
@@ -72,6 +71,11 @@ std::optional<ProbeResult> probe_once(const SocketAddress& server,
     event_base_dispatch(base.get());
   }
   return result;
+}
+
+std::optional<ProbeResult> probe_once(const SocketAddress& server,
+                                      const HealthCheckConfig& config) {
+  return probe_once(server, TcpExchange::check(config));
 }
 
 HealthCheckConfig check(std::string send, std::string expect, Duration timeout = Duration(20000)) {
@@ -195,4 +199,69 @@ TEST_CASE("tcp probe: refused") {
     refused = address_of(listener);
   }  // closed: nothing listens there now
   CHECK(outcome(probe_once(refused, check("PING\r\n", "PONG"))) == "failed: connect refused");
+}
+
+namespace {
+
+// The agent's exchange against `agent` (the server's address is another
+// port: the agent's is what the probe reaches).
+std::optional<ProbeResult> ask_agent(const Fd& agent, Duration timeout = Duration(20000)) {
+  HealthCheckConfig config = check("", "", timeout);
+  config.agent = AgentCheckConfig{address_of(agent).port(), Duration(30000)};
+  return probe_once(address_of(agent).with_port(1), TcpExchange::agent(config));
+}
+
+std::string agent_outcome(const std::optional<ProbeResult>& result) {
+  if (result && result->outcome == ProbeResult::Outcome::passed) return "line: " + result->reply;
+  return outcome(result);
+}
+
+}  // namespace
+
+TEST_CASE("tcp probe, agent: one line on the agent's port, ended by LF, CRLF or the close") {
+  const Fd agent = listen_loopback();
+  std::string sent_to_agent = "unset";
+  std::thread lf = serve_one(agent, [&](int fd) {
+    write_all(fd, "drain 50%\nignored second line\n");
+    char buffer[16];
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);  // until the probe closes
+    sent_to_agent = std::string(buffer, n > 0 ? static_cast<size_t>(n) : 0);
+  });
+  CHECK(agent_outcome(ask_agent(agent)) == "line: drain 50%");
+  lf.join();
+  CHECK(sent_to_agent.empty());  // nothing is sent to an agent
+
+  std::thread crlf = serve_one(agent, [](int fd) {
+    write_all(fd, "up");
+    write_all(fd, " maxconn:7\r\n");
+  });
+  CHECK(agent_outcome(ask_agent(agent)) == "line: up maxconn:7");
+  crlf.join();
+
+  std::thread closed = serve_one(agent, [](int fd) { write_all(fd, "maint"); });
+  CHECK(agent_outcome(ask_agent(agent)) == "line: maint");
+  closed.join();
+}
+
+TEST_CASE("tcp probe, agent: closed without a word, too long, silent past the timeout") {
+  const Fd agent = listen_loopback();
+  std::thread silent_close = serve_one(agent, [](int) {});
+  CHECK(agent_outcome(ask_agent(agent)) == "failed: connection closed");
+  silent_close.join();
+
+  std::thread talker = serve_one(agent, [](int fd) {
+    write_all(fd, std::string(TcpProbe::kLineLimit + 1, 'x'));
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);
+  });
+  CHECK(agent_outcome(ask_agent(agent)) == "failed: agent reply too long");
+  talker.join();
+
+  std::thread unfinished = serve_one(agent, [](int fd) {
+    write_all(fd, "up");  // no line end, connection kept open
+    char byte;
+    (void)::recv(fd, &byte, 1, 0);
+  });
+  CHECK(agent_outcome(ask_agent(agent, Duration(200))) == "failed: timeout");
+  unfinished.join();
 }
