@@ -448,9 +448,9 @@ _TRANSITION_FIELDS = ['service', 'server', 'address', 'reason', 'check', 'streak
 
 def health_transitions(daemon, service=None, server=None):
     """The health state changes `daemon` logged, in log order: `server down`
-    (warn) and `server up` (info, reason `check passed`), each checked for
-    its fields (service server address reason check streak needed, in that
-    order). Returned as dicts: record, time (log_time), service, server,
+    (warn) and `server up` (info, reason `check passed`, or `agent says up`
+    from an agent), each checked for its fields (service server address
+    reason check streak needed, in that order). Returned as dicts: record, time (log_time), service, server,
     address, state (`up` or `down`), reason, streak, needed (ints), check.
     Only those of `service` and `server` when given."""
     out = []
@@ -461,13 +461,13 @@ def health_transitions(daemon, service=None, server=None):
         state = r.message.split()[1]
         expect_eq(r.level, 'warn' if state == 'down' else 'info', f'level of {r.raw}')
         expect_eq(list(f), _TRANSITION_FIELDS, f'fields of {r.raw}')
-        expect(f['check'] in ('active', 'passive'), f'check= is not active or passive: {r.raw}')
+        expect(f['check'] in ('active', 'passive', 'agent'), f'check= is not active, passive or agent: {r.raw}')
         try:
             parse_address(f['address'])
         except ValueError:
             raise TestFailure(f'address= is not IP:port: {r.raw}')
         if state == 'up':
-            expect_eq(f['reason'], 'check passed', f'reason of {r.raw}')
+            expect_eq(f['reason'], 'agent says up' if f['check'] == 'agent' else 'check passed', f'reason of {r.raw}')
         expect(f['streak'].isdigit() and f['needed'].isdigit(), f'streak= or needed= is not a count: {r.raw}')
         t = dict(record=r, time=log_time(r), service=f['service'], server=f['server'], address=f['address'],
                  state=state, reason=f['reason'], check=f['check'], streak=int(f['streak']),
