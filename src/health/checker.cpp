@@ -65,8 +65,9 @@ class ProbeSchedule {
     static_cast<ProbeSchedule*>(arg)->probe_.start();
   }
   void after(double intervals) {
-    add_with_timeout(timer_.get(), Duration(static_cast<int64_t>(
-                                       intervals * static_cast<double>(interval_.count()))));
+    add_with_timeout(
+        timer_.get(),
+        Duration(static_cast<int64_t>(intervals * static_cast<double>(interval_.count()))));
   }
 
   Duration interval_;

@@ -23,9 +23,7 @@ struct ProbeResult {
   std::string reply;
 
   static ProbeResult passed() { return {}; }
-  static ProbeResult answered(std::string reply) {
-    return {Outcome::passed, {}, std::move(reply)};
-  }
+  static ProbeResult answered(std::string reply) { return {Outcome::passed, {}, std::move(reply)}; }
   static ProbeResult failed(std::string reason) { return {Outcome::failed, std::move(reason), {}}; }
   // An errno of a socket call: fulcrum's own (is_local_error) or the server's.
   static ProbeResult from_error(int error);

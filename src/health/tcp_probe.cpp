@@ -12,8 +12,7 @@ TcpExchange TcpExchange::check(const HealthCheckConfig& config) {
 }
 
 TcpExchange TcpExchange::agent(const HealthCheckConfig& config) {
-  return TcpExchange{config.agent ? config.agent->port : uint16_t{0}, {}, {}, true,
-                     config.timeout};
+  return TcpExchange{config.agent ? config.agent->port : uint16_t{0}, {}, {}, true, config.timeout};
 }
 
 TcpProbe::TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,
@@ -159,7 +158,7 @@ void TcpProbe::read_line() {
       return;
     }
     if (line_.size() > kLineLimit) {
-      finish(ProbeResult::failed("agent reply too long"));
+      finish(ProbeResult::failed("reply too long"));
       return;
     }
   }

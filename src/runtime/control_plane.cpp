@@ -47,18 +47,17 @@ bool ControlPlane::settle(const ServerRuntime& server, SteadyTime now) {
   if (admin == AdminState::drain) status = ServerStatus::drain;
   if (admin == AdminState::maint) status = ServerStatus::maint;
   bool changed = writer.set_status(status, now);
-  changed |= writer.set_max_connections(
-      agent.max_connections.value_or(server.config->max_connections));
+  changed |=
+      writer.set_max_connections(agent.max_connections.value_or(server.config->max_connections));
 
   // The weight in force for new sessions: none unless up, ramped during
   // slow start.
   std::optional<std::chrono::nanoseconds> since_up;
   if (const int64_t up_since = state.up_since_ns(); up_since != 0)
     since_up = now.time_since_epoch() - std::chrono::nanoseconds(up_since);
-  const uint32_t weight =
-      status != ServerStatus::up
-          ? 0
-          : slow_start_weight(assigned, server.config->slow_start, since_up);
+  const uint32_t weight = status != ServerStatus::up
+                              ? 0
+                              : slow_start_weight(assigned, server.config->slow_start, since_up);
   changed |= writer.set_weight(weight);
   return changed;
 }
@@ -108,8 +107,8 @@ void ControlPlane::report_agent(const ServiceRuntime& service, const ServerRunti
   const AgentView before = agent;
   if (reply.up) {
     agent.says_down = !*reply.up;
-    agent.down_reason = reply.description.empty() ? "agent says down"
-                                                  : "agent says down: " + reply.description;
+    agent.down_reason =
+        reply.description.empty() ? "agent says down" : "agent says down: " + reply.description;
   }
   if (reply.admin) agent.admin = *reply.admin;
   if (reply.weight_percent) agent.weight_percent = reply.weight_percent;

@@ -254,7 +254,7 @@ TEST_CASE("tcp probe, agent: closed without a word, too long, silent past the ti
     char byte;
     (void)::recv(fd, &byte, 1, 0);
   });
-  CHECK(agent_outcome(ask_agent(agent)) == "failed: agent reply too long");
+  CHECK(agent_outcome(ask_agent(agent)) == "failed: reply too long");
   talker.join();
 
   std::thread unfinished = serve_one(agent, [](int fd) {

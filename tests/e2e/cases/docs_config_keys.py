@@ -28,7 +28,7 @@ def key_tables(text):
     tables = {}
     section = None
     for line in text.splitlines():
-        heading = re.fullmatch(r'#{2,4} `?([a-z_]+)`?.*', line)
+        heading = re.fullmatch(r'#{2,4} `?([A-Za-z_]+)`?.*', line)  # any heading ends a section's table
         if heading:
             section = heading.group(1) if heading.group(1) in SECTIONS else None
             continue
@@ -96,6 +96,8 @@ def place(config, section, key, value):
         config['global']['user'] = 'root'  # group needs user
     if (section, key) == ('services', 'health_check.http.verify'):
         target['tls'] = True  # verify needs tls
+    if (section, key) == ('services', 'health_check.agent.interval'):
+        target['port'] = 9  # an agent needs its port
 
 
 def check(path):
