@@ -140,7 +140,7 @@ class HealthChecker::Check {
   // `health_check.http` is set, else TCP (connect, send/expect).
   std::unique_ptr<Probe> make_probe() {
     const ConnectSource source = check_source(*service_.config);
-    ProbeDone done = [this](ProbeResult result) { finish(std::move(result)); };
+    ProbeDone done = [this](const ProbeResult& result) { finish(result); };
     if (config_.http)
       return std::make_unique<HttpCheckProbe>(owner_.base_, server_.config->address, source,
                                               config_, std::move(done));
@@ -148,7 +148,7 @@ class HealthChecker::Check {
                                       TcpExchange::check(config_), std::move(done));
   }
 
-  void finish(ProbeResult result) {
+  void finish(const ProbeResult& result) {
     if (result.outcome == ProbeResult::Outcome::local_error)
       count_local_error(service_, server_, result.reason);  // no result for rise/fall
     else
