@@ -31,19 +31,22 @@ port the test serves (tests/e2e/http_check_server.py). fulcrum: `port: P`,
     a session through each is closed without a byte.
   - 200 again: both up, and sessions greeted by a again.
 
-Where HAProxy differs (seen while writing this test, not asserted): at
-start-up a server with checks is up but one failed check from down, so
-HAProxy takes r1 and r2 down after a single failed check whatever `fall`
-says (`chkfail` 1, `chkdown` 1 in `show stat`); fulcrum needs `fall`
-failures from the start too. Without fulcrum's send/expect (a bare connect)
-the replicas stay up in fulcrum and the test fails at the first
-comparison; likewise without the HTTP probe a stays up through the 503.
+Where HAProxy differs (asserted as observed): at start-up HAProxy holds a
+checked server one failed check from down, so r1 and r2 go down after a
+single failed check whatever `fall` says (`chkfail`, the failed checks
+while up, is 1), while m, up for a while, needs `fall` (its `chkfail`
+grows by `fall` at the promotion); fulcrum's `server down` lines say
+`streak=2 needed=2` every time. HAProxy's httpchk sends HTTP/1.0 without
+a Host header. Without fulcrum's send/expect (a bare connect) the replicas
+stay up in fulcrum and the test fails at the first comparison; without the
+HTTP probe a stays up through the 503 (both shown by editing the fulcrum
+config in a copy of this test).
 """
 
 import time
 
-from harness import TestFailure, connect, expect, expect_eq, free_address, get_stats, greeted_session, \
-    log_stream, wait_until
+from harness import TestFailure, connect, expect_eq, free_address, get_stats, greeted_session, \
+    health_transitions, log_stream, wait_until
 from haproxy_peer import HAProxy, haproxy_duration
 from http_check_server import HttpCheckServer
 from redis_peer import Redis, session, start_redis
@@ -149,19 +152,33 @@ def run(t):
 
     def reasons(expected_fulcrum, expected_haproxy, service):
         """The failure reasons each balancer gives for its down servers."""
-        expect_eq({n: v['health']['last_error'] for n, v in fulcrum_servers(service).items()
-                   if v['state'] == 'down'}, expected_fulcrum, f'fulcrum: health.last_error of {service}\'s down servers')
+        expect_eq({n: v['health']['last_error'] for n, v in fulcrum_servers(service).items() if v['state'] == 'down'},
+                  expected_fulcrum, f'fulcrum: health.last_error of {service}\'s down servers')
         expect_eq({n: (row['check_status'].lstrip('* '), row['check_code'])
                    for n, row in h.servers(service).items() if row['state'] == 'down'},
                   expected_haproxy, f'HAProxy: check_status and check_code of {service}\'s down servers')
+
+    def failed_while_up(haproxy_counts, what):
+        """How many failed checks took each down server down: fulcrum's
+        `server down` lines say `fall` (streak=FALL needed=FALL), every
+        time; HAProxy's `chkfail` (failed checks while up) says
+        `haproxy_counts`."""
+        for name in haproxy_counts:
+            wait_until(lambda: health_transitions(d, 'redis', name), 5, f'the `server down` line of {name}')
+            expect_eq([(x['state'], x['streak'], x['needed']) for x in health_transitions(d, 'redis', name)][-1],
+                      ('down', FALL, FALL), f'{what}: fulcrum\'s last transition of {name}')
+        expect_eq({name: int(h.servers('redis')[name]['chkfail']) for name in haproxy_counts}, haproxy_counts,
+                  f'{what}: HAProxy\'s chkfail (failed checks while up)')
 
     # --- Redis: only the master passes
     agree('redis', {'m': 'up', 'r1': 'down', 'r2': 'down'}, 'redis: only the master up')
     reasons({'r1': 'expect mismatch', 'r2': 'expect mismatch'}, {'r1': ('L7TOUT', ''), 'r2': ('L7TOUT', '')},
             'redis')
+    failed_while_up({'r1': 1, 'r2': 1}, 'at start-up')
     sessions_reach('m', 0)
 
     # --- promotion: r1 becomes the master, m and r2 its replicas
+    m_failed_before = int(h.servers('redis')['m']['chkfail'])
     with Redis(redis['r1']) as conn:
         expect_eq(conn.command('REPLICAOF', 'NO', 'ONE'), 'OK', 'REPLICAOF NO ONE to r1')
     for name in ('m', 'r2'):
@@ -171,6 +188,7 @@ def run(t):
     agree('redis', {'m': 'down', 'r1': 'up', 'r2': 'down'}, 'redis: after the promotion, only r1 up')
     reasons({'m': 'expect mismatch', 'r2': 'expect mismatch'}, {'m': ('L7TOUT', ''), 'r2': ('L7TOUT', '')},
             'redis')
+    failed_while_up({'m': m_failed_before + FALL, 'r2': 1}, 'after the promotion')
     sessions_reach('r1', 100)
 
     # --- HTTP: 200 up, 503 down, 200 up again
