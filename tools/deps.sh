@@ -12,10 +12,11 @@ FULCRUM_BUILD_PACKAGES=(
 # setpriv (util-linux), ip and nft for the network-namespace tests (iproute2,
 # nftables), valgrind (valgrind_clean), the real peers some tests drive:
 # Chromium (dashboard), promtool (package prometheus), systemd-analyze
-# (package systemd), redis-server (health checks with send/expect), and
-# for tests/systemd debootstrap (the container's root file system) and
-# systemd-nspawn (package systemd-container; unshare and nsenter are in
-# util-linux).
+# (package systemd), redis-server (health checks with send/expect),
+# haproxy (health checks compared with HAProxy's; its service is kept from
+# starting, as prometheus's is, below), and for tests/systemd debootstrap
+# (the container's root file system) and systemd-nspawn (package
+# systemd-container; unshare and nsenter are in util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 openssl util-linux
@@ -24,6 +25,7 @@ FULCRUM_TEST_PACKAGES=(
   prometheus
   chromium
   redis-server
+  haproxy
   systemd
   debootstrap systemd-container
 )

@@ -27,6 +27,8 @@ What a test gets from here:
     threads running short echo sessions throughout a test, pausable so that
     a server can be killed with no session on it); DemoServer.kill() and
     demo_server(address=...) to restart one on the same port.
+  - peers from Debian packages: require_program (the test is skipped
+    without the program, failed in CI).
   - sanitizer builds: route_sanitizer_reports and sanitizer_reports (run.py
     fails a test on any report of its processes).
 Standard library only.
@@ -40,6 +42,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -98,6 +101,19 @@ def wait_until(predicate, timeout, what, interval=0.01):
         if time.monotonic() >= deadline:
             raise TestFailure(f'timed out after {timeout:g}s waiting for {what}')
         time.sleep(interval)
+
+
+def require_program(name, package):
+    """The path of program `name`. Missing, the test is skipped, except in
+    CI (env CI set), where every test must run: tools/deps.sh installs the
+    Debian `package` that has it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
+            raise TestFailure(f'{name} is not installed (Debian package {package}, see tools/deps.sh); '
+                              'in CI this test must run')
+        raise TestSkip(f'{name} is not installed (Debian package {package}; tools/deps.sh installs it)')
+    return path
 
 
 # --------------------------------------------------------------------------

@@ -12,12 +12,10 @@ Also: nothing listens on 9090 (Prometheus's port): installing the package
 must not have started a Prometheus server.
 """
 
-import os
-import shutil
 import subprocess
 
-from harness import TestFailure, TestSkip, connect, echo_session, expect, expect_eof, expect_eq, free_address, \
-    get_metrics, listening_on, log_stream
+from harness import TestFailure, connect, echo_session, expect, expect_eof, expect_eq, free_address, get_metrics, \
+    listening_on, log_stream, require_program
 
 DEADLINE = 60
 SESSIONS = 12
@@ -35,12 +33,7 @@ def promtool_check(promtool, text, when):
 
 
 def run(t):
-    promtool = shutil.which('promtool')
-    if promtool is None:
-        if os.environ.get('CI', '').lower() not in ('', '0', 'false'):
-            raise TestFailure('promtool is not installed (Debian package prometheus, see tools/deps.sh); '
-                              'in CI this test must run')
-        raise TestSkip('promtool is not installed (Debian package prometheus; tools/deps.sh installs it)')
+    promtool = require_program('promtool', 'prometheus')
     expect(not listening_on(9090), 'something listens on port 9090: did installing prometheus start its server?')
 
     a = t.demo_server('a')
