@@ -108,4 +108,9 @@ TEST_CASE("the descriptors kept out of the session budget follow the configurati
   // + one check in flight per checked server, the stats clients and a
   // margin of 8.
   CHECK(fds_outside_sessions(snapshot.config, 2) == 7 + 3 + kMaxStatsConnections + 8);
+
+  // An agent asked beside the check: one more socket per server.
+  Config with_agent = snapshot.config;
+  with_agent.services[0].health_check.agent = AgentCheckConfig{9, Duration(1000)};
+  CHECK(fds_outside_sessions(with_agent, 2) == 7 + 3 * 2 + kMaxStatsConnections + 8);
 }
