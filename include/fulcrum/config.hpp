@@ -63,6 +63,9 @@ struct HttpCheckConfig {
 struct AgentCheckConfig {
   uint16_t port = 0;
   Duration interval{2000};
+  // Written to the agent once connected (HAProxy's agent-send), e.g. which
+  // service asks; empty: nothing, the agent just speaks.
+  std::string send;
 };
 
 struct HealthCheckConfig {

@@ -121,7 +121,7 @@ bool allows(Section section, std::string_view key) {
       return is_one_of(
           key, {"interval", "timeout", "rise", "fall", "port", "send", "expect", "http", "agent"});
     case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
-    case Section::agent_check: return is_one_of(key, {"port", "interval"});
+    case Section::agent_check: return is_one_of(key, {"port", "interval", "send"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -849,6 +849,7 @@ std::optional<AgentCheckConfig> Loader::agent_check(const Entry& entry, Duration
   agent.interval = interval;
   if (const Entry* e = require(*m, "port")) assign(agent.port, integer(*e, 1, 65535));
   if (const Entry* e = m->find("interval")) assign(agent.interval, duration(*e, true));
+  if (const Entry* e = m->find("send")) assign(agent.send, text(*e));
   return agent;
 }
 

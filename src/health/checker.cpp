@@ -196,7 +196,8 @@ class HealthChecker::AgentCheck {
         service_(service),
         server_(server),
         probe_(owner.base_, server.config->address, check_source(*service.config),
-               TcpExchange::agent(service.config->health_check),
+               TcpExchange::agent(*service.config->health_check.agent,
+                                  service.config->health_check.timeout),
                [this](ProbeResult result) { finish(std::move(result)); }),
         schedule_(owner.base_, service.config->health_check.agent->interval, probe_) {}
 

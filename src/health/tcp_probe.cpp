@@ -11,8 +11,8 @@ TcpExchange TcpExchange::check(const HealthCheckConfig& config) {
   return TcpExchange{config.port, config.send, config.expect, false, config.timeout};
 }
 
-TcpExchange TcpExchange::agent(const HealthCheckConfig& config) {
-  return TcpExchange{config.agent ? config.agent->port : uint16_t{0}, {}, {}, true, config.timeout};
+TcpExchange TcpExchange::agent(const AgentCheckConfig& agent, Duration timeout) {
+  return TcpExchange{agent.port, agent.send, {}, true, timeout};
 }
 
 TcpProbe::TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,

@@ -30,8 +30,9 @@ struct TcpExchange {
 
   // The health check's send/expect on its `port`.
   static TcpExchange check(const HealthCheckConfig& config);
-  // The agent check: nothing sent, one line read, on the agent's port.
-  static TcpExchange agent(const HealthCheckConfig& config);
+  // The agent check on the agent's port: its `send` (if any) written, then
+  // one line read, all within the check's `timeout`.
+  static TcpExchange agent(const AgentCheckConfig& agent, Duration timeout);
 };
 
 class TcpProbe final : public Probe {

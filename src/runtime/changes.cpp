@@ -9,6 +9,32 @@ namespace fulcrum {
 
 namespace {
 
+// A string among settings: its length first, so that no content can pass
+// for a separator.
+void put(std::ostringstream& out, const std::string& text) { out << text.size() << ':' << text; }
+
+// Every setting of a health check, as comparable text.
+std::string settings_of(const HealthCheckConfig& h) {
+  std::ostringstream out;
+  out << h.enabled << ',' << h.interval.count() << ',' << h.timeout.count() << ',' << h.rise << ','
+      << h.fall << ',' << h.port << ',';
+  put(out, h.send);
+  put(out, h.expect);
+  if (h.http) {
+    out << ",http,";
+    put(out, h.http->path);
+    put(out, h.http->host);
+    for (const StatusRange& range : h.http->statuses)
+      out << range.first << '-' << range.last << ';';
+    out << h.http->tls << h.http->verify;
+  }
+  if (h.agent) {
+    out << ",agent," << h.agent->port << ',' << h.agent->interval.count() << ',';
+    put(out, h.agent->send);
+  }
+  return out.str();
+}
+
 // Every setting of a service but its servers, as comparable text.
 std::string settings_of(const ServiceConfig& s) {
   std::ostringstream out;
@@ -17,10 +43,8 @@ std::string settings_of(const ServiceConfig& s) {
       << static_cast<int>(s.address_mode) << '|' << (s.source ? s.source->to_string() : "") << '|'
       << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol << '|'
       << s.connect_timeout.count() << '|' << s.idle_timeout.count() << '|' << s.retries << '|'
-      << s.max_connections << '|' << s.max_lifetime.count() << '|' << s.health_check.enabled << ','
-      << s.health_check.interval.count() << ',' << s.health_check.timeout.count() << ','
-      << s.health_check.rise << ',' << s.health_check.fall << '|'
-      << static_cast<int>(s.on_server_down);
+      << s.max_connections << '|' << s.max_lifetime.count() << '|' << settings_of(s.health_check)
+      << '|' << static_cast<int>(s.on_server_down);
   return out.str();
 }
 

@@ -696,7 +696,7 @@ services:
     health_check:
       interval: 3s
       http: {path: /primary, host: db.test, status: [200, "204-206"], tls: true, verify: true}
-      agent: {port: 9999}
+      agent: {port: 9999, send: "web\n"}
     servers: [{address: 127.0.0.1:9001}]
   - name: plain
     listen: 127.0.0.1:8082
@@ -720,6 +720,7 @@ services:
   REQUIRE(web.agent);
   CHECK(web.agent->port == 9999);
   CHECK(web.agent->interval == Duration(3000));  // the check's own
+  CHECK(web.agent->send == "web\n");
   const HealthCheckConfig& plain = config.services[2].health_check;
   REQUIRE(plain.http);
   CHECK(plain.http->path == "/");

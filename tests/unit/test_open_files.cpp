@@ -111,6 +111,6 @@ TEST_CASE("the descriptors kept out of the session budget follow the configurati
 
   // An agent asked beside the check: one more socket per server.
   Config with_agent = snapshot.config;
-  with_agent.services[0].health_check.agent = AgentCheckConfig{9, Duration(1000)};
+  with_agent.services[0].health_check.agent = AgentCheckConfig{9, Duration(1000), {}};
   CHECK(fds_outside_sessions(with_agent, 2) == 7 + 3 * 2 + kMaxStatsConnections + 8);
 }

@@ -205,10 +205,10 @@ namespace {
 
 // The agent's exchange against `agent` (the server's address is another
 // port: the agent's is what the probe reaches).
-std::optional<ProbeResult> ask_agent(const Fd& agent, Duration timeout = Duration(20000)) {
-  HealthCheckConfig config = check("", "", timeout);
-  config.agent = AgentCheckConfig{address_of(agent).port(), Duration(30000)};
-  return probe_once(address_of(agent).with_port(1), TcpExchange::agent(config));
+std::optional<ProbeResult> ask_agent(const Fd& agent, Duration timeout = Duration(20000),
+                                     std::string send = "") {
+  const AgentCheckConfig config{address_of(agent).port(), Duration(30000), std::move(send)};
+  return probe_once(address_of(agent).with_port(1), TcpExchange::agent(config, timeout));
 }
 
 std::string agent_outcome(const std::optional<ProbeResult>& result) {
@@ -241,6 +241,16 @@ TEST_CASE("tcp probe, agent: one line on the agent's port, ended by LF, CRLF or 
   std::thread closed = serve_one(agent, [](int fd) { write_all(fd, "maint"); });
   CHECK(agent_outcome(ask_agent(agent)) == "line: maint");
   closed.join();
+
+  // With `send` (HAProxy's agent-send), those bytes first, then the line.
+  std::string asked;
+  std::thread told = serve_one(agent, [&](int fd) {
+    asked = read_exactly(fd, 9);
+    write_all(fd, asked == "web/app1\n" ? "drain\n" : "up\n");
+  });
+  CHECK(agent_outcome(ask_agent(agent, Duration(20000), "web/app1\n")) == "line: drain");
+  told.join();
+  CHECK(asked == "web/app1\n");
 }
 
 TEST_CASE("tcp probe, agent: closed without a word, too long, silent past the timeout") {

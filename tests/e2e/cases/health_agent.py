@@ -28,7 +28,8 @@ then checks the sessions where it matters:
     agent.last_error "agent: connect refused", a stays up (an agent that
     cannot be reached changes nothing, as in HAProxy);
   - the agent listens again, says `maint 50%`: a maint; a reload without
-    the agent brings a back up at weight 10 with health.agent null.
+    the agent (logged as `service changed` with settings=changed) brings a
+    back up at weight 10 with health.agent null.
 Every agent line taken logs one `agent changed` line when it changes the
 agent's admin, weight or limit word (checked by count for a).
 """
@@ -203,6 +204,8 @@ def run(t):
     daemon.send_signal(signal.SIGHUP)
     daemon.wait_for_log(lambda r: r.message == 'reloaded', timeout=10)
     shown('reloaded without the agent', state='up', weight=10, agent=None)
+    expect_eq(len(daemon.find_logs('service changed', service='web', settings='changed')), 1,
+              '`service changed` lines with settings=changed for a reload that only removed the agent')
     expect_eq(sessions(4, 'after the reload'), {'a': 2, 'b': 2}, 'sessions after the reload')
 
     changes = [r.fields['reply'] for r in daemon.find_logs('agent changed') if r.fields['server'] == 'a']
