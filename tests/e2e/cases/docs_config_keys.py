@@ -96,7 +96,7 @@ def place(config, section, key, value):
         config['global']['user'] = 'root'  # group needs user
     if (section, key) == ('services', 'health_check.http.verify'):
         target['tls'] = True  # verify needs tls
-    if (section, key) == ('services', 'health_check.agent.interval'):
+    if (section, key) in (('services', 'health_check.agent.interval'), ('services', 'health_check.agent.send')):
         target['port'] = 9  # an agent needs its port
 
 
