@@ -18,7 +18,7 @@
 // agent) with what health.agent holds in data-reply, data-error, data-says,
 // data-admin, data-weight-percent and data-max-connections (empty: null),
 // its last reply and that reply's age as text, and the agent check's error
-// after them; a `span.closed-on-down` (hidden while 0) saying how many
+// after them (alone before any reply); a `span.closed-on-down` (hidden while 0) saying how many
 // sessions were closed as the server went down. The row's
 // data-closed-on-down is sessions.closed_on_down.
 #include "dashboard.hpp"
@@ -441,7 +441,8 @@ footer a { color: var(--accent); }
 
   // What the server's agent last said and when, under the state (null: no
   // agent). A failed agent check changes nothing on the server, so its
-  // error follows the word still in force, in orange.
+  // error follows the word still in force, in orange (the error alone
+  // before the agent ever answered: it starts with "agent").
   function updateAgent(span, agent) {
     var has = agent !== null && typeof agent === 'object';
     var a = obj(agent);
@@ -458,11 +459,15 @@ footer a { color: var(--accent); }
       setText(span, '');
       return;
     }
-    var said = typeof a.reply === 'string'
-      ? 'agent: ' + a.reply + (isNum(a.reply_seconds) ? ' \u00b7 ' + duration(a.reply_seconds) + ' ago' : '')
-      : 'agent: no reply yet';
     var failed = typeof a.last_error === 'string';
-    setText(span, failed ? said + ' \u00b7 last check: ' + a.last_error : said);
+    var said = 'agent: no reply yet';
+    if (typeof a.reply === 'string') {
+      said = 'agent: ' + a.reply + (isNum(a.reply_seconds) ? ' \u00b7 ' + duration(a.reply_seconds) + ' ago' : '');
+      if (failed) said += ' \u00b7 last check: ' + a.last_error;
+    } else if (failed) {
+      said = a.last_error;
+    }
+    setText(span, said);
     setClass(span, 'agent' + (failed ? ' warn' : ' muted'));
   }
 
