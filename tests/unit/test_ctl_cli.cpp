@@ -261,7 +261,9 @@ TEST_CASE("ctl report: status") {
 
 TEST_CASE("ctl report: servers") {
   // BACKUP and MAX (`-`: no limit, FULL: reached), the daemon's rates, and
-  // below the table the last error of each server that has one.
+  // below the table the last error of each server that has one. This
+  // document, from a daemon older than health.agent and
+  // sessions.closed_on_down, has neither: no `agent` or `closed` line.
   CHECK(servers_report(json(kStats)) ==
         "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE   MAX  TOTAL  SESS/S  "
         "PEAK/S  "
