@@ -18,7 +18,10 @@ What a test gets from here:
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
   - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
   - the stats endpoint: http_request, http_get, get_stats (JSON) and
-    get_metrics (a parsed Prometheus text exposition, Metrics).
+    get_metrics (a parsed Prometheus text exposition, Metrics);
+    fulcrumctl_notes (the lines below `fulcrumctl servers`' table).
+  - the agent check: Agent (answers one line on a given host and port),
+    free_port_on (a port free on several loopback addresses).
   - greeting servers for the scheduler tests: read_greeting, greeted_session,
     open_greeted, finish_session, greeting_holder (a TcpServer handler that
     greets and holds).

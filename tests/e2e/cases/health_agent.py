@@ -116,7 +116,8 @@ def run(t):
     say('maint', 'maintenance', state='maint', weight=0, agent__admin='maint')
     say('READY,50%', 'half weight', state='up', weight=5, assigned_weight=10, configured_weight=10,
         agent__weight_percent=50)
-    ctl_agents('half weight', r'agent       web/a: said "READY,50%", \d+s ago', r'agent       web/b: said "up", \d+s ago')
+    ctl_agents('half weight', r'agent       web/a: said "READY,50%", \d+s ago',
+               r'agent       web/b: said "up", \d+s ago')
 
     say('100% maxconn:1', 'one session at most', state='up', weight=10, max=1, agent__max_connections=1)
     expect_eq(get_metrics(stats)[0].get('fulcrum_server_max_connections', service='web', server='a'), 1.0,
