@@ -38,6 +38,22 @@ std::string max_text(const Node& sessions) {
   return sessions["active"].count() >= max ? "FULL" : std::to_string(max);
 }
 
+// `agent       SERVICE/SERVER: said "drain 50%", 2s ago`, with `; last
+// error: ...` while its agent check fails (the word before still holds).
+std::string agent_line(const std::string& server, const Node& agent) {
+  const Node reply = agent["reply"];
+  std::string out = "agent       " + server + ": ";
+  if (reply.is_null()) {
+    out += "no reply yet";
+  } else {
+    out += "said \"" + reply.string() + "\", " + human_duration(agent["reply_seconds"].number()) +
+           " ago";
+  }
+  if (const Node error = agent["last_error"]; !error.is_null())
+    out += "; last error: " + error.string();
+  return out + "\n";
+}
+
 }  // namespace
 
 std::string status_report(const Json& stats) {
@@ -102,8 +118,9 @@ std::string servers_report(const Json& stats) {
   table.add_column("FAILURES", Align::right);
   table.add_column("CHECKS_FAILED", Align::right);
   table.add_column("LAST_CHANGE", Align::right);
-  // Reasons have spaces: below the table, so that every cell stays a word.
-  std::string errors;
+  // Reasons, agent replies and counts with words have spaces: below the
+  // table, so that every cell stays a word.
+  std::string notes;
   for (const Node& service : root["services"].elements()) {
     const std::string service_name = service["name"].string();
     for (const Node& server : service["servers"].elements()) {
@@ -121,15 +138,26 @@ std::string servers_report(const Json& stats) {
                      count_text(server["connect_failures"]), count_text(health["checks_failed"]),
                      human_duration(health["last_change_seconds"].number())});
       if (const Node last_error = health["last_error"]; !last_error.is_null()) {
-        errors +=
+        notes +=
             "last error  " + service_name + "/" + server["name"].string() + ": " +
             last_error.string() + ", " + human_duration(health["last_error_seconds"].number()) +
             " ago (last minute: failed checks " + count_text(health["checks_failed_last_minute"]) +
             ", failed connects " + count_text(server["connect_failures_last_minute"]) + ")\n";
       }
+      // health.agent and sessions.closed_on_down are newer than the rest:
+      // a daemon without them is still shown.
+      if (health.has("agent") && !health["agent"].is_null())
+        notes += agent_line(service_name + "/" + server["name"].string(), health["agent"]);
+      if (sessions.has("closed_on_down")) {
+        if (const uint64_t closed = sessions["closed_on_down"].count(); closed > 0) {
+          notes += "closed      " + service_name + "/" + server["name"].string() + ": " +
+                   std::to_string(closed) + (closed == 1 ? " session" : " sessions") +
+                   " closed when it went down\n";
+        }
+      }
     }
   }
-  return table.render() + (errors.empty() ? "" : "\n" + errors);
+  return table.render() + (notes.empty() ? "" : "\n" + notes);
 }
 
 std::string server_change_report(std::string_view service, const Json& server) {

@@ -14,7 +14,13 @@
 // Failure cells turn orange (class `warn`) for failures of the last minute
 // (`*_last_minute`), never for lifetime totals. The state cell holds a
 // `span.last-error` with data-last-error (health.last_error, empty: none)
-// and the reason and its age as text.
+// and the reason and its age as text; a `span.agent` (hidden without an
+// agent) with what health.agent holds in data-reply, data-error, data-says,
+// data-admin, data-weight-percent and data-max-connections (empty: null),
+// its last reply and that reply's age as text, and the agent check's error
+// after them (alone before any reply); a `span.closed-on-down` (hidden while 0) saying how many
+// sessions were closed as the server went down. The row's
+// data-closed-on-down is sessions.closed_on_down.
 #include "dashboard.hpp"
 
 namespace fulcrum {
@@ -96,7 +102,7 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .servers tr[data-state="up"] td.c-name { box-shadow: inset 4px 0 0 var(--up); }
 .servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
 .servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
-.last-error { display: block; font-size: 11.5px; margin-top: 2px; white-space: normal; max-width: 12em; }
+.last-error, .agent, .closed-on-down { display: block; font-size: 11.5px; margin-top: 2px; white-space: normal; max-width: 12em; }
 .servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
 .state { display: inline-block; min-width: 52px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
   border-radius: 999px; color: #fff; background: var(--maint); }
@@ -151,7 +157,7 @@ footer a { color: var(--accent); }
   .servers td.c-address { grid-column: span 2; }
   .servers td.c-rate { grid-column: span 2; }
   .servers td.c-change { grid-column: span 2; }
-  .last-error { max-width: none; }
+  .last-error, .agent, .closed-on-down { max-width: none; }
   .rate-cell { justify-content: flex-start; flex-direction: row-reverse; }
   .rate-value { min-width: 0; text-align: left; }
   .servers .spark { width: 96px; }
@@ -405,6 +411,11 @@ footer a { color: var(--accent); }
     cells.state.appendChild(badge);
     var lastError = el('span', 'last-error muted', '');
     cells.state.appendChild(lastError);
+    var agent = el('span', 'agent muted', '');
+    cells.state.appendChild(agent);
+    var closedOnDown = el('span', 'closed-on-down muted', '');
+    closedOnDown.title = 'on_server_down: close ended them when the server was marked down';
+    cells.state.appendChild(closedOnDown);
     var rateBox = el('span', 'rate-cell');
     var rateValue = el('span', 'rate-value', DASH);
     var spark = makeSpark('server-spark');
@@ -413,8 +424,8 @@ footer a { color: var(--accent); }
     cells.rate.appendChild(rateBox);
     var backup = el('span', '', DASH);
     cells.backup.appendChild(backup);
-    return { tr: tr, cells: cells, badge: badge, lastError: lastError, rateValue: rateValue, spark: spark,
-             backup: backup };
+    return { tr: tr, cells: cells, badge: badge, lastError: lastError, agent: agent, closedOnDown: closedOnDown,
+             rateValue: rateValue, spark: spark, backup: backup };
   }
 
   // Puts `node` at position `index` of `parent` unless it is there already
@@ -427,6 +438,38 @@ footer a { color: var(--accent); }
   function obj(v) { return v && typeof v === 'object' ? v : {}; }
 
   function bytesPerSecond(v) { return isNum(v) ? bytes(Math.round(v)) + '/s' : DASH; }
+
+  // What the server's agent last said and when, under the state (null: no
+  // agent). A failed agent check changes nothing on the server, so its
+  // error follows the word still in force, in orange (the error alone
+  // before the agent ever answered: it starts with "agent").
+  function updateAgent(span, agent) {
+    var has = agent !== null && typeof agent === 'object';
+    var a = obj(agent);
+    function text(v) { return typeof v === 'string' ? v : ''; }
+    function number(v) { return isNum(v) ? v : ''; }
+    setAttr(span, 'data-reply', text(a.reply));
+    setAttr(span, 'data-error', text(a.last_error));
+    setAttr(span, 'data-says', text(a.says));
+    setAttr(span, 'data-admin', text(a.admin));
+    setAttr(span, 'data-weight-percent', number(a.weight_percent));
+    setAttr(span, 'data-max-connections', number(a.max_connections));
+    span.hidden = !has;
+    if (!has) {
+      setText(span, '');
+      return;
+    }
+    var failed = typeof a.last_error === 'string';
+    var said = 'agent: no reply yet';
+    if (typeof a.reply === 'string') {
+      said = 'agent: ' + a.reply + (isNum(a.reply_seconds) ? ' \u00b7 ' + duration(a.reply_seconds) + ' ago' : '');
+      if (failed) said += ' \u00b7 last check: ' + a.last_error;
+    } else if (failed) {
+      said = a.last_error;
+    }
+    setText(span, said);
+    setClass(span, 'agent' + (failed ? ' warn' : ' muted'));
+  }
 
   function updateRow(r, service, s) {
     var sessions = obj(s.sessions), b = obj(s.bytes), health = obj(s.health), rate = obj(s.rate);
@@ -499,6 +542,12 @@ footer a { color: var(--accent); }
       setAttr(r.lastError, 'data-last-error', '');
       r.lastError.hidden = true;
     }
+    updateAgent(r.agent, health.agent);
+    var closed = sessions.closed_on_down;
+    setAttr(r.tr, 'data-closed-on-down', isNum(closed) ? closed : '');
+    setText(r.closedOnDown, isNum(closed) && closed > 0
+      ? count(closed) + (closed === 1 ? ' session' : ' sessions') + ' closed on down' : '');
+    r.closedOnDown.hidden = !(closed > 0);
     if (isNum(health.last_change_seconds)) {
       setText(r.cells.change, duration(health.last_change_seconds) + ' ago');
       r.cells.change.title = health.last_change_seconds.toFixed(1) + ' s';

@@ -18,7 +18,10 @@ What a test gets from here:
   - PatternStream: deterministic pseudo-random bytes, hashed as they are sent.
   - client helpers: connect, recv_exact, recv_line, recv_to_eof, rst_close.
   - the stats endpoint: http_request, http_get, get_stats (JSON) and
-    get_metrics (a parsed Prometheus text exposition, Metrics).
+    get_metrics (a parsed Prometheus text exposition, Metrics);
+    fulcrumctl_notes (the lines below `fulcrumctl servers`' table).
+  - the agent check: Agent (answers one line on a given host and port),
+    free_port_on (a port free on several loopback addresses).
   - greeting servers for the scheduler tests: read_greeting, greeted_session,
     open_greeted, finish_session, greeting_holder (a TcpServer handler that
     greets and holds).
@@ -196,6 +199,16 @@ def free_port(host='127.0.0.1'):
             _held_port_locks.append(fd)
             return port
     raise TestFailure(f'found no free port on {host}')
+
+
+def free_port_on(*hosts):
+    """A port free on every one of `hosts` (as free_port() picks them): the
+    agent check asks each server's address on one port for the service."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        if all(_port_is_free(host, port) for host in hosts[1:]):
+            return port
+    raise TestSkip(f'no port free on all of {", ".join(hosts)}')
 
 
 def free_address(host='127.0.0.1'):
@@ -866,6 +879,47 @@ class TcpServer:
                 pass
 
 
+class Agent:
+    """An agent of the agent check (health_check.agent) listening on
+    host:port: each connection gets `line` + LF, then the agent closes it.
+    Set `line` to change what it says; stop() closes its listener (connects
+    are refused), listen() opens it again."""
+
+    def __init__(self, host, port, line='up'):
+        self.host, self.port, self.line = host, port, line
+        self.sock = None
+        self.thread = None
+        self.listen()
+
+    def listen(self):
+        self.sock = socket.socket(family_of(self.host), socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.host, self.port))
+        self.sock.listen(64)
+        # A timeout, so that the accept loop sees stop() within 0.2 s.
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._serve, args=(self.sock,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return  # closed by stop()
+            with conn:
+                try:
+                    conn.sendall(self.line.encode() + b'\n')
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.sock.close()
+        self.thread.join(5)
+
+
 class TestContext:
     """Per-test resources: a temporary directory and everything started in it.
     cleanup() stops it all: servers closed, processes killed by their PID."""
@@ -1021,6 +1075,19 @@ def get_ok(address, path, content_type, timeout=10):
     expect_eq(reply.status, 200, f'status of GET {path}')
     expect_eq(reply.headers.get('Content-Type'), content_type, f'Content-Type of GET {path}')
     return reply.body.decode('utf-8')
+
+
+def fulcrumctl_notes(stats_address, timeout=30):
+    """The lines `fulcrumctl servers` prints below its table (last errors,
+    agents, sessions closed on down), against the stats endpoint at
+    `stats_address`."""
+    result = subprocess.run([binary('FULCRUMCTL'), '--url', f'http://{stats_address}', 'servers'],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    out = result.stdout.decode('utf-8', 'replace')
+    expect(result.returncode == 0 and not result.stderr, f'fulcrumctl servers: exit {result.returncode}, '
+                                                         f'stdout {out!r}, stderr {result.stderr!r}')
+    _, _, notes = out.partition('\n\n')
+    return notes.splitlines()
 
 
 def get_stats(address, timeout=10):

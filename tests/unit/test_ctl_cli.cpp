@@ -261,7 +261,9 @@ TEST_CASE("ctl report: status") {
 
 TEST_CASE("ctl report: servers") {
   // BACKUP and MAX (`-`: no limit, FULL: reached), the daemon's rates, and
-  // below the table the last error of each server that has one.
+  // below the table the last error of each server that has one. This
+  // document, from a daemon older than health.agent and
+  // sessions.closed_on_down, has neither: no `agent` or `closed` line.
   CHECK(servers_report(json(kStats)) ==
         "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE   MAX  TOTAL  SESS/S  "
         "PEAK/S  "
@@ -283,6 +285,63 @@ TEST_CASE("ctl report: servers") {
         "connects 1)\n"
         "last error  db/db1: connect timeout, 1h56m ago (last minute: failed checks 0, failed "
         "connects 0)\n");
+}
+
+namespace {
+
+// One server of /stats for the notes below the servers table: `health`
+// members after last_change_seconds, `sessions` after max.
+std::string server_json(const std::string& name, const std::string& sessions,
+                        const std::string& health) {
+  return R"({"name":")" + name +
+         R"(","address":"127.0.0.2:80","state":"up","weight":1,"backup":false,)"
+         R"("sessions":{"active":0,"total":0,"max":0)" +
+         sessions +
+         R"(},"connect_failures":0,"bytes":{"in":0,"out":0},)"
+         R"("rate":{"sessions_per_second":0,"bytes_in_per_second":0,"bytes_out_per_second":0,)"
+         R"("peak_sessions_per_second":0},"connect_failures_last_minute":0,)"
+         R"("health":{"enabled":true,"checks_failed":0,"checks_failed_last_minute":0,)"
+         R"("last_change_seconds":1)" +
+         health + "}}";
+}
+
+}  // namespace
+
+TEST_CASE("ctl report: servers' agents and sessions closed on down") {
+  const std::string none = R"(,"last_error":null,"last_error_seconds":null)";
+  const std::string stats =
+      R"({"services":[{"name":"web","servers":[)" +
+      // The agent's last reply and its age.
+      server_json("a", R"(,"closed_on_down":0)",
+                  none + R"(,"agent":{"reply":"drain 50%","reply_seconds":2.9,"says":"up",)"
+                         R"("admin":"drain","weight_percent":50,"max_connections":null,)"
+                         R"("last_error":null})") +
+      "," +
+      // A reply, then a failed check: both.
+      server_json("b", R"(,"closed_on_down":1)",
+                  none + R"(,"agent":{"reply":"80%","reply_seconds":75,"says":"up",)"
+                         R"("admin":"ready","weight_percent":80,"max_connections":null,)"
+                         R"("last_error":"agent: connect refused"})") +
+      "," +
+      // No reply yet.
+      server_json("c", R"(,"closed_on_down":3)",
+                  R"(,"last_error":"connect refused","last_error_seconds":4)"
+                  R"(,"agent":{"reply":null,"reply_seconds":null,"says":"up","admin":"ready",)"
+                  R"("weight_percent":null,"max_connections":null,)"
+                  R"("last_error":"agent reply not understood"})") +
+      "," +
+      // No agent, nothing closed: no note.
+      server_json("d", R"(,"closed_on_down":0)", none + R"(,"agent":null)") + "]}]}";
+  const std::string report = servers_report(json(stats));
+  const std::string notes = report.substr(report.find("\n\n") + 2);
+  CHECK(notes ==
+        "agent       web/a: said \"drain 50%\", 2s ago\n"
+        "agent       web/b: said \"80%\", 1m15s ago; last error: agent: connect refused\n"
+        "closed      web/b: 1 session closed when it went down\n"
+        "last error  web/c: connect refused, 4s ago (last minute: failed checks 0, failed "
+        "connects 0)\n"
+        "agent       web/c: no reply yet; last error: agent reply not understood\n"
+        "closed      web/c: 3 sessions closed when it went down\n");
 }
 
 TEST_CASE("ctl format: rates") {

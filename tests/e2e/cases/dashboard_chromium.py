@@ -10,7 +10,11 @@ group (started by this test) is killed by its id.
 A daemon with the stats endpoint and two services:
   - `web` (wrr, health checks): app1 (weight 3), app2, `dead` (nothing
     listens: down), `drained` (weight 0: drain) and `spare` (backup);
-  - `db.pool` (rr): pg1, pg2, and pg3 set to maint through the admin API.
+  - `db.pool` (rr): pg1, pg2, and pg3 set to maint through the admin API;
+  - `edge` (rr, health checks with the agent check every 200 ms,
+    on_server_down: close): e1 on 127.0.0.2 (weight 4), whose agent says
+    `up 50% maxconn:7` (weight 2, max 7), and e2 on 127.0.0.3, where no
+    agent listens.
 A few sessions run on each, then the page itself is checked (200,
 text/html, a viewport meta tag, no external asset), and Chromium renders it
 for 5 s of virtual time (--dump-dom). The DOM must show: both services in
@@ -24,7 +28,11 @@ session totals and byte titles equal to /stats, a rate, a sparkline and a
 Failure cells are orange (class warn) exactly for the servers with failures
 in the last minute (`*_last_minute`), and each state cell shows
 health.last_error and its age ("connect refused" for dead), nothing where
-there is none.
+there is none. Each state cell's span.agent holds health.agent in its data-
+attributes and is hidden for the servers without an agent: e1's says
+`agent: up 50% maxconn:7 · Ns ago` (plain), e2's `agent: connect
+refused` (orange: its agent check fails, and it never answered); each row's
+data-closed-on-down is sessions.closed_on_down (0: its span hidden).
 
 Then the same page, served by a stand-in server of this test that answers
 /stats twice with documents of its own (the second 50 sessions later, 1 s
@@ -34,7 +42,10 @@ the daemon's 7.3/s (not the 50/s its totals would give), show the "stats
 unreachable" banner, and keep the last data on screen; app2's lifetime
 connect failures without recent ones stay plain, its max cell is orange
 (data-full: it reached max_connections), dead's recent failed
-checks are orange, its last error shown under its state with its age. A stand-in serving
+checks are orange, its last error shown under its state with its age;
+e1's agent reply 2.4 s old shows as `agent: up 50% maxconn:7 · 2s ago`
+and its 3 sessions closed on down as `3 sessions closed on down`, e2's 1
+as `1 session closed on down`. A stand-in serving
 one document only shows that document's rates: the first refresh fills
 them. A server name made of HTML in those documents must appear as text,
 never as markup.
@@ -57,8 +68,8 @@ import struct
 import subprocess
 import threading
 
-from harness import SessionLoad, TestFailure, TestSkip, echo_session, expect, expect_eq, free_address, \
-    get_stats, http_get, http_request, log_stream, parse_address, wait_until
+from harness import Agent, SessionLoad, TestFailure, TestSkip, echo_session, expect, expect_eq, free_address, \
+    free_port_on, get_stats, http_get, http_request, log_stream, parse_address, wait_until
 
 DEADLINE = 150
 CHROMIUM_TIMEOUT = 60
@@ -71,7 +82,10 @@ EXPECTED_STATES = {
     ('web', 'app1'): 'up', ('web', 'app2'): 'up', ('web', 'dead'): 'down',
     ('web', 'drained'): 'drain', ('web', 'spare'): 'up',
     ('db.pool', 'pg1'): 'up', ('db.pool', 'pg2'): 'up', ('db.pool', 'pg3'): 'maint',
+    ('edge', 'e1'): 'up', ('edge', 'e2'): 'up',
 }
+AGENT_LINE = 'up 50% maxconn:7'
+
 BADGE_WORDS = {'up': 'up', 'down': 'down', 'drain': 'drain', 'maint': 'maint'}
 SVG_NAMESPACE_HOST = 'http://www.w3.org'  # the SVG namespace URI, not fetched
 
@@ -364,6 +378,13 @@ def check_row(row, server, where, checks_failed_before, fixed_rates):
                f'{where}: last error under the state {why.text()!r}')
         expect_eq('warn' in why.attrs.get('class', '').split(), recent_checks > 0,
                   f'{where}: last error orange ({recent_checks} failed checks in the last minute)')
+    check_agent(cell('state').find('span', cls='agent', what=where), server['health']['agent'], where, fixed_rates)
+    closed = server['sessions']['closed_on_down']
+    expect_eq(row.attrs.get('data-closed-on-down'), str(closed), f'{where}: data-closed-on-down')
+    closed_span = cell('state').find('span', cls='closed-on-down', what=where)
+    expected_closed = f'{closed} session{"" if closed == 1 else "s"} closed on down' if closed else ''
+    expect_eq((closed_span.text(), 'hidden' in closed_span.attrs), (expected_closed, closed == 0),
+              f'{where}: sessions closed on down under the state')
     if fixed_rates:
         expect_eq(row.attrs.get('data-rate'), f'{server["rate"]["sessions_per_second"]:g}', f'{where}: data-rate')
     else:  # the daemon's window slides on while the page loads: one of its tenths
@@ -379,6 +400,37 @@ def check_row(row, server, where, checks_failed_before, fixed_rates):
     expect(rate.find_all('svg', cls='spark'), f'{where}: no sparkline')
     expect(re.fullmatch(r'(\d+d \d+h|\d+h \d+m|\d+m \d+s|\d+s) ago', cell('change').text()) is not None,
            f'{where}: last change {cell("change").text()!r}')
+
+
+def check_agent(span, agent, where, exact_age):
+    """span.agent as health.agent says (None: no agent, hidden); the reply's
+    age exactly as in `agent` when `exact_age` (a document the page showed
+    as is), else any."""
+    def attr(value):
+        return '' if value is None else str(value)
+    if agent is None:
+        expect_eq(({k: span.attrs.get(k) for k in ('data-reply', 'data-error', 'data-says')}, span.text(),
+                   'hidden' in span.attrs),
+                  ({'data-reply': '', 'data-error': '', 'data-says': ''}, '', True), f'{where}: no agent')
+        return
+    expect_eq({k: span.attrs.get(k) for k in ('data-reply', 'data-error', 'data-says', 'data-admin',
+                                              'data-weight-percent', 'data-max-connections', 'hidden')},
+              {'data-reply': attr(agent['reply']), 'data-error': attr(agent['last_error']),
+               'data-says': agent['says'], 'data-admin': agent['admin'],
+               'data-weight-percent': attr(agent['weight_percent']),
+               'data-max-connections': attr(agent['max_connections']), 'hidden': None},
+              f'{where}: agent data- attributes')
+    failed = agent['last_error'] is not None
+    if agent['reply'] is None:
+        said = re.escape(agent['last_error'] if failed else 'agent: no reply yet')
+    else:
+        age = (re.escape(f'{int(agent["reply_seconds"])}s') if exact_age and agent['reply_seconds'] < 60
+               else r'(\d+m \d+s|\d+s)')
+        said = re.escape(f'agent: {agent["reply"]} \u00b7 ') + age + ' ago'
+        if failed:
+            said += re.escape(f' \u00b7 last check: {agent["last_error"]}')
+    expect(re.fullmatch(said, span.text()) is not None, f'{where}: agent under the state {span.text()!r}')
+    expect_eq('warn' in span.attrs.get('class', '').split(), failed, f'{where}: agent orange (its check failing)')
 
 
 def check_header(dom, stats, what):
@@ -463,7 +515,8 @@ def stand_in_documents(stats):
     sessions (all on web/app1) later, the daemon's rates 7.3/s on web and
     app1 (0 elsewhere); app2 with lifetime connect failures but none in the
     last minute and at its max_connections, dead with failed checks in the
-    last minute; db.pool gets a server named in HTML."""
+    last minute; db.pool gets a server named in HTML; edge's e1 an agent
+    reply 2.4 s old and 3 sessions closed on down, e2 1."""
     first = copy.deepcopy(stats)
     db = next(s for s in first['services'] if s['name'] == 'db.pool')
     hostile = copy.deepcopy(db['servers'][0])
@@ -492,6 +545,10 @@ def stand_in_documents(stats):
     dead['health']['checks_failed_last_minute'] = 3
     dead['health']['last_error'] = 'connect refused'
     dead['health']['last_error_seconds'] = 4.2
+    edge = {v['name']: v for v in next(s for s in second['services'] if s['name'] == 'edge')['servers']}
+    edge['e1']['health']['agent']['reply_seconds'] = 2.4
+    edge['e1']['sessions']['closed_on_down'] = 3
+    edge['e2']['sessions']['closed_on_down'] = 1
     return first, second
 
 
@@ -512,6 +569,10 @@ def run(t):
     app1, app2, spare = t.demo_server('app1'), t.demo_server('app2'), t.demo_server('spare')
     pg1, pg2, pg3 = t.demo_server('pg1'), t.demo_server('pg2'), t.demo_server('pg3')
     dead = t.dead_address()
+    e1, e2 = t.demo_server('e1', host='127.0.0.2'), t.demo_server('e2', host='127.0.0.3')
+    agent_port = free_port_on('127.0.0.2', '127.0.0.3')
+    agent = Agent('127.0.0.2', agent_port, AGENT_LINE)  # none on 127.0.0.3: e2's agent check fails
+    t.at_cleanup(agent.stop)
     listen_web, listen_web2, listen_db = free_address(), free_address(), free_address()
     stats_address = free_address()
     token_path = t.token_file(TOKEN + '\n')
@@ -530,12 +591,24 @@ def run(t):
              'servers': [{'name': 'pg1', 'address': pg1.address},
                          {'name': 'pg2', 'address': pg2.address},
                          {'name': 'pg3', 'address': pg3.address}]},
+            {'name': 'edge', 'listen': free_address(), 'scheduler': 'rr', 'on_server_down': 'close',
+             'health_check': {'interval': '500ms', 'timeout': '300ms', 'rise': 1, 'fall': 1,
+                              'agent': {'port': agent_port, 'interval': '200ms'}},
+             'servers': [{'name': 'e1', 'address': e1.address, 'weight': 4},
+                         {'name': 'e2', 'address': e2.address}]},
         ],
     })
 
     def server_states():
         return {(s['name'], v['name']): v['state'] for s in get_stats(stats_address)['services'] for v in s['servers']}
     wait_until(lambda: server_states()[('web', 'dead')] == 'down', 10, 'web/dead to be down')
+
+    def edge_agents():
+        servers = next(s for s in get_stats(stats_address)['services'] if s['name'] == 'edge')['servers']
+        return {v['name']: (v['weight'], v['health']['agent']['reply'], v['health']['agent']['last_error'])
+                for v in servers}
+    wait_until(lambda: edge_agents() == {'e1': (2, AGENT_LINE, None), 'e2': (1, None, 'agent: connect refused')},
+               10, 'edge: e1 at weight 2 after its agent\'s word, e2\'s agent check failed')
     reply = http_request(stats_address, 'POST', '/api/v1/services/db.pool/servers/pg3',
                          body=json.dumps({'state': 'maint'}),
                          headers={'Authorization': f'Bearer {TOKEN}', 'Content-Type': 'application/json'})
@@ -566,6 +639,20 @@ def run(t):
     check_services(dom, stats, 'dashboard', before)
     drained = dom.find('tr', cls='server', data_service='web', data_server='drained', what='drained row')
     expect('draining' in drained.text(), f'the drained row does not say draining: {drained.text()!r}')
+    edge = dom.find('section', cls='service', data_service='edge', what='edge section')
+    agents = {name: edge.find('tr', cls='server', data_server=name, what=f'{name} row').find('span', cls='agent',
+                                                                                         what=f'{name} agent')
+              for name in ('e1', 'e2')}
+    keys = ('data-reply', 'data-error', 'data-says', 'data-admin', 'data-weight-percent', 'data-max-connections')
+    expect_eq({name: {k: span.attrs.get(k) for k in keys} for name, span in agents.items()},
+              {'e1': {'data-reply': AGENT_LINE, 'data-error': '', 'data-says': 'up', 'data-admin': 'ready',
+                      'data-weight-percent': '50', 'data-max-connections': '7'},
+               'e2': {'data-reply': '', 'data-error': 'agent: connect refused', 'data-says': 'up',
+                      'data-admin': 'ready', 'data-weight-percent': '', 'data-max-connections': ''}},
+              'the agents\' data- attributes')
+    expect(re.fullmatch(r'agent: up 50% maxconn:7 \u00b7 \d+s ago', agents['e1'].text()) is not None,
+           f'e1\'s agent under its state: {agents["e1"].text()!r}')
+    expect_eq(agents['e2'].text(), 'agent: connect refused', 'e2\'s agent under its state')
     log_stream(f'dashboard DOM: {len(stats["services"])} services, '
                f'{sum(len(s["servers"]) for s in stats["services"])} server rows match /stats')
 
@@ -596,6 +683,13 @@ def run(t):
         expect('stats unreachable' in banner.text().lower(), f'banner text: {banner.text()!r}')
         expect_eq(dom.by_id('status').attrs.get('data-status'), 'unreachable', 'status pill after failures')
         check_services(dom, second, 'dashboard, stats failing')
+        edge = dom.find('section', cls='service', data_service='edge', what='edge section')
+        shown = {name: (row.find('span', cls='agent', what=name).text(),
+                        row.find('span', cls='closed-on-down', what=name).text(), row.attrs.get('data-closed-on-down'))
+                 for name, row in ((r.attrs['data-server'], r) for r in edge.find_all('tr', cls='server'))}
+        expect_eq(shown, {'e1': ('agent: up 50% maxconn:7 \u00b7 2s ago', '3 sessions closed on down', '3'),
+                          'e2': ('agent: connect refused', '1 session closed on down', '1')},
+                  'edge: agents and sessions closed on down')
         web = dom.find('section', cls='service', data_service='web', what='web section')
         expect_eq(web.find('div', cls='tile-rate', what='web').find('div', cls='tile-value', what='web').text(),
                   '7.3/s', 'web session rate: the daemon\'s, not the 50/s of the totals 1 s apart')

@@ -32,74 +32,28 @@ then checks the sessions where it matters:
     back up at weight 10 with health.agent null.
 Every agent line taken logs one `agent changed` line when it changes the
 agent's admin, weight or limit word (checked by count for a).
+`fulcrumctl servers` prints one `agent` line per server below its table:
+`agent       web/a: said "READY,50%", Ns ago` and the same for b's `up`;
+after `hello` and after the agent stopped, a's line goes on with `; last
+error: ` and the agent check's error; none after the reload without the
+agent.
 """
 
 import collections
+import re
 import signal
-import socket
-import threading
 
-from harness import TestSkip, expect, expect_eq, free_address, free_port, get_metrics, get_stats, greeted_session, \
-    health_transitions, http_request, log_stream, open_greeted, wait_until, write_config
+from harness import Agent, expect, expect_eq, free_address, free_port_on, fulcrumctl_notes, get_metrics, \
+    get_stats, greeted_session, health_transitions, http_request, log_stream, open_greeted, wait_until, write_config
 
 DEADLINE = 120
 TOKEN = 'health-agent-token'
 
 
-class Agent:
-    """An agent listening on host:port: each connection gets `line` + LF,
-    then the agent closes it."""
-
-    def __init__(self, host, port, line='up'):
-        self.host, self.port, self.line = host, port, line
-        self.sock = None
-        self.thread = None
-        self.listen()
-
-    def listen(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.host, self.port))
-        self.sock.listen(64)
-        self.thread = threading.Thread(target=self._serve, args=(self.sock,), daemon=True)
-        self.thread.start()
-
-    def _serve(self, sock):
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return  # closed by stop()
-            with conn:
-                try:
-                    conn.sendall(self.line.encode() + b'\n')
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.sock.close()
-        self.thread.join(5)
-
-
-def agent_port():
-    """A port free on both 127.0.0.2 and 127.0.0.3."""
-    for _ in range(50):
-        port = free_port('127.0.0.2')
-        probe = socket.socket()
-        try:
-            probe.bind(('127.0.0.3', port))
-            return port
-        except OSError:
-            continue
-        finally:
-            probe.close()
-    raise TestSkip('no port free on both 127.0.0.2 and 127.0.0.3')
-
-
 def run(t):
     a = t.demo_server('a', host='127.0.0.2')
     b = t.demo_server('b', host='127.0.0.3')
-    port = agent_port()
+    port = free_port_on('127.0.0.2', '127.0.0.3')
     agent_a = Agent('127.0.0.2', port)
     agent_b = Agent('127.0.0.3', port)
     t.at_cleanup(agent_a.stop)
@@ -146,6 +100,13 @@ def run(t):
                              headers={'Authorization': f'Bearer {TOKEN}'})
         expect_eq(reply.status, 200, f'admin request {body}')
 
+    def ctl_agents(what, *expected):
+        """fulcrumctl's `agent` lines match `expected` (regular expressions,
+        in order)."""
+        lines = [line for line in fulcrumctl_notes(stats) if line.startswith('agent ')]
+        expect(len(lines) == len(expected) and all(re.fullmatch(e, x) for e, x in zip(expected, lines)),
+               f'{what}: fulcrumctl agent lines {lines}, expected {expected}')
+
     shown('start', state='up', weight=10, agent__says='up', agent__reply='up', agent__admin='ready',
           agent__weight_percent=None, agent__max_connections=None, agent__last_error=None)
     expect_eq(sessions(4, 'up'), {'a': 2, 'b': 2}, 'sessions while both agents say up')
@@ -156,6 +117,8 @@ def run(t):
     say('maint', 'maintenance', state='maint', weight=0, agent__admin='maint')
     say('READY,50%', 'half weight', state='up', weight=5, assigned_weight=10, configured_weight=10,
         agent__weight_percent=50)
+    ctl_agents('half weight', r'agent       web/a: said "READY,50%", \d+s ago',
+               r'agent       web/b: said "up", \d+s ago')
 
     say('100% maxconn:1', 'one session at most', state='up', weight=10, max=1, agent__max_connections=1)
     expect_eq(get_metrics(stats)[0].get('fulcrum_server_max_connections', service='web', server='a'), 1.0,
@@ -192,8 +155,12 @@ def run(t):
     # Failures change nothing.
     say('hello', 'not understood', state='up', weight=3, agent__last_error='agent reply not understood',
         agent__reply='80%')
+    ctl_agents('not understood', r'agent       web/a: said "80%", \d+s ago; last error: agent reply not understood',
+               r'agent       web/b: said "up", \d+s ago')
     agent_a.stop()
     shown('agent gone', state='up', weight=3, agent__last_error='agent: connect refused')
+    ctl_agents('agent gone', r'agent       web/a: said "80%", \d+s ago; last error: agent: connect refused',
+               r'agent       web/b: said "up", \d+s ago')
 
     # A reload without the agent forgets its word.
     agent_a.line = 'maint 50%'
@@ -206,6 +173,7 @@ def run(t):
     shown('reloaded without the agent', state='up', weight=10, agent=None)
     expect_eq(len(daemon.find_logs('service changed', service='web', settings='changed')), 1,
               '`service changed` lines with settings=changed for a reload that only removed the agent')
+    ctl_agents('reloaded without the agent')
     expect_eq(sessions(4, 'after the reload'), {'a': 2, 'b': 2}, 'sessions after the reload')
 
     changes = [r.fields['reply'] for r in daemon.find_logs('agent changed') if r.fields['server'] == 'a']

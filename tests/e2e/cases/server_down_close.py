@@ -22,12 +22,14 @@ With `on_server_down: close`:
     echoes 64 KiB of random bytes byte-exact and ends cleanly;
   - access log: end=server_down for the 3 sessions on s1 (and their
     server=s1), client_close for the 6 others; /stats: s1
-    `sessions.closed_on_down` 3, s2 and s3 0.
+    `sessions.closed_on_down` 3, s2 and s3 0; `fulcrumctl servers` says
+    `closed      web/s1: 3 sessions closed when it went down` below its
+    table, and nothing of the kind for s2 and s3.
 With `on_server_down: keep` (the same steps): 1 s after s1 went down, the 3
 sessions on s1 are still open (no byte, no EOF, no reset); then each still
 relays a line both ways through the dead server's open connection, the test
 closes it (s1 sees EOF), and every session ends client_close;
-`closed_on_down` is 0.
+`closed_on_down` is 0 and fulcrumctl prints no `closed` line.
 """
 
 import os
@@ -37,8 +39,8 @@ import threading
 import time
 import urllib.parse
 
-from harness import connect, expect, expect_eq, free_address, get_stats, health_transitions, http_request, \
-    log_stream, wait_until
+from harness import connect, expect, expect_eq, free_address, fulcrumctl_notes, get_stats, health_transitions, \
+    http_request, log_stream, wait_until
 
 DEADLINE = 90
 TOKEN = 'server-down-close-token'
@@ -193,6 +195,7 @@ def scenario(t, policy):
     total = PER_SERVER * len(SERVERS)
     d.wait_access_count(total)
     closed = {v['name']: v['sessions']['closed_on_down'] for v in get_stats(stats)['services'][0]['servers']}
+    closed_lines = [line for line in fulcrumctl_notes(stats) if line.startswith('closed ')]
     d.stop()
     lines = d.access_log_lines()
     expect_eq(len(lines), total, 'access log lines')
@@ -203,6 +206,8 @@ def scenario(t, policy):
               'server and end of each access log line')
     expect_eq(closed, {'s1': PER_SERVER if policy == 'close' else 0, 's2': 0, 's3': 0},
               '/stats sessions.closed_on_down')
+    expect_eq(closed_lines, [f'closed      web/s1: {PER_SERVER} sessions closed when it went down'] if policy == 'close'
+              else [], '`closed` lines of fulcrumctl servers')
     for name in ('s2', 's3'):
         expect_eq(outcomes[name], ['eof'] * PER_SERVER, f"how {name}'s side of its sessions ended")
     for server in servers.values():
