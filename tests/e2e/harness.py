@@ -801,7 +801,7 @@ class TcpServer:
     exception in a handler is kept in `errors`, and check() fails on it.
     Built by TestContext.tcp_server()."""
 
-    def __init__(self, handler, host='127.0.0.1', name='server', conn_timeout=120):
+    def __init__(self, handler, host='127.0.0.1', name='server', conn_timeout=120, port=None):
         self.name = name
         self.handler = handler
         self.conn_timeout = conn_timeout
@@ -815,7 +815,7 @@ class TcpServer:
         self._conns = set()
         self.sock = socket.socket(family_of(host), socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, free_port(host)))
+        self.sock.bind((host, port or free_port(host)))
         self.sock.listen(4096)
         self.sock.settimeout(0.2)
         self.address = format_address(host, self.sock.getsockname()[1])
@@ -877,47 +877,6 @@ class TcpServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-class Agent:
-    """An agent of the agent check (health_check.agent) listening on
-    host:port: each connection gets `line` + LF, then the agent closes it.
-    Set `line` to change what it says; stop() closes its listener (connects
-    are refused), listen() opens it again."""
-
-    def __init__(self, host, port, line='up'):
-        self.host, self.port, self.line = host, port, line
-        self.sock = None
-        self.thread = None
-        self.listen()
-
-    def listen(self):
-        self.sock = socket.socket(family_of(self.host), socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.host, self.port))
-        self.sock.listen(64)
-        # A timeout, so that the accept loop sees stop() within 0.2 s.
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._serve, args=(self.sock,), daemon=True)
-        self.thread.start()
-
-    def _serve(self, sock):
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return  # closed by stop()
-            with conn:
-                try:
-                    conn.sendall(self.line.encode() + b'\n')
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.sock.close()
-        self.thread.join(5)
 
 
 class TestContext:

@@ -68,7 +68,8 @@ import struct
 import subprocess
 import threading
 
-from harness import Agent, SessionLoad, TestFailure, TestSkip, echo_session, expect, expect_eq, free_address, \
+from agent_check_server import AgentCheckServer
+from harness import SessionLoad, TestFailure, TestSkip, echo_session, expect, expect_eq, free_address, \
     free_port_on, get_stats, http_get, http_request, log_stream, parse_address, wait_until
 
 DEADLINE = 150
@@ -571,8 +572,7 @@ def run(t):
     dead = t.dead_address()
     e1, e2 = t.demo_server('e1', host='127.0.0.2'), t.demo_server('e2', host='127.0.0.3')
     agent_port = free_port_on('127.0.0.2', '127.0.0.3')
-    agent = Agent('127.0.0.2', agent_port, AGENT_LINE)  # none on 127.0.0.3: e2's agent check fails
-    t.at_cleanup(agent.stop)
+    AgentCheckServer(t, 'agent', AGENT_LINE, host='127.0.0.2', port=agent_port)  # none on 127.0.0.3: e2's fails
     listen_web, listen_web2, listen_db = free_address(), free_address(), free_address()
     stats_address = free_address()
     token_path = t.token_file(TOKEN + '\n')

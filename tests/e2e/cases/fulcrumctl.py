@@ -274,7 +274,14 @@ def run(t):
 
     # --- known traffic, two sessions left open
     expect_eq(split(web, 10, 'web session'), {'a': 5, 'b': 5}, 'web: sessions per server before any change')
+    def c_active():
+        return next(v for v in get_stats(stats_address)['services'][1]['servers'] if v['name'] == 'c')[
+            'sessions']['active']
+
     for i, size in enumerate(SIDE_UPLOADS):
+        # c takes one session at a time: the client sees the end of the last
+        # one a moment before fulcrum (maybe on the other worker) frees c.
+        wait_until(lambda: c_active() == 0, 10, f'c free before side session {i}')
         expect_eq(echo_upload(side, size, f'side session {i}'), 'c', f'side session {i}: server')
     d.wait_access_count(10 + len(SIDE_UPLOADS))
     held_side, name = open_greeted(side, what='held side session')

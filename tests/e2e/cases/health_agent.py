@@ -43,7 +43,8 @@ import collections
 import re
 import signal
 
-from harness import Agent, expect, expect_eq, free_address, free_port_on, fulcrumctl_notes, get_metrics, \
+from agent_check_server import AgentCheckServer
+from harness import expect, expect_eq, free_address, free_port_on, fulcrumctl_notes, get_metrics, \
     get_stats, greeted_session, health_transitions, http_request, log_stream, open_greeted, wait_until, write_config
 
 DEADLINE = 120
@@ -54,10 +55,8 @@ def run(t):
     a = t.demo_server('a', host='127.0.0.2')
     b = t.demo_server('b', host='127.0.0.3')
     port = free_port_on('127.0.0.2', '127.0.0.3')
-    agent_a = Agent('127.0.0.2', port)
-    agent_b = Agent('127.0.0.3', port)
-    t.at_cleanup(agent_a.stop)
-    t.at_cleanup(agent_b.stop)
+    agent_a = AgentCheckServer(t, 'agent-a', host='127.0.0.2', port=port)
+    AgentCheckServer(t, 'agent-b', host='127.0.0.3', port=port)
     listen, stats = free_address(), free_address()
     token_file = t.token_file(TOKEN)
     service = {'name': 'web', 'listen': listen, 'scheduler': 'rr',
@@ -89,7 +88,7 @@ def run(t):
         log_stream(f'{what}: {expected}')
 
     def say(line, what, **expected):
-        agent_a.line = line
+        agent_a.set_reply(line)
         shown(f'agent says {line!r} ({what})', **expected)
 
     def sessions(n, what):
@@ -157,14 +156,13 @@ def run(t):
         agent__reply='80%')
     ctl_agents('not understood', r'agent       web/a: said "80%", \d+s ago; last error: agent reply not understood',
                r'agent       web/b: said "up", \d+s ago')
-    agent_a.stop()
+    agent_a.stop_listening()
     shown('agent gone', state='up', weight=3, agent__last_error='agent: connect refused')
     ctl_agents('agent gone', r'agent       web/a: said "80%", \d+s ago; last error: agent: connect refused',
                r'agent       web/b: said "up", \d+s ago')
 
     # A reload without the agent forgets its word.
-    agent_a.line = 'maint 50%'
-    agent_a.listen()
+    agent_a = AgentCheckServer(t, 'agent-a again', 'maint 50%', host='127.0.0.2', port=port)
     shown('agent back', state='maint', agent__admin='maint', agent__weight_percent=50, agent__last_error=None)
     del service['health_check']['agent']
     write_config(daemon.config_path, config)
