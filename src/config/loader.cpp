@@ -772,7 +772,7 @@ void Loader::apply_health_check(const Entry& entry, HealthCheckConfig& health_ch
 // A Host header or path: printable ASCII without spaces, so that it cannot
 // break the request line or add a header.
 std::optional<std::string> Loader::header_text(const Entry& entry, std::string_view what) {
-  const std::optional<std::string> value = text(entry);
+  std::optional<std::string> value = text(entry);
   if (!value) return std::nullopt;
   const bool printable =
       std::all_of(value->begin(), value->end(), [](char c) { return c > ' ' && c < 0x7f; });
