@@ -105,8 +105,8 @@ void ControlPlane::report_agent(const ServiceRuntime& service, const ServerRunti
   ServerStateWriter writer(*server.state);
   AgentView& agent = writer.agent();
   const AgentView before = agent;
-  if (reply.up) {
-    agent.says_down = !*reply.up;
+  if (reply.up) agent.says_down = !*reply.up;
+  if (reply.up == false) {
     agent.down_reason =
         reply.description.empty() ? "agent says down" : "agent says down: " + reply.description;
   }
