@@ -4,6 +4,7 @@
 #include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
 #include "probe.hpp"
+#include "start_grid.hpp"
 #include "tcp_probe.hpp"
 
 namespace fulcrum {
@@ -97,7 +98,7 @@ class HealthChecker::Check {
                                       std::move(done));
   }
 
-  void schedule(Duration delay) { add_with_timeout(timer_.get(), delay); }
+  void schedule(Duration delay) { add_on_start_grid(timer_.get(), delay, config_.interval); }
 
   void finish(ProbeResult result) {
     if (result.outcome == ProbeResult::Outcome::local_error) {
