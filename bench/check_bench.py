@@ -13,7 +13,10 @@ of all its threads, /proc/PID/stat) over `--duration` seconds after a
 with health checks off (`idle`); and how the checks' arrivals are spread:
 the busiest 10 ms and 100 ms windows against the mean and against the same
 number of arrivals put at uniformly random times, and each server's
-interval between two checks.
+interval between two checks (the servers time the arrivals, so the 1 ms
+windows also hold their own scheduling delays). `wakes/s` is how often
+fulcrum's main loop woke up (voluntary context switches of its main
+thread), `fds` the least and most descriptors fulcrum held.
 
 Kinds: `idle` (no checks), `tcp` (connect), `send-expect` (send
 "PING\\r\\n", expect "+PONG"), `http` (GET /health, 200), `https` (the same
@@ -55,7 +58,7 @@ HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\
 # The servers' addresses: 127.77.0.1 ... (250 per third octet), all on lo.
 ADDRESS_PREFIX = "127.77"
 PER_OCTET = 250
-WINDOWS_MS = (10, 100)
+WINDOWS_MS = (1, 10, 100)
 
 
 def server_address(index):
@@ -192,6 +195,13 @@ def cpu_split(pid):
     return int(fields[11]) / compare.CLOCK_TICKS, int(fields[12]) / compare.CLOCK_TICKS
 
 
+def wakeups(pid):
+    """Voluntary context switches of the main thread (the loop that runs the
+    checks): each is one sleep in epoll_wait, so one wake-up."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
 def metric_sum(text, name):
     total = 0.0
     for line in text.splitlines():
@@ -247,6 +257,7 @@ def run_kind(args, kind, processes, tmp, round_index):
         loads = [compare.loadavg()]
         busy0 = compare.machine_busy_seconds()
         user0, sys0 = cpu_split(fulcrum.pid)
+        wake0 = wakeups(fulcrum.pid)
         start_ns = time.monotonic_ns()
         fds = []
         end = time.monotonic() + args.duration
@@ -254,6 +265,7 @@ def run_kind(args, kind, processes, tmp, round_index):
             fds.append(compare.fd_count([fulcrum.pid]))
             time.sleep(min(0.25, max(0.0, end - time.monotonic())))
         user1, sys1 = cpu_split(fulcrum.pid)
+        wake1 = wakeups(fulcrum.pid)
         end_ns = time.monotonic_ns()
         busy1 = compare.machine_busy_seconds()
         loads.append(compare.loadavg())
@@ -281,6 +293,7 @@ def run_kind(args, kind, processes, tmp, round_index):
         "user_percent": 100.0 * (user1 - user0) / seconds,
         "system_percent": 100.0 * (sys1 - sys0) / seconds,
         "checks": len(window),
+        "wakeups_per_second": (wake1 - wake0) / seconds,
         "checks_per_second": len(window) / seconds,
         "cpu_us_per_check": 1e6 * cpu / len(window) if window else None,
         "fds_min": min(fds),
@@ -340,7 +353,7 @@ def median_of(results, kind, key):
 
 def report(args, results, meta):
     lines = [
-        f"check_bench {meta['date']}  commit {meta['commit']}  fulcrum {meta['fulcrum']}",
+        f"check_bench {meta['date']}  commit {meta['commit']}  fulcrum {meta['fulcrum']} {args.label}".rstrip(),
         f"machine: {meta['nproc']} CPUs, {meta['cpu_model']}, kernel {meta['kernel']}",
         f"{args.servers} servers in {args.services} services, interval {args.interval_ms} ms, "
         f"timeout {args.timeout_ms} ms, 1 worker; {args.rounds} rounds of {args.duration} s "
@@ -349,7 +362,7 @@ def report(args, results, meta):
         "",
         "fulcrum CPU (user+sys, all threads), median of the rounds; 'checks' = minus idle:",
         f"{'kind':<12} {'CPU %':>7} {'user %':>7} {'sys %':>7} {'checks %':>9} {'checks/s':>9} {'us/check':>9} "
-        f"{'failed':>7} {'local':>6} {'fds':>11}  rounds (CPU %)",
+        f"{'wakes/s':>8} {'failed':>7} {'local':>6} {'fds':>11}  rounds (CPU %)",
     ]
     idle = median_of(results, "idle", "cpu_percent")
     for kind in args.kinds:
@@ -365,7 +378,7 @@ def report(args, results, meta):
             f"{kind:<12} {cpu:7.2f} {median_of(results, kind, 'user_percent'):7.2f} "
             f"{median_of(results, kind, 'system_percent'):7.2f} {compare.fmt(own) if own is not None else '-':>9} "
             f"{rate:9.1f} {compare.fmt(per_check) if per_check else '-':>9} "
-            f"{sum(r['checks_failed'] for r in mine):7.0f} {sum(r['local_errors'] for r in mine):6.0f} "
+            f"{median_of(results, kind, 'wakeups_per_second'):8.0f} {sum(r['checks_failed'] for r in mine):7.0f} {sum(r['local_errors'] for r in mine):6.0f} "
             f"{fds:>11}  {' '.join('%.2f' % r['cpu_percent'] for r in mine)}")
     lines += ["", "Spread of the check arrivals at the servers (last round of each kind):"]
     for kind in args.kinds:
@@ -397,6 +410,7 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every kind")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     p.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    p.add_argument("--label", default="", help="what the binary is (e.g. before, after), printed in the report")
     p.add_argument("--output", help="report path (default bench/results/checks-DATE.txt, and .json)")
     # The servers' child process.
     p.add_argument("--serve", choices=[k for k in KINDS if k != "idle"], help=argparse.SUPPRESS)
