@@ -2,8 +2,8 @@
 // step is a hundredth of the check's interval. The checks due within one
 // step start together, in one wake-up of the loop, instead of each in a
 // wake-up of its own: with 1000 servers checked every second the loop wakes
-// about 100 times a second instead of 600 to 1000, and a wake-up costs
-// about as much as a third of a connect check (bench/check_bench.py). Their
+// about 100 times a second instead of about 650, and each wake-up cost as
+// much as 40 % of a connect check (bench/README.md, check_bench.py). Their
 // random first start and the +-10 % jitter of each interval still spread
 // them over all the steps: about 1 % of a service's servers per step,
 // never all at once.
