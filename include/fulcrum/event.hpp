@@ -30,7 +30,9 @@ inline timeval to_timeval(std::chrono::milliseconds d) {
 // set for the same moment from different ticks then fire in different
 // wake-ups, and each tick is waited for in wake-ups of 1 ms. The daemon's
 // main loop needs the precise clock for the health checks' start grid
-// (src/health/start_grid.hpp); reading it costs no system call either.
+// (src/health/start_grid.hpp). With epoll it costs one descriptor (the
+// timerfd libevent sleeps on, there before the session budget is counted)
+// and a timerfd_settime per loop iteration that waits for a timer.
 inline EventBasePtr new_precise_event_base() {
   event_config* config = event_config_new();
   if (config == nullptr) return nullptr;
