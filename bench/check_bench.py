@@ -252,7 +252,7 @@ def run_kind(args, kind, processes, tmp, round_index):
         compare.write_file(config, fulcrum_config(args, kind, target_port, listen_ports, stats_port))
         log_path = os.path.join(tmp, f"{name}-fulcrum.log")
         fulcrum = processes.start([args.fulcrum, "-c", config], log_path)
-        compare.wait_listening(fulcrum, set(ports), log_path, timeout=30)
+        compare.wait_listening(fulcrum, set(ports), log_path, timeout=60)
         time.sleep(args.warmup)
         loads = [compare.loadavg()]
         busy0 = compare.machine_busy_seconds()
