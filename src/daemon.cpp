@@ -79,7 +79,7 @@ class Daemon final : public ReloadTarget {
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
 
   const unsigned workers_count_;
-  EventBasePtr base_{event_base_new()};
+  EventBasePtr base_{new_precise_event_base()};
   SchedulerPlane scheduler_plane_;
   // After the schedulers: a session moved off a down server picks from a
   // scheduler that no longer has it.

@@ -25,6 +25,23 @@ inline timeval to_timeval(std::chrono::milliseconds d) {
   return tv;
 }
 
+// An event base whose timers run on CLOCK_MONOTONIC. libevent's default on
+// Linux is CLOCK_MONOTONIC_COARSE, which moves in ticks of 1 to 4 ms: timers
+// set for the same moment from different ticks then fire in different
+// wake-ups, and each tick is waited for in wake-ups of 1 ms. The daemon's
+// main loop needs the precise clock for the health checks' start grid
+// (src/health/start_grid.hpp). With epoll it costs one descriptor (the
+// timerfd libevent sleeps on, there before the session budget is counted)
+// and a timerfd_settime per loop iteration that waits for a timer.
+inline EventBasePtr new_precise_event_base() {
+  event_config* config = event_config_new();
+  if (config == nullptr) return nullptr;
+  event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
+  EventBasePtr base(event_base_new_with_config(config));
+  event_config_free(config);
+  return base;
+}
+
 // Adds `ev` with a timeout.
 inline void add_with_timeout(event* ev, std::chrono::milliseconds d) {
   timeval tv = to_timeval(d);

@@ -4,6 +4,7 @@
 #include "fulcrum/random.hpp"
 #include "fulcrum/socket.hpp"
 #include "probe.hpp"
+#include "start_grid.hpp"
 #include "tcp_probe.hpp"
 
 namespace fulcrum {
@@ -47,7 +48,9 @@ class HttpCheckProbe final : public Probe {
 
 // When a probe runs: once every `interval`, jittered +-10% so that the
 // checks of many servers drift apart, the first at a random point of the
-// first interval so that they never start together.
+// first interval so that they never start together; each start on the
+// next point of the start grid (start_grid.hpp), so that the checks due
+// within one step share one wake-up of the loop.
 class ProbeSchedule {
  public:
   // `probe` must outlive the schedule.
@@ -65,9 +68,8 @@ class ProbeSchedule {
     static_cast<ProbeSchedule*>(arg)->probe_.start();
   }
   void after(double intervals) {
-    add_with_timeout(
-        timer_.get(),
-        Duration(static_cast<int64_t>(intervals * static_cast<double>(interval_.count()))));
+    const Duration delay(static_cast<int64_t>(intervals * static_cast<double>(interval_.count())));
+    add_on_start_grid(timer_.get(), delay, interval_);
   }
 
   Duration interval_;
