@@ -1,6 +1,7 @@
 // The TCP probe against real loopback sockets: a server thread per case,
 // the probe on an event loop of the test's own.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -274,4 +275,15 @@ TEST_CASE("tcp probe, agent: closed without a word, too long, silent past the ti
   });
   CHECK(agent_outcome(ask_agent(agent, Duration(200))) == "failed: timeout");
   unfinished.join();
+}
+
+TEST_CASE("tcp probe: a bare connect check passes without the server ever accepting it") {
+  const Fd listener = listen_loopback();
+  CHECK(outcome(probe_once(address_of(listener), check("", ""))) == "passed");
+  // The reset came before the handshake's last ACK: the listener's queue
+  // holds no connection to accept.
+  REQUIRE(::fcntl(listener.get(), F_SETFL, O_NONBLOCK) == 0);
+  Fd accepted(::accept(listener.get(), nullptr, nullptr));
+  CHECK_FALSE(accepted);
+  CHECK(errno == EAGAIN);
 }
