@@ -104,20 +104,24 @@ void TcpProbe::send_rest() {
   read_reply();
 }
 
+ssize_t TcpProbe::receive(char* buffer, size_t size) {
+  for (;;) {
+    const ssize_t n = ::recv(socket_.get(), buffer, size, MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      wait_for(EV_READ);
+    else
+      finish(ProbeResult::from_error(errno));
+    return -1;
+  }
+}
+
 void TcpProbe::read_reply() {
   char buffer[4096];
   for (;;) {
-    const size_t want = std::min(sizeof buffer, reply_->room());
-    const ssize_t n = ::recv(socket_.get(), buffer, want, MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_for(EV_READ);
-        return;
-      }
-      finish(ProbeResult::from_error(errno));
-      return;
-    }
+    const ssize_t n = receive(buffer, std::min(sizeof buffer, reply_->room()));
+    if (n < 0) return;
     if (n == 0) {
       // Closed by the server: with nothing said, or with a reply that does
       // not hold the expected bytes.
@@ -138,16 +142,8 @@ void TcpProbe::read_reply() {
 void TcpProbe::read_line() {
   char buffer[kLineLimit + 1];
   for (;;) {
-    const ssize_t n = ::recv(socket_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_for(EV_READ);
-        return;
-      }
-      finish(ProbeResult::from_error(errno));
-      return;
-    }
+    const ssize_t n = receive(buffer, sizeof buffer);
+    if (n < 0) return;
     if (n == 0) {
       if (line_.empty()) {
         finish(ProbeResult::failed("connection closed"));

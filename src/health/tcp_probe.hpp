@@ -5,6 +5,7 @@
 // speaks for no client.
 #pragma once
 
+#include <sys/types.h>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -55,6 +56,10 @@ class TcpProbe final : public Probe {
   void on_deadline();
   // Writes what is left of `send`, then reads or passes.
   void send_rest();
+  // One non-blocking read: the bytes read, 0 when the server closed, or -1
+  // when there is nothing to read yet (the probe then waits for it) or the
+  // read failed (the probe then finished).
+  ssize_t receive(char* buffer, size_t size);
   void read_reply();
   void read_line();
   void wait_for(short what);
