@@ -12,7 +12,7 @@ import csv
 import socket
 import subprocess
 
-from harness import TestFailure, require_program, wait_until
+from harness import TestFailure, connect, expect_eq, require_program, wait_until
 
 # `show stat` status words and the fulcrum state they match. HAProxy adds
 # detail after the word: `UP 1/2` (up, one failed check towards fall),
@@ -97,3 +97,14 @@ class HAProxy:
 def haproxy_duration(seconds):
     """A duration in HAProxy's syntax (milliseconds)."""
     return f'{round(seconds * 1000)}ms'
+
+
+def closed_without_a_byte(address, what):
+    """A session to `address` (fulcrum or HAProxy whose only server is out)
+    gets no byte and is closed (EOF or reset)."""
+    with connect(address, timeout=5) as sock:
+        try:
+            data = sock.recv(4096)
+        except ConnectionResetError:
+            data = b''
+    expect_eq(data, b'', f'{what}: bytes from a balancer whose only server is out')

@@ -15,7 +15,7 @@ import re
 import ssl
 import threading
 
-from harness import TestFailure
+from harness import TestFailure, expect_eq, free_address, get_stats, health_transitions, log_stream, wait_until
 
 HEAD_LIMIT = 64 * 1024
 
@@ -86,3 +86,40 @@ class HttpCheckServer:
             self.requests.append(CheckRequest(lines[0], headers))
         phrase = http.HTTPStatus(status).phrase
         conn.sendall(f'HTTP/1.1 {status} {phrase}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'.encode())
+
+
+class CheckedServices:
+    """A fulcrum with one service per name of `check_ports` ({name: (check
+    port, `http` settings)}): a demo server NAME on its data port as server
+    `s`, checked with `check` on that check port. server(name) is s's
+    /stats entry; goes(name, state, reason) waits for s to reach `state`,
+    then for its one `server STATE` line (active check, `reason`) and, when
+    down, for `reason` in /stats health.last_error."""
+
+    def __init__(self, t, check_ports, check):
+        data = {name: t.demo_server(name) for name in check_ports}
+        self.stats_address = free_address()
+        services = [{'name': name, 'listen': free_address(), 'scheduler': 'rr',
+                     'health_check': dict(check, port=port, http=http),
+                     'servers': [{'name': 's', 'address': data[name].address}]}
+                    for name, (port, http) in check_ports.items()]
+        self.daemon = t.daemon({'stats': {'listen': self.stats_address}, 'services': services})
+
+    def server(self, name):
+        stats = get_stats(self.stats_address)
+        return next(v for s in stats['services'] if s['name'] == name for v in s['servers'] if v['name'] == 's')
+
+    def _last_transition(self, name):
+        transitions = health_transitions(self.daemon, service=name, server='s')
+        return transitions[-1] if transitions else None
+
+    def goes(self, name, state, reason):
+        wait_until(lambda: self.server(name)['state'] == state, 15, f'{name}/s to be {state}', interval=0.05)
+        # The log thread writes the line after the state changed.
+        transition = wait_until(
+            lambda: (self._last_transition(name) or {}).get('state') == state and self._last_transition(name),
+            5, f'a `server {state}` line for {name}/s', interval=0.05)
+        expect_eq((transition['reason'], transition['check']), (reason, 'active'), f'{name}/s: `server {state}` line')
+        if state == 'down':
+            expect_eq(self.server(name)['health']['last_error'], reason, f'{name}/s: /stats health.last_error')
+        log_stream(f'{name}/s {state}: {reason}')

@@ -49,9 +49,9 @@ hears from fulcrum and the first step fails.
 import time
 
 from agent_check_server import AgentCheckServer
-from harness import TestFailure, connect, expect_eq, free_address, get_stats, greeted_session, http_request, \
+from harness import TestFailure, expect_eq, free_address, get_stats, greeted_session, http_request, \
     log_stream, wait_until
-from haproxy_peer import HAProxy, haproxy_duration
+from haproxy_peer import HAProxy, closed_without_a_byte, haproxy_duration
 
 DEADLINE = 120
 INTERVAL, TIMEOUT, RISE, FALL = 0.25, 0.25, 2, 2
@@ -80,15 +80,6 @@ STEPS = [
     ('drain 50%', 'drain', 5, 0),
     ('ready 100%', 'up', WEIGHT, 0),
 ]
-
-
-def closed_without_a_byte(address, what):
-    with connect(address, timeout=5) as sock:
-        try:
-            data = sock.recv(4096)
-        except ConnectionResetError:
-            data = b''
-    expect_eq(data, b'', f'{what}: bytes from a balancer whose only server is out')
 
 
 def run(t):

@@ -20,15 +20,12 @@ check port (`health_check.port`) one served by the test:
   - `silent`: the check port reads and never answers: `timeout`.
 """
 
-from harness import expect, expect_eq, free_address, get_stats, health_transitions, log_stream, wait_until
-from http_check_server import HttpCheckServer
+from harness import expect, expect_eq, wait_until
+from http_check_server import CheckedServices, HttpCheckServer
 
 DEADLINE = 90
 CHECK = {'interval': '1s', 'timeout': '1s', 'rise': 2, 'fall': 2}
 
-
-def servers_of(stats):
-    return {(s['name'], v['name']): v for s in stats['services'] for v in s['servers']}
 
 
 def garbage(conn, peer):
@@ -54,31 +51,8 @@ def run(t):
         'garbage': (int(garbage_server.address.rsplit(':', 1)[1]), {'path': '/'}),
         'silent': (int(silent_server.address.rsplit(':', 1)[1]), {'path': '/'}),
     }
-    data = {name: t.demo_server(name) for name in check_ports}
-    stats_address = free_address()
-    services = []
-    for name, (port, http) in check_ports.items():
-        services.append({'name': name, 'listen': free_address(), 'scheduler': 'rr',
-                         'health_check': dict(CHECK, port=port, http=http),
-                         'servers': [{'name': 's', 'address': data[name].address}]})
-    d = t.daemon({'stats': {'listen': stats_address}, 'services': services})
-
-    def server(name):
-        return servers_of(get_stats(stats_address))[(name, 's')]
-
-    def last_transition(name):
-        transitions = health_transitions(d, service=name, server='s')
-        return transitions[-1] if transitions else None
-
-    def goes(name, state, reason):
-        wait_until(lambda: server(name)['state'] == state, 15, f'{name}/s to be {state}', interval=0.05)
-        # The log thread writes the line after the state changed.
-        transition = wait_until(lambda: (last_transition(name) or {}).get('state') == state and last_transition(name),
-                                5, f'a `server {state}` line for {name}/s', interval=0.05)
-        expect_eq((transition['reason'], transition['check']), (reason, 'active'), f'{name}/s: `server {state}` line')
-        if state == 'down':
-            expect_eq(server(name)['health']['last_error'], reason, f'{name}/s: /stats health.last_error')
-        log_stream(f'{name}/s {state}: {reason}')
+    checked = CheckedServices(t, check_ports, CHECK)
+    d, server, goes = checked.daemon, checked.server, checked.goes
 
     # --- the failures, each with its reason
     goes('refused', 'down', 'connect refused')

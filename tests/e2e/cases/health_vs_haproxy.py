@@ -45,9 +45,9 @@ config in a copy of this test).
 
 import time
 
-from harness import TestFailure, connect, expect_eq, free_address, get_stats, greeted_session, \
+from harness import TestFailure, expect_eq, free_address, get_stats, greeted_session, \
     health_transitions, log_stream, wait_until
-from haproxy_peer import HAProxy, haproxy_duration
+from haproxy_peer import HAProxy, closed_without_a_byte, haproxy_duration
 from http_check_server import HttpCheckServer
 from redis_peer import Redis, session, start_redis
 
@@ -79,16 +79,6 @@ def haproxy_config(redis, redis_listen, web, web_listen, check_port):
              '    http-check expect status 200\n'
              f'    server a {web} {HAPROXY_CHECK} port {check_port}\n')
     return text
-
-
-def closed_without_a_byte(address, what):
-    """A session to `address` gets no byte and is closed (EOF or reset)."""
-    with connect(address, timeout=5) as sock:
-        try:
-            data = sock.recv(4096)
-        except ConnectionResetError:
-            data = b''
-    expect_eq(data, b'', f'{what}: bytes from a balancer whose only server is down')
 
 
 def run(t):
