@@ -24,6 +24,8 @@ std::string_view to_string(ServerStatus status);
 // The operator's setting (admin API), kept across reloads for servers that
 // stay: ready lets health decide, drain and maint take the server out.
 enum class AdminState : uint8_t { ready, drain, maint };
+// "ready", "drain", "maint": the names of the admin API, /stats and the logs.
+std::string_view to_string(AdminState admin);
 
 class ServerStateWriter;
 

@@ -27,6 +27,15 @@ std::string_view to_string(ServerStatus status) {
   return "down";
 }
 
+std::string_view to_string(AdminState admin) {
+  switch (admin) {
+    case AdminState::ready: return "ready";
+    case AdminState::drain: return "drain";
+    case AdminState::maint: return "maint";
+  }
+  return "ready";
+}
+
 namespace {
 
 int64_t nanoseconds_of(SteadyTime time) {

@@ -116,15 +116,6 @@ std::string optional_string(const std::string& text) {
   return text.empty() ? "null" : json_string(text);
 }
 
-std::string_view to_string(AdminState admin) {
-  switch (admin) {
-    case AdminState::ready: return "ready";
-    case AdminState::drain: return "drain";
-    case AdminState::maint: return "maint";
-  }
-  return "ready";
-}
-
 // health.agent of a server: what its agent last said (null without an agent).
 std::string agent_json(const ServiceRuntime& service, const ServerState& st,
                        std::chrono::steady_clock::time_point now) {

@@ -265,18 +265,16 @@ void StatsServer::change_server(evhttp_request* request, const ServiceRuntime& s
   context_.control_plane->operator_request(service, server, change->state, change->weight,
                                            std::chrono::steady_clock::now());
 
-  static constexpr std::string_view kRequestNames[] = {"ready", "drain", "maint"};
-  log_info(
-      "admin change",
-      {{"service", service.config->name},
-       {"server", server.config->name},
-       {"request_state", change->state ? kRequestNames[static_cast<int>(*change->state)] : "-"},
-       {"request_weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
-       {"old_state", to_string(state_before)},
-       {"new_state", to_string(state.status())},
-       {"old_weight", weight_before},
-       {"new_weight", state.weight()},
-       {"peer", peer_of(request)}});
+  log_info("admin change",
+           {{"service", service.config->name},
+            {"server", server.config->name},
+            {"request_state", change->state ? to_string(*change->state) : "-"},
+            {"request_weight", change->weight ? std::to_string(*change->weight) : std::string("-")},
+            {"old_state", to_string(state_before)},
+            {"new_state", to_string(state.status())},
+            {"old_weight", weight_before},
+            {"new_weight", state.weight()},
+            {"peer", peer_of(request)}});
   std::string body = render_server_json(service, server, context_);
   // `ready` that leaves the server out of service says why, so that an
   // operator does not take the 200 for "it takes traffic now".
