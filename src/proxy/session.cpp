@@ -338,12 +338,10 @@ void Session::start_relay() {
     // +-10% jitter, so that sessions opened together (a reconnect storm)
     // do not all end together, and long-lived clients spread over servers
     // added since they connected.
-    const auto lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(
-        service_.config->max_lifetime * thread_random_between(0.9, 1.1));
-    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - started_);
+    lifetime_end_ = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   service_.config->max_lifetime * thread_random_between(0.9, 1.1));
     lifetime_timer_.reset(evtimer_new(base, on_lifetime_cb, this));
-    add_with_timeout(lifetime_timer_.get(), std::max(lifetime - age, std::chrono::milliseconds(0)));
+    on_lifetime_timer();
   }
   event_add(client_read_.get(), nullptr);
   event_add(server_read_.get(), nullptr);
@@ -599,7 +597,21 @@ void Session::on_idle_cb(evutil_socket_t, short, void* arg) {
 }
 
 void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
-  static_cast<Session*>(arg)->finish(SessionEnd::max_lifetime);
+  static_cast<Session*>(arg)->on_lifetime_timer();
+}
+
+// A worker's timers run on libevent's coarse clock, which lags the precise
+// one by up to a tick (1 to 4 ms): a timer may fire that much early. The
+// session ends only once its lifetime has passed on the precise clock;
+// before that the timer is re-armed for the rest, rounded up.
+void Session::on_lifetime_timer() {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(lifetime_end_ -
+                                                                 std::chrono::steady_clock::now());
+  if (left.count() <= 0) {
+    finish(SessionEnd::max_lifetime);
+    return;
+  }
+  add_with_timeout(lifetime_timer_.get(), left);
 }
 
 // The timer is armed for the full idle period and re-armed for what remains

@@ -119,6 +119,7 @@ class Session {
     return d.source_side == Side::client ? Side::server : Side::client;
   }
   void on_idle_timer();
+  void on_lifetime_timer();
   void relay_failed_locally();
   void reset_from(Side side);
   void finish(SessionEnd end);
@@ -152,6 +153,7 @@ class Session {
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;
+  std::chrono::steady_clock::time_point lifetime_end_;  // with max_lifetime: when the session ends
   std::chrono::steady_clock::time_point last_publish_;
   uint64_t published_in_ = 0;   // c2s_.bytes already added to the counters
   uint64_t published_out_ = 0;  // s2c_.bytes already added
