@@ -43,15 +43,6 @@ struct ConnectSource {
 // when the connect is in progress or done, else errno.
 int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out);
 
-// A connect for a check that only needs to know the server's kernel answers
-// its SYN: like start_connect, but the last ACK of the handshake is delayed
-// (TCP_QUICKACK off), so that a reset sent as soon as the connect completes
-// (set_linger_reset, then close) reaches the server before that ACK. The
-// server's kernel then drops the half-open connection: the application
-// never accepts it, and never logs a connection reset (HAProxy's connect
-// checks do the same).
-int start_connect_unacked(const SocketAddress& destination, ConnectSource source, Fd& out);
-
 // Whether this process may use transparent sockets of `family` (AF_INET or
 // AF_INET6): tries IP_TRANSPARENT / IPV6_TRANSPARENT on a fresh socket.
 // Returns 0 or errno (EPERM without CAP_NET_RAW or CAP_NET_ADMIN).

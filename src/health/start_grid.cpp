@@ -5,7 +5,7 @@ namespace fulcrum {
 std::chrono::microseconds delay_to_start_grid(std::chrono::nanoseconds now, Duration delay,
                                               Duration interval) {
   using std::chrono::nanoseconds;
-  const nanoseconds step = nanoseconds(interval) / 100;
+  const nanoseconds step = nanoseconds(interval) / 50;
   const nanoseconds due = now + delay;
   nanoseconds start = due;
   if (step > nanoseconds::zero() && due % step != nanoseconds::zero())

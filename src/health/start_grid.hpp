@@ -1,11 +1,12 @@
 // When an active health check starts: on a grid of the steady clock whose
-// step is a hundredth of the check's interval. The checks due within one
+// step is a fiftieth of the check's interval. The checks due within one
 // step start together, in one wake-up of the loop, instead of each in a
 // wake-up of its own: with 1000 servers checked every second the loop wakes
-// about 100 times a second instead of about 650, and each wake-up cost as
-// much as 40 % of a connect check (bench/README.md, check_bench.py). Their
+// about 50 times a second instead of about 650, and each wake-up cost as
+// much as 40 % of a connect check (bench/README.md, check_bench.py; a step
+// of a hundredth woke 100 times and cost about 0.5 % of a CPU more). Their
 // random first start and the +-10 % jitter of each interval still spread
-// them over all the steps: about 1 % of a service's servers per step,
+// them over all the steps: about 2 % of a service's servers per step,
 // never all at once.
 #pragma once
 

@@ -15,33 +15,45 @@ TcpExchange TcpExchange::agent(const AgentCheckConfig& agent, Duration timeout) 
   return TcpExchange{agent.port, agent.send, {}, true, timeout};
 }
 
+namespace {
+
+// A bare connect check needs nothing past the server's SYN-ACK: its
+// application is left out of it (CheckSocket's `delay_ack`).
+bool connect_only(const TcpExchange& exchange) {
+  return exchange.send.empty() && exchange.expect.empty() && !exchange.read_line;
+}
+
+}  // namespace
+
 TcpProbe::TcpProbe(event_base* base, const SocketAddress& server, ConnectSource source,
                    TcpExchange exchange, ProbeDone done)
-    : base_(base),
-      target_(exchange.port != 0 ? server.with_port(exchange.port) : server),
-      source_(source),
+    : target_(exchange.port != 0 ? server.with_port(exchange.port) : server),
       exchange_(exchange),
-      done_(std::move(done)) {
-  deadline_.reset(evtimer_new(base_, on_deadline_cb, this));
+      done_(std::move(done)),
+      socket_(base, source.address, connect_only(exchange), on_io_cb, this) {
+  deadline_.reset(evtimer_new(base, on_deadline_cb, this));
+  // Every check of a service has the same timeout: libevent keeps such
+  // timers in a queue (a "common timeout") instead of its heap, where a
+  // thousand of them would cost a heap insertion and removal per check.
+  const timeval timeout = to_timeval(exchange_.timeout);
+  const timeval* common = event_base_init_common_timeout(base, &timeout);
+  timeout_ = common != nullptr ? *common : timeout;  // it has room for 256 lengths
 }
 
 void TcpProbe::start() {
-  phase_ = Phase::connecting;
   sent_ = 0;
   reply_.reset();
   line_.clear();
-  // A bare connect check needs nothing past the server's SYN-ACK: its
-  // application is left out of it (start_connect_unacked).
-  const bool connect_only =
-      exchange_.send.empty() && exchange_.expect.empty() && !exchange_.read_line;
-  const int error = connect_only ? start_connect_unacked(target_, source_, socket_)
-                                 : start_connect(target_, source_, socket_);
-  if (error != 0) {
+  if (!deadline_) {
+    finish(ProbeResult::from_error(ENOMEM));  // fulcrum's shortage, not the server's
+    return;
+  }
+  if (const int error = socket_.connect(target_); error != 0) {
     finish(ProbeResult::from_error(error));
     return;
   }
-  add_with_timeout(deadline_.get(), exchange_.timeout);
-  wait_for(EV_WRITE);
+  phase_ = Phase::connecting;
+  event_add(deadline_.get(), &timeout_);
 }
 
 void TcpProbe::on_io_cb(evutil_socket_t, short, void* arg) { static_cast<TcpProbe*>(arg)->on_io(); }
@@ -50,20 +62,12 @@ void TcpProbe::on_deadline_cb(evutil_socket_t, short, void* arg) {
   static_cast<TcpProbe*>(arg)->on_deadline();
 }
 
-void TcpProbe::wait_for(short what) {
-  io_.reset(event_new(base_, socket_.get(), what, on_io_cb, this));
-  if (!io_) {
-    finish(ProbeResult::from_error(ENOMEM));  // fulcrum's shortage, not the server's
-    return;
-  }
-  event_add(io_.get(), nullptr);
-}
-
 void TcpProbe::on_io() {
   switch (phase_) {
+    case Phase::idle: return;  // the end of the last check's connection
     case Phase::connecting:
-      if (int error = pending_socket_error(socket_.get()); error != 0) {
-        finish(ProbeResult::from_error(error));
+      if (const int error = socket_.connect_result(); error != 0) {
+        if (error != EINPROGRESS) finish(ProbeResult::from_error(error));
         return;
       }
       phase_ = Phase::sending;
@@ -77,14 +81,11 @@ void TcpProbe::on_io() {
 void TcpProbe::send_rest() {
   const std::string_view data = exchange_.send;
   while (sent_ < data.size()) {
-    const ssize_t n = ::send(socket_.get(), data.data() + sent_, data.size() - sent_,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(socket_.fd(), data.data() + sent_, data.size() - sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_for(EV_WRITE);
-        return;
-      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // until the socket's next change
       finish(ProbeResult::from_error(errno));
       return;
     }
@@ -106,13 +107,11 @@ void TcpProbe::send_rest() {
 
 ssize_t TcpProbe::receive(char* buffer, size_t size) {
   for (;;) {
-    const ssize_t n = ::recv(socket_.get(), buffer, size, MSG_DONTWAIT);
+    const ssize_t n = ::recv(socket_.fd(), buffer, size, MSG_DONTWAIT);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      wait_for(EV_READ);
-    else
-      finish(ProbeResult::from_error(errno));
+    // Nothing yet: the next change of the socket calls again.
+    if (errno != EAGAIN && errno != EWOULDBLOCK) finish(ProbeResult::from_error(errno));
     return -1;
   }
 }
@@ -168,6 +167,7 @@ void TcpProbe::read_line() {
 
 void TcpProbe::on_deadline() {
   switch (phase_) {
+    case Phase::idle: return;
     case Phase::connecting: finish(ProbeResult::failed(failure_reason(ETIMEDOUT))); return;
     case Phase::sending: finish(ProbeResult::failed("timeout")); return;
     case Phase::reading:
@@ -184,13 +184,10 @@ void TcpProbe::on_deadline() {
 }
 
 void TcpProbe::finish(ProbeResult result) {
-  event_del(deadline_.get());
-  io_.reset();
+  phase_ = Phase::idle;
+  if (deadline_) event_del(deadline_.get());
   // A reset, not a FIN (as HAProxy's checks): the check has what it came
-  // for, and neither side then runs the FIN exchange or keeps the
-  // connection in TIME_WAIT (a thousand servers checked every second
-  // would hold some 60,000 such sockets).
-  if (socket_) set_linger_reset(socket_.get());
+  // for (CheckSocket::reset).
   socket_.reset();
   done_(std::move(result));
 }

@@ -11,10 +11,10 @@
 #include <string>
 #include <string_view>
 
+#include "check_socket.hpp"
 #include "fulcrum/address.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/event.hpp"
-#include "fulcrum/fd.hpp"
 #include "fulcrum/socket.hpp"
 #include "probe.hpp"
 #include "reply_match.hpp"
@@ -47,7 +47,7 @@ class TcpProbe final : public Probe {
   void start() override;
 
  private:
-  enum class Phase { connecting, sending, reading };
+  enum class Phase { idle, connecting, sending, reading };
 
   static void on_io_cb(evutil_socket_t, short, void* arg);
   static void on_deadline_cb(evutil_socket_t, short, void* arg);
@@ -57,26 +57,23 @@ class TcpProbe final : public Probe {
   // Writes what is left of `send`, then reads or passes.
   void send_rest();
   // One non-blocking read: the bytes read, 0 when the server closed, or -1
-  // when there is nothing to read yet (the probe then waits for it) or the
-  // read failed (the probe then finished).
+  // when there is nothing to read yet (the socket's next change calls
+  // again) or the read failed (the probe then finished).
   ssize_t receive(char* buffer, size_t size);
   void read_reply();
   void read_line();
-  void wait_for(short what);
   void finish(ProbeResult result);
 
-  event_base* base_;
   SocketAddress target_;
-  ConnectSource source_;
   TcpExchange exchange_;
   ProbeDone done_;
-  Phase phase_ = Phase::connecting;
+  Phase phase_ = Phase::idle;
   size_t sent_ = 0;
   std::optional<ReplyMatcher> reply_;
   std::string line_;
-  Fd socket_;
-  EventPtr io_;
+  CheckSocket socket_;
   EventPtr deadline_;
+  timeval timeout_{};  // exchange_.timeout, as libevent's common timeout
 };
 
 }  // namespace fulcrum

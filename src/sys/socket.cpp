@@ -57,17 +57,10 @@ int check_address_free(const SocketAddress& address) {
   return bound_socket(address, false, probe);
 }
 
-namespace {
-
-int connect_socket(const SocketAddress& destination, ConnectSource source, bool delay_ack,
-                   Fd& out) {
+int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {
   Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
-  if (delay_ack) {
-    if (int e = set_int_option(fd.get(), IPPROTO_TCP, TCP_QUICKACK, 0)) return e;
-  } else {
-    set_relay_options(fd.get());
-  }
+  set_relay_options(fd.get());
   if (source.transparent) {
     if (int e = set_transparent(fd.get(), destination.family())) return e;
   }
@@ -81,16 +74,6 @@ int connect_socket(const SocketAddress& destination, ConnectSource source, bool 
   }
   out = std::move(fd);
   return 0;
-}
-
-}  // namespace
-
-int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {
-  return connect_socket(destination, source, false, out);
-}
-
-int start_connect_unacked(const SocketAddress& destination, ConnectSource source, Fd& out) {
-  return connect_socket(destination, source, true, out);
 }
 
 int check_transparent_allowed(int family) {

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -282,6 +283,119 @@ TEST_CASE("tcp probe: a bare connect check passes without the server ever accept
   CHECK(outcome(probe_once(address_of(listener), check("", ""))) == "passed");
   // The reset came before the handshake's last ACK: the listener's queue
   // holds no connection to accept.
+  REQUIRE(::fcntl(listener.get(), F_SETFL, O_NONBLOCK) == 0);
+  Fd accepted(::accept(listener.get(), nullptr, nullptr));
+  CHECK_FALSE(accepted);
+  CHECK(errno == EAGAIN);
+}
+
+namespace {
+
+// Runs `probe` (on `base`) once more to its result; 20 s at most.
+std::optional<ProbeResult> run_again(event_base* base, TcpProbe& probe,
+                                     std::optional<ProbeResult>& result) {
+  result.reset();
+  probe.start();
+  if (!result) {
+    const timeval limit{20, 0};
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+  }
+  return result;
+}
+
+size_t open_descriptors() {
+  size_t count = 0;
+  for (int fd = 0; fd < 4096; ++fd)
+    if (::fcntl(fd, F_GETFD) != -1) ++count;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("tcp probe: every check of a server is a connection of its own, ended by a reset") {
+  // The probe keeps its socket from one check to the next (CheckSocket):
+  // each check must still come from a new source port (and the configured
+  // source address), end with a reset, and neither a refused check nor the
+  // server's own close may spoil the next.
+  Fd listener = listen_loopback();
+  const SocketAddress server = address_of(listener);
+  const SocketAddress source = parse_ip_literal("127.0.0.3").addresses.at(0);
+  const HealthCheckConfig config = check("PING\r\n", "PONG");
+  EventBasePtr base(event_base_new());
+  std::optional<ProbeResult> result;
+  TcpProbe probe(base.get(), server, ConnectSource{&source, false}, TcpExchange::check(config),
+                 [&](ProbeResult r) {
+                   result = std::move(r);
+                   event_base_loopbreak(base.get());
+                 });
+
+  struct Seen {
+    std::string peer;
+    int end_errno = 0;  // of the server's read after the reply: ECONNRESET for a reset
+  };
+  auto serve_check = [&](Seen& seen) {
+    return serve_one(listener, [&seen](int fd) {
+      sockaddr_storage peer{};
+      socklen_t length = sizeof peer;
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length);
+      seen.peer =
+          SocketAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length).to_string();
+      if (read_exactly(fd, 6) != "PING\r\n") return;
+      write_all(fd, "+PONG\r\n");
+      char byte;
+      seen.end_errno = ::recv(fd, &byte, 1, 0) < 0 ? errno : 0;
+    });
+  };
+
+  std::set<std::string> peers;
+  size_t descriptors_after_first = 0;
+  for (int i = 0; i < 5; ++i) {
+    Seen seen;
+    std::thread server_thread = serve_check(seen);
+    CHECK(outcome(run_again(base.get(), probe, result)) == "passed");
+    server_thread.join();
+    CHECK(seen.peer.rfind("127.0.0.3:", 0) == 0);
+    CHECK(seen.end_errno == ECONNRESET);
+    peers.insert(seen.peer);
+    if (i == 0) descriptors_after_first = open_descriptors();
+  }
+  CHECK(peers.size() == 5);
+  CHECK(open_descriptors() == descriptors_after_first);
+
+  // Nobody listening: refused; then a server again on the same port.
+  listener.reset();
+  CHECK(outcome(run_again(base.get(), probe, result)) == "failed: connect refused");
+  listener = Fd(::socket(AF_INET, SOCK_STREAM, 0));
+  const int on = 1;
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  REQUIRE(::bind(listener.get(), server.sockaddr_ptr(), server.length) == 0);
+  REQUIRE(::listen(listener.get(), 8) == 0);
+  // The server answers and closes first: the next check is unaffected.
+  std::thread closing = serve_one(listener, [](int fd) {
+    read_exactly(fd, 6);
+    write_all(fd, "+PONG\r\n");
+  });
+  CHECK(outcome(run_again(base.get(), probe, result)) == "passed");
+  closing.join();
+  Seen seen;
+  std::thread server_thread = serve_check(seen);
+  CHECK(outcome(run_again(base.get(), probe, result)) == "passed");
+  server_thread.join();
+  CHECK(peers.count(seen.peer) == 0);
+  CHECK(seen.end_errno == ECONNRESET);
+}
+
+TEST_CASE("tcp probe: bare connect checks, repeated, are never accepted") {
+  const Fd listener = listen_loopback();
+  EventBasePtr base(event_base_new());
+  std::optional<ProbeResult> result;
+  TcpProbe probe(base.get(), address_of(listener), ConnectSource{},
+                 TcpExchange::check(check("", "")), [&](ProbeResult r) {
+                   result = std::move(r);
+                   event_base_loopbreak(base.get());
+                 });
+  for (int i = 0; i < 20; ++i) CHECK(outcome(run_again(base.get(), probe, result)) == "passed");
   REQUIRE(::fcntl(listener.get(), F_SETFL, O_NONBLOCK) == 0);
   Fd accepted(::accept(listener.get(), nullptr, nullptr));
   CHECK_FALSE(accepted);
