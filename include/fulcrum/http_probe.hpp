@@ -11,6 +11,7 @@
 #include "fulcrum/address.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/duration.hpp"
+#include "fulcrum/tls_client.hpp"
 
 namespace fulcrum {
 
@@ -40,6 +41,7 @@ class HttpProbe {
 
  private:
   class Exchange;
+  TlsSessionPtr tls_session_;  // the server's last session (tls_client.hpp)
   std::unique_ptr<Exchange> exchange_;
 };
 

@@ -77,7 +77,10 @@ bool status_accepted(const HttpCheckConfig& http, int status) {
 // (possibly by destroying it).
 class HttpProbe::Exchange {
  public:
-  Exchange(HttpCheckConfig http, Done done) : http_(std::move(http)), done_(std::move(done)) {}
+  // `session`: the server's last TLS session, resumed and replaced by this
+  // exchange; it must outlive the exchange.
+  Exchange(HttpCheckConfig http, TlsSessionPtr& session, Done done)
+      : http_(std::move(http)), session_(session), done_(std::move(done)) {}
 
   int start(event_base* base, const SocketAddress& server, const SocketAddress* source,
             Duration timeout);
@@ -97,6 +100,7 @@ class HttpProbe::Exchange {
   void finish(int error, std::string failure);
 
   const HttpCheckConfig http_;
+  TlsSessionPtr& session_;
   Done done_;
   bool starting_ = false;     // within evhttp_make_request
   bool established_ = false;  // connected (and, for TLS, past the handshake)
@@ -126,6 +130,12 @@ int HttpProbe::Exchange::start(event_base* base, const SocketAddress& server,
     if (context == nullptr) return ENOMEM;
     ssl_.reset(SSL_new(context));
     if (!ssl_) return ENOMEM;
+    // Resuming the server's last session spares both sides most of the
+    // handshake: no certificate is sent, parsed or verified (it was, when
+    // the session began). A server that no longer knows the session gets a
+    // full handshake.
+    if (SSL_set_ex_data(ssl_.get(), tls_session_keeper_index(), &session_) != 1) return ENOMEM;
+    if (session_ && SSL_set_session(ssl_.get(), session_.get()) != 1) session_.reset();
     const std::string name = host_name(host);
     // SNI carries names only (RFC 6066), never an address.
     if (!is_ip_literal(name) && SSL_set_tlsext_host_name(ssl_.get(), name.c_str()) != 1)
@@ -273,6 +283,12 @@ void HttpProbe::Exchange::finish(int error, std::string failure) {
   finished_ = true;
   error_ = error;
   failure_ = std::move(failure);
+  // The check has what it came for; fulcrum ends the connection. Marked as
+  // shut down now, before evhttp resets the connection (which clears the
+  // SSL): OpenSSL would take an SSL cleared without it for a broken
+  // connection and stop resuming its session.
+  if (ssl_ && SSL_is_init_finished(ssl_.get()) == 1)
+    SSL_set_shutdown(ssl_.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   event_del(timer_.get());
   event_active(done_event_.get(), EV_TIMEOUT, 0);
 }
@@ -294,7 +310,8 @@ HttpProbe::~HttpProbe() = default;
 
 int HttpProbe::start(event_base* base, const SocketAddress& server, const SocketAddress* source,
                      const HttpCheckConfig& http, Duration timeout, Done done) {
-  exchange_ = std::make_unique<Exchange>(http, std::move(done));
+  exchange_.reset();  // before the next exchange takes over tls_session_
+  exchange_ = std::make_unique<Exchange>(http, tls_session_, std::move(done));
   const int error = exchange_->start(base, server, source, timeout);
   if (error != 0) exchange_.reset();
   return error;

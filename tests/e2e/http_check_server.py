@@ -7,7 +7,8 @@ line and recorded exactly (request line, header lines in order), then
 line (such as a TLS ClientHello) get `400 Bad Request` at once, as from
 nginx or Python's http.server. With `tls` (an ssl.SSLContext) the
 connection is TLS first; a handshake that fails is recorded in
-`handshake_errors`, not as a failure of the test.
+`handshake_errors`, not as a failure of the test, and whether each one
+that succeeded resumed a session in `resumed`.
 """
 
 import http
@@ -40,6 +41,7 @@ class HttpCheckServer:
         self.lock = threading.Lock()
         self.requests = []
         self.handshake_errors = []
+        self.resumed = []  # with `tls`: per handshake, whether it resumed a session
         self.server = t.tcp_server(self._handle, name=name, conn_timeout=10)
         self.address = self.server.address
         self.port = int(self.address.rsplit(':', 1)[1])
@@ -56,6 +58,8 @@ class HttpCheckServer:
                 with self.lock:
                     self.handshake_errors.append(e)
                 return
+            with self.lock:
+                self.resumed.append(conn.session_reused)
         try:
             self._answer(conn)
         finally:

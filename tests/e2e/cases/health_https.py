@@ -9,7 +9,8 @@ server each (a demo server), each checked on a check port
     server stays up, no check fails, and the check port sees `GET /health
     HTTP/1.1` with Host `127.0.0.1:CHECKPORT`. Then the check port answers
     503: down with `http status 503` (the status is read through TLS); 200
-    again: up.
+    again: up. Only the first check's handshake is a full one: every later
+    check resumes the server's session.
   - `verify`: `tls: true, verify: true, host: localhost` against the same
     kind of port: down with `tls certificate not verified: self-signed
     certificate` (/stats health.last_error and the `server down` line); no
@@ -77,5 +78,11 @@ def run(t):
         expect_eq((request.line, request.header('Host')), ('GET /health HTTP/1.1', [f'127.0.0.1:{tls.port}']),
                   f'tls: request line and Host headers of {request}')
     expect_eq(tls.handshake_errors, [], 'failed handshakes at the TLS check port')
+    # The first check's handshake is a full one; every later check resumes
+    # the session the server gave (TLS 1.3 tickets), whatever the status.
+    resumed = tls.resumed
+    expect(len(resumed) >= 6, f'handshakes at the TLS check port: {resumed}')
+    expect_eq((resumed[0], resumed[1:].count(False)), (False, 0),
+              f'the first handshake full, no later one full ({resumed})')
     t.check_servers()
     d.stop()
