@@ -25,6 +25,7 @@ throw-away self-signed certificate).
 
     bench/check_bench.py                          # every kind, 3 rounds
     bench/check_bench.py --kinds tcp --rounds 1 --duration 10
+    bench/check_bench.py --haproxy /usr/sbin/haproxy   # HAProxy's checks instead
 
 Figures only, never a pass or fail. Python 3 standard library only. Traffic
 goes to 127.0.0.0/8 only. Every process started here is stopped through its
@@ -72,10 +73,11 @@ class CheckedServer(asyncio.Protocol):
     the kind expects (tcp: closed at once; send-expect: +PONG after PING;
     http(s): 200 after the request's head) and closed."""
 
-    def __init__(self, kind, index, arrivals):
+    def __init__(self, kind, index, arrivals, handshakes):
         self.kind = kind
         self.index = index
         self.arrivals = arrivals
+        self.handshakes = handshakes  # TLS: [full, resumed]
         self.buffer = b""
         self.transport = None
 
@@ -84,6 +86,9 @@ class CheckedServer(asyncio.Protocol):
         # the connect on loopback, and each check is timed the same way.
         self.arrivals.append((time.monotonic_ns(), self.index))
         self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.handshakes[ssl_object.session_reused] += 1
         if self.kind == "tcp":
             transport.close()
 
@@ -134,6 +139,7 @@ def serve(args):
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
     arrivals = []
+    handshakes = [0, 0]
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -143,7 +149,7 @@ def serve(args):
         servers = []
         for index, s in enumerate(sockets):
             servers.append(await loop.create_server(
-                lambda i=index: CheckedServer(args.serve, i, arrivals), sock=s, ssl=context, backlog=128))
+                lambda i=index: CheckedServer(args.serve, i, arrivals, handshakes), sock=s, ssl=context, backlog=128))
         with open(args.port_file + ".tmp", "w") as f:
             f.write(str(port))
         os.rename(args.port_file + ".tmp", args.port_file)
@@ -154,6 +160,9 @@ def serve(args):
     asyncio.run(main())
     with open(args.arrivals_file, "w") as f:
         f.writelines(f"{t} {i}\n" for t, i in arrivals)
+    if args.serve == "https":
+        with open(args.arrivals_file + ".tls", "w") as f:
+            f.write(f"{handshakes[0]} {handshakes[1]}\n")
     return 0
 
 
@@ -185,6 +194,42 @@ def fulcrum_config(args, kind, target_port, listen_ports, stats_port):
                     lines += ["        tls: true"]
         lines.append("    servers:")
         lines += [f"      - address: {server_address(i)}:{target_port}" for i in indices]
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_config(args, kind, target_port, listen_port):
+    """The same checks in HAProxy 2.6 (`--haproxy`): one thread, the servers
+    in as many backends as fulcrum's services, each checked as the kind asks
+    (`check inter`, `timeout check`); one idle frontend on `listen_port`
+    (HAProxy will not start without a listener). `idle` has the servers
+    without `check`."""
+    lines = [
+        "# Written by bench/check_bench.py.",
+        "global",
+        "  nbthread 1",
+        "  maxconn 4000",
+        "defaults",
+        "  mode tcp",
+        f"  timeout connect {args.timeout_ms}ms",
+        f"  timeout check {args.timeout_ms}ms",
+        "  timeout client 10s",
+        "  timeout server 10s",
+        "frontend unused",
+        f"  bind {HOST}:{listen_port}",
+        "  default_backend checked-0",
+    ]
+    per_service = -(-args.servers // args.services)
+    check = "" if kind == "idle" else f" check inter {args.interval_ms}ms"
+    if kind == "https":
+        check += " check-ssl verify none"
+    for s in range(args.services):
+        lines.append(f"backend checked-{s}")
+        if kind == "send-expect":
+            lines += ["  option tcp-check", '  tcp-check send "PING\\r\\n"', "  tcp-check expect string +PONG"]
+        elif kind in ("http", "https"):
+            lines += ["  option httpchk GET /health", "  http-check expect status 200"]
+        indices = range(s * per_service, min(args.servers, (s + 1) * per_service))
+        lines += [f"  server s{i} {server_address(i)}:{target_port}{check}" for i in indices]
     return "\n".join(lines) + "\n"
 
 
@@ -245,7 +290,7 @@ def make_certificate(tmp):
 
 
 def run_kind(args, kind, processes, tmp, round_index):
-    """One measurement: servers, fulcrum, warm-up, the measured window."""
+    """One measurement: servers, fulcrum (or HAProxy), warm-up, the measured window."""
     name = f"{kind}-{round_index}"
     port_file = os.path.join(tmp, f"{name}.port")
     arrivals_file = os.path.join(tmp, f"{name}.arrivals")
@@ -261,13 +306,21 @@ def run_kind(args, kind, processes, tmp, round_index):
         wait_file(port_file, target, 60)
         with open(port_file) as f:
             target_port = int(f.read())
-        ports = compare.free_ports(args.services + 1)
-        stats_port, listen_ports = ports[0], ports[1:]
-        config = os.path.join(tmp, f"{name}.yaml")
-        compare.write_file(config, fulcrum_config(args, kind, target_port, listen_ports, stats_port))
-        log_path = os.path.join(tmp, f"{name}-fulcrum.log")
-        fulcrum = processes.start([args.fulcrum, "-c", config], log_path)
-        compare.wait_listening(fulcrum, set(ports), log_path, timeout=60)
+        log_path = os.path.join(tmp, f"{name}-balancer.log")
+        if args.haproxy:
+            config = os.path.join(tmp, f"{name}.cfg")
+            compare.write_file(config, haproxy_config(args, kind, target_port, compare.free_ports(1)[0]))
+            fulcrum = processes.start([args.haproxy, "-db", "-f", config], log_path)
+            time.sleep(1.0)  # no listener to wait for: nothing but checks
+            if fulcrum.poll() is not None:
+                raise BenchError(f"haproxy exited with status {fulcrum.returncode}: see {log_path}")
+        else:
+            ports = compare.free_ports(args.services + 1)
+            stats_port, listen_ports = ports[0], ports[1:]
+            config = os.path.join(tmp, f"{name}.yaml")
+            compare.write_file(config, fulcrum_config(args, kind, target_port, listen_ports, stats_port))
+            fulcrum = processes.start([args.fulcrum, "-c", config], log_path)
+            compare.wait_listening(fulcrum, set(ports), log_path, timeout=60)
         time.sleep(args.warmup)
         loads = [compare.loadavg()]
         busy0 = compare.machine_busy_seconds()
@@ -286,8 +339,10 @@ def run_kind(args, kind, processes, tmp, round_index):
         end_ns = time.monotonic_ns()
         busy1 = compare.machine_busy_seconds()
         loads.append(compare.loadavg())
-        with urllib.request.urlopen(f"http://{HOST}:{stats_port}/metrics", timeout=10) as response:
-            metrics = response.read().decode()
+        metrics = ""  # HAProxy's failed checks are not counted here
+        if not args.haproxy:
+            with urllib.request.urlopen(f"http://{HOST}:{stats_port}/metrics", timeout=10) as response:
+                metrics = response.read().decode()
         processes.stop(fulcrum)
         fulcrum = None
         processes.stop(target, grace=20.0)  # SIGTERM: it writes the arrivals first
@@ -295,6 +350,11 @@ def run_kind(args, kind, processes, tmp, round_index):
             raise BenchError(f"{kind}: the servers wrote no arrivals")
         with open(arrivals_file) as f:
             arrivals = [tuple(int(v) for v in line.split()) for line in f]
+        resumed = None  # https: the share of the servers' handshakes that resumed a session
+        if os.path.exists(arrivals_file + ".tls"):
+            with open(arrivals_file + ".tls") as f:
+                full, reused = (int(v) for v in f.read().split())
+            resumed = reused / (full + reused) if full + reused else None
     finally:
         if fulcrum is not None:
             processes.stop(fulcrum)
@@ -324,6 +384,7 @@ def run_kind(args, kind, processes, tmp, round_index):
         "machine_busy_cpus": (busy1 - busy0) / seconds,
         "loadavg": loads,
         "spread": spread(window, start_ns, end_ns, args.servers) if window else None,
+        "tls_resumed": resumed,
     }
 
 
@@ -400,6 +461,11 @@ def report(args, results, meta):
             f"{rate:9.1f} {compare.fmt(per_check) if per_check else '-':>9} "
             f"{median_of(results, kind, 'wakeups_per_second'):8.0f} {sum(r['checks_failed'] for r in mine):7.0f} {sum(r['local_errors'] for r in mine):6.0f} "
             f"{fds:>11}  {' '.join('%.2f' % r['cpu_percent'] for r in mine)}")
+    for kind in args.kinds:
+        shares = [r["tls_resumed"] for r in results if r["kind"] == kind and r.get("tls_resumed") is not None]
+        if shares:
+            lines.append(f"{kind}: handshakes that resumed a session, per round: "
+                         + " ".join(f"{100 * v:.1f} %" for v in shares))
     lines += ["", "Spread of the check arrivals at the servers (last round of each kind):"]
     for kind in args.kinds:
         mine = [r for r in results if r["kind"] == kind and r["spread"]]
@@ -430,6 +496,8 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every kind")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     p.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    p.add_argument("--haproxy", help="measure this HAProxy binary's checks instead of fulcrum's "
+                   "(failed checks then not counted)")
     p.add_argument("--label", default="", help="what the binary is (e.g. before, after), printed in the report")
     p.add_argument("--output", help="report path (default bench/results/checks-DATE.txt, and .json)")
     # The servers' child process.
@@ -458,6 +526,8 @@ def main(argv):
     # Both the servers (a listener and a connection per server) and fulcrum
     # (a check in flight per server) need more than 1024 descriptors.
     compare.raise_fd_limit()
+    if args.haproxy:
+        args.fulcrum = args.haproxy  # the measured process, in the report
     if not os.access(args.fulcrum, os.X_OK):
         print(f"no fulcrum binary at {args.fulcrum} (ninja -C build fulcrum, or --fulcrum)", file=sys.stderr)
         return 2
