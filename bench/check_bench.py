@@ -441,7 +441,7 @@ def report(args, results, meta):
         f"after {args.warmup} s warm-up; load average at start {meta['loadavg_start']}, "
         f"at end {meta['loadavg_end']}",
         "",
-        "fulcrum CPU (all threads, scheduler ns; user/sys split from ticks), median of the rounds; 'checks' = minus idle:",
+        "CPU of the measured process (all threads, scheduler ns; user/sys split from ticks), median of the rounds; 'checks' = minus idle:",
         f"{'kind':<12} {'CPU %':>7} {'user %':>7} {'sys %':>7} {'checks %':>9} {'checks/s':>9} {'us/check':>9} "
         f"{'wakes/s':>8} {'failed':>7} {'local':>6} {'fds':>11}  rounds (CPU %)",
     ]
