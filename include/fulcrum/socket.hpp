@@ -43,6 +43,14 @@ struct ConnectSource {
 // when the connect is in progress or done, else errno.
 int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out);
 
+// The socket start_connect connects: of `family`, with the relay options,
+// bound to `source` as above. Returns errno.
+int open_connect_socket(int family, ConnectSource source, Fd& out);
+
+// TCP_QUICKACK off: the ACK that completes a handshake the socket starts
+// waits (to go with data) instead of leaving at once. Returns errno.
+int set_delayed_ack(int fd);
+
 // Whether this process may use transparent sockets of `family` (AF_INET or
 // AF_INET6): tries IP_TRANSPARENT / IPV6_TRANSPARENT on a fresh socket.
 // Returns 0 or errno (EPERM without CAP_NET_RAW or CAP_NET_ADMIN).

@@ -1,7 +1,5 @@
 #include "check_socket.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -10,27 +8,15 @@
 
 namespace fulcrum {
 
-namespace {
-
-int set_int_option(int fd, int level, int name, int value) {
-  return ::setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : errno;
-}
-
-}  // namespace
-
 int CheckSocket::open(const SocketAddress& destination) {
-  Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!fd) return errno;
-  if (!delay_ack_) set_relay_options(fd.get());
+  Fd fd;
+  // The address of `source` stays bound across disconnects; the port is
+  // chosen anew at each connect (IP_BIND_ADDRESS_NO_PORT).
+  if (int e = open_connect_socket(destination.family(), ConnectSource{source_, false}, fd))
+    return e;
   // Closing the socket (a probe abandoned by a reload) resets a connection
   // too. A disconnect always resets; the option outlives it.
   set_linger_reset(fd.get());
-  if (source_ != nullptr) {
-    // The address stays bound across disconnects; the port is chosen anew
-    // at each connect.
-    if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
-    if (::bind(fd.get(), source_->sockaddr_ptr(), source_->length) != 0) return errno;
-  }
   EventPtr io(event_new(base_, fd.get(), EV_READ | EV_WRITE | EV_PERSIST | EV_ET, on_io_, arg_));
   if (!io || event_add(io.get(), nullptr) != 0) return ENOMEM;
   fd_ = std::move(fd);
@@ -49,7 +35,7 @@ int CheckSocket::connect(const SocketAddress& destination) {
   }
   // Every connect: the disconnect clears TCP_QUICKACK's setting.
   if (delay_ack_) {
-    if (int e = set_int_option(fd_.get(), IPPROTO_TCP, TCP_QUICKACK, 0)) {
+    if (int e = set_delayed_ack(fd_.get())) {
       close();
       return e;
     }
@@ -66,10 +52,7 @@ int CheckSocket::connect(const SocketAddress& destination) {
 int CheckSocket::connect_result() const {
   // A peer address exists only once connected; SO_ERROR alone cannot tell
   // a connect still in progress from one that succeeded.
-  sockaddr_storage peer{};
-  socklen_t length = sizeof peer;
-  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0) return 0;
-  if (errno != ENOTCONN) return errno;
+  if (peer_address(fd_.get()).length != 0) return 0;
   const int error = pending_socket_error(fd_.get());
   return error != 0 ? error : EINPROGRESS;
 }

@@ -28,7 +28,7 @@ class CheckSocket {
   // reset sent as soon as the connect completes reaches the server before
   // that ACK: the server's kernel drops the half-open connection and its
   // application never accepts it, nor logs a reset (as with HAProxy's
-  // connect checks). Otherwise the socket has the relay options.
+  // connect checks). The socket has the relay options either way.
   // `on_io(fd, what, arg)` is called on `base` whenever the socket may have
   // changed: edge-triggered, so each caller reads and writes until EAGAIN.
   // Some calls concern no connection (the end of the last one): the

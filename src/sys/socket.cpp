@@ -57,17 +57,24 @@ int check_address_free(const SocketAddress& address) {
   return bound_socket(address, false, probe);
 }
 
-int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {
-  Fd fd(::socket(destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+int open_connect_socket(int family, ConnectSource source, Fd& out) {
+  Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
   set_relay_options(fd.get());
   if (source.transparent) {
-    if (int e = set_transparent(fd.get(), destination.family())) return e;
+    if (int e = set_transparent(fd.get(), family)) return e;
   }
   if (source.address != nullptr) {
     if (int e = set_int_option(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return e;
     if (::bind(fd.get(), source.address->sockaddr_ptr(), source.address->length) != 0) return errno;
   }
+  out = std::move(fd);
+  return 0;
+}
+
+int start_connect(const SocketAddress& destination, ConnectSource source, Fd& out) {
+  Fd fd;
+  if (int e = open_connect_socket(destination.family(), source, fd)) return e;
   if (::connect(fd.get(), destination.sockaddr_ptr(), destination.length) != 0 &&
       errno != EINPROGRESS) {
     return errno;
@@ -75,6 +82,8 @@ int start_connect(const SocketAddress& destination, ConnectSource source, Fd& ou
   out = std::move(fd);
   return 0;
 }
+
+int set_delayed_ack(int fd) { return set_int_option(fd, IPPROTO_TCP, TCP_QUICKACK, 0); }
 
 int check_transparent_allowed(int family) {
   Fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
