@@ -341,7 +341,7 @@ void Session::start_relay() {
     lifetime_end_ = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                    service_.config->max_lifetime * thread_random_between(0.9, 1.1));
     lifetime_timer_.reset(evtimer_new(base, on_lifetime_cb, this));
-    on_lifetime_timer();
+    arm_lifetime_timer();  // never finish() here: the session is still being set up
   }
   event_add(client_read_.get(), nullptr);
   event_add(server_read_.get(), nullptr);
@@ -605,13 +605,18 @@ void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
 // session ends only once its lifetime has passed on the precise clock;
 // before that the timer is re-armed for the rest, rounded up.
 void Session::on_lifetime_timer() {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(lifetime_end_ -
-                                                                 std::chrono::steady_clock::now());
-  if (left.count() <= 0) {
-    finish(SessionEnd::max_lifetime);
+  if (std::chrono::steady_clock::now() < lifetime_end_) {
+    arm_lifetime_timer();
     return;
   }
-  add_with_timeout(lifetime_timer_.get(), left);
+  finish(SessionEnd::max_lifetime);
+}
+
+// For what is left of the lifetime, rounded up (0 when it is over).
+void Session::arm_lifetime_timer() {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(lifetime_end_ -
+                                                                 std::chrono::steady_clock::now());
+  add_with_timeout(lifetime_timer_.get(), std::max(left, std::chrono::milliseconds(0)));
 }
 
 // The timer is armed for the full idle period and re-armed for what remains

@@ -120,6 +120,7 @@ class Session {
   }
   void on_idle_timer();
   void on_lifetime_timer();
+  void arm_lifetime_timer();
   void relay_failed_locally();
   void reset_from(Side side);
   void finish(SessionEnd end);
