@@ -2,7 +2,10 @@
 // on its main loop through libevent.
 #pragma once
 
+#include <csignal>
 #include <functional>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "fulcrum/event.hpp"
@@ -27,6 +30,29 @@ class SignalEvents {
   std::function<void(int)> on_signal_;
   std::vector<EventPtr> events_;
 };
+
+// Blocks every signal in the calling thread for its lifetime, then puts
+// the previous mask back.
+class AllSignalsBlocked {
+ public:
+  AllSignalsBlocked();
+  ~AllSignalsBlocked();
+  AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+  AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+
+ private:
+  sigset_t previous_;
+};
+
+// A thread that takes no signal from its first instruction on (it inherits
+// the blocked mask): the daemon's signals always reach the main thread's
+// loop, and SIGPIPE becomes EPIPE. Blocking them inside the new thread
+// instead would leave a window where the kernel may pick it for a signal.
+template <typename Function>
+std::thread thread_without_signals(Function&& function) {
+  const AllSignalsBlocked blocked;
+  return std::thread(std::forward<Function>(function));
+}
 
 // "SIGTERM", "SIGINT", "SIGHUP" (else "signal"), for the log.
 const char* signal_name(int signal);

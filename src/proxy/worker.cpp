@@ -1,12 +1,11 @@
 #include "fulcrum/worker.hpp"
 
-#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
-#include <csignal>
 
 #include "fulcrum/log.hpp"
+#include "fulcrum/signals.hpp"
 #include "listener.hpp"
 #include "session.hpp"
 
@@ -59,7 +58,7 @@ void Worker::add_listener(const ServiceRuntime& service, const SocketAddress& ad
 }
 
 void Worker::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = thread_without_signals([this] { run(); });
 }
 
 void Worker::join() {
@@ -67,10 +66,6 @@ void Worker::join() {
 }
 
 void Worker::run() {
-  // Signals belong to the main thread.
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   for (auto& listener : listeners_) listener->enable();
   // The wake event has no descriptor: keep looping even when it is the only
   // event left, until exit_if_idle() breaks the loop.

@@ -5,6 +5,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/preflight.hpp"
 #include "fulcrum/privileges.hpp"
+#include "fulcrum/signals.hpp"
 
 namespace fulcrum {
 
@@ -87,7 +88,7 @@ void Reloader::start_loading() {
   std::string by;
   for (const Asker& asker : current_) by += (by.empty() ? "" : ",") + asker.who;
   log_info("reloading", {{"config", config_path_}, {"by", by}});
-  loader_ = std::thread([this, path = config_path_] {
+  loader_ = thread_without_signals([this, path = config_path_] {
     ConfigLoad load = load_config_file(path);
     {
       std::lock_guard lock(loaded_mutex_);

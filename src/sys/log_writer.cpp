@@ -1,13 +1,13 @@
 #include "fulcrum/log_writer.hpp"
 
 #include <poll.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <csignal>
+
+#include "fulcrum/signals.hpp"
 
 namespace fulcrum {
 
@@ -114,14 +114,8 @@ void LogBuffer::stop() {
 
 LogWriter::LogWriter(int fd, size_t capacity, std::chrono::milliseconds flush_limit)
     : fd_(fd), flush_limit_(flush_limit), buffer_(capacity) {
-  // The thread takes no signal: SIGPIPE from a reader that is gone becomes
-  // EPIPE, and the daemon's signals go to the threads that handle them.
-  sigset_t all;
-  sigset_t previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &previous);
-  thread_ = std::thread([this] { run(); });
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  // SIGPIPE from a reader that is gone becomes EPIPE.
+  thread_ = thread_without_signals([this] { run(); });
 }
 
 LogWriter::~LogWriter() {

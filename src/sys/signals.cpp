@@ -34,6 +34,14 @@ void SignalEvents::on_signal_cb(evutil_socket_t signal, short, void* arg) {
   static_cast<SignalEvents*>(arg)->on_signal_(static_cast<int>(signal));
 }
 
+AllSignalsBlocked::AllSignalsBlocked() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous_);
+}
+
+AllSignalsBlocked::~AllSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+
 const char* signal_name(int signal) {
   switch (signal) {
     case SIGTERM: return "SIGTERM";

@@ -153,6 +153,10 @@ def ipv6_loopback_available():
 
 _PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), 'fulcrum-e2e-ports')
 _held_port_locks = []  # open lock files: held until this process exits
+# Ports this process was given: its own lockf() locks do not stop it (POSIX
+# record locks never conflict within one process), so a port picked for a
+# listen address that is not bound yet could otherwise be picked again.
+_ports_given = set()
 _port_lock_mutex = threading.Lock()
 
 
@@ -187,6 +191,8 @@ def free_port(host='127.0.0.1'):
     with _port_lock_mutex:
         for _ in range(500):
             port = rng.randint(first, last)
+            if port in _ports_given:
+                continue
             fd = os.open(os.path.join(_PORT_LOCK_DIR, f'{port}.lock'), os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -197,6 +203,7 @@ def free_port(host='127.0.0.1'):
                 os.close(fd)
                 continue
             _held_port_locks.append(fd)
+            _ports_given.add(port)
             return port
     raise TestFailure(f'found no free port on {host}')
 
