@@ -14,6 +14,7 @@
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
+#include "fulcrum/kernel_plane.hpp"
 #include "fulcrum/listeners.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/notify.hpp"
@@ -86,6 +87,8 @@ class Daemon final : public ReloadTarget {
   ServerDownPlane server_down_plane_{[this](const std::vector<const ServerState*>& servers) {
     for (auto& worker : workers_) worker->request_close_sessions_of(servers);
   }};
+  // nat and fullnat services: fulcrum's nftables tables.
+  KernelPlane kernel_plane_;
   ControlPlane control_;
   std::unique_ptr<SignalEvents> signals_;
   std::unique_ptr<Reloader> reloader_;
@@ -110,7 +113,10 @@ class Daemon final : public ReloadTarget {
 };
 
 int Daemon::run(Config config) {
-  if (const int code = start(std::move(config)); code != kExitOk) return code;
+  if (const int code = start(std::move(config)); code != kExitOk) {
+    kernel_plane_.remove();
+    return code;
+  }
   event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
 
   for (auto& worker : workers_) worker->join();
@@ -118,6 +124,7 @@ int Daemon::run(Config config) {
   workers_.clear();
   health_.reset();
   reloader_.reset();
+  kernel_plane_.remove();
   stats_.reset();
   log_info("stopped");
   return kExitOk;
@@ -145,7 +152,12 @@ int Daemon::start(Config config) {
   if (!addresses) return kExitStartup;
   control_.add_data_plane(scheduler_plane_);
   control_.add_data_plane(server_down_plane_);
+  control_.add_data_plane(kernel_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
+  if (!kernel_plane_.error().empty()) {
+    log_error("cannot start", {{"error", "kernel rules not applied: " + kernel_plane_.error()}});
+    return kExitStartup;
+  }
   sampler_.follow(snapshot());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);
   reloader_ = std::make_unique<Reloader>(base_.get(), config_path, workers_count_, control_, *this);
@@ -190,8 +202,16 @@ void Daemon::create_events() {
 
 void Daemon::log_started(const std::string& config_path, int64_t fd_budget) const {
   for (const auto& service : snapshot().services) {
-    for (const auto& address : service.config->listen) {
-      log_info("listening", {{"service", service.config->name}, {"address", address.to_string()}});
+    const ServiceConfig& config = *service.config;
+    for (const auto& address : config.listen) {
+      if (in_kernel(config.forwarding)) {
+        log_info("forwarding", {{"service", config.name},
+                                {"address", address.to_string()},
+                                {"forwarding", to_string(config.forwarding)},
+                                {"protocol", to_string(config.protocol)}});
+      } else {
+        log_info("listening", {{"service", config.name}, {"address", address.to_string()}});
+      }
     }
   }
   if (stats_)
@@ -237,7 +257,7 @@ bool Daemon::drop_privileges_as_configured() {
   const GlobalConfig& global = snapshot().config.global;
   if (global.user.empty()) return true;
   if (const std::string error =
-          drop_privileges(global.user, global.group, any_transparent(snapshot().config));
+          drop_privileges(global.user, global.group, capabilities_to_keep(snapshot().config));
       !error.empty()) {
     log_error("cannot drop privileges, refusing to run", {{"user", global.user}, {"error", error}});
     return false;

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,8 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/log_writer.hpp"
+#include "fulcrum/nft_ruleset.hpp"
+#include "fulcrum/nftables.hpp"
 #include "fulcrum/preflight.hpp"
 #include "fulcrum/signals.hpp"
 
@@ -18,13 +21,15 @@ namespace {
 constexpr const char* kDefaultConfig = "/etc/fulcrum/fulcrum.yaml";
 
 constexpr const char* kUsage =
-    "usage: fulcrum [-c FILE] [--check] [--version] [--help]\n"
+    "usage: fulcrum [-c FILE] [--check] [--flush-kernel] [--version] [--help]\n"
     "\n"
-    "Layer-4 TCP load balancer.\n"
+    "Layer-4 load balancer.\n"
     "\n"
     "  -c, --config FILE  configuration file (default /etc/fulcrum/fulcrum.yaml)\n"
     "      --check        validate the configuration as start-up would, binding no\n"
     "                     socket, and exit: 0 ok, 1 invalid\n"
+    "      --flush-kernel delete fulcrum's nftables tables (what a crashed fulcrum\n"
+    "                     forwarding in the kernel left) and exit: 0 done, 3 failed\n"
     "      --version      print the version and exit\n"
     "  -h, --help         print this help and exit\n"
     "\n"
@@ -35,6 +40,7 @@ constexpr const char* kUsage =
 struct Options {
   std::string config = kDefaultConfig;
   bool check = false;
+  bool flush_kernel = false;
 };
 
 // The one mistake, and where the usage is: the whole help would bury it.
@@ -56,6 +62,20 @@ int check(const fulcrum::Config& config) {
   return fulcrum::kExitOk;
 }
 
+// --flush-kernel: no configuration needed; a table that is not there is
+// no error.
+int flush_kernel() {
+  try {
+    fulcrum::Nftables nft;
+    const std::string error = nft.run(fulcrum::nft_delete_tables({"ip", "ip6", "netdev"}));
+    if (error.empty()) return fulcrum::kExitOk;
+    std::fprintf(stderr, "fulcrum: cannot delete the nftables tables: %s\n", error.c_str());
+  } catch (const std::bad_alloc&) {
+    std::fputs("fulcrum: cannot make a libnftables context\n", stderr);
+  }
+  return fulcrum::kExitStartup;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,6 +90,8 @@ int main(int argc, char** argv) {
       options.config = std::string(arg.substr(std::strlen("--config=")));
     } else if (arg == "--check") {
       options.check = true;
+    } else if (arg == "--flush-kernel") {
+      options.flush_kernel = true;
     } else if (arg == "--version") {
       std::printf("fulcrum %s\n", FULCRUM_VERSION);
       return fulcrum::kExitOk;
@@ -81,6 +103,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (options.flush_kernel) return flush_kernel();
   fulcrum::Log::init();
   fulcrum::ConfigLoad load = fulcrum::load_config_file(options.config);
   if (!load.errors.empty()) {

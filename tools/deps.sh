@@ -5,6 +5,7 @@
 FULCRUM_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config
   libevent-dev libssl-dev libyaml-cpp-dev doctest-dev
+  libnftables-dev
   netcat-openbsd
 )
 # What the test suite needs on top: Python for the e2e tests, openssl (the
@@ -20,7 +21,7 @@ FULCRUM_BUILD_PACKAGES=(
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 openssl util-linux
-  iproute2 nftables
+  iproute2 nftables conntrack socat
   valgrind
   prometheus
   chromium

@@ -18,6 +18,8 @@ struct SocketAddress {
 
   int family() const { return storage.ss_family; }
   uint16_t port() const;
+  // 0.0.0.0 or ::, every local address.
+  bool is_wildcard() const;
   // The same address with another port (0: the kernel picks one at connect).
   SocketAddress with_port(uint16_t port) const;
   const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage); }

@@ -18,8 +18,16 @@ enum class SchedulerKind { rr, wrr, lc, wlc, maglev, p2c };
 enum class HashKey { source_ip, source_ip_port };
 enum class AddressMode { snat, transparent };
 enum class ProxyProtocol { none, v1, v2 };
+// How a service carries a client to its server (SPEC.md "Forwarding in the
+// kernel"): relayed by fulcrum, or forwarded by the kernel's nftables.
+enum class Forwarding { proxy, nat, fullnat, dsr };
+enum class Protocol { tcp, udp };
+
+inline bool in_kernel(Forwarding forwarding) { return forwarding != Forwarding::proxy; }
 
 std::string_view to_string(SchedulerKind);
+std::string_view to_string(Forwarding);
+std::string_view to_string(Protocol);
 
 // Where a key is written in the file, 1-based; line 0: it is not. Kept for
 // the keys that the checks after loading (fulcrum/preflight.hpp) and a
@@ -84,13 +92,24 @@ struct HealthCheckConfig {
 // What happens to a server's sessions when it is marked down.
 enum class OnServerDown { keep, close };
 
+// `dsr`: where clients' packets for the VIP arrive, and the interface on the
+// segment shared with the servers (the same one when empty).
+struct DsrConfig {
+  std::string ingress;
+  std::string egress;
+};
+
 struct ServiceConfig {
   std::string name;
+  Forwarding forwarding = Forwarding::proxy;
+  Protocol protocol = Protocol::tcp;
+  // Kernel modes: the virtual addresses (VIP:port); nothing is bound.
   std::vector<SocketAddress> listen;
   SchedulerKind scheduler = SchedulerKind::wrr;
   HashKey hash_key = HashKey::source_ip;
   AddressMode address_mode = AddressMode::snat;
-  std::optional<SocketAddress> source;  // snat source address, port 0
+  std::optional<SocketAddress> source;  // snat (proxy) or fullnat source address, port 0
+  std::optional<DsrConfig> dsr;         // forwarding dsr only
   ProxyProtocol proxy_protocol = ProxyProtocol::none;
   bool accept_proxy_protocol = false;
   Duration connect_timeout{3000};
@@ -101,6 +120,7 @@ struct ServiceConfig {
   HealthCheckConfig health_check;
   OnServerDown on_server_down = OnServerDown::keep;
   Position address_mode_at;  // in the service, else in defaults
+  Position forwarding_at;    // likewise
   std::vector<ServerConfig> servers;
 };
 

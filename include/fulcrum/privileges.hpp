@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "fulcrum/config.hpp"
 
@@ -11,9 +12,15 @@ namespace fulcrum {
 // group) with setgroups/setgid/setuid, then checks that root cannot be
 // regained. Run before any worker thread starts. Returns an empty string on
 // success, else the reason. Not running as root: succeeds only if already
-// that user. With `keep_net_raw` the process keeps CAP_NET_RAW (and only
-// that), which transparent mode needs for IP_TRANSPARENT.
-std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw);
+// that user. The process keeps exactly the capabilities in `keep`
+// (capabilities_to_keep), effective and permitted.
+std::string drop_privileges(const std::string& user, const std::string& group,
+                            const std::vector<int>& keep);
+
+// What a process switching to global.user keeps: CAP_NET_RAW for
+// transparent services (IP_TRANSPARENT), CAP_NET_ADMIN for services
+// forwarded in the kernel (nftables, conntrack). Nothing else.
+std::vector<int> capabilities_to_keep(const Config& config);
 
 // Why this process could not switch to `user` (and `group`) as
 // drop_privileges would, without changing anything: an unknown user or
@@ -22,6 +29,14 @@ std::string cannot_become(const std::string& user, const std::string& group);
 
 // True when some service of `config` uses address_mode transparent.
 bool any_transparent(const Config& config);
+// True when some service of `config` is forwarded in the kernel.
+bool any_in_kernel(const Config& config);
+
+// Services forwarded in the kernel need CAP_NET_ADMIN: among the permitted
+// capabilities when root will switch to global.user (drop_privileges keeps
+// it), else in the effective set. Returns an empty string or the reason
+// (to follow "service NAME: forwarding MODE ").
+std::string kernel_capability_missing(const Config& config);
 
 // Transparent services need CAP_NET_RAW or CAP_NET_ADMIN for
 // IP_TRANSPARENT; read from the process's capability sets (capget), no

@@ -102,7 +102,12 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
 // Stable 64-bit hash (FNV-1a, then a splitmix64 finaliser): the same in every
 // process and build, so Maglev maps clients the same way everywhere.
 uint64_t stable_hash(const void* data, size_t length, uint64_t seed);
-// Maglev's key of a client address.
-uint64_t client_hash(const SocketAddress& client, HashKey key);
+// Maglev's table size, and the seed of the client hash: both part of the
+// mapping (every node and both proxy and kernel modes must agree).
+inline constexpr uint32_t kMaglevTableSize = 65537;
+inline constexpr uint32_t kMaglevClientSeed = 0x6d676c76;  // "mglv"
+// The client's slot in the Maglev table: what nftables computes for
+// `jhash ip saddr [. th sport] mod 65537 seed kMaglevClientSeed`.
+uint32_t maglev_slot(const SocketAddress& client, HashKey key);
 
 }  // namespace fulcrum

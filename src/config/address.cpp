@@ -139,6 +139,14 @@ uint16_t SocketAddress::port() const {
   }
 }
 
+bool SocketAddress::is_wildcard() const {
+  switch (family()) {
+    case AF_INET: return ipv4(*this).sin_addr.s_addr == htonl(INADDR_ANY);
+    case AF_INET6: return IN6_IS_ADDR_UNSPECIFIED(&ipv6(*this).sin6_addr);
+    default: return false;
+  }
+}
+
 SocketAddress SocketAddress::with_port(uint16_t port) const {
   SocketAddress copy = *this;
   set_port(copy, port);

@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -67,6 +68,18 @@ constexpr Choice<ProxyProtocol> kProxyProtocols[] = {
     {"v2", ProxyProtocol::v2},
 };
 
+constexpr Choice<Forwarding> kForwardings[] = {
+    {"proxy", Forwarding::proxy},
+    {"nat", Forwarding::nat},
+    {"fullnat", Forwarding::fullnat},
+    {"dsr", Forwarding::dsr},
+};
+
+constexpr Choice<Protocol> kProtocols[] = {
+    {"tcp", Protocol::tcp},
+    {"udp", Protocol::udp},
+};
+
 template <class E>
 std::string_view choice_text(std::span<const Choice<E>> choices, E value) {
   for (const Choice<E>& choice : choices) {
@@ -88,6 +101,7 @@ enum class Section {
   health_check,
   http_check,
   agent_check,
+  dsr,
   server
 };
 
@@ -97,9 +111,23 @@ bool is_one_of(std::string_view key, std::initializer_list<std::string_view> key
 
 // Per-service keys that `defaults` may set for every service.
 bool is_service_setting(std::string_view key) {
-  return is_one_of(key, {"scheduler", "hash_key", "address_mode", "source", "proxy_protocol",
-                         "accept_proxy_protocol", "timeouts", "retries", "max_connections",
-                         "max_lifetime", "health_check", "on_server_down"});
+  return is_one_of(key, {"forwarding", "protocol", "dsr", "scheduler", "hash_key", "address_mode",
+                         "source", "proxy_protocol", "accept_proxy_protocol", "timeouts", "retries",
+                         "max_connections", "max_lifetime", "health_check", "on_server_down"});
+}
+
+// Per-service keys that only mean something while fulcrum relays the bytes:
+// errors in a kernel mode (SPEC.md "Forwarding in the kernel"), each with
+// the reason.
+std::optional<std::string_view> proxy_only_reason(std::string_view key) {
+  if (key == "address_mode")
+    return "the kernel keeps the client's address (nat, dsr) or uses source (fullnat)";
+  if (key == "proxy_protocol" || key == "accept_proxy_protocol")
+    return "the kernel forwards packets and adds no header";
+  if (key == "retries") return "the kernel does not retry a server that refuses";
+  if (key == "max_connections" || key == "max_lifetime")
+    return "the kernel counts no session to limit or end";
+  return std::nullopt;
 }
 
 // Per-service keys that name a service or belong to it alone.
@@ -122,6 +150,7 @@ bool allows(Section section, std::string_view key) {
           key, {"interval", "timeout", "rise", "fall", "port", "send", "expect", "http", "agent"});
     case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
     case Section::agent_check: return is_one_of(key, {"port", "interval", "send"});
+    case Section::dsr: return is_one_of(key, {"ingress", "egress"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -141,6 +170,7 @@ std::string_view in_section(Section section) {
     case Section::health_check: return "in health_check";
     case Section::http_check: return "in health_check.http";
     case Section::agent_check: return "in health_check.agent";
+    case Section::dsr: return "in dsr";
     case Section::server: return "in server";
   }
   return "";
@@ -158,6 +188,7 @@ std::string_view section_name(Section section) {
     case Section::health_check: return "health_check";
     case Section::http_check: return "health_check.http";
     case Section::agent_check: return "health_check.agent";
+    case Section::dsr: return "dsr";
     case Section::server: return "server";
   }
   return "";
@@ -189,10 +220,13 @@ std::string_view family_name(int family) { return family == AF_INET6 ? "IPv6" : 
 // In transparent mode a server connection comes from the client's address,
 // so servers must have the clients' family: that of the (first) listen
 // address. Not when clients send PROXY headers, whose addresses may be of
-// either family; sessions then skip servers of the other family.
+// either family; sessions then skip servers of the other family. In the
+// kernel modes the packet keeps its family (nft nat rewrites an address for
+// one of the same family), so the same rule holds.
 std::optional<int> transparent_family(const ServiceConfig& service) {
-  if (service.address_mode != AddressMode::transparent || service.accept_proxy_protocol ||
-      service.listen.empty()) {
+  if (service.listen.empty()) return std::nullopt;
+  if (in_kernel(service.forwarding)) return service.listen.front().family();
+  if (service.address_mode != AddressMode::transparent || service.accept_proxy_protocol) {
     return std::nullopt;
   }
   return service.listen.front().family();
@@ -371,6 +405,9 @@ class Loader {
   void parse_defaults(const Entry& entry, ServiceConfig& defaults);
   void apply_service_settings(const Mapping& mapping, ServiceConfig& service);
   void apply_timeouts(const Entry& entry, ServiceConfig& service);
+  std::optional<DsrConfig> dsr(const Entry& entry);
+  std::optional<std::string> interface_name(const Entry& entry);
+  void check_forwarding(const Mapping& mapping, const ServiceConfig& service);
   void apply_health_check(const Entry& entry, HealthCheckConfig& health_check);
   std::optional<HttpCheckConfig> http_check(const Entry& entry);
   std::optional<AgentCheckConfig> agent_check(const Entry& entry, Duration interval);
@@ -379,6 +416,7 @@ class Loader {
   std::vector<ServiceConfig> parse_services(const Entry& entry, const ServiceConfig& defaults);
   std::optional<ServiceConfig> parse_service(const Entry& entry, const ServiceConfig& defaults);
   std::vector<SocketAddress> parse_listen(const Entry& entry);
+  void check_virtual_addresses(const Entry& entry, const ServiceConfig& service);
   std::vector<ServerConfig> parse_servers(const Entry& entry, const ServiceConfig& service);
   std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
                                            std::map<std::string, YAML::Mark>& names);
@@ -674,6 +712,13 @@ void Loader::parse_defaults(const Entry& entry, ServiceConfig& defaults) {
 // over those `service` already has. `timeouts` and `health_check` replace
 // only the sub-keys they set.
 void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
+  if (const Entry* e = m.find("forwarding")) {
+    assign(service.forwarding, choice<Forwarding>(*e, kForwardings));
+    service.forwarding_at = position_of(e->key);
+  }
+  if (const Entry* e = m.find("protocol"))
+    assign(service.protocol, choice<Protocol>(*e, kProtocols));
+  if (const Entry* e = m.find("dsr")) service.dsr = dsr(*e);
   if (const Entry* e = m.find("scheduler")) {
     assign(service.scheduler, choice<SchedulerKind>(*e, kSchedulers));
   }
@@ -707,6 +752,78 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
       error(at->value,
             "source is for address_mode snat: transparent connects from the client's address");
   }
+  check_forwarding(m, service);
+}
+
+// The rules of the kernel modes, for the keys written in `m` (a service or
+// `defaults`) against the forwarding in force there: a key inherited from
+// `defaults` was judged there, or is ignored by a kernel service when
+// `defaults` is written for proxy services (docs/configuration.md).
+void Loader::check_forwarding(const Mapping& m, const ServiceConfig& service) {
+  const Entry* forwarding = m.find("forwarding");
+  const std::string mode(to_string(service.forwarding));
+  if (const Entry* e = m.find("dsr"); e && service.forwarding != Forwarding::dsr) {
+    error(e->key, "dsr is for forwarding dsr");
+  }
+  if (!in_kernel(service.forwarding)) {
+    if (const Entry* e = m.find("protocol"); e && service.protocol == Protocol::udp) {
+      error(e->value, "protocol udp needs forwarding nat, fullnat or dsr: the proxy relays TCP");
+    }
+    return;
+  }
+  for (const std::string_view key : {"address_mode", "proxy_protocol", "accept_proxy_protocol",
+                                     "retries", "max_connections", "max_lifetime"}) {
+    if (const Entry* e = m.find(key)) {
+      error(e->key,
+            std::string(key) + " is for forwarding proxy: " + std::string(*proxy_only_reason(key)));
+    }
+  }
+  if (const Entry* e = m.find("timeouts"); e && e->value.IsMap()) {
+    for (const auto& pair : e->value) {
+      error(pair.first, "timeouts." + pair.first.Scalar() +
+                            " is for forwarding proxy: the kernel's conntrack times a flow");
+    }
+  }
+  const Entry* scheduler = m.find("scheduler");
+  if ((scheduler || forwarding) && service.scheduler != SchedulerKind::rr &&
+      service.scheduler != SchedulerKind::wrr && service.scheduler != SchedulerKind::maglev) {
+    error(scheduler ? scheduler->value : forwarding->value,
+          "scheduler " + std::string(to_string(service.scheduler)) +
+              " does not work in forwarding " + mode +
+              ": the kernel counts no connection per server; use rr, wrr or maglev");
+  }
+  if (const Entry* e = m.find("source"); e && service.forwarding != Forwarding::fullnat) {
+    error(e->key,
+          "source is for forwarding fullnat (or proxy): " + mode + " keeps the client's address");
+  }
+}
+
+// `dsr: {ingress: IF, egress: IF}`; egress defaults to ingress.
+std::optional<DsrConfig> Loader::dsr(const Entry& entry) {
+  const std::optional<Mapping> m = mapping(entry, Section::dsr);
+  if (!m) return std::nullopt;
+  DsrConfig config;
+  if (const Entry* e = require(*m, "ingress")) assign(config.ingress, interface_name(*e));
+  if (const Entry* e = m->find("egress")) assign(config.egress, interface_name(*e));
+  if (config.egress.empty()) config.egress = config.ingress;
+  return config;
+}
+
+// A network interface's name as the kernel takes it (IFNAMSIZ).
+std::optional<std::string> Loader::interface_name(const Entry& entry) {
+  std::optional<std::string> value = text(entry);
+  if (!value) return std::nullopt;
+  const bool valid =
+      !value->empty() && value->size() < 16 &&
+      std::all_of(value->begin(), value->end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+      });
+  if (!valid) {
+    error(entry.value, "interface name " + quote(*value) +
+                           " is not valid: 1 to 15 letters, digits, '-', '_' or '.'");
+    return std::nullopt;
+  }
+  return value;
 }
 
 void Loader::apply_timeouts(const Entry& entry, ServiceConfig& service) {
@@ -887,10 +1004,19 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
     if (const std::optional<int> family = transparent_family(service);
         family && !std::all_of(service.listen.begin(), service.listen.end(),
                                [&](const SocketAddress& a) { return a.family() == *family; })) {
-      error(e->value,
-            "a transparent service listens on one address family: its clients' addresses "
-            "are the sources of its server connections");
+      error(e->value, in_kernel(service.forwarding)
+                          ? "a service forwarded in the kernel listens on one address family: "
+                            "the kernel rewrites an address only for one of its own family"
+                          : "a transparent service listens on one address family: its "
+                            "clients' addresses are the sources of its server connections");
     }
+    if (in_kernel(service.forwarding)) check_virtual_addresses(*e, service);
+  }
+  if (service.forwarding == Forwarding::dsr && !service.dsr) {
+    const Entry* at = m->find("forwarding");
+    error(at ? at->value : entry.value,
+          "forwarding dsr needs dsr.ingress: the interface where clients' packets for the "
+          "virtual address arrive");
   }
   if (const Entry* e = require(*m, "servers")) service.servers = parse_servers(*e, service);
   return service;
@@ -924,6 +1050,18 @@ std::vector<SocketAddress> Loader::parse_listen(const Entry& entry) {
     }
   }
   return addresses;
+}
+
+// Kernel modes match packets by destination: a listen address names one
+// address and port (the VIP), never the wildcard.
+void Loader::check_virtual_addresses(const Entry& entry, const ServiceConfig& service) {
+  for (const SocketAddress& address : service.listen) {
+    if (address.is_wildcard()) {
+      error(entry.value, "forwarding " + std::string(to_string(service.forwarding)) +
+                             " needs a virtual address, not " + address.to_string() +
+                             ": the kernel matches packets by their destination");
+    }
+  }
 }
 
 std::vector<ServerConfig> Loader::parse_servers(const Entry& entry, const ServiceConfig& service) {
@@ -969,6 +1107,18 @@ std::optional<ServerConfig> Loader::parse_server(const Entry& entry, const Servi
   if (const Entry* e = m->find("weight")) assign(server.weight, integer(*e, 0, kMaxWeight));
   if (const Entry* e = m->find("max_connections")) {
     assign(server.max_connections, integer(*e, 0, 10'000'000));
+    if (in_kernel(service.forwarding)) {
+      error(e->key,
+            "max_connections is for forwarding proxy: the kernel counts no session "
+            "per server to limit");
+    }
+  }
+  if (service.forwarding == Forwarding::dsr && server.address.port() != 0 &&
+      !service.listen.empty() && server.address.port() != service.listen.front().port()) {
+    error(m->find("address")->value,
+          "in forwarding dsr a server gets the client's packet unchanged: its port must be "
+          "the listen port " +
+              std::to_string(service.listen.front().port()));
   }
   if (const Entry* e = m->find("backup")) assign(server.backup, boolean(*e));
   if (const Entry* e = m->find("slow_start")) assign(server.slow_start, duration(*e));
@@ -992,10 +1142,12 @@ std::optional<SocketAddress> Loader::server_address(const Entry& entry,
   for (const SocketAddress& address : parsed.addresses) {
     if (address.family() == *family) return address;
   }
-  const std::string reason = service.source
-                                 ? "to match source " + service.source->host_string()
-                                 : "to match the client addresses of transparent listen " +
-                                       service.listen.front().to_string();
+  const std::string reason =
+      service.source ? "to match source " + service.source->host_string()
+      : in_kernel(service.forwarding)
+          ? "to match the virtual address " + service.listen.front().to_string()
+          : "to match the client addresses of transparent listen " +
+                service.listen.front().to_string();
   error(entry.value, "server address " + quote(*value) + " has no " +
                          std::string(family_name(*family)) + " address " + reason);
   return std::nullopt;
@@ -1034,6 +1186,14 @@ ConfigLoad Loader::load(std::string_view text) {
 
 std::string_view to_string(SchedulerKind kind) {
   return choice_text<SchedulerKind>(kSchedulers, kind);
+}
+
+std::string_view to_string(Forwarding forwarding) {
+  return choice_text<Forwarding>(kForwardings, forwarding);
+}
+
+std::string_view to_string(Protocol protocol) {
+  return choice_text<Protocol>(kProtocols, protocol);
 }
 
 std::string ConfigError::to_string() const {

@@ -76,8 +76,10 @@ void Admission::wake_paused() {
 
 int64_t listening_fds(const Config& config, unsigned workers) {
   int64_t count = config.stats.enabled ? 1 : 0;
-  for (const ServiceConfig& service : config.services)
-    count += static_cast<int64_t>(service.listen.size() * workers);
+  for (const ServiceConfig& service : config.services) {
+    if (!in_kernel(service.forwarding))
+      count += static_cast<int64_t>(service.listen.size() * workers);
+  }
   return count;
 }
 

@@ -44,7 +44,8 @@ std::string settings_of(const ServiceConfig& s) {
       << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol << '|'
       << s.connect_timeout.count() << '|' << s.idle_timeout.count() << '|' << s.retries << '|'
       << s.max_connections << '|' << s.max_lifetime.count() << '|' << settings_of(s.health_check)
-      << '|' << static_cast<int>(s.on_server_down);
+      << '|' << static_cast<int>(s.on_server_down) << '|' << to_string(s.forwarding) << '|'
+      << to_string(s.protocol) << '|' << (s.dsr ? s.dsr->ingress + "," + s.dsr->egress : "");
   return out.str();
 }
 

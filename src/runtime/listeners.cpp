@@ -25,6 +25,7 @@ std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config
                                                             unsigned workers, std::string& error) {
   std::vector<BoundAddress> bound;
   for (const ServiceConfig& service : config.services) {
+    if (in_kernel(service.forwarding)) continue;  // the kernel matches its packets
     for (const SocketAddress& address : service.listen) {
       if (running != nullptr && running->service_listening_on(address) != nullptr) continue;
       BoundAddress next{service.name, address, {}};

@@ -62,6 +62,30 @@ void check_transparent(const Config& config, Preflight& out) {
   }
 }
 
+// Once per place, as check_transparent. dsr is accepted by the loader (its
+// rules are checked) but has no data plane yet: refused here with that
+// reason rather than started without forwarding anything.
+void check_kernel(const Config& config, Preflight& out) {
+  const std::string reason = kernel_capability_missing(config);
+  std::set<std::pair<int, int>> reported;
+  for (const ServiceConfig& service : config.services) {
+    if (!in_kernel(service.forwarding)) continue;
+    const Position at = service.forwarding_at;
+    const std::string prefix =
+        "service " + service.name + ": forwarding " + std::string(to_string(service.forwarding));
+    if (service.forwarding == Forwarding::dsr) {
+      out.errors.push_back(config_error(
+          config, at, prefix + " is not implemented in this version (nat, fullnat are)"));
+      continue;
+    }
+    if (reason.empty() || !reported.emplace(at.line, at.column).second) continue;
+    std::string message = prefix;
+    message += ' ';
+    message += reason;
+    out.errors.push_back(config_error(config, at, std::move(message)));
+  }
+}
+
 // Start-up's own count of descriptors comes once every thread's event loop
 // exists; without them, a lower bound: the limit fulcrum will raise itself
 // to (the hard one) cannot even hold stdio and what is kept outside
@@ -90,6 +114,7 @@ Preflight preflight(const Config& config, const Config* started) {
   check_user(config, started, out);
   check_token_file(config, out);
   check_transparent(config, out);
+  check_kernel(config, out);
   if (!started) check_open_file_limit(config, out);
   if (!out.errors.empty()) out.admin_token.reset();
   // In file order, as the loader's.

@@ -51,6 +51,7 @@ void StateRegistry::forget_idle() {
 
 const ServiceRuntime* Snapshot::service_listening_on(const SocketAddress& address) const {
   for (const auto& service : services) {
+    if (in_kernel(service.config->forwarding)) continue;
     for (const auto& listen : service.config->listen) {
       if (listen == address) return &service;
     }

@@ -8,6 +8,7 @@
 
 #include "algorithms.hpp"
 #include "cursor.hpp"
+#include "fulcrum/jhash.hpp"
 #include "published.hpp"
 
 namespace fulcrum {
@@ -18,8 +19,6 @@ namespace {
 // mapping, pinned by a golden test. Changing them moves every client.
 constexpr uint64_t kOffsetSeed = 0x6d61676c65762d6fULL;  // "maglev-o"
 constexpr uint64_t kSkipSeed = 0x6d61676c65762d73ULL;    // "maglev-s"
-constexpr uint64_t kClientSeed = 0x6d61676c65762d63ULL;  // "maglev-c"
-constexpr uint32_t kTableSize = 65537;
 // Slots tried from the client's own before scanning the servers: enough to
 // meet another server nearly always (servers' slots are spread evenly).
 constexpr size_t kLookupWalk = 128;
@@ -38,8 +37,11 @@ uint64_t stable_hash(const void* data, size_t length, uint64_t seed) {
   return h ^ (h >> 31);
 }
 
-uint64_t client_hash(const SocketAddress& client, HashKey key) {
-  unsigned char buffer[18] = {};
+uint32_t maglev_slot(const SocketAddress& client, HashKey key) {
+  // The bytes nftables hashes for `jhash ip saddr` (4), `ip6 saddr` (16),
+  // and with `. th sport` the port in network order padded to a register
+  // (4 more): the kernel's maps then find the same slot (src/kernel/).
+  unsigned char buffer[20] = {};
   size_t length = 0;
   uint16_t port = 0;
   if (client.family() == AF_INET) {
@@ -54,10 +56,10 @@ uint64_t client_hash(const SocketAddress& client, HashKey key) {
     port = in6->sin6_port;
   }
   if (key == HashKey::source_ip_port) {
-    std::memcpy(buffer + length, &port, 2);  // network byte order: the same on every host
-    length += 2;
+    std::memcpy(buffer + length, &port, 2);
+    length += 4;
   }
-  return stable_hash(buffer, length, kClientSeed);
+  return scale_to(kernel_jhash(buffer, length, kMaglevClientSeed), kMaglevTableSize);
 }
 
 // Turns go round the servers; in each round a server fills as many slots as
@@ -124,10 +126,8 @@ class Maglev final : public Scheduler {
   std::optional<uint32_t> pick(const PickContext& context) override {
     const std::vector<uint32_t>& table = table_.read(context.worker);
     if (table.empty()) return std::nullopt;
-    // The table always has kTableSize slots: a constant modulo compiles to a
-    // multiplication instead of a division.
-    constexpr size_t size = kTableSize;
-    size_t slot = client_hash(context.client, key_) % size;
+    constexpr size_t size = kMaglevTableSize;
+    size_t slot = maglev_slot(context.client, key_);
     for (size_t step = 0; step < kLookupWalk; ++step, slot = slot + 1 == size ? 0 : slot + 1) {
       const uint32_t index = table[slot];
       if (is_usable(servers_[index]) && !context.avoids(index)) return index;
@@ -157,7 +157,7 @@ class Maglev final : public Scheduler {
       weights.push_back(up ? s.state->weight() : 0);
     }
     current_ = std::make_shared<const std::vector<uint32_t>>(
-        build_maglev_table(names, weights, kTableSize));
+        build_maglev_table(names, weights, kMaglevTableSize));
     return current_;
   }
 

@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "fulcrum/socket.hpp"
 
@@ -18,15 +20,30 @@ namespace fulcrum {
 
 namespace {
 
-// Sets the effective and permitted capabilities to exactly `capability`
+// Sets the effective and permitted capabilities to exactly `capabilities`
 // (none inheritable). glibc has no capset wrapper and libcap would be a
 // dependency for these few lines.
-bool set_only_capability(int capability) {
+bool set_only_capabilities(const std::vector<int>& capabilities) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
-  data[CAP_TO_INDEX(capability)].effective = CAP_TO_MASK(capability);
-  data[CAP_TO_INDEX(capability)].permitted = CAP_TO_MASK(capability);
+  for (const int capability : capabilities) {
+    data[CAP_TO_INDEX(capability)].effective |= CAP_TO_MASK(capability);
+    data[CAP_TO_INDEX(capability)].permitted |= CAP_TO_MASK(capability);
+  }
   return ::syscall(SYS_capset, &header, data) == 0;
+}
+
+// The process's capability sets, or nullopt (errno set).
+std::optional<std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3>> capability_sets() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
+  if (::syscall(SYS_capget, &header, data.data()) != 0) return std::nullopt;
+  return data;
+}
+
+bool has(const std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3>& data,
+         uint32_t __user_cap_data_struct::*set, int capability) {
+  return (data[CAP_TO_INDEX(capability)].*set & CAP_TO_MASK(capability)) != 0;
 }
 
 struct Identity {
@@ -70,7 +87,9 @@ std::string cannot_become(const std::string& user, const std::string& group) {
   return ::geteuid() == 0 ? "" : unreachable_without_root(*identity, user);
 }
 
-std::string drop_privileges(const std::string& user, const std::string& group, bool keep_net_raw) {
+std::string drop_privileges(const std::string& user, const std::string& group,
+                            const std::vector<int>& keep) {
+  const bool keep_any = !keep.empty();
   std::string error;
   const std::optional<Identity> identity = look_up(user, group, error);
   if (!identity) return error;
@@ -82,14 +101,14 @@ std::string drop_privileges(const std::string& user, const std::string& group, b
   if (::setgroups(1, &gid) != 0) return std::string("setgroups: ") + std::strerror(errno);
   if (::setgid(gid) != 0) return std::string("setgid: ") + std::strerror(errno);
   // setuid() clears every capability unless asked to keep the permitted
-  // ones; they are cut down to CAP_NET_RAW right after.
-  if (keep_net_raw && ::prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0) {
+  // ones; they are cut down to `keep` right after.
+  if (keep_any && ::prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0) {
     return std::string("prctl(PR_SET_KEEPCAPS): ") + std::strerror(errno);
   }
   if (::setuid(uid) != 0) return std::string("setuid: ") + std::strerror(errno);
-  if (keep_net_raw) {
+  if (keep_any) {
     ::prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
-    if (!set_only_capability(CAP_NET_RAW)) return std::string("capset: ") + std::strerror(errno);
+    if (!set_only_capabilities(keep)) return std::string("capset: ") + std::strerror(errno);
   }
   if (uid != 0 && (::setuid(0) == 0 || ::geteuid() == 0))
     return "root could be regained after setuid";
@@ -102,25 +121,45 @@ bool any_transparent(const Config& config) {
   });
 }
 
+bool any_in_kernel(const Config& config) {
+  return std::any_of(config.services.begin(), config.services.end(),
+                     [](const ServiceConfig& s) { return in_kernel(s.forwarding); });
+}
+
+std::vector<int> capabilities_to_keep(const Config& config) {
+  std::vector<int> keep;
+  if (any_transparent(config)) keep.push_back(CAP_NET_RAW);
+  if (any_in_kernel(config)) keep.push_back(CAP_NET_ADMIN);
+  return keep;
+}
+
 std::string transparent_capability_missing(const Config& config) {
   if (!any_transparent(config)) return "";
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
-  if (::syscall(SYS_capget, &header, data) != 0)
-    return std::string("capget: ") + std::strerror(errno);
-  const auto has = [&data](uint32_t __user_cap_data_struct::*set, int capability) {
-    return (data[CAP_TO_INDEX(capability)].*set & CAP_TO_MASK(capability)) != 0;
-  };
-  // Root switching to global.user keeps CAP_NET_RAW alone (drop_privileges).
+  const auto data = capability_sets();
+  if (!data) return std::string("capget: ") + std::strerror(errno);
+  // Root switching to global.user keeps CAP_NET_RAW (drop_privileges).
   const bool switching = !config.global.user.empty() && ::geteuid() == 0;
-  const bool enough = switching ? has(&__user_cap_data_struct::permitted, CAP_NET_RAW)
-                                : has(&__user_cap_data_struct::effective, CAP_NET_RAW) ||
-                                      has(&__user_cap_data_struct::effective, CAP_NET_ADMIN);
+  const bool enough = switching ? has(*data, &__user_cap_data_struct::permitted, CAP_NET_RAW)
+                                : has(*data, &__user_cap_data_struct::effective, CAP_NET_RAW) ||
+                                      has(*data, &__user_cap_data_struct::effective, CAP_NET_ADMIN);
   if (enough) return "";
   return switching ? "address_mode transparent needs CAP_NET_RAW, which fulcrum keeps when it "
                      "switches to user \"" +
                          config.global.user + "\"; this process does not have it"
                    : "address_mode transparent needs CAP_NET_RAW or CAP_NET_ADMIN";
+}
+
+std::string kernel_capability_missing(const Config& config) {
+  if (!any_in_kernel(config)) return "";
+  const auto data = capability_sets();
+  if (!data) return std::string("capget: ") + std::strerror(errno);
+  const bool switching = !config.global.user.empty() && ::geteuid() == 0;
+  if (has(*data,
+          switching ? &__user_cap_data_struct::permitted : &__user_cap_data_struct::effective,
+          CAP_NET_ADMIN)) {
+    return "";
+  }
+  return "needs CAP_NET_ADMIN to program nftables";
 }
 
 std::string check_transparent_capability(const Config& config) {

@@ -653,12 +653,12 @@ class Daemon:
             seen = set()
             stats_seen = stats is None
             for r in self.logs():
-                if r.message in ('listening', 'stats listening') and 'address' in r.fields:
+                if r.message in ('listening', 'forwarding', 'stats listening') and 'address' in r.fields:
                     try:
                         address = parse_address(r.fields['address'])
                     except ValueError:
                         continue
-                    if r.message == 'listening':
+                    if r.message in ('listening', 'forwarding'):  # forwarding: in the kernel
                         seen.add(address)
                     elif address == expected_stats:
                         stats_seen = True

@@ -5,14 +5,23 @@ thread of the test itself).
 
     peer.py server IP:PORT|[IPv6]:PORT ...
         Accepts on every address, forever (the test kills it). Each connection
-        first gets the line `peer IP PORT\\n` (the address the server sees),
-        then everything it sends is echoed back until it half-closes.
+        first gets the line `peer IP PORT SERVER\\n` (the address the server
+        sees, and its own listening address IP:PORT), then everything it
+        sends is echoed back until it half-closes. The same addresses also
+        answer UDP: each datagram comes back after that line.
 
     peer.py client TARGET SESSIONS BYTES
         SESSIONS sequential sessions to TARGET, each sending BYTES random bytes
         (then a half-close) while reading the echo. Prints one JSON list, an
         object per session: local (the client's own IP and port), seen (what
-        the server said it sees), sent_sha256, echoed_sha256, echoed_bytes.
+        the server said it sees), server (which server answered),
+        sent_sha256, echoed_sha256, echoed_bytes.
+
+    peer.py udp-client TARGET QUERIES
+        QUERIES datagrams of random bytes, each from a new socket (a new
+        source port: a new flow), each waiting for its answer. Prints a JSON
+        list, an object per query: local, seen, server, and ok (the
+        datagram came back whole).
 """
 
 import hashlib
@@ -34,10 +43,14 @@ def family_of(host):
     return socket.AF_INET6 if ':' in host else socket.AF_INET
 
 
-def echo(conn, peer):
+def format_address(host, port):
+    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+def echo(conn, peer, me):
     with conn:
         conn.settimeout(TIMEOUT)
-        conn.sendall(f'peer {peer[0]} {peer[1]}\n'.encode())
+        conn.sendall(f'peer {peer[0]} {peer[1]} {me}\n'.encode())
         while True:
             data = conn.recv(65536)
             if not data:
@@ -51,13 +64,25 @@ def serve(address):
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(128)
+    me = format_address(host, port)
     while True:
         conn, peer = listener.accept()
-        threading.Thread(target=echo, args=(conn, peer), daemon=True).start()
+        threading.Thread(target=echo, args=(conn, peer, me), daemon=True).start()
+
+
+def serve_udp(address):
+    host, port = split_address(address)
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    me = format_address(host, port)
+    while True:
+        data, peer = sock.recvfrom(65536)
+        sock.sendto(f'peer {peer[0]} {peer[1]} {me}\n'.encode() + data, peer)
 
 
 def server(addresses):
     threads = [threading.Thread(target=serve, args=(a,), daemon=True) for a in addresses]
+    threads += [threading.Thread(target=serve_udp, args=(a,), daemon=True) for a in addresses]
     for t in threads:
         t.start()
     print('ready', flush=True)
@@ -82,7 +107,7 @@ def session(target, size):
         sock.settimeout(TIMEOUT)
         sock.connect((host, port))
         local = sock.getsockname()[:2]
-        _, seen_host, seen_port = read_line(sock).split()
+        _, seen_host, seen_port, server_address = read_line(sock).split()
 
         def send():
             sock.sendall(payload)
@@ -98,7 +123,7 @@ def session(target, size):
             echoed.update(data)
             count += len(data)
         sender.join()
-    return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)],
+    return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)], 'server': server_address,
             'sent_sha256': hashlib.sha256(payload).hexdigest(),
             'echoed_sha256': echoed.hexdigest(), 'echoed_bytes': count}
 
@@ -107,11 +132,32 @@ def client(target, sessions, size):
     print(json.dumps([session(target, size) for _ in range(sessions)]), flush=True)
 
 
+def query(target):
+    host, port = split_address(target)
+    payload = os.urandom(512)
+    with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect((host, port))
+        local = sock.getsockname()[:2]
+        sock.send(payload)
+        answer = sock.recv(65536)
+    line, _, data = answer.partition(b'\n')
+    _, seen_host, seen_port, server_address = line.decode().split()
+    return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)], 'server': server_address,
+            'ok': data == payload}
+
+
+def udp_client(target, queries):
+    print(json.dumps([query(target) for _ in range(queries)]), flush=True)
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == 'server':
         server(argv[2:])
     elif len(argv) == 5 and argv[1] == 'client':
         client(argv[2], int(argv[3]), int(argv[4]))
+    elif len(argv) == 4 and argv[1] == 'udp-client':
+        udp_client(argv[2], int(argv[3]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

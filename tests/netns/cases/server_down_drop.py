@@ -7,7 +7,7 @@ Two network namespaces made by the test, joined by a veth pair:
 
     fulcrum 198.18.4.1  (with the test's own sockets: the main thread
       |                  joins this namespace before it makes any)
-    server  198.18.4.2  (tests/netns/peer.py: greets with `peer IP PORT`,
+    server  198.18.4.2  (tests/netns/peer.py: greets with `peer IP PORT SERVER`,
                          then echoes, on port 9000)
 
 fulcrum (1 worker) has one service: the primary `far` (198.18.4.2:9000)

@@ -1,0 +1,209 @@
+#include "fulcrum/kernel_rules.hpp"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <vector>
+
+#include "fulcrum/scheduler.hpp"
+
+namespace fulcrum {
+
+namespace {
+
+// A wrr cycle longer than this is scaled down to it: the slots map stays
+// the size of a Maglev table at most, and shares move by at most one slot
+// in 65536.
+constexpr uint64_t kMaxWrrSlots = 65536;
+
+std::string family_of(const ServiceConfig& service) {
+  return service.listen.front().family() == AF_INET6 ? "ip6" : "ip";
+}
+
+std::string protocol_word(const ServiceConfig& service) {
+  return std::string(to_string(service.protocol));
+}
+
+// `198.18.1.11:8080` or `[2001:db8::11]:8080`: dnat's form of an address.
+std::string dnat_target(const SocketAddress& address) { return address.to_string(); }
+
+std::string hex(uint32_t value) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08x", value);
+  return text;
+}
+
+// A server of the group that takes new flows, with the weight it has now
+// (0: it takes none).
+struct Member {
+  std::string chain;
+  std::string name;
+  uint32_t weight;
+};
+
+// The proxy's rule (scheduler.cpp): primaries while any of them is up with
+// a weight, else the backups. Weights of servers that are not up are 0.
+std::vector<Member> serving_group(const ServiceRuntime& service, KernelNames& names) {
+  const auto weight_now = [](const ServerRuntime& server) -> uint32_t {
+    return server.state->status() == ServerStatus::up ? server.state->weight() : 0;
+  };
+  const bool primaries_up =
+      std::any_of(service.servers.begin(), service.servers.end(),
+                  [&](const ServerRuntime& s) { return !s.config->backup && weight_now(s) > 0; });
+  std::vector<Member> group;
+  for (const ServerRuntime& server : service.servers) {
+    if (server.config->backup == primaries_up) continue;
+    group.push_back({names.server(service.config->name, server.config->name), server.config->name,
+                     weight_now(server)});
+  }
+  return group;
+}
+
+// Slot -> index into `group`, by the service's scheduler; empty when no
+// member takes new flows.
+std::vector<uint32_t> slots_of(const ServiceConfig& config, const std::vector<Member>& group) {
+  std::vector<uint32_t> weights;
+  weights.reserve(group.size());
+  for (const Member& member : group) weights.push_back(member.weight);
+  const uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
+  if (total == 0) return {};
+  switch (config.scheduler) {
+    case SchedulerKind::maglev: {
+      std::vector<std::string> names;
+      names.reserve(group.size());
+      for (const Member& member : group) names.push_back(member.name);
+      return build_maglev_table(names, weights, kMaglevTableSize);
+    }
+    case SchedulerKind::wrr: {
+      if (total > kMaxWrrSlots) {
+        for (uint32_t& weight : weights) {
+          if (weight > 0)
+            weight = static_cast<uint32_t>(std::max<uint64_t>(1, weight * kMaxWrrSlots / total));
+        }
+      }
+      return smooth_wrr_sequence(weights);
+    }
+    default: {
+      // rr: every member that takes flows once, in configuration order.
+      std::vector<uint32_t> slots;
+      for (uint32_t i = 0; i < group.size(); ++i) {
+        if (group[i].weight > 0) slots.push_back(i);
+      }
+      return slots;
+    }
+  }
+}
+
+// The expression whose value picks the slot.
+std::string slot_expression(const ServiceConfig& config, const std::string& family, size_t slots) {
+  if (config.scheduler != SchedulerKind::maglev) return "numgen inc mod " + std::to_string(slots);
+  std::string key = family == "ip6" ? "ip6 saddr" : "ip saddr";
+  if (config.hash_key == HashKey::source_ip_port) key += " . th sport";
+  return "jhash " + key + " mod " + std::to_string(kMaglevTableSize) + " seed " +
+         hex(kMaglevClientSeed);
+}
+
+NftTable& table_for(NftRuleset& ruleset, const std::string& family) {
+  const auto [it, created] = ruleset.try_emplace(family);
+  NftTable& table = it->second;
+  if (created) {
+    const std::string address_type = family == "ip6" ? "ipv6_addr" : "ipv4_addr";
+    table.maps["services"].type = "type " + address_type + " . inet_proto . inet_service : verdict";
+    const std::string lookup = std::string(family == "ip6" ? "ip6" : "ip") +
+                               " daddr . meta l4proto . th dport vmap @services";
+    table.chains["prerouting"] = {"type nat hook prerouting priority dstnat; policy accept;",
+                                  "clients routed through this host",
+                                  {lookup}};
+    table.chains["output"] = {
+        "type nat hook output priority -100; policy accept;", "clients on this host", {lookup}};
+  }
+  return table;
+}
+
+void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames& names) {
+  const ServiceConfig& config = *service.config;
+  const std::string family = family_of(config);
+  const std::string protocol = protocol_word(config);
+  NftTable& table = table_for(ruleset, family);
+  const std::string chain = names.service(config.name);
+
+  for (const SocketAddress& vip : config.listen) {
+    table.maps["services"]
+        .elements[vip.host_string() + " . " + protocol + " . " + std::to_string(vip.port())] =
+        "jump " + chain;
+  }
+  // Every server has its chain and counter while it is configured, in a
+  // state that takes flows or not: its counter keeps counting across
+  // changes, and nothing is created when it comes back.
+  for (const ServerRuntime& server : service.servers) {
+    const std::string server_chain = names.server(config.name, server.config->name);
+    const std::string counter = "c" + server_chain;
+    table.counters.insert(counter);
+    std::string rule = "meta l4proto " + protocol;
+    rule += " counter name \"" + counter + "\" dnat to ";
+    rule += dnat_target(server.config->address);
+    table.chains[server_chain] = {"", "server " + config.name + "/" + server.config->name, {rule}};
+  }
+
+  const std::vector<Member> group = serving_group(service, names);
+  const std::vector<uint32_t> slots = slots_of(config, group);
+  NftChain& dispatch = table.chains[chain];
+  dispatch.comment = "service " + config.name;
+  if (slots.empty()) {
+    // No server takes new flows: they are dropped (a nat chain cannot
+    // reject), the client's connect times out as with a dead server.
+    dispatch.rules = {"drop"};
+  } else {
+    const std::string map = chain + "_slots";
+    NftMap& slot_map = table.maps[map];
+    slot_map.type = "typeof numgen inc mod " + std::to_string(kMaglevTableSize) + " : verdict";
+    for (size_t slot = 0; slot < slots.size(); ++slot)
+      slot_map.elements[std::to_string(slot)] = "jump " + group[slots[slot]].chain;
+    dispatch.rules = {slot_expression(config, family, slots.size()) + " vmap @" + map};
+  }
+
+  if (config.forwarding == Forwarding::fullnat) {
+    NftChain& post = table.chains["postrouting"];
+    post.hook = "type nat hook postrouting priority srcnat; policy accept;";
+    post.comment = "fullnat: servers see this host's address";
+    const std::string ct_daddr =
+        family == "ip6" ? "ct original ip6 daddr " : "ct original ip daddr ";
+    const std::string action =
+        config.source ? "snat to " + config.source->host_string() : std::string("masquerade");
+    for (const SocketAddress& vip : config.listen) {
+      std::string rule = "meta l4proto " + protocol + " ";
+      rule += ct_daddr + vip.host_string();
+      rule += " ct original proto-dst " + std::to_string(vip.port());
+      rule += " " + action;
+      post.rules.push_back(std::move(rule));
+    }
+  }
+}
+
+}  // namespace
+
+std::string KernelNames::service(const std::string& service) {
+  const auto [it, added] = services_.try_emplace(service, services_.size() + 1);
+  return "s" + std::to_string(it->second);
+}
+
+std::string KernelNames::server(const std::string& service, const std::string& server) {
+  const std::string owner = this->service(service);
+  const auto [it, added] = servers_.try_emplace({service, server}, 0);
+  if (added) it->second = ++next_server_[service];
+  return owner + "_" + std::to_string(it->second);
+}
+
+NftRuleset kernel_ruleset(const Snapshot& snapshot, KernelNames& names) {
+  NftRuleset ruleset;
+  for (const ServiceRuntime& service : snapshot.services) {
+    const Forwarding forwarding = service.config->forwarding;
+    if (forwarding == Forwarding::nat || forwarding == Forwarding::fullnat)
+      add_service(ruleset, service, names);
+  }
+  return ruleset;
+}
+
+}  // namespace fulcrum

@@ -1,0 +1,238 @@
+"""forwarding: nat and fullnat, TCP and UDP, through the kernel's nftables.
+
+Namespaces made by the test (deleted on exit, also on failure):
+
+    client  198.18.20.2 / 2001:db8:20::2   (default route via the balancer)
+      |
+    lb      198.18.20.1 / 2001:db8:20::1   fulcrum; forwards (ip_forward)
+            br0 198.18.1.1 / 2001:db8:1::1
+      |  (bridge br0)
+    a  198.18.1.11 / 2001:db8:1::11    b  198.18.1.12 / 2001:db8:1::12
+       (default routes via the balancer: nat's replies come back through it)
+
+The virtual addresses are on no interface: 198.18.10.10 and 2001:db8:10::10.
+Each server runs tests/netns/peer.py (TCP echo, UDP answer, both telling
+the address they see and which server they are).
+
+1. `nft list ruleset` in lb before the start.
+2. Services: nat rr TCP (v4 and v6), fullnat rr TCP (servers see the
+   balancer's br0 address), nat rr UDP, fullnat TCP with `source`.
+   Through each: sessions echo 256 KiB checked by SHA-256, the server sees
+   the client's own address (nat) or the balancer's (fullnat), and rr
+   splits exactly: 4 sessions, 2 per server; 10 UDP queries, 5 per server.
+3. Drain `a` through the admin API (run in lb's namespace, where the stats
+   port is): the next 4 sessions of nat4 all reach `b`.
+4. SIGTERM: exit 0, and `nft list ruleset` is exactly what it was before.
+5. `fulcrum --flush-kernel` after a SIGKILL: the table a crash left is gone.
+6. Without CAP_NET_ADMIN (setpriv dropping it from the bounding set):
+   exit 3, with the error at the service's forwarding key.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port
+
+DEADLINE = 150
+BYTES = 256 * 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(os.path.dirname(HERE), 'peer.py')
+
+CLIENT4, CLIENT6 = '198.18.20.2', '2001:db8:20::2'
+LB_CLIENT4, LB_CLIENT6 = '198.18.20.1', '2001:db8:20::1'
+LB_SERVERS4, LB_SERVERS6 = '198.18.1.1', '2001:db8:1::1'
+SOURCE4 = '198.18.1.100'  # fullnat `source`: a second address of lb on br0
+SERVERS = {'a': ('198.18.1.11', '2001:db8:1::11'), 'b': ('198.18.1.12', '2001:db8:1::12')}
+VIP4, VIP6 = '198.18.10.10', '2001:db8:10::10'
+PORT = 9000
+TOKEN = 'kernel-test-token'
+
+
+def run_command(*args, check=True):
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise TestFailure(f'{" ".join(args)} exited {result.returncode}: {result.stderr.strip()}')
+    return result
+
+
+class Topology:
+    def __init__(self):
+        tag = f'fk{os.getpid()}'
+        self.client, self.lb = f'{tag}-client', f'{tag}-lb'
+        self.servers = {name: f'{tag}-{name}' for name in SERVERS}
+        self.created = []
+
+    def sh(self, ns, *args, check=True):
+        return run_command('ip', 'netns', 'exec', ns, *args, check=check)
+
+    def create(self):
+        for ns in [self.client, self.lb, *self.servers.values()]:
+            run_command('ip', 'netns', 'add', ns)
+            self.created.append(ns)
+            run_command('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+        run_command('ip', 'link', 'add', 'c0', 'netns', self.client, 'type', 'veth', 'peer', 'name', 'l0',
+                    'netns', self.lb)
+        run_command('ip', '-n', self.lb, 'link', 'add', 'br0', 'type', 'bridge')
+        self.address(self.client, 'c0', CLIENT4, CLIENT6, 24)
+        self.address(self.lb, 'l0', LB_CLIENT4, LB_CLIENT6, 24)
+        self.address(self.lb, 'br0', LB_SERVERS4, LB_SERVERS6, 24)
+        run_command('ip', '-n', self.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
+        for i, (name, ns) in enumerate(self.servers.items()):
+            run_command('ip', 'link', 'add', 's0', 'netns', ns, 'type', 'veth', 'peer', 'name', f'b{i}',
+                        'netns', self.lb)
+            run_command('ip', '-n', self.lb, 'link', 'set', f'b{i}', 'master', 'br0', 'up')
+            self.address(ns, 's0', *SERVERS[name], 24)
+            run_command('ip', '-n', ns, 'route', 'add', 'default', 'via', LB_SERVERS4)
+            run_command('ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', LB_SERVERS6)
+        run_command('ip', '-n', self.client, 'route', 'add', 'default', 'via', LB_CLIENT4)
+        run_command('ip', '-n', self.client, '-6', 'route', 'add', 'default', 'via', LB_CLIENT6)
+        self.sh(self.lb, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+        self.sh(self.lb, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1')
+
+    def address(self, ns, dev, v4, v6, prefix):
+        run_command('ip', '-n', ns, 'addr', 'add', f'{v4}/{prefix}', 'dev', dev)
+        run_command('ip', '-n', ns, 'addr', 'add', f'{v6}/64', 'dev', dev, 'nodad')
+        run_command('ip', '-n', ns, 'link', 'set', dev, 'up')
+
+    def delete(self):
+        while self.created:
+            subprocess.run(['ip', 'netns', 'delete', self.created.pop()], capture_output=True, timeout=30)
+
+
+def server_of(address):
+    """`a` or `b` from the address a peer says it listens on."""
+    host = address.rpartition(':')[0].strip('[]')
+    return next(name for name, hosts in SERVERS.items() if host in hosts)
+
+
+def tcp_sessions(topology, target, count):
+    out = topology.sh(topology.client, sys.executable, PEER, 'client', target, str(count), str(BYTES)).stdout
+    results = json.loads(out)
+    for i, r in enumerate(results):
+        expect_eq(r['echoed_bytes'], BYTES, f'{target} session {i}: bytes echoed')
+        expect_eq(r['echoed_sha256'], r['sent_sha256'], f'{target} session {i}: SHA-256 of the echo')
+    return results
+
+
+def split(results):
+    counts = {}
+    for r in results:
+        counts[server_of(r['server'])] = counts.get(server_of(r['server']), 0) + 1
+    return counts
+
+
+ADMIN_REQUEST = """
+import sys, urllib.request
+request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST',
+                                 headers={'Authorization': 'Bearer ' + sys.argv[3]})
+with urllib.request.urlopen(request, timeout=10) as reply:
+    print(reply.status)
+"""
+
+
+def admin(topology, stats, path, body, token):
+    """POST to the admin API from inside lb's namespace; the status."""
+    out = topology.sh(topology.lb, sys.executable, '-c', ADMIN_REQUEST, f'http://{stats}{path}',
+                      json.dumps(body), token).stdout
+    return int(out)
+
+
+def services(source_port):
+    def servers(v6=False):
+        return [{'name': name, 'address': f'[{hosts[1]}]:{PORT}' if v6 else f'{hosts[0]}:{PORT}'}
+                for name, hosts in SERVERS.items()]
+    return [
+        {'name': 'nat4', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'{VIP4}:80', 'servers': servers()},
+        {'name': 'nat6', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'[{VIP6}]:80',
+         'servers': servers(True)},
+        {'name': 'full4', 'forwarding': 'fullnat', 'scheduler': 'rr', 'listen': f'{VIP4}:81',
+         'servers': servers()},
+        {'name': 'udp4', 'forwarding': 'nat', 'protocol': 'udp', 'scheduler': 'rr', 'listen': f'{VIP4}:53',
+         'servers': servers()},
+        {'name': 'src4', 'forwarding': 'fullnat', 'scheduler': 'wrr', 'source': SOURCE4,
+         'listen': f'{VIP4}:{source_port}', 'servers': servers()},
+    ]
+
+
+def run(t):
+    if os.geteuid() != 0:
+        raise TestSkip('network namespaces and nftables need root')
+    for tool in ('ip', 'nft', 'setpriv'):
+        if shutil.which(tool) is None:
+            raise TestFailure(f'{tool} is not installed (tools/deps.sh)')
+    topology = Topology()
+    t.at_cleanup(topology.delete)
+    topology.create()
+    for name, ns in topology.servers.items():
+        hosts = SERVERS[name]
+        peer = subprocess.Popen(['ip', 'netns', 'exec', ns, sys.executable, PEER, 'server',
+                                 f'{hosts[0]}:{PORT}', f'[{hosts[1]}]:{PORT}'],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t.register_process(peer, f'server {name}')
+        expect_eq(peer.stdout.readline(), 'ready\n', f'server {name} in its namespace')
+
+    ruleset_before = topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout
+    stats = f'127.0.0.1:{free_port()}'
+    token = os.path.join(t.tmpdir, 'token')
+    with open(token, 'w') as f:
+        f.write(TOKEN + '\n')
+    os.chmod(token, 0o600)
+    config = {'global': {'workers': 1}, 'stats': {'listen': stats, 'admin_token_file': token},
+              'services': services(82)}
+    prefix = ['ip', 'netns', 'exec', topology.lb]
+    d = t.daemon(config, prefix=prefix)
+
+    # 2. Each service, each family and protocol.
+    nat4 = tcp_sessions(topology, f'{VIP4}:80', 4)
+    expect_eq(split(nat4), {'a': 2, 'b': 2}, 'nat4: rr split of 4 sessions')
+    expect_eq({r['seen'][0] for r in nat4}, {CLIENT4}, 'nat4: the servers see the client')
+    nat6 = tcp_sessions(topology, f'[{VIP6}]:80', 4)
+    expect_eq(split(nat6), {'a': 2, 'b': 2}, 'nat6: rr split of 4 sessions')
+    expect_eq({r['seen'][0] for r in nat6}, {CLIENT6}, 'nat6: the servers see the client')
+    full4 = tcp_sessions(topology, f'{VIP4}:81', 4)
+    expect_eq(split(full4), {'a': 2, 'b': 2}, 'full4: rr split of 4 sessions')
+    expect_eq({r['seen'][0] for r in full4}, {LB_SERVERS4}, 'full4: the servers see the balancer')
+    src4 = tcp_sessions(topology, f'{VIP4}:82', 2)
+    expect_eq({r['seen'][0] for r in src4}, {SOURCE4}, 'src4: the servers see `source`')
+    queries = json.loads(topology.sh(topology.client, sys.executable, PEER, 'udp-client', f'{VIP4}:53',
+                                     '10').stdout)
+    expect_eq([q['ok'] for q in queries], [True] * 10, 'udp4: every answer whole')
+    expect_eq(split(queries), {'a': 5, 'b': 5}, 'udp4: rr split of 10 queries (one flow each)')
+    expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
+
+    # 3. Drain a: new flows go to b.
+    expect_eq(admin(topology, stats, '/api/v1/services/nat4/servers/a', {'state': 'drain'}, TOKEN), 200,
+              'drain a through the admin API')
+    drained = tcp_sessions(topology, f'{VIP4}:80', 4)
+    expect_eq(split(drained), {'b': 4}, 'nat4 after draining a')
+
+    # 4. Stop: the ruleset is what it was.
+    d.stop()
+    expect_eq(topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout, ruleset_before,
+              'nft list ruleset after the stop')
+
+    # 5. A crash leaves the table; --flush-kernel removes it.
+    crashed = t.daemon({'global': {'workers': 1}, 'services': services(82)}, name='crashed', prefix=prefix)
+    crashed.send_signal(signal.SIGKILL)
+    crashed.proc.wait(10)
+    expect('table ip fulcrum' in topology.sh(topology.lb, 'nft', 'list', 'tables').stdout,
+           'the table a SIGKILL left')
+    flushed = run_command(*prefix, binary('FULCRUM'), '--flush-kernel', check=False)
+    expect_eq((flushed.returncode, flushed.stdout, flushed.stderr), (0, '', ''), 'fulcrum --flush-kernel')
+    expect_eq(topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout, ruleset_before,
+              'nft list ruleset after --flush-kernel')
+
+    # 6. No CAP_NET_ADMIN: exit 3, the reason at the forwarding key.
+    denied = t.daemon({'services': services(82)[:1]}, name='denied', start=False,
+                      prefix=[*prefix, 'setpriv', '--inh-caps=-all', '--bounding-set=-net_admin'])
+    denied.start(wait_ready=False)
+    expect_eq(denied.wait_exit(20), 3, 'exit code without CAP_NET_ADMIN')
+    errors = [r.fields.get('error') for r in denied.logs() if r.level == 'error']
+    with open(denied.config_path) as f:
+        line = next(n for n, text in enumerate(f, 1) if 'forwarding:' in text)
+    expect_eq(errors, [f'{denied.config_path}:{line}:5: service nat4: forwarding nat needs CAP_NET_ADMIN '
+                       'to program nftables'], 'error without CAP_NET_ADMIN')

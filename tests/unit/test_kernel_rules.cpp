@@ -1,0 +1,205 @@
+// The kernel data plane's translation (kernel_rules.hpp) and the diff that
+// sends it (nft_ruleset.hpp): exact nft text, since that is what the kernel
+// is given. tests/netns/ runs the same text against the kernel.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+
+#include "fulcrum/control_plane.hpp"
+#include "fulcrum/kernel_rules.hpp"
+#include "fulcrum/nft_ruleset.hpp"
+
+using namespace fulcrum;
+using namespace std::chrono_literals;
+
+namespace {
+
+Config config_of(const std::string& yaml) {
+  ConfigLoad load = load_config_text(yaml, "test.yaml");
+  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
+  return std::move(*load.config);
+}
+
+Config nat(const std::string& scheduler, const std::string& extra = "") {
+  return config_of(
+      "services:\n"
+      "  - name: web\n"
+      "    forwarding: nat\n"
+      "    listen: 198.18.10.10:80\n"
+      "    scheduler: " +
+      scheduler + "\n" + extra +
+      "    servers:\n"
+      "      - {name: a, address: 198.18.1.11:8080, weight: 3}\n"
+      "      - {name: b, address: 198.18.1.12:8080}\n"
+      "      - {name: spare, address: 198.18.1.13:8080, backup: true}\n"
+      "  - name: relayed\n"
+      "    listen: 127.0.0.1:8080\n"
+      "    servers: [{address: 127.0.0.1:9001}]\n");
+}
+
+struct Fixture {
+  ControlPlane control{1};
+  KernelNames names;
+  SteadyTime t0 = std::chrono::steady_clock::now();
+
+  NftRuleset install(Config config) {
+    control.install(std::move(config), t0);
+    return kernel_ruleset(*control.snapshot(), names);
+  }
+  void set_state(const std::string& server, AdminState state) {
+    const auto found = control.snapshot()->find("web", server);
+    control.operator_request(*found.service, *found.server, state, std::nullopt, t0);
+  }
+  NftRuleset now() { return kernel_ruleset(*control.snapshot(), names); }
+};
+
+const NftTable& ip_table(const NftRuleset& ruleset) { return ruleset.at("ip"); }
+
+}  // namespace
+
+TEST_CASE("kernel rules: rr over the primaries, one chain and counter per server") {
+  Fixture f;
+  const NftRuleset ruleset = f.install(nat("rr"));
+  CHECK(ruleset.size() == 1);  // the proxy service has no rule
+  const NftTable& table = ip_table(ruleset);
+  CHECK(table.maps.at("services").elements ==
+        std::map<std::string, std::string>{{"198.18.10.10 . tcp . 80", "jump s1"}});
+  CHECK(table.chains.at("prerouting").rules ==
+        std::vector<std::string>{"ip daddr . meta l4proto . th dport vmap @services"});
+  CHECK(table.chains.at("prerouting").hook ==
+        "type nat hook prerouting priority dstnat; policy accept;");
+  CHECK(table.chains.at("output").hook == "type nat hook output priority -100; policy accept;");
+  CHECK_FALSE(table.chains.contains("postrouting"));
+  CHECK(table.chains.at("s1").rules == std::vector<std::string>{"numgen inc mod 2 vmap @s1_slots"});
+  CHECK(table.maps.at("s1_slots").elements ==
+        std::map<std::string, std::string>{{"0", "jump s1_1"}, {"1", "jump s1_2"}});
+  CHECK(
+      table.chains.at("s1_1").rules ==
+      std::vector<std::string>{"meta l4proto tcp counter name \"cs1_1\" dnat to 198.18.1.11:8080"});
+  CHECK(table.chains.at("s1_3").comment == "server web/spare");
+  CHECK(table.counters == std::set<std::string>{"cs1_1", "cs1_2", "cs1_3"});
+}
+
+TEST_CASE("kernel rules: drain and down leave the slots, backups take over, none drops") {
+  Fixture f;
+  f.install(nat("rr"));
+  f.set_state("a", AdminState::drain);
+  CHECK(ip_table(f.now()).maps.at("s1_slots").elements ==
+        std::map<std::string, std::string>{{"0", "jump s1_2"}});
+  CHECK(ip_table(f.now()).chains.at("s1").rules ==
+        std::vector<std::string>{"numgen inc mod 1 vmap @s1_slots"});
+  f.set_state("b", AdminState::maint);
+  CHECK(ip_table(f.now()).maps.at("s1_slots").elements ==
+        std::map<std::string, std::string>{{"0", "jump s1_3"}});
+  f.set_state("spare", AdminState::drain);
+  const NftTable table = ip_table(f.now());
+  CHECK(table.chains.at("s1").rules == std::vector<std::string>{"drop"});
+  CHECK_FALSE(table.maps.contains("s1_slots"));
+  // A drained server keeps its chain: established flows are conntrack's.
+  CHECK(table.chains.contains("s1_1"));
+}
+
+TEST_CASE("kernel rules: wrr slots follow the weights exactly") {
+  Fixture f;
+  const NftTable table = ip_table(f.install(nat("wrr")));
+  CHECK(table.chains.at("s1").rules == std::vector<std::string>{"numgen inc mod 4 vmap @s1_slots"});
+  std::map<std::string, int> count;
+  for (const auto& [slot, target] : table.maps.at("s1_slots").elements) count[target]++;
+  CHECK(count == std::map<std::string, int>{{"jump s1_1", 3}, {"jump s1_2", 1}});
+}
+
+TEST_CASE("kernel rules: maglev installs the proxy's own table under the kernel's jhash") {
+  Fixture f;
+  const NftTable table = ip_table(f.install(nat("maglev", "    hash_key: source_ip_port\n")));
+  CHECK(table.chains.at("s1").rules ==
+        std::vector<std::string>{
+            "jhash ip saddr . th sport mod 65537 seed 0x6d676c76 vmap @s1_slots"});
+  const auto& slots = table.maps.at("s1_slots").elements;
+  REQUIRE(slots.size() == kMaglevTableSize);
+  const std::vector<uint32_t> expected = build_maglev_table({"a", "b"}, {3, 1}, kMaglevTableSize);
+  for (const uint32_t slot : {0u, 1u, 777u, 65536u}) {
+    CHECK(slots.at(std::to_string(slot)) == (expected[slot] == 0 ? "jump s1_1" : "jump s1_2"));
+  }
+}
+
+TEST_CASE("kernel rules: fullnat adds source NAT by the flow's original destination") {
+  Fixture f;
+  const NftRuleset ruleset = f.install(config_of(R"(
+services:
+  - name: v6
+    forwarding: fullnat
+    protocol: udp
+    listen: "[2001:db8::10]:53"
+    source: 2001:db8::1
+    servers: [{name: a, address: "[2001:db8:1::11]:5353"}]
+  - name: v4
+    forwarding: fullnat
+    listen: 198.18.10.10:80
+    servers: [{name: a, address: 198.18.1.11:80}]
+)"));
+  const NftTable& v6 = ruleset.at("ip6");
+  CHECK(v6.maps.at("services").elements ==
+        std::map<std::string, std::string>{{"2001:db8::10 . udp . 53", "jump s1"}});
+  CHECK(v6.chains.at("s1_1").rules ==
+        std::vector<std::string>{
+            "meta l4proto udp counter name \"cs1_1\" dnat to [2001:db8:1::11]:5353"});
+  CHECK(v6.chains.at("postrouting").rules ==
+        std::vector<std::string>{"meta l4proto udp ct original ip6 daddr 2001:db8::10 ct original "
+                                 "proto-dst 53 snat to 2001:db8::1"});
+  CHECK(ruleset.at("ip").chains.at("postrouting").rules ==
+        std::vector<std::string>{
+            "meta l4proto tcp ct original ip daddr 198.18.10.10 ct original proto-dst 80 "
+            "masquerade"});
+}
+
+TEST_CASE("nft transaction: only the difference, in an order the kernel accepts") {
+  NftRuleset before;
+  NftTable& table = before["ip"];
+  table.counters = {"c1", "c2"};
+  table.chains["x"] = {"", "", {"drop"}};
+  table.chains["s1"] = {"", "service web", {"numgen inc mod 2 vmap @m"}};
+  table.chains["s1_1"] = {"", "", {"accept"}};
+  table.chains["s1_2"] = {"", "", {"accept"}};
+  table.maps["m"] = {"typeof numgen inc mod 65537 : verdict",
+                     {{"0", "jump s1_1"}, {"1", "jump s1_2"}}};
+  table.maps["gone"] = {"typeof numgen inc mod 65537 : verdict", {{"0", "jump x"}}};
+
+  CHECK(nft_transaction(before, before).empty());
+
+  NftRuleset after = before;
+  NftTable& next = after["ip"];
+  next.counters = {"c1", "c3"};
+  next.chains.erase("x");
+  next.maps.erase("gone");
+  next.chains["s1_3"] = {"", "server web/c", {"accept"}};
+  next.chains["s1"].rules = {"numgen inc mod 1 vmap @m"};
+  next.maps["m"].elements = {{"0", "jump s1_3"}};
+  CHECK(nft_transaction(before, after) ==
+        "add table ip fulcrum\n"
+        "add counter ip fulcrum c3\n"
+        "add chain ip fulcrum s1_3 { comment \"server web/c\"; }\n"
+        "delete element ip fulcrum m { 0, 1 }\n"
+        "add element ip fulcrum m { 0 : jump s1_3 }\n"
+        "flush chain ip fulcrum s1\n"
+        "add rule ip fulcrum s1 numgen inc mod 1 vmap @m\n"
+        "add rule ip fulcrum s1_3 accept\n"
+        "flush chain ip fulcrum x\n"
+        "delete map ip fulcrum gone\n"
+        "delete chain ip fulcrum x\n"
+        "delete counter ip fulcrum c2\n");
+
+  // Start-up replaces whatever a previous run left, atomically.
+  NftRuleset small;
+  small["ip6"].chains["s1"] = {
+      "type nat hook output priority -100; policy accept;", "", {"accept"}};
+  CHECK(nft_transaction(before, small, true) ==
+        "add table ip fulcrum\ndelete table ip fulcrum\n"
+        "add table ip6 fulcrum\ndelete table ip6 fulcrum\n"
+        "add table netdev fulcrum\ndelete table netdev fulcrum\n"
+        "add table ip6 fulcrum\n"
+        "add chain ip6 fulcrum s1 { type nat hook output priority -100; policy accept; }\n"
+        "add rule ip6 fulcrum s1 accept\n");
+  // Nothing left: the table goes.
+  CHECK(nft_transaction(before, {}) == "delete table ip fulcrum\n");
+}
