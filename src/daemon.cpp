@@ -391,7 +391,9 @@ void Daemon::on_control_plane_tick_cb(evutil_socket_t, short, void* arg) {
 }
 
 void Daemon::on_sampler_tick_cb(evutil_socket_t, short, void* arg) {
-  static_cast<Daemon*>(arg)->sampler_.tick(std::chrono::steady_clock::now());
+  auto* self = static_cast<Daemon*>(arg);
+  self->kernel_plane_.read_counters(self->snapshot());
+  self->sampler_.tick(std::chrono::steady_clock::now());
 }
 
 void Daemon::on_passive_failure_cb(evutil_socket_t, short, void* arg) {

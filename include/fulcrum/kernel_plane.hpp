@@ -28,6 +28,10 @@ class KernelPlane final : public DataPlane {
   const std::string& error() const { return error_; }
   // Stop: deletes the tables this process installed, nothing else.
   void remove();
+  // Reads the servers' counters of new flows into their state's
+  // `total` (and each service's, their sum): /stats, /metrics and the
+  // dashboard show kernel services as the proxy's. Main thread, periodic.
+  void read_counters(const Snapshot& snapshot);
 
  private:
   std::string run(const std::string& script);

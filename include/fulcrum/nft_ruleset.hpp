@@ -6,6 +6,7 @@
 // of servers that stay keep counting.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -50,6 +51,13 @@ inline constexpr const char* kNftTable = "fulcrum";
 // atomically); `installed` is then ignored.
 std::string nft_transaction(const NftRuleset& installed, const NftRuleset& wanted,
                             bool replace = false);
+
+// A named counter's values.
+struct NftCounter {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  bool operator==(const NftCounter&) const = default;
+};
 
 // The script that deletes fulcrum's tables of `families` (stop,
 // fulcrum --flush-kernel); a missing table is no error (`add` first).

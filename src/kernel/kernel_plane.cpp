@@ -4,6 +4,7 @@
 #include <set>
 
 #include "fulcrum/log.hpp"
+#include "fulcrum/nft_counters.hpp"
 
 namespace fulcrum {
 
@@ -46,6 +47,28 @@ void KernelPlane::remove() {
     return;
   }
   installed_.clear();
+}
+
+void KernelPlane::read_counters(const Snapshot& snapshot) {
+  if (installed_.empty()) return;
+  std::map<std::string, NftCounter> counters;
+  for (const auto& entry : installed_) {
+    std::optional<std::map<std::string, NftCounter>> read = read_nft_counters(entry.first);
+    if (!read) return;
+    counters.merge(*read);
+  }
+  for (const ServiceRuntime& service : snapshot.services) {
+    if (!in_kernel(service.config->forwarding)) continue;
+    uint64_t total = 0;
+    for (const ServerRuntime& server : service.servers) {
+      const auto found =
+          counters.find("c" + names_.server(service.config->name, server.config->name));
+      if (found == counters.end()) continue;
+      server.state->total.store(found->second.packets, std::memory_order_relaxed);
+      total += found->second.packets;
+    }
+    service.state->total.store(total, std::memory_order_relaxed);
+  }
 }
 
 std::string KernelPlane::run(const std::string& script) {

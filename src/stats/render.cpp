@@ -218,6 +218,8 @@ std::string render_stats_json(const StatsContext& context) {
       out += json_string(service.config->listen[i].to_string());
     }
     out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
+    out += ",\"forwarding\":" + json_string(to_string(service.config->forwarding));
+    out += ",\"protocol\":" + json_string(to_string(service.config->protocol));
     out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +
            ",\"rejected\":" + load(s.rejected) +
            ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";

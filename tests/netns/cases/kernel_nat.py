@@ -20,6 +20,8 @@ the address they see and which server they are).
    Through each: sessions echo 256 KiB checked by SHA-256, the server sees
    the client's own address (nat) or the balancer's (fullnat), and rr
    splits exactly: 4 sessions, 2 per server; 10 UDP queries, 5 per server.
+   /stats counts exactly those new flows per server, and names each
+   service's forwarding and protocol.
 3. Drain `a` through the admin API (run in lb's namespace, where the stats
    port is): the next 4 sessions of nat4 all reach `b`.
 4. SIGTERM: exit 0, and `nft list ruleset` is exactly what it was before.
@@ -35,7 +37,7 @@ import signal
 import subprocess
 import sys
 
-from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port
+from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until
 
 DEADLINE = 150
 BYTES = 256 * 1024
@@ -134,6 +136,18 @@ with urllib.request.urlopen(request, timeout=10) as reply:
 """
 
 
+STATS_REQUEST = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as reply:
+    print(reply.read().decode())
+"""
+
+
+def stats_of(topology, stats):
+    """GET /stats from inside lb's namespace."""
+    return json.loads(topology.sh(topology.lb, sys.executable, '-c', STATS_REQUEST, f'http://{stats}/stats').stdout)
+
+
 def admin(topology, stats, path, body, token):
     """POST to the admin API from inside lb's namespace; the status."""
     out = topology.sh(topology.lb, sys.executable, '-c', ADMIN_REQUEST, f'http://{stats}{path}',
@@ -203,6 +217,18 @@ def run(t):
     expect_eq([q['ok'] for q in queries], [True] * 10, 'udp4: every answer whole')
     expect_eq(split(queries), {'a': 5, 'b': 5}, 'udp4: rr split of 10 queries (one flow each)')
     expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
+
+    # Counters of new flows, per server (nft counters read every second).
+    expected_totals = {'nat4': split(nat4), 'nat6': split(nat6), 'full4': split(full4), 'src4': split(src4),
+                       'udp4': split(queries)}
+
+    def totals():
+        return {s['name']: {v['name']: v['sessions']['total'] for v in s['servers'] if v['sessions']['total']}
+                for s in stats_of(topology, stats)['services']}
+    wait_until(lambda: totals() == expected_totals, 10, 'new flows counted per server in /stats')
+    modes = {s['name']: (s['forwarding'], s['protocol']) for s in stats_of(topology, stats)['services']}
+    expect_eq(modes, {'nat4': ('nat', 'tcp'), 'nat6': ('nat', 'tcp'), 'full4': ('fullnat', 'tcp'),
+                      'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp')}, 'forwarding and protocol in /stats')
 
     # 3. Drain a: new flows go to b.
     expect_eq(admin(topology, stats, '/api/v1/services/nat4/servers/a', {'state': 'drain'}, TOKEN), 200,
