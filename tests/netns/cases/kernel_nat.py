@@ -23,7 +23,12 @@ the address they see and which server they are).
    /stats counts exactly those new flows per server, and names each
    service's forwarding and protocol.
 3. Drain `a` through the admin API (run in lb's namespace, where the stats
-   port is): the next 4 sessions of nat4 all reach `b`.
+   port is): the next 4 sessions of nat4 all reach `b`. Ready again, then
+   60 sessions of 16 KiB run through nat4 while 10 reloads change its
+   scheduler (rr, wrr, maglev) and weights: every one echoes exactly (each
+   reload is one nft transaction: no moment without a rule).
+   Health: server `a` is killed; nat4's `a` is logged down within
+   fall x interval + 1 s (2 x 300 ms + 1 s), and the next 4 sessions reach `b`.
 4. SIGTERM: exit 0, and `nft list ruleset` is exactly what it was before.
 5. `fulcrum --flush-kernel` after a SIGKILL: the table a crash left is gone.
 6. Without CAP_NET_ADMIN (setpriv dropping it from the bounding set):
@@ -36,8 +41,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
-from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until
+from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until, write_config
 
 DEADLINE = 150
 BYTES = 256 * 1024
@@ -160,7 +166,8 @@ def services(source_port):
         return [{'name': name, 'address': f'[{hosts[1]}]:{PORT}' if v6 else f'{hosts[0]}:{PORT}'}
                 for name, hosts in SERVERS.items()]
     return [
-        {'name': 'nat4', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'{VIP4}:80', 'servers': servers()},
+        {'name': 'nat4', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'{VIP4}:80', 'servers': servers(),
+         'health_check': {'interval': '300ms', 'timeout': '300ms', 'rise': 1, 'fall': 2}},
         {'name': 'nat6', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'[{VIP6}]:80',
          'servers': servers(True)},
         {'name': 'full4', 'forwarding': 'fullnat', 'scheduler': 'rr', 'listen': f'{VIP4}:81',
@@ -181,9 +188,10 @@ def run(t):
     topology = Topology()
     t.at_cleanup(topology.delete)
     topology.create()
+    servers = {}
     for name, ns in topology.servers.items():
         hosts = SERVERS[name]
-        peer = subprocess.Popen(['ip', 'netns', 'exec', ns, sys.executable, PEER, 'server',
+        peer = servers[name] = subprocess.Popen(['ip', 'netns', 'exec', ns, sys.executable, PEER, 'server',
                                  f'{hosts[0]}:{PORT}', f'[{hosts[1]}]:{PORT}'],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t.register_process(peer, f'server {name}')
@@ -235,6 +243,37 @@ def run(t):
               'drain a through the admin API')
     drained = tcp_sessions(topology, f'{VIP4}:80', 4)
     expect_eq(split(drained), {'b': 4}, 'nat4 after draining a')
+    expect_eq(admin(topology, stats, '/api/v1/services/nat4/servers/a', {'state': 'ready'}, TOKEN), 200,
+              'a ready again')
+
+    # Sessions through 10 reloads.
+    loop = subprocess.Popen(['ip', 'netns', 'exec', topology.client, sys.executable, PEER, 'client', f'{VIP4}:80',
+                             '60', str(16 * 1024)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t.register_process(loop, 'session loop')
+    for n in range(10):
+        changed = services(82)
+        changed[0]['scheduler'] = ('rr', 'wrr', 'maglev')[n % 3]
+        changed[0]['servers'][1]['weight'] = 1 + n % 3
+        write_config(d.config_path, {**config, 'services': changed})
+        d.send_signal(signal.SIGHUP)
+        d.wait_for_log(lambda r: r.message == 'reloaded', timeout=10, count=n + 1)
+    out, err = loop.communicate(timeout=60)
+    expect_eq(loop.returncode, 0, f'the session loop through the reloads: {err.strip()}')
+    results = json.loads(out)
+    expect_eq(len(results), 60, 'sessions through the reloads')
+    expect_eq([r['echoed_sha256'] == r['sent_sha256'] and r['echoed_bytes'] == 16 * 1024 for r in results],
+              [True] * 60, 'every session through the reloads echoed exactly')
+
+    # Health: a dies, its flows stop being given to it.
+    servers['a'].kill()
+    servers['a'].wait(10)
+    killed = time.monotonic()
+    d.wait_for_log(lambda r: r.message == 'server down' and r.fields.get('service') == 'nat4'
+                   and r.fields.get('server') == 'a', timeout=10)
+    took = time.monotonic() - killed
+    expect(took <= 0.6 + 1.0, f'nat4 a marked down {took:.2f} s after its death (fall x interval + 1 s)')
+    after_death = tcp_sessions(topology, f'{VIP4}:80', 4)
+    expect_eq(split(after_death), {'b': 4}, 'nat4 after a died')
 
     # 4. Stop: the ruleset is what it was.
     d.stop()
