@@ -12,8 +12,10 @@
 //   chain sN           the service's scheduler: numgen (rr, wrr) or jhash
 //                      (maglev) into map sN_slots, or drop with no server
 //   chain sN_K         one per server: its counter of new flows, then dnat
+// and for `dsr`, in table `netdev fulcrum`, see add_dsr_service.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <utility>
@@ -31,15 +33,28 @@ class KernelNames {
  public:
   std::string service(const std::string& service);
   std::string server(const std::string& service, const std::string& server);
+  // The number in the server's name (`2` of `s3_2`): its mark in dsr's
+  // flow memory.
+  unsigned server_number(const std::string& service, const std::string& server);
+  // A dsr ingress device's chain (`ingress1`): device names are not all
+  // valid nft identifiers.
+  std::string device(const std::string& device);
 
  private:
   std::map<std::string, unsigned> services_;
+  std::map<std::string, unsigned> devices_;
   std::map<std::pair<std::string, std::string>, unsigned> servers_;
   std::map<std::string, unsigned> next_server_;
 };
 
-// The objects for every service of `snapshot` forwarded in the kernel by
-// nat or fullnat, with each server's status and weight as they are now.
+// dsr's flow memory: how long a flow is remembered after its last packet,
+// and how many flows a service remembers at most (a new flow beyond that is
+// scheduled, and stays with its server only while the slots do not move).
+inline constexpr std::chrono::seconds kDsrFlowTimeout{300};
+inline constexpr unsigned kDsrFlowEntries = 65536;
+
+// The objects for every service of `snapshot` forwarded in the kernel,
+// with each server's status and weight as they are now.
 NftRuleset kernel_ruleset(const Snapshot& snapshot, KernelNames& names);
 
 }  // namespace fulcrum

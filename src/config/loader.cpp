@@ -415,7 +415,7 @@ class Loader {
   std::optional<std::string> header_text(const Entry& entry, std::string_view what);
   std::vector<ServiceConfig> parse_services(const Entry& entry, const ServiceConfig& defaults);
   std::optional<ServiceConfig> parse_service(const Entry& entry, const ServiceConfig& defaults);
-  std::vector<SocketAddress> parse_listen(const Entry& entry);
+  std::vector<SocketAddress> parse_listen(const Entry& entry, Protocol protocol);
   void check_virtual_addresses(const Entry& entry, const ServiceConfig& service);
   std::vector<ServerConfig> parse_servers(const Entry& entry, const ServiceConfig& service);
   std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
@@ -1000,7 +1000,7 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
     }
   }
   if (const Entry* e = require(*m, "listen")) {
-    service.listen = parse_listen(*e);
+    service.listen = parse_listen(*e, service.protocol);
     if (const std::optional<int> family = transparent_family(service);
         family && !std::all_of(service.listen.begin(), service.listen.end(),
                                [&](const SocketAddress& a) { return a.family() == *family; })) {
@@ -1023,8 +1023,9 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
 }
 
 // One address or a list of them. A host name listens on every address it
-// resolves to; an address used twice, in any service, is an error.
-std::vector<SocketAddress> Loader::parse_listen(const Entry& entry) {
+// resolves to; an address used twice, in any service, is an error (for UDP
+// and TCP apart: DNS wants both on port 53).
+std::vector<SocketAddress> Loader::parse_listen(const Entry& entry, Protocol protocol) {
   std::vector<Entry> items;
   if (entry.value.IsScalar()) {
     items.push_back(entry);
@@ -1043,7 +1044,8 @@ std::vector<SocketAddress> Loader::parse_listen(const Entry& entry) {
     if (!parsed.error.empty()) error(address_entry.value, std::move(parsed.error));
     for (const SocketAddress& address : parsed.addresses) {
       const std::string printed = address.to_string();
-      if (first_occurrence(listen_addresses_, printed, address_entry.value,
+      const std::string key = protocol == Protocol::udp ? "udp " + printed : printed;
+      if (first_occurrence(listen_addresses_, key, address_entry.value,
                            "listen address " + printed)) {
         addresses.push_back(address);
       }

@@ -60,14 +60,22 @@ void KernelPlane::read_counters(const Snapshot& snapshot) {
   for (const ServiceRuntime& service : snapshot.services) {
     if (!in_kernel(service.config->forwarding)) continue;
     uint64_t total = 0;
+    uint64_t bytes_in = 0;
     for (const ServerRuntime& server : service.servers) {
-      const auto found =
-          counters.find("c" + names_.server(service.config->name, server.config->name));
-      if (found == counters.end()) continue;
-      server.state->total.store(found->second.packets, std::memory_order_relaxed);
-      total += found->second.packets;
+      const std::string chain = names_.server(service.config->name, server.config->name);
+      if (const auto found = counters.find("c" + chain); found != counters.end()) {
+        server.state->total.store(found->second.packets, std::memory_order_relaxed);
+        total += found->second.packets;
+      }
+      // dsr: every packet of a flow passes fulcrum's host, its replies never.
+      if (const auto found = counters.find("b" + chain); found != counters.end()) {
+        server.state->bytes_in.store(found->second.bytes, std::memory_order_relaxed);
+        bytes_in += found->second.bytes;
+      }
     }
     service.state->total.store(total, std::memory_order_relaxed);
+    if (service.config->forwarding == Forwarding::dsr)
+      service.state->bytes_in.store(bytes_in, std::memory_order_relaxed);
   }
 }
 

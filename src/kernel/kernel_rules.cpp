@@ -122,6 +122,29 @@ NftTable& table_for(NftRuleset& ruleset, const std::string& family) {
   return table;
 }
 
+// The service's chain: its scheduler picks a slot, the slot jumps to the
+// server's chain (`suffix`: to the server's chain of new flows, for dsr).
+// No server taking new flows: they are dropped (a nat chain cannot reject),
+// and the client's connect times out as with a dead server.
+void add_dispatch(NftTable& table, const ServiceRuntime& service, const std::string& chain,
+                  const std::string& family, KernelNames& names, const std::string& suffix) {
+  const ServiceConfig& config = *service.config;
+  const std::vector<Member> group = serving_group(service, names);
+  const std::vector<uint32_t> slots = slots_of(config, group);
+  NftChain& dispatch = table.chains[chain];
+  dispatch.comment = "service " + config.name;
+  if (slots.empty()) {
+    dispatch.rules.emplace_back("drop");
+    return;
+  }
+  const std::string map = chain + "_slots";
+  NftMap& slot_map = table.maps[map];
+  slot_map.type = "typeof numgen inc mod " + std::to_string(kMaglevTableSize) + " : verdict";
+  for (size_t slot = 0; slot < slots.size(); ++slot)
+    slot_map.elements[std::to_string(slot)] = "jump " + group[slots[slot]].chain + suffix;
+  dispatch.rules.push_back(slot_expression(config, family, slots.size()) + " vmap @" + map);
+}
+
 void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames& names) {
   const ServiceConfig& config = *service.config;
   const std::string family = family_of(config);
@@ -147,23 +170,7 @@ void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames
     table.chains[server_chain] = {"", "server " + config.name + "/" + server.config->name, {rule}};
   }
 
-  const std::vector<Member> group = serving_group(service, names);
-  const std::vector<uint32_t> slots = slots_of(config, group);
-  NftChain& dispatch = table.chains[chain];
-  dispatch.comment = "service " + config.name;
-  if (slots.empty()) {
-    // No server takes new flows: they are dropped (a nat chain cannot
-    // reject), the client's connect times out as with a dead server.
-    dispatch.rules = {"drop"};
-  } else {
-    const std::string map = chain + "_slots";
-    NftMap& slot_map = table.maps[map];
-    slot_map.type = "typeof numgen inc mod " + std::to_string(kMaglevTableSize) + " : verdict";
-    for (size_t slot = 0; slot < slots.size(); ++slot)
-      slot_map.elements[std::to_string(slot)] = "jump " + group[slots[slot]].chain;
-    dispatch.rules = {slot_expression(config, family, slots.size()) + " vmap @" + map};
-  }
-
+  add_dispatch(table, service, chain, family, names, "");
   if (config.forwarding == Forwarding::fullnat) {
     NftChain& post = table.chains["postrouting"];
     post.hook = "type nat hook postrouting priority srcnat; policy accept;";
@@ -182,7 +189,89 @@ void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames
   }
 }
 
+// dsr, in table `netdev fulcrum`: an ingress chain on each dsr.ingress
+// device looks the packet up by VIP; the service's chain first follows the
+// flow memory (client address and port -> the server it went to, while that
+// server is not down), else schedules, like Katran's connection table in
+// front of its Maglev ring. A server's chain records the flow (refreshing
+// its timeout) and forwards the unchanged packet at layer 2 to the server
+// on dsr.egress; its chain of new flows counts them first.
+void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames& names) {
+  const ServiceConfig& config = *service.config;
+  const bool v6 = config.listen.front().family() == AF_INET6;
+  const std::string ip = v6 ? "ip6" : "ip";
+  const std::string protocol = protocol_word(config);
+  NftTable& table = ruleset["netdev"];
+  const std::string ingress = names.device(config.dsr->ingress);
+  if (!table.chains.contains(ingress)) {
+    table.chains[ingress] = {"type filter hook ingress device \"" + config.dsr->ingress +
+                                 "\" priority 0; policy accept;",
+                             "dsr: clients' packets arriving on " + config.dsr->ingress,
+                             {"ip daddr . meta l4proto . th dport vmap @services4",
+                              "ip6 daddr . meta l4proto . th dport vmap @services6"}};
+    table.maps["services4"].type = "type ipv4_addr . inet_proto . inet_service : verdict";
+    table.maps["services6"].type = "type ipv6_addr . inet_proto . inet_service : verdict";
+  }
+  const std::string chain = names.service(config.name);
+  for (const SocketAddress& vip : config.listen) {
+    table.maps[v6 ? "services6" : "services4"]
+        .elements[vip.host_string() + " . " + protocol + " . " + std::to_string(vip.port())] =
+        "jump " + chain;
+  }
+  const std::string flows = chain + "_flows";
+  const std::string by_mark = chain + "_servers";
+  // A flow is its client's address and port. IPv6: a 32-bit jhash of
+  // them, as nft 1.0.6 aborts (netlink_linearize.c, a register assertion)
+  // on an update keyed by a 16-byte address and a port; two flows that
+  // collide share a server (docs/forwarding.md).
+  const std::string flow_key =
+      v6 ? "jhash ip6 saddr . th sport mod 4294967295 seed " + hex(kMaglevClientSeed)
+         : std::string("ip saddr . th sport");
+  table.maps[flows].type = std::string(v6 ? "typeof numgen inc mod 65537 : meta mark"
+                                          : "type ipv4_addr . inet_service : mark") +
+                           "; flags dynamic,timeout; timeout " +
+                           std::to_string(kDsrFlowTimeout.count()) + "s; size " +
+                           std::to_string(kDsrFlowEntries);
+  table.maps[by_mark].type = "type mark : verdict";
+  for (const ServerRuntime& server : service.servers) {
+    const std::string server_chain = names.server(config.name, server.config->name);
+    const std::string mark = std::to_string(names.server_number(config.name, server.config->name));
+    table.counters.insert("c" + server_chain);
+    table.counters.insert("b" + server_chain);
+    std::string forward = "update @" + flows;
+    forward += " { " + flow_key;
+    forward += " : " + mark;
+    forward += " } counter name \"b" + server_chain;
+    forward += "\" fwd " + ip;
+    forward += " to " + server.config->address.host_string();
+    forward += " device \"" + config.dsr->egress;
+    forward += '"';
+    const std::string label = config.name + "/" + server.config->name;
+    table.chains[server_chain] = {"", "server " + label, {forward}};
+    std::string count = "counter name \"c" + server_chain;
+    count += "\" goto " + server_chain;
+    table.chains[server_chain + "n"] = {"", "new flows of " + label, {count}};
+    // A flow stays with its server while that server is not down: drained
+    // and in maintenance, it keeps its flows.
+    if (server.state->status() != ServerStatus::down)
+      table.maps[by_mark].elements[mark] = "jump " + server_chain;
+  }
+  table.chains[chain].rules.push_back("meta mark set " + flow_key + " map @" + flows +
+                                      " meta mark vmap @" + by_mark);
+  add_dispatch(table, service, chain, ip, names, "n");
+}
+
 }  // namespace
+
+std::string KernelNames::device(const std::string& device) {
+  const auto [it, added] = devices_.try_emplace(device, devices_.size() + 1);
+  return "ingress" + std::to_string(it->second);
+}
+
+unsigned KernelNames::server_number(const std::string& service, const std::string& server) {
+  this->server(service, server);
+  return servers_.at({service, server});
+}
 
 std::string KernelNames::service(const std::string& service) {
   const auto [it, added] = services_.try_emplace(service, services_.size() + 1);
@@ -202,6 +291,8 @@ NftRuleset kernel_ruleset(const Snapshot& snapshot, KernelNames& names) {
     const Forwarding forwarding = service.config->forwarding;
     if (forwarding == Forwarding::nat || forwarding == Forwarding::fullnat)
       add_service(ruleset, service, names);
+    else if (forwarding == Forwarding::dsr)
+      add_dsr_service(ruleset, service, names);
   }
   return ruleset;
 }

@@ -62,24 +62,17 @@ void check_transparent(const Config& config, Preflight& out) {
   }
 }
 
-// Once per place, as check_transparent. dsr is accepted by the loader (its
-// rules are checked) but has no data plane yet: refused here with that
-// reason rather than started without forwarding anything.
+// Once per place, as check_transparent.
 void check_kernel(const Config& config, Preflight& out) {
   const std::string reason = kernel_capability_missing(config);
+  if (reason.empty()) return;
   std::set<std::pair<int, int>> reported;
   for (const ServiceConfig& service : config.services) {
     if (!in_kernel(service.forwarding)) continue;
     const Position at = service.forwarding_at;
-    const std::string prefix =
-        "service " + service.name + ": forwarding " + std::string(to_string(service.forwarding));
-    if (service.forwarding == Forwarding::dsr) {
-      out.errors.push_back(config_error(
-          config, at, prefix + " is not implemented in this version (nat, fullnat are)"));
-      continue;
-    }
-    if (reason.empty() || !reported.emplace(at.line, at.column).second) continue;
-    std::string message = prefix;
+    if (!reported.emplace(at.line, at.column).second) continue;
+    std::string message = "service " + service.name + ": forwarding ";
+    message += to_string(service.forwarding);
     message += ' ';
     message += reason;
     out.errors.push_back(config_error(config, at, std::move(message)));

@@ -8,7 +8,14 @@ thread of the test itself).
         first gets the line `peer IP PORT SERVER\\n` (the address the server
         sees, and its own listening address IP:PORT), then everything it
         sends is echoed back until it half-closes. The same addresses also
-        answer UDP: each datagram comes back after that line.
+        answer UDP: each datagram comes back after that line. With PEER_NAME
+        in the environment, SERVER is that name (dsr: every server listens
+        on the same VIP).
+
+    peer.py hold TARGET BYTES
+        One session that reads the greeting, prints it as JSON ({local,
+        seen, server}), then waits for a line on stdin before sending BYTES
+        and checking the echo; prints the session's JSON as `client` does.
 
     peer.py client TARGET SESSIONS BYTES
         SESSIONS sequential sessions to TARGET, each sending BYTES random bytes
@@ -64,7 +71,7 @@ def serve(address):
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(128)
-    me = format_address(host, port)
+    me = os.environ.get('PEER_NAME') or format_address(host, port)
     while True:
         conn, peer = listener.accept()
         threading.Thread(target=echo, args=(conn, peer, me), daemon=True).start()
@@ -74,7 +81,7 @@ def serve_udp(address):
     host, port = split_address(address)
     sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
     sock.bind((host, port))
-    me = format_address(host, port)
+    me = os.environ.get('PEER_NAME') or format_address(host, port)
     while True:
         data, peer = sock.recvfrom(65536)
         sock.sendto(f'peer {peer[0]} {peer[1]} {me}\n'.encode() + data, peer)
@@ -100,7 +107,7 @@ def read_line(sock):
     return line.decode()
 
 
-def session(target, size):
+def session(target, size, hold=False):
     host, port = split_address(target)
     payload = os.urandom(size)
     with socket.socket(family_of(host), socket.SOCK_STREAM) as sock:
@@ -108,6 +115,10 @@ def session(target, size):
         sock.connect((host, port))
         local = sock.getsockname()[:2]
         _, seen_host, seen_port, server_address = read_line(sock).split()
+        if hold:
+            print(json.dumps({'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)],
+                              'server': server_address}), flush=True)
+            sys.stdin.readline()
 
         def send():
             sock.sendall(payload)
@@ -156,6 +167,8 @@ def main(argv):
         server(argv[2:])
     elif len(argv) == 5 and argv[1] == 'client':
         client(argv[2], int(argv[3]), int(argv[4]))
+    elif len(argv) == 4 and argv[1] == 'hold':
+        print(json.dumps(session(argv[2], int(argv[3]), hold=True)), flush=True)
     elif len(argv) == 4 and argv[1] == 'udp-client':
         udp_client(argv[2], int(argv[3]))
     else:

@@ -203,3 +203,68 @@ TEST_CASE("nft transaction: only the difference, in an order the kernel accepts"
   // Nothing left: the table goes.
   CHECK(nft_transaction(before, {}) == "delete table ip fulcrum\n");
 }
+
+TEST_CASE("kernel rules: dsr remembers flows, forwards at layer 2, counts new flows apart") {
+  Fixture f;
+  const NftRuleset ruleset = f.install(config_of(R"(
+services:
+  - name: web
+    forwarding: dsr
+    listen: 198.18.10.20:80
+    scheduler: rr
+    dsr: {ingress: veth-c.1, egress: br0}
+    servers:
+      - {name: a, address: 198.18.1.11:80}
+      - {name: b, address: 198.18.1.12:80}
+  - name: web6
+    forwarding: dsr
+    protocol: udp
+    listen: "[2001:db8:10::20]:53"
+    dsr: {ingress: veth-c.1}
+    servers: [{name: a, address: "[2001:db8:1::11]:53"}]
+)"));
+  REQUIRE(ruleset.size() == 1);
+  const NftTable& table = ruleset.at("netdev");
+  CHECK(table.chains.at("ingress1").hook ==
+        "type filter hook ingress device \"veth-c.1\" priority 0; policy accept;");
+  CHECK(table.chains.at("ingress1").rules ==
+        std::vector<std::string>{"ip daddr . meta l4proto . th dport vmap @services4",
+                                 "ip6 daddr . meta l4proto . th dport vmap @services6"});
+  CHECK(table.maps.at("services4").elements ==
+        std::map<std::string, std::string>{{"198.18.10.20 . tcp . 80", "jump s1"}});
+  CHECK(table.maps.at("services6").elements ==
+        std::map<std::string, std::string>{{"2001:db8:10::20 . udp . 53", "jump s2"}});
+  CHECK(table.maps.at("s1_flows").type ==
+        "type ipv4_addr . inet_service : mark; flags dynamic,timeout; timeout 300s; size 65536");
+  CHECK(table.chains.at("s1").rules ==
+        std::vector<std::string>{
+            "meta mark set ip saddr . th sport map @s1_flows meta mark vmap @s1_servers",
+            "numgen inc mod 2 vmap @s1_slots"});
+  CHECK(table.maps.at("s1_slots").elements ==
+        std::map<std::string, std::string>{{"0", "jump s1_1n"}, {"1", "jump s1_2n"}});
+  CHECK(table.maps.at("s1_servers").elements ==
+        std::map<std::string, std::string>{{"1", "jump s1_1"}, {"2", "jump s1_2"}});
+  CHECK(table.chains.at("s1_1").rules ==
+        std::vector<std::string>{
+            "update @s1_flows { ip saddr . th sport : 1 } counter name \"bs1_1\" "
+            "fwd ip to 198.18.1.11 device \"br0\""});
+  CHECK(table.chains.at("s1_1n").rules ==
+        std::vector<std::string>{"counter name \"cs1_1\" goto s1_1"});
+  CHECK(
+      table.chains.at("s2_1").rules ==
+      std::vector<std::string>{"update @s2_flows { jhash ip6 saddr . th sport mod 4294967295 seed "
+                               "0x6d676c76 : 1 } counter name \"bs2_1\" fwd ip6 to 2001:db8:1::11 "
+                               "device \"veth-c.1\""});
+
+  // Drained: no new flow, its flows stay; down: its flows are scheduled again.
+  f.set_state("a", AdminState::drain);
+  NftTable now = f.now().at("netdev");
+  CHECK(now.maps.at("s1_slots").elements ==
+        std::map<std::string, std::string>{{"0", "jump s1_2n"}});
+  CHECK(now.maps.at("s1_servers").elements.contains("1"));
+  const auto found = f.control.snapshot()->find("web", "b");
+  f.control.report_health(*found.service, *found.server, false, f.t0);
+  now = f.now().at("netdev");
+  CHECK_FALSE(now.maps.at("s1_servers").elements.contains("2"));
+  CHECK(now.chains.at("s1").rules.back() == "drop");
+}
