@@ -1,14 +1,9 @@
 """forwarding: nat and fullnat, TCP and UDP, through the kernel's nftables.
 
-Namespaces made by the test (deleted on exit, also on failure):
-
-    client  198.18.20.2 / 2001:db8:20::2   (default route via the balancer)
-      |
-    lb      198.18.20.1 / 2001:db8:20::1   fulcrum; forwards (ip_forward)
-            br0 198.18.1.1 / 2001:db8:1::1
-      |  (bridge br0)
-    a  198.18.1.11 / 2001:db8:1::11    b  198.18.1.12 / 2001:db8:1::12
-       (default routes via the balancer: nat's replies come back through it)
+The namespaces of tests/netns/kernel_lab.py (client, lb where fulcrum
+runs, servers a and b on lb's bridge, their default routes via lb: nat's
+replies come back through it), deleted on exit, also on failure; lb also
+has 198.18.1.100 on br0 (fullnat `source`).
 
 The virtual addresses are on no interface: 198.18.10.10 and 2001:db8:10::10.
 Each server runs tests/netns/peer.py (TCP echo, UDP answer, both telling
@@ -45,120 +40,16 @@ import time
 
 from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until, write_config
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kernel_lab import (CLIENT4, CLIENT6, LB_SERVERS4, PEER, SERVERS, Topology, admin, run_command,  # noqa: E402
+                        split, stats_json, tcp_sessions, udp_queries)
+
 DEADLINE = 150
 BYTES = 256 * 1024
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEER = os.path.join(os.path.dirname(HERE), 'peer.py')
-
-CLIENT4, CLIENT6 = '198.18.20.2', '2001:db8:20::2'
-LB_CLIENT4, LB_CLIENT6 = '198.18.20.1', '2001:db8:20::1'
-LB_SERVERS4, LB_SERVERS6 = '198.18.1.1', '2001:db8:1::1'
 SOURCE4 = '198.18.1.100'  # fullnat `source`: a second address of lb on br0
-SERVERS = {'a': ('198.18.1.11', '2001:db8:1::11'), 'b': ('198.18.1.12', '2001:db8:1::12')}
 VIP4, VIP6 = '198.18.10.10', '2001:db8:10::10'
 PORT = 9000
 TOKEN = 'kernel-test-token'
-
-
-def run_command(*args, check=True):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=30)
-    if check and result.returncode != 0:
-        raise TestFailure(f'{" ".join(args)} exited {result.returncode}: {result.stderr.strip()}')
-    return result
-
-
-class Topology:
-    def __init__(self):
-        tag = f'fk{os.getpid()}'
-        self.client, self.lb = f'{tag}-client', f'{tag}-lb'
-        self.servers = {name: f'{tag}-{name}' for name in SERVERS}
-        self.created = []
-
-    def sh(self, ns, *args, check=True):
-        return run_command('ip', 'netns', 'exec', ns, *args, check=check)
-
-    def create(self):
-        for ns in [self.client, self.lb, *self.servers.values()]:
-            run_command('ip', 'netns', 'add', ns)
-            self.created.append(ns)
-            run_command('ip', '-n', ns, 'link', 'set', 'lo', 'up')
-        run_command('ip', 'link', 'add', 'c0', 'netns', self.client, 'type', 'veth', 'peer', 'name', 'l0',
-                    'netns', self.lb)
-        run_command('ip', '-n', self.lb, 'link', 'add', 'br0', 'type', 'bridge')
-        self.address(self.client, 'c0', CLIENT4, CLIENT6, 24)
-        self.address(self.lb, 'l0', LB_CLIENT4, LB_CLIENT6, 24)
-        self.address(self.lb, 'br0', LB_SERVERS4, LB_SERVERS6, 24)
-        run_command('ip', '-n', self.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
-        for i, (name, ns) in enumerate(self.servers.items()):
-            run_command('ip', 'link', 'add', 's0', 'netns', ns, 'type', 'veth', 'peer', 'name', f'b{i}',
-                        'netns', self.lb)
-            run_command('ip', '-n', self.lb, 'link', 'set', f'b{i}', 'master', 'br0', 'up')
-            self.address(ns, 's0', *SERVERS[name], 24)
-            run_command('ip', '-n', ns, 'route', 'add', 'default', 'via', LB_SERVERS4)
-            run_command('ip', '-n', ns, '-6', 'route', 'add', 'default', 'via', LB_SERVERS6)
-        run_command('ip', '-n', self.client, 'route', 'add', 'default', 'via', LB_CLIENT4)
-        run_command('ip', '-n', self.client, '-6', 'route', 'add', 'default', 'via', LB_CLIENT6)
-        self.sh(self.lb, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-        self.sh(self.lb, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1')
-
-    def address(self, ns, dev, v4, v6, prefix):
-        run_command('ip', '-n', ns, 'addr', 'add', f'{v4}/{prefix}', 'dev', dev)
-        run_command('ip', '-n', ns, 'addr', 'add', f'{v6}/64', 'dev', dev, 'nodad')
-        run_command('ip', '-n', ns, 'link', 'set', dev, 'up')
-
-    def delete(self):
-        while self.created:
-            subprocess.run(['ip', 'netns', 'delete', self.created.pop()], capture_output=True, timeout=30)
-
-
-def server_of(address):
-    """`a` or `b` from the address a peer says it listens on."""
-    host = address.rpartition(':')[0].strip('[]')
-    return next(name for name, hosts in SERVERS.items() if host in hosts)
-
-
-def tcp_sessions(topology, target, count):
-    out = topology.sh(topology.client, sys.executable, PEER, 'client', target, str(count), str(BYTES)).stdout
-    results = json.loads(out)
-    for i, r in enumerate(results):
-        expect_eq(r['echoed_bytes'], BYTES, f'{target} session {i}: bytes echoed')
-        expect_eq(r['echoed_sha256'], r['sent_sha256'], f'{target} session {i}: SHA-256 of the echo')
-    return results
-
-
-def split(results):
-    counts = {}
-    for r in results:
-        counts[server_of(r['server'])] = counts.get(server_of(r['server']), 0) + 1
-    return counts
-
-
-ADMIN_REQUEST = """
-import sys, urllib.request
-request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST',
-                                 headers={'Authorization': 'Bearer ' + sys.argv[3]})
-with urllib.request.urlopen(request, timeout=10) as reply:
-    print(reply.status)
-"""
-
-
-STATS_REQUEST = """
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=10) as reply:
-    print(reply.read().decode())
-"""
-
-
-def stats_of(topology, stats):
-    """GET /stats from inside lb's namespace."""
-    return json.loads(topology.sh(topology.lb, sys.executable, '-c', STATS_REQUEST, f'http://{stats}/stats').stdout)
-
-
-def admin(topology, stats, path, body, token):
-    """POST to the admin API from inside lb's namespace; the status."""
-    out = topology.sh(topology.lb, sys.executable, '-c', ADMIN_REQUEST, f'http://{stats}{path}',
-                      json.dumps(body), token).stdout
-    return int(out)
 
 
 def services(source_port):
@@ -185,19 +76,13 @@ def run(t):
     for tool in ('ip', 'nft', 'setpriv'):
         if shutil.which(tool) is None:
             raise TestFailure(f'{tool} is not installed (tools/deps.sh)')
-    topology = Topology()
+    topology = Topology('fk')
     t.at_cleanup(topology.delete)
     topology.create()
-    servers = {}
-    for name, ns in topology.servers.items():
-        hosts = SERVERS[name]
-        peer = servers[name] = subprocess.Popen(['ip', 'netns', 'exec', ns, sys.executable, PEER, 'server',
-                                 f'{hosts[0]}:{PORT}', f'[{hosts[1]}]:{PORT}'],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        t.register_process(peer, f'server {name}')
-        expect_eq(peer.stdout.readline(), 'ready\n', f'server {name} in its namespace')
+    run_command('ip', '-n', topology.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
+    servers = topology.start_servers(t, lambda name: [f'{SERVERS[name][0]}:{PORT}', f'[{SERVERS[name][1]}]:{PORT}'])
 
-    ruleset_before = topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout
+    ruleset_before = topology.ruleset()
     stats = f'127.0.0.1:{free_port()}'
     token = os.path.join(t.tmpdir, 'token')
     with open(token, 'w') as f:
@@ -209,20 +94,18 @@ def run(t):
     d = t.daemon(config, prefix=prefix)
 
     # 2. Each service, each family and protocol.
-    nat4 = tcp_sessions(topology, f'{VIP4}:80', 4)
+    nat4 = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
     expect_eq(split(nat4), {'a': 2, 'b': 2}, 'nat4: rr split of 4 sessions')
     expect_eq({r['seen'][0] for r in nat4}, {CLIENT4}, 'nat4: the servers see the client')
-    nat6 = tcp_sessions(topology, f'[{VIP6}]:80', 4)
+    nat6 = tcp_sessions(topology, f'[{VIP6}]:80', 4, BYTES)
     expect_eq(split(nat6), {'a': 2, 'b': 2}, 'nat6: rr split of 4 sessions')
     expect_eq({r['seen'][0] for r in nat6}, {CLIENT6}, 'nat6: the servers see the client')
-    full4 = tcp_sessions(topology, f'{VIP4}:81', 4)
+    full4 = tcp_sessions(topology, f'{VIP4}:81', 4, BYTES)
     expect_eq(split(full4), {'a': 2, 'b': 2}, 'full4: rr split of 4 sessions')
     expect_eq({r['seen'][0] for r in full4}, {LB_SERVERS4}, 'full4: the servers see the balancer')
-    src4 = tcp_sessions(topology, f'{VIP4}:82', 2)
+    src4 = tcp_sessions(topology, f'{VIP4}:82', 2, BYTES)
     expect_eq({r['seen'][0] for r in src4}, {SOURCE4}, 'src4: the servers see `source`')
-    queries = json.loads(topology.sh(topology.client, sys.executable, PEER, 'udp-client', f'{VIP4}:53',
-                                     '10').stdout)
-    expect_eq([q['ok'] for q in queries], [True] * 10, 'udp4: every answer whole')
+    queries = udp_queries(topology, f'{VIP4}:53', 10)
     expect_eq(split(queries), {'a': 5, 'b': 5}, 'udp4: rr split of 10 queries (one flow each)')
     expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
 
@@ -232,18 +115,18 @@ def run(t):
 
     def totals():
         return {s['name']: {v['name']: v['sessions']['total'] for v in s['servers'] if v['sessions']['total']}
-                for s in stats_of(topology, stats)['services']}
+                for s in stats_json(topology, stats)['services']}
     wait_until(lambda: totals() == expected_totals, 10, 'new flows counted per server in /stats')
-    modes = {s['name']: (s['forwarding'], s['protocol']) for s in stats_of(topology, stats)['services']}
+    modes = {s['name']: (s['forwarding'], s['protocol']) for s in stats_json(topology, stats)['services']}
     expect_eq(modes, {'nat4': ('nat', 'tcp'), 'nat6': ('nat', 'tcp'), 'full4': ('fullnat', 'tcp'),
                       'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp')}, 'forwarding and protocol in /stats')
 
     # 3. Drain a: new flows go to b.
-    expect_eq(admin(topology, stats, '/api/v1/services/nat4/servers/a', {'state': 'drain'}, TOKEN), 200,
+    expect_eq(admin(topology, stats, 'nat4', 'a', {'state': 'drain'}, TOKEN), 200,
               'drain a through the admin API')
-    drained = tcp_sessions(topology, f'{VIP4}:80', 4)
+    drained = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
     expect_eq(split(drained), {'b': 4}, 'nat4 after draining a')
-    expect_eq(admin(topology, stats, '/api/v1/services/nat4/servers/a', {'state': 'ready'}, TOKEN), 200,
+    expect_eq(admin(topology, stats, 'nat4', 'a', {'state': 'ready'}, TOKEN), 200,
               'a ready again')
 
     # Sessions through 10 reloads.
@@ -272,12 +155,12 @@ def run(t):
                    and r.fields.get('server') == 'a', timeout=10)
     took = time.monotonic() - killed
     expect(took <= 0.6 + 1.0, f'nat4 a marked down {took:.2f} s after its death (fall x interval + 1 s)')
-    after_death = tcp_sessions(topology, f'{VIP4}:80', 4)
+    after_death = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
     expect_eq(split(after_death), {'b': 4}, 'nat4 after a died')
 
     # 4. Stop: the ruleset is what it was.
     d.stop()
-    expect_eq(topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout, ruleset_before,
+    expect_eq(topology.ruleset(), ruleset_before,
               'nft list ruleset after the stop')
 
     # 5. A crash leaves the table; --flush-kernel removes it.
@@ -288,7 +171,7 @@ def run(t):
            'the table a SIGKILL left')
     flushed = run_command(*prefix, binary('FULCRUM'), '--flush-kernel', check=False)
     expect_eq((flushed.returncode, flushed.stdout, flushed.stderr), (0, '', ''), 'fulcrum --flush-kernel')
-    expect_eq(topology.sh(topology.lb, 'nft', 'list', 'ruleset').stdout, ruleset_before,
+    expect_eq(topology.ruleset(), ruleset_before,
               'nft list ruleset after --flush-kernel')
 
     # 6. No CAP_NET_ADMIN: exit 3, the reason at the forwarding key.
