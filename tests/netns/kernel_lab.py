@@ -117,6 +117,15 @@ def tcp_sessions(topology, target, count, size):
     return results
 
 
+def rr_sessions(topology, service, target, seen, size):
+    """4 sessions through an rr service: each echoes exactly, 2 go to each
+    server, and every server sees `seen` as the client's address."""
+    results = tcp_sessions(topology, target, 4, size)
+    expect_eq(split(results), {name: 2 for name in SERVERS}, f'{service}: rr split of 4 sessions')
+    expect_eq({r['seen'][0] for r in results}, {seen}, f'{service}: the address the servers see')
+    return results
+
+
 def udp_queries(topology, target, count):
     results = json.loads(topology.sh(topology.client, sys.executable, PEER, 'udp-client', target,
                                      str(count)).stdout)

@@ -42,7 +42,7 @@ from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port,
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernel_lab import (CLIENT4, CLIENT6, LB_SERVERS4, PEER, SERVERS, Topology, admin, run_command,  # noqa: E402
-                        split, stats_json, tcp_sessions, udp_queries)
+                        rr_sessions, split, stats_json, tcp_sessions, udp_queries)
 
 DEADLINE = 150
 BYTES = 256 * 1024
@@ -84,25 +84,16 @@ def run(t):
 
     ruleset_before = topology.ruleset()
     stats = f'127.0.0.1:{free_port()}'
-    token = os.path.join(t.tmpdir, 'token')
-    with open(token, 'w') as f:
-        f.write(TOKEN + '\n')
-    os.chmod(token, 0o600)
+    token = t.token_file(TOKEN + '\n')
     config = {'global': {'workers': 1}, 'stats': {'listen': stats, 'admin_token_file': token},
               'services': services(82)}
     prefix = ['ip', 'netns', 'exec', topology.lb]
     d = t.daemon(config, prefix=prefix)
 
     # 2. Each service, each family and protocol.
-    nat4 = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
-    expect_eq(split(nat4), {'a': 2, 'b': 2}, 'nat4: rr split of 4 sessions')
-    expect_eq({r['seen'][0] for r in nat4}, {CLIENT4}, 'nat4: the servers see the client')
-    nat6 = tcp_sessions(topology, f'[{VIP6}]:80', 4, BYTES)
-    expect_eq(split(nat6), {'a': 2, 'b': 2}, 'nat6: rr split of 4 sessions')
-    expect_eq({r['seen'][0] for r in nat6}, {CLIENT6}, 'nat6: the servers see the client')
-    full4 = tcp_sessions(topology, f'{VIP4}:81', 4, BYTES)
-    expect_eq(split(full4), {'a': 2, 'b': 2}, 'full4: rr split of 4 sessions')
-    expect_eq({r['seen'][0] for r in full4}, {LB_SERVERS4}, 'full4: the servers see the balancer')
+    nat4 = rr_sessions(topology, 'nat4', f'{VIP4}:80', CLIENT4, BYTES)
+    nat6 = rr_sessions(topology, 'nat6', f'[{VIP6}]:80', CLIENT6, BYTES)
+    full4 = rr_sessions(topology, 'full4', f'{VIP4}:81', LB_SERVERS4, BYTES)
     src4 = tcp_sessions(topology, f'{VIP4}:82', 2, BYTES)
     expect_eq({r['seen'][0] for r in src4}, {SOURCE4}, 'src4: the servers see `source`')
     queries = udp_queries(topology, f'{VIP4}:53', 10)
