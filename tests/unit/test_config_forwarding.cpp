@@ -4,38 +4,11 @@
 
 #include <string>
 
+#include "config_text.hpp"
 #include "fulcrum/config.hpp"
 
 using namespace fulcrum;
-
-namespace {
-
-std::string_view yaml_text(std::string_view yaml) {
-  if (!yaml.empty() && yaml.front() == '\n') yaml.remove_prefix(1);
-  return yaml;
-}
-
-std::string errors_of(std::string_view yaml) {
-  const ConfigLoad load = load_config_text(yaml_text(yaml), "test.yaml");
-  CHECK(load.config.has_value() == load.errors.empty());
-  std::string out;
-  for (const ConfigError& error : load.errors) {
-    if (!out.empty()) out += '\n';
-    out += error.to_string();
-  }
-  return out;
-}
-
-Config valid(std::string_view yaml) {
-  const ConfigLoad load = load_config_text(yaml_text(yaml), "test.yaml");
-  std::string errors;
-  for (const ConfigError& error : load.errors) errors += error.to_string() + "\n";
-  REQUIRE_MESSAGE(load.errors.empty(), errors);
-  REQUIRE(load.config.has_value());
-  return *load.config;
-}
-
-}  // namespace
+using namespace fulcrum::test;
 
 TEST_CASE("forwarding and protocol: defaults and every mode") {
   const Config config = valid(R"(

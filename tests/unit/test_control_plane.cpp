@@ -5,23 +5,19 @@
 #include <string>
 #include <vector>
 
+#include "config_text.hpp"
 #include "fulcrum/control_plane.hpp"
 
 using namespace fulcrum;
+using namespace fulcrum::test;
 using namespace std::chrono_literals;
 
 namespace {
 
-Config config_of(const std::string& yaml) {
-  ConfigLoad load = load_config_text(yaml, "test.yaml");
-  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
-  return std::move(*load.config);
-}
-
 // Two servers, `a` (weight 3) and `b` (weight 1, slow start 10s), with or
 // without a health check.
 Config web(bool health_check, uint32_t weight_a = 3) {
-  return config_of(
+  return valid(
       "services:\n"
       "  - name: web\n"
       "    listen: 127.0.0.1:1\n" +
@@ -150,7 +146,7 @@ TEST_CASE("ready cannot undo a weight of 0 in the configuration file") {
 
 // `web` without server `a`.
 Config web_without_a() {
-  return config_of(
+  return valid(
       "services:\n"
       "  - name: web\n"
       "    listen: 127.0.0.1:1\n"
@@ -294,7 +290,7 @@ TEST_CASE("ServerState keeps what schedulers read off the counters' cache line")
 
 TEST_CASE("a service removed by reload and added back starts with zero counters") {
   const auto two = [] {
-    return config_of(
+    return valid(
         "services:\n"
         "  - {name: web, listen: 127.0.0.1:1, servers: [{address: 127.0.0.1:2}]}\n"
         "  - {name: api, listen: 127.0.0.1:3, servers: [{address: 127.0.0.1:4}]}\n");
@@ -312,15 +308,15 @@ namespace {
 // `web` with an agent asked on port 9 (servers a weight 10, b weight 100),
 // or with the health check but no agent, or with no check at all.
 Config web_agent(const char* check = "{interval: 1s, timeout: 1s, agent: {port: 9}}") {
-  return config_of(std::string("services:\n"
-                               "  - name: web\n"
-                               "    listen: 127.0.0.1:1\n"
-                               "    health_check: ") +
-                   check +
-                   "\n"
-                   "    servers:\n"
-                   "      - {name: a, address: 127.0.0.1:2, weight: 10, max_connections: 40}\n"
-                   "      - {name: b, address: 127.0.0.1:3, weight: 100}\n");
+  return valid(std::string("services:\n"
+                           "  - name: web\n"
+                           "    listen: 127.0.0.1:1\n"
+                           "    health_check: ") +
+               check +
+               "\n"
+               "    servers:\n"
+               "      - {name: a, address: 127.0.0.1:2, weight: 10, max_connections: 40}\n"
+               "      - {name: b, address: 127.0.0.1:3, weight: 100}\n");
 }
 
 AgentReply agent_says(std::string_view line) {

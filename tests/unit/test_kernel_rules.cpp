@@ -6,23 +6,19 @@
 #include <map>
 #include <string>
 
+#include "config_text.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/kernel_rules.hpp"
 #include "fulcrum/nft_ruleset.hpp"
 
 using namespace fulcrum;
+using namespace fulcrum::test;
 using namespace std::chrono_literals;
 
 namespace {
 
-Config config_of(const std::string& yaml) {
-  ConfigLoad load = load_config_text(yaml, "test.yaml");
-  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
-  return std::move(*load.config);
-}
-
 Config nat(const std::string& scheduler, const std::string& extra = "") {
-  return config_of(
+  return valid(
       "services:\n"
       "  - name: web\n"
       "    forwarding: nat\n"
@@ -125,7 +121,7 @@ TEST_CASE("kernel rules: maglev installs the proxy's own table under the kernel'
 
 TEST_CASE("kernel rules: fullnat adds source NAT by the flow's original destination") {
   Fixture f;
-  const NftRuleset ruleset = f.install(config_of(R"(
+  const NftRuleset ruleset = f.install(valid(R"(
 services:
   - name: v6
     forwarding: fullnat
@@ -206,7 +202,7 @@ TEST_CASE("nft transaction: only the difference, in an order the kernel accepts"
 
 TEST_CASE("kernel rules: dsr remembers flows, forwards at layer 2, counts new flows apart") {
   Fixture f;
-  const NftRuleset ruleset = f.install(config_of(R"(
+  const NftRuleset ruleset = f.install(valid(R"(
 services:
   - name: web
     forwarding: dsr

@@ -4,19 +4,15 @@
 
 #include <string>
 
+#include "config_text.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/sampler.hpp"
 
 using namespace fulcrum;
+using namespace fulcrum::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-Config config_of(const std::string& yaml) {
-  ConfigLoad load = load_config_text(yaml, "test.yaml");
-  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
-  return std::move(*load.config);
-}
 
 // Service `web` with the servers named in `servers` (each on its own port).
 Config web(const std::vector<std::string>& servers) {
@@ -28,7 +24,7 @@ Config web(const std::vector<std::string>& servers) {
   for (size_t i = 0; i < servers.size(); ++i)
     yaml +=
         "      - {name: " + servers[i] + ", address: 127.0.0.1:" + std::to_string(10 + i) + "}\n";
-  return config_of(yaml);
+  return valid(yaml);
 }
 
 ServerState& state_of(const Snapshot& snapshot, const std::string& name) {

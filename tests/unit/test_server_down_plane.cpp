@@ -5,23 +5,19 @@
 #include <string>
 #include <vector>
 
+#include "config_text.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/server_down_plane.hpp"
 
 using namespace fulcrum;
+using namespace fulcrum::test;
 
 namespace {
-
-Config config_of(const std::string& yaml) {
-  ConfigLoad load = load_config_text(yaml, "test.yaml");
-  REQUIRE_MESSAGE(load.errors.empty(), (load.errors.empty() ? "" : load.errors[0].to_string()));
-  return std::move(*load.config);
-}
 
 // Service `closing` (servers a, b) with `on_server_down`, service `kept`
 // (server k) with the default, both health checked.
 Config two_services(const std::string& policy) {
-  return config_of(
+  return valid(
       "services:\n"
       "  - name: closing\n"
       "    listen: 127.0.0.1:1\n"
