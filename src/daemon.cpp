@@ -11,6 +11,7 @@
 
 #include "fulcrum/admin.hpp"
 #include "fulcrum/admission.hpp"
+#include "fulcrum/conntrack.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
@@ -67,6 +68,7 @@ class Daemon final : public ReloadTarget {
   void log_started(const std::string& config_path, int64_t fd_budget) const;
   std::unique_ptr<HealthChecker> make_health_checker(std::shared_ptr<const Snapshot> snapshot);
   void on_signal(int signal);
+  static void forget_flows_of(const std::vector<ServerDownPlane::Down>& down);
   void begin_stop(int signal);
   std::string status_line() const;
   void tell_ready() const;
@@ -84,9 +86,18 @@ class Daemon final : public ReloadTarget {
   SchedulerPlane scheduler_plane_;
   // After the schedulers: a session moved off a down server picks from a
   // scheduler that no longer has it.
-  ServerDownPlane server_down_plane_{[this](const std::vector<const ServerState*>& servers) {
-    for (auto& worker : workers_) worker->request_close_sessions_of(servers);
-  }};
+  ServerDownPlane server_down_plane_{ServerDownPlane::Watch::proxy,
+                                     [this](const std::vector<ServerDownPlane::Down>& down) {
+                                       std::vector<const ServerState*> servers;
+                                       servers.reserve(down.size());
+                                       for (const auto& entry : down)
+                                         servers.push_back(entry.server->state.get());
+                                       for (auto& worker : workers_)
+                                         worker->request_close_sessions_of(servers);
+                                     }};
+  // After the kernel's rules: a forgotten flow's next packet is scheduled
+  // by rules that no longer have its server.
+  ServerDownPlane conntrack_plane_{ServerDownPlane::Watch::nat, forget_flows_of};
   // nat and fullnat services: fulcrum's nftables tables.
   KernelPlane kernel_plane_;
   ControlPlane control_;
@@ -111,6 +122,24 @@ class Daemon final : public ReloadTarget {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
 };
+
+// on_server_down: close for nat and fullnat.
+void Daemon::forget_flows_of(const std::vector<ServerDownPlane::Down>& down) {
+  for (const auto& [service, server] : down) {
+    const std::optional<uint64_t> forgotten =
+        forget_flows(service->config->listen, server->config->address, service->config->protocol);
+    if (!forgotten) {
+      log_error("cannot forget flows", {{"service", service->config->name},
+                                        {"server", server->config->name},
+                                        {"error", errno_string(errno)}});
+      continue;
+    }
+    server->state->closed_on_down.fetch_add(*forgotten, std::memory_order_relaxed);
+    log_info("flows forgotten", {{"service", service->config->name},
+                                 {"server", server->config->name},
+                                 {"flows", *forgotten}});
+  }
+}
 
 int Daemon::run(Config config) {
   if (const int code = start(std::move(config)); code != kExitOk) {
@@ -153,6 +182,7 @@ int Daemon::start(Config config) {
   control_.add_data_plane(scheduler_plane_);
   control_.add_data_plane(server_down_plane_);
   control_.add_data_plane(kernel_plane_);
+  control_.add_data_plane(conntrack_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
   if (!kernel_plane_.error().empty()) {
     log_error("cannot start", {{"error", "kernel rules not applied: " + kernel_plane_.error()}});

@@ -1,7 +1,9 @@
-// `on_server_down: close` for the proxy: a data plane that tells the
-// workers which servers were just marked down in services asking for it,
-// so that they reset those servers' sessions (HAProxy's on-marked-down
-// shutdown-sessions). Sessions of other services cost nothing.
+// `on_server_down: close`: a data plane that tells which servers were just
+// marked down in services asking for it. One instance watches the proxy's
+// services, and the workers reset those servers' sessions (HAProxy's
+// on-marked-down shutdown-sessions); another watches nat and fullnat
+// services, and their conntrack entries are forgotten (conntrack.hpp).
+// Sessions of other services cost nothing.
 #pragma once
 
 #include <functional>
@@ -15,11 +17,14 @@ namespace fulcrum {
 
 class ServerDownPlane final : public DataPlane {
  public:
-  // `close_sessions_of` hands the servers newly down to every worker
-  // (Worker::request_close_sessions_of); main thread.
-  using CloseRequest = std::function<void(const std::vector<const ServerState*>&)>;
-  explicit ServerDownPlane(CloseRequest close_sessions_of)
-      : close_sessions_of_(std::move(close_sessions_of)) {}
+  struct Down {
+    const ServiceRuntime* service;
+    const ServerRuntime* server;
+  };
+  // `close` gets the servers newly down, with their services; main thread.
+  using CloseRequest = std::function<void(const std::vector<Down>&)>;
+  enum class Watch { proxy, nat };  // nat: nat and fullnat services
+  ServerDownPlane(Watch watch, CloseRequest close) : watch_(watch), close_(std::move(close)) {}
 
   // Compares the servers whose status is down in services with
   // on_server_down: close against those seen at the last change, and asks
@@ -28,7 +33,10 @@ class ServerDownPlane final : public DataPlane {
   void apply(const ChangeSet& changes) override;
 
  private:
-  CloseRequest close_sessions_of_;
+  bool watches(const ServiceConfig& service) const;
+
+  Watch watch_;
+  CloseRequest close_;
   // Down at the last change. Held, so that an address is never taken for
   // a new server's state while it is remembered here.
   std::set<std::shared_ptr<const ServerState>> down_;

@@ -40,8 +40,8 @@ with urllib.request.urlopen(request, timeout=10) as reply:
 """
 
 
-def run_command(*args, check=True, env=None):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=30, env=env)
+def run_command(*args, check=True, env=None, input=None):
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=30, env=env, input=input)
     if check and result.returncode != 0:
         raise TestFailure(f'{" ".join(args)} exited {result.returncode}: {result.stderr.strip()}')
     return result
@@ -54,8 +54,8 @@ class Topology:
         self.servers = {name: f'{tag}-{name}' for name in SERVERS}
         self.created = []
 
-    def sh(self, ns, *args, check=True, env=None):
-        return run_command('ip', 'netns', 'exec', ns, *args, check=check, env=env)
+    def sh(self, ns, *args, check=True, env=None, input=None):
+        return run_command('ip', 'netns', 'exec', ns, *args, check=check, env=env, input=input)
 
     def create(self):
         for ns in [self.client, self.lb, *self.servers.values()]:

@@ -37,8 +37,14 @@ Config two_services(const std::string& policy) {
 
 struct Fixture {
   std::vector<std::vector<const ServerState*>> requests;
-  ServerDownPlane plane{
-      [this](const std::vector<const ServerState*>& servers) { requests.push_back(servers); }};
+  ServerDownPlane plane{ServerDownPlane::Watch::proxy,
+                        [this](const std::vector<ServerDownPlane::Down>& down) {
+                          std::vector<const ServerState*> servers;
+                          servers.reserve(down.size());
+                          for (const auto& entry : down)
+                            servers.push_back(entry.server->state.get());
+                          requests.push_back(servers);
+                        }};
   ControlPlane control{1};
   SteadyTime t0 = std::chrono::steady_clock::now();
 
@@ -110,4 +116,39 @@ TEST_CASE("a reload that turns close on closes the sessions of a server already 
   CHECK(f.requests.empty());
   f.control.install(two_services("close"), f.t0);
   CHECK(f.requests == Fixture::Requests{{f.server(0, 0).state.get()}});
+}
+
+TEST_CASE("the proxy's plane and the nat plane each watch their own services") {
+  std::vector<std::string> proxy_calls;
+  std::vector<std::string> nat_calls;
+  const auto recorder = [](std::vector<std::string>& calls) {
+    return [&calls](const std::vector<ServerDownPlane::Down>& down) {
+      for (const auto& entry : down)
+        calls.push_back(entry.service->config->name + "/" + entry.server->config->name);
+    };
+  };
+  ServerDownPlane proxy_plane{ServerDownPlane::Watch::proxy, recorder(proxy_calls)};
+  ServerDownPlane nat_plane{ServerDownPlane::Watch::nat, recorder(nat_calls)};
+  ControlPlane control{1};
+  control.add_data_plane(proxy_plane);
+  control.add_data_plane(nat_plane);
+  const SteadyTime t0 = std::chrono::steady_clock::now();
+  control.install(valid(R"(
+defaults:
+  on_server_down: close
+services:
+  - {name: relayed, listen: 127.0.0.1:1, servers: [{name: a, address: 127.0.0.1:2}]}
+  - {name: nat, forwarding: nat, listen: 198.18.10.10:80, servers: [{name: a, address: 198.18.1.11:80}]}
+  - {name: full, forwarding: fullnat, listen: 198.18.10.10:81, servers: [{name: a, address: 198.18.1.11:80}]}
+  - name: direct
+    forwarding: dsr
+    dsr: {ingress: eth0}
+    listen: 198.18.10.10:82
+    servers: [{name: a, address: 198.18.1.11:82}]
+)"),
+                  t0);
+  for (const ServiceRuntime& service : control.snapshot()->services)
+    control.report_health(service, service.servers.at(0), false, t0);
+  CHECK(proxy_calls == std::vector<std::string>{"relayed/a"});
+  CHECK(nat_calls == std::vector<std::string>{"nat/a", "full/a"});
 }

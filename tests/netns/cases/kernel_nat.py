@@ -22,8 +22,12 @@ the address they see and which server they are).
    60 sessions of 16 KiB run through nat4 while 10 reloads change its
    scheduler (rr, wrr, maglev) and weights: every one echoes exactly (each
    reload is one nft transaction: no moment without a rule).
-   Health: server `a` is killed; nat4's `a` is logged down within
-   fall x interval + 1 s (2 x 300 ms + 1 s), and the next 4 sessions reach `b`.
+   Health and `on_server_down: close`: a session holds on its server,
+   which then goes silent (a drop table in its namespace); it is logged
+   down within fall x interval + timeout + 1 s, `flows forgotten` names
+   it with 1 flow, the held session's next bytes are reset (its flow is a
+   new one to the other server, which has no such connection), the next
+   4 sessions reach the other server, and /stats counts 1 closed_on_down.
 4. SIGTERM: exit 0, and `nft list ruleset` is exactly what it was before.
 5. `fulcrum --flush-kernel` after a SIGKILL: the table a crash left is gone.
 6. Without CAP_NET_ADMIN (setpriv dropping it from the bounding set):
@@ -50,6 +54,13 @@ SOURCE4 = '198.18.1.100'  # fullnat `source`: a second address of lb on br0
 VIP4, VIP6 = '198.18.10.10', '2001:db8:10::10'
 PORT = 9000
 TOKEN = 'kernel-test-token'
+# What makes a server silent: its namespace drops the port both ways.
+SILENCE = """
+table inet silence {
+  chain input { type filter hook input priority 0; policy accept; tcp dport 9000 drop; }
+  chain output { type filter hook output priority 0; policy accept; tcp sport 9000 drop; }
+}
+"""
 
 
 def services(source_port):
@@ -58,7 +69,8 @@ def services(source_port):
                 for name, hosts in SERVERS.items()]
     return [
         {'name': 'nat4', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'{VIP4}:80', 'servers': servers(),
-         'health_check': {'interval': '300ms', 'timeout': '300ms', 'rise': 1, 'fall': 2}},
+         'health_check': {'interval': '300ms', 'timeout': '300ms', 'rise': 1, 'fall': 2},
+         'on_server_down': 'close'},
         {'name': 'nat6', 'forwarding': 'nat', 'scheduler': 'rr', 'listen': f'[{VIP6}]:80',
          'servers': servers(True)},
         {'name': 'full4', 'forwarding': 'fullnat', 'scheduler': 'rr', 'listen': f'{VIP4}:81',
@@ -138,16 +150,35 @@ def run(t):
     expect_eq([r['echoed_sha256'] == r['sent_sha256'] and r['echoed_bytes'] == 16 * 1024 for r in results],
               [True] * 60, 'every session through the reloads echoed exactly')
 
-    # Health: a dies, its flows stop being given to it.
-    servers['a'].kill()
-    servers['a'].wait(10)
-    killed = time.monotonic()
+    # Health and on_server_down: close. A session holds on its server, which
+    # then goes silent (a drop table in its namespace): it is marked down,
+    # its flow's conntrack entry is forgotten, and the held session's next
+    # bytes become a new flow to the other server, which resets it.
+    held = subprocess.Popen(['ip', 'netns', 'exec', topology.client, sys.executable, PEER, 'hold', f'{VIP4}:80',
+                             str(BYTES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    t.register_process(held, 'held session')
+    victim = json.loads(held.stdout.readline())['server']
+    survivor = 'b' if victim == 'a' else 'a'
+    topology.sh(topology.servers[victim], 'nft', '-f', '-', check=True, input=SILENCE)
+    silenced = time.monotonic()
     d.wait_for_log(lambda r: r.message == 'server down' and r.fields.get('service') == 'nat4'
-                   and r.fields.get('server') == 'a', timeout=10)
-    took = time.monotonic() - killed
-    expect(took <= 0.6 + 1.0, f'nat4 a marked down {took:.2f} s after its death (fall x interval + 1 s)')
-    after_death = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
-    expect_eq(split(after_death), {'b': 4}, 'nat4 after a died')
+                   and r.fields.get('server') == victim, timeout=10)
+    took = time.monotonic() - silenced
+    expect(took <= 0.6 + 0.3 + 1.0, f'nat4 {victim} marked down {took:.2f} s after going silent '
+                                    '(fall x interval + timeout + 1 s)')
+    forgotten = d.wait_for_log(lambda r: r.message == 'flows forgotten', timeout=10)
+    expect_eq([(r.fields['service'], r.fields['server'], r.fields['flows']) for r in forgotten],
+              [('nat4', victim, '1')], 'flows forgotten')
+    out, err = held.communicate('go\n', timeout=30)
+    # The reset reaches the sending thread or the reading one (then exit 1).
+    expect('ConnectionResetError' in err and (held.returncode != 0 or json.loads(out)['echoed_bytes'] < BYTES),
+           f'the held session is reset once its flow is forgotten (exit {held.returncode}): {err.strip()[-300:]}')
+    after = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
+    expect_eq(split(after), {survivor: 4}, f'nat4 after {victim} went down')
+    closed = {v['name']: v['sessions']['closed_on_down'] for s in stats_json(topology, stats)['services']
+              if s['name'] == 'nat4' for v in s['servers']}
+    expect_eq(closed, {victim: 1, survivor: 0}, 'nat4 closed_on_down in /stats')
 
     # 4. Stop: the ruleset is what it was.
     d.stop()
