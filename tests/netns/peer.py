@@ -25,8 +25,8 @@ thread of the test itself).
         sent_sha256, echoed_sha256, echoed_bytes.
 
     peer.py udp-client TARGET QUERIES
-        QUERIES datagrams of random bytes, each from a new socket (a new
-        source port: a new flow), each waiting for its answer. Prints a JSON
+        QUERIES datagrams of random bytes, each from a new socket (a source
+        port no other query uses: a new flow), each waiting for its answer. Prints a JSON
         list, an object per query: local, seen, server, and ok (the
         datagram came back whole).
 """
@@ -143,15 +143,14 @@ def client(target, sessions, size):
     print(json.dumps([session(target, size) for _ in range(sessions)]), flush=True)
 
 
-def query(target):
+def query(target, sock):
     host, port = split_address(target)
     payload = os.urandom(512)
-    with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect((host, port))
-        local = sock.getsockname()[:2]
-        sock.send(payload)
-        answer = sock.recv(65536)
+    sock.settimeout(TIMEOUT)
+    sock.connect((host, port))
+    local = sock.getsockname()[:2]
+    sock.send(payload)
+    answer = sock.recv(65536)
     line, _, data = answer.partition(b'\n')
     _, seen_host, seen_port, server_address = line.decode().split()
     return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)], 'server': server_address,
@@ -159,7 +158,15 @@ def query(target):
 
 
 def udp_client(target, queries):
-    print(json.dumps([query(target) for _ in range(queries)]), flush=True)
+    # Every socket stays open to the end, so that no query reuses an earlier
+    # one's source port: each is a flow of its own for conntrack.
+    host, _ = split_address(target)
+    sockets = [socket.socket(family_of(host), socket.SOCK_DGRAM) for _ in range(queries)]
+    try:
+        print(json.dumps([query(target, sock) for sock in sockets]), flush=True)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def main(argv):

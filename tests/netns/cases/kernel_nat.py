@@ -15,6 +15,8 @@ the address they see and which server they are).
    Through each: sessions echo 256 KiB checked by SHA-256, the server sees
    the client's own address (nat) or the balancer's (fullnat), and rr
    splits exactly: 4 sessions, 2 per server; 10 UDP queries, 5 per server.
+   wrr4 (nat wrr UDP, weights 3 and 1): 2000 queries, exactly 1500 and
+   500 (SPEC asks within 2 %: numgen walks the smooth cycle exactly).
    /stats counts exactly those new flows per server, and names each
    service's forwarding and protocol.
 3. Drain `a` through the admin API (run in lb's namespace, where the stats
@@ -54,6 +56,7 @@ SOURCE4 = '198.18.1.100'  # fullnat `source`: a second address of lb on br0
 VIP4, VIP6 = '198.18.10.10', '2001:db8:10::10'
 PORT = 9000
 TOKEN = 'kernel-test-token'
+WRR_FLOWS = 2000
 # What makes a server silent: its namespace drops the port both ways.
 SILENCE = """
 table inet silence {
@@ -79,6 +82,8 @@ def services(source_port):
          'servers': servers()},
         {'name': 'src4', 'forwarding': 'fullnat', 'scheduler': 'wrr', 'source': SOURCE4,
          'listen': f'{VIP4}:{source_port}', 'servers': servers()},
+        {'name': 'wrr4', 'forwarding': 'nat', 'protocol': 'udp', 'scheduler': 'wrr', 'listen': f'{VIP4}:54',
+         'servers': [{**server, 'weight': weight} for server, weight in zip(servers(), (3, 1))]},
     ]
 
 
@@ -113,8 +118,11 @@ def run(t):
     expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
 
     # Counters of new flows, per server (nft counters read every second).
+    # wrr: weights 3 and 1 over 2000 flows (numgen walks the smooth cycle).
+    weighted = udp_queries(topology, f'{VIP4}:54', WRR_FLOWS)
+    expect_eq(split(weighted), {'a': WRR_FLOWS * 3 // 4, 'b': WRR_FLOWS // 4}, f'wrr4: {WRR_FLOWS} flows, weights 3:1')
     expected_totals = {'nat4': split(nat4), 'nat6': split(nat6), 'full4': split(full4), 'src4': split(src4),
-                       'udp4': split(queries)}
+                       'udp4': split(queries), 'wrr4': split(weighted)}
 
     def totals():
         return {s['name']: {v['name']: v['sessions']['total'] for v in s['servers'] if v['sessions']['total']}
@@ -122,7 +130,8 @@ def run(t):
     wait_until(lambda: totals() == expected_totals, 10, 'new flows counted per server in /stats')
     modes = {s['name']: (s['forwarding'], s['protocol']) for s in stats_json(topology, stats)['services']}
     expect_eq(modes, {'nat4': ('nat', 'tcp'), 'nat6': ('nat', 'tcp'), 'full4': ('fullnat', 'tcp'),
-                      'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp')}, 'forwarding and protocol in /stats')
+                      'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp'), 'wrr4': ('nat', 'udp')},
+              'forwarding and protocol in /stats')
 
     # 3. Drain a: new flows go to b.
     expect_eq(admin(topology, stats, 'nat4', 'a', {'state': 'drain'}, TOKEN), 200,
