@@ -106,10 +106,13 @@ class Topology:
             subprocess.run(['ip', 'netns', 'delete', self.created.pop()], capture_output=True, timeout=30)
 
 
-def tcp_sessions(topology, target, count, size):
-    """`count` sessions from the client, each echoing `size` random bytes,
-    checked by SHA-256; their results (peer.py client)."""
-    out = topology.sh(topology.client, sys.executable, PEER, 'client', target, str(count), str(size)).stdout
+def tcp_sessions(topology, target, count, size, source=None):
+    """`count` sessions from the client (from `source` if given), each
+    echoing `size` random bytes, checked by SHA-256; their results (peer.py
+    client)."""
+    env = {**os.environ, 'PEER_SOURCE': source} if source else None
+    out = topology.sh(topology.client, sys.executable, PEER, 'client', target, str(count), str(size),
+                      env=env).stdout
     results = json.loads(out)
     for i, r in enumerate(results):
         expect_eq(r['echoed_bytes'], size, f'{target} session {i}: bytes echoed')

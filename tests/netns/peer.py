@@ -19,7 +19,8 @@ thread of the test itself).
 
     peer.py client TARGET SESSIONS BYTES
         SESSIONS sequential sessions to TARGET, each sending BYTES random bytes
-        (then a half-close) while reading the echo. Prints one JSON list, an
+        (then a half-close) while reading the echo, from PEER_SOURCE when the
+        environment names an address. Prints one JSON list, an
         object per session: local (the client's own IP and port), seen (what
         the server said it sees), server (which server answered),
         sent_sha256, echoed_sha256, echoed_bytes.
@@ -112,6 +113,8 @@ def session(target, size, hold=False):
     payload = os.urandom(size)
     with socket.socket(family_of(host), socket.SOCK_STREAM) as sock:
         sock.settimeout(TIMEOUT)
+        if os.environ.get('PEER_SOURCE'):
+            sock.bind((os.environ['PEER_SOURCE'], 0))
         sock.connect((host, port))
         local = sock.getsockname()[:2]
         _, seen_host, seen_port, server_address = read_line(sock).split()

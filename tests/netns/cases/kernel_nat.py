@@ -17,6 +17,9 @@ the address they see and which server they are).
    splits exactly: 4 sessions, 2 per server; 10 UDP queries, 5 per server.
    wrr4 (nat wrr UDP, weights 3 and 1): 2000 queries, exactly 1500 and
    500 (SPEC asks within 2 %: numgen walks the smooth cycle exactly).
+   maglev4 (nat) and `proxied` (a proxy service on lb, maglev, the same
+   servers): from each of 12 client addresses, both send the session to
+   the same server, and both servers are chosen.
    /stats counts exactly those new flows per server, and names each
    service's forwarding and protocol.
 3. Drain `a` through the admin API (run in lb's namespace, where the stats
@@ -47,8 +50,8 @@ import time
 from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until, write_config
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kernel_lab import (CLIENT4, CLIENT6, LB_SERVERS4, PEER, SERVERS, Topology, admin, run_command,  # noqa: E402
-                        rr_sessions, split, stats_json, tcp_sessions, udp_queries)
+from kernel_lab import (CLIENT4, CLIENT6, LB_CLIENT4, LB_SERVERS4, PEER, SERVERS, Topology,  # noqa: E402
+                        admin, rr_sessions, run_command, split, stats_json, tcp_sessions, udp_queries)
 
 DEADLINE = 150
 BYTES = 256 * 1024
@@ -57,6 +60,7 @@ VIP4, VIP6 = '198.18.10.10', '2001:db8:10::10'
 PORT = 9000
 TOKEN = 'kernel-test-token'
 WRR_FLOWS = 2000
+MAGLEV_CLIENTS = [f'198.18.20.{i}' for i in range(10, 22)]  # extra addresses of the client
 # What makes a server silent: its namespace drops the port both ways.
 SILENCE = """
 table inet silence {
@@ -84,6 +88,9 @@ def services(source_port):
          'listen': f'{VIP4}:{source_port}', 'servers': servers()},
         {'name': 'wrr4', 'forwarding': 'nat', 'protocol': 'udp', 'scheduler': 'wrr', 'listen': f'{VIP4}:54',
          'servers': [{**server, 'weight': weight} for server, weight in zip(servers(), (3, 1))]},
+        {'name': 'maglev4', 'forwarding': 'nat', 'scheduler': 'maglev', 'listen': f'{VIP4}:83',
+         'servers': servers()},
+        {'name': 'proxied', 'scheduler': 'maglev', 'listen': f'{LB_CLIENT4}:8083', 'servers': servers()},
     ]
 
 
@@ -97,6 +104,8 @@ def run(t):
     t.at_cleanup(topology.delete)
     topology.create()
     run_command('ip', '-n', topology.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
+    for source in MAGLEV_CLIENTS:
+        run_command('ip', '-n', topology.client, 'addr', 'add', f'{source}/24', 'dev', 'c0')
     servers = topology.start_servers(t, lambda name: [f'{SERVERS[name][0]}:{PORT}', f'[{SERVERS[name][1]}]:{PORT}'])
 
     ruleset_before = topology.ruleset()
@@ -117,12 +126,25 @@ def run(t):
     expect_eq(split(queries), {'a': 5, 'b': 5}, 'udp4: rr split of 10 queries (one flow each)')
     expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
 
+    # Maglev: the kernel's map and the proxy's scheduler pick the same
+    # server for each of 12 client addresses.
+    kernel_pick, proxy_pick = {}, {}
+    for source in MAGLEV_CLIENTS:
+        kernel_pick[source] = tcp_sessions(topology, f'{VIP4}:83', 1, 1024, source=source)[0]['server']
+        proxy_pick[source] = tcp_sessions(topology, f'{LB_CLIENT4}:8083', 1, 1024, source=source)[0]['server']
+    expect_eq(kernel_pick, proxy_pick, 'maglev: the server of each client, kernel vs proxy')
+    expect_eq(set(kernel_pick.values()), {'a', 'b'}, 'maglev: both servers chosen by some client')
+
     # Counters of new flows, per server (nft counters read every second).
     # wrr: weights 3 and 1 over 2000 flows (numgen walks the smooth cycle).
     weighted = udp_queries(topology, f'{VIP4}:54', WRR_FLOWS)
     expect_eq(split(weighted), {'a': WRR_FLOWS * 3 // 4, 'b': WRR_FLOWS // 4}, f'wrr4: {WRR_FLOWS} flows, weights 3:1')
+    maglev_totals = {}
+    for name in kernel_pick.values():
+        maglev_totals[name] = maglev_totals.get(name, 0) + 1
     expected_totals = {'nat4': split(nat4), 'nat6': split(nat6), 'full4': split(full4), 'src4': split(src4),
-                       'udp4': split(queries), 'wrr4': split(weighted)}
+                       'udp4': split(queries), 'wrr4': split(weighted), 'maglev4': maglev_totals,
+                       'proxied': maglev_totals}
 
     def totals():
         return {s['name']: {v['name']: v['sessions']['total'] for v in s['servers'] if v['sessions']['total']}
@@ -130,7 +152,8 @@ def run(t):
     wait_until(lambda: totals() == expected_totals, 10, 'new flows counted per server in /stats')
     modes = {s['name']: (s['forwarding'], s['protocol']) for s in stats_json(topology, stats)['services']}
     expect_eq(modes, {'nat4': ('nat', 'tcp'), 'nat6': ('nat', 'tcp'), 'full4': ('fullnat', 'tcp'),
-                      'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp'), 'wrr4': ('nat', 'udp')},
+                      'udp4': ('nat', 'udp'), 'src4': ('fullnat', 'tcp'), 'wrr4': ('nat', 'udp'),
+                      'maglev4': ('nat', 'tcp'), 'proxied': ('proxy', 'tcp')},
               'forwarding and protocol in /stats')
 
     # 3. Drain a: new flows go to b.
