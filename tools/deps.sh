@@ -15,9 +15,14 @@ FULCRUM_BUILD_PACKAGES=(
 # Chromium (dashboard), promtool (package prometheus), systemd-analyze
 # (package systemd), redis-server (health checks with send/expect),
 # haproxy (health checks compared with HAProxy's; its service is kept from
-# starting, as prometheus's is, below), and for tests/systemd debootstrap
-# (the container's root file system) and systemd-nspawn (package
-# systemd-container; unshare and nsenter are in util-linux).
+# starting, as prometheus's is, below), curl, iperf3 and dnsmasq (the
+# netns test kernel_peers drives kernel forwarding with them; dnsmasq-base
+# is the program without the dnsmasq package's system service, so nothing
+# takes the host's port 53; iperf3's own service is off unless debconf is
+# told otherwise, and the install below starts no service anyway), and for
+# tests/systemd debootstrap (the container's root file system) and
+# systemd-nspawn (package systemd-container; unshare and nsenter are in
+# util-linux).
 FULCRUM_TEST_PACKAGES=(
   "${FULCRUM_BUILD_PACKAGES[@]}"
   python3 openssl util-linux
@@ -27,6 +32,7 @@ FULCRUM_TEST_PACKAGES=(
   chromium
   redis-server
   haproxy
+  curl iperf3 dnsmasq-base
   systemd
   debootstrap systemd-container
 )
