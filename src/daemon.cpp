@@ -11,7 +11,6 @@
 
 #include "fulcrum/admin.hpp"
 #include "fulcrum/admission.hpp"
-#include "fulcrum/conntrack.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
@@ -68,7 +67,6 @@ class Daemon final : public ReloadTarget {
   void log_started(const std::string& config_path, int64_t fd_budget) const;
   std::unique_ptr<HealthChecker> make_health_checker(std::shared_ptr<const Snapshot> snapshot);
   void on_signal(int signal);
-  static void forget_flows_of(const std::vector<ServerDownPlane::Down>& down);
   void begin_stop(int signal);
   std::string status_line() const;
   void tell_ready() const;
@@ -97,8 +95,11 @@ class Daemon final : public ReloadTarget {
                                      }};
   // After the kernel's rules: a forgotten flow's next packet is scheduled
   // by rules that no longer have its server.
-  ServerDownPlane conntrack_plane_{ServerDownPlane::Watch::nat, forget_flows_of};
-  // nat and fullnat services: fulcrum's nftables tables.
+  ServerDownPlane conntrack_plane_{ServerDownPlane::Watch::nat,
+                                   [this](const std::vector<ServerDownPlane::Down>& down) {
+                                     kernel_plane_.forget_flows_of(down);
+                                   }};
+  // nat, fullnat and dsr services: fulcrum's nftables tables.
   KernelPlane kernel_plane_;
   ControlPlane control_;
   std::unique_ptr<SignalEvents> signals_;
@@ -122,24 +123,6 @@ class Daemon final : public ReloadTarget {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
 };
-
-// on_server_down: close for nat and fullnat.
-void Daemon::forget_flows_of(const std::vector<ServerDownPlane::Down>& down) {
-  for (const auto& [service, server] : down) {
-    const std::optional<uint64_t> forgotten =
-        forget_flows(service->config->listen, server->config->address, service->config->protocol);
-    if (!forgotten) {
-      log_error("cannot forget flows", {{"service", service->config->name},
-                                        {"server", server->config->name},
-                                        {"error", errno_string(errno)}});
-      continue;
-    }
-    server->state->closed_on_down.fetch_add(*forgotten, std::memory_order_relaxed);
-    log_info("flows forgotten", {{"service", service->config->name},
-                                 {"server", server->config->name},
-                                 {"flows", *forgotten}});
-  }
-}
 
 int Daemon::run(Config config) {
   if (const int code = start(std::move(config)); code != kExitOk) {

@@ -24,6 +24,10 @@ enum class Forwarding { proxy, nat, fullnat, dsr };
 enum class Protocol { tcp, udp };
 
 inline bool in_kernel(Forwarding forwarding) { return forwarding != Forwarding::proxy; }
+// nat and fullnat: the kernel's connection tracking holds each flow.
+inline bool in_conntrack(Forwarding forwarding) {
+  return forwarding == Forwarding::nat || forwarding == Forwarding::fullnat;
+}
 
 std::string_view to_string(SchedulerKind);
 std::string_view to_string(Forwarding);

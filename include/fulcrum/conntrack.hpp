@@ -1,25 +1,34 @@
-// `on_server_down: close` for nat and fullnat: the kernel's connection
-// tracking holds each flow's address rewrite, so "closing" a flow means
-// forgetting its conntrack entry. Its next packet is then a new flow to the
-// nat chain, which sends it to a server that is up, and that server, which
-// knows no such connection, resets it (TCP); a UDP flow simply moves.
+// The kernel's connection tracking of nat and fullnat flows. Each flow's
+// conntrack entry carries its server's flow mark (kernel_rules.hpp), so the
+// kernel itself hands fulcrum only its own flows, and by server:
+// - counting them gives each server's active flows (SPEC.md: sessions.active
+//   of kernel modes);
+// - `on_server_down: close` forgets them: conntrack holds each flow's
+//   address rewrite, so "closing" a flow means deleting its entry. Its next
+//   packet is then a new flow to the nat chain, which sends it to a server
+//   that is up, and that server, which knows no such connection, resets it
+//   (TCP); a UDP flow simply moves.
+// TCP connections already closed (TIME_WAIT, CLOSE) are remembered for a
+// while by conntrack but are neither active nor anything to close: both
+// leave them out.
 #pragma once
 
 #include <cstdint>
-#include <optional>
-#include <vector>
-
-#include "fulcrum/address.hpp"
-#include "fulcrum/config.hpp"
+#include <map>
+#include <set>
+#include <string>
 
 namespace fulcrum {
 
-// Deletes the conntrack entries of `protocol` flows that clients opened to
-// one of `vips` and that were rewritten to `server` (its reply source), but
-// TCP connections already closed (TIME_WAIT, CLOSE).
-// Returns how many were deleted, or nullopt when conntrack could not be
-// asked (no CAP_NET_ADMIN, no nf_conntrack).
-std::optional<uint64_t> forget_flows(const std::vector<SocketAddress>& vips,
-                                     const SocketAddress& server, Protocol protocol);
+struct FlowCounts {
+  std::map<uint32_t, uint64_t> by_mark;  // flow mark -> flows
+  std::string error;                     // why conntrack could not be asked; empty: it was
+};
+
+// fulcrum's active flows (both address families), by flow mark.
+FlowCounts count_flows();
+
+// Deletes the active flows whose mark is one of `marks`; how many per mark.
+FlowCounts forget_flows(const std::set<uint32_t>& marks);
 
 }  // namespace fulcrum

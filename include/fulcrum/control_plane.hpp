@@ -37,6 +37,11 @@ class ControlPlane {
   // and one whose service no longer asks an agent forgets what it said.
   // Settles every server and publishes the whole snapshot. Returns it.
   std::shared_ptr<const Snapshot> install(Config config, SteadyTime now);
+  // A reload's configuration, before install(): empty when every data
+  // plane can apply it (DataPlane::check, on a snapshot of `config` with
+  // every server up, built apart from the live state), else the first
+  // refusal. Changes nothing.
+  std::string check(const Config& config, SteadyTime now) const;
   // The snapshot in force (null before the first install()).
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
 

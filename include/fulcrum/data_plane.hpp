@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "fulcrum/snapshot.hpp"
@@ -31,6 +32,10 @@ class DataPlane {
   // Main thread. Brings this data plane in line with `changes`. Must not
   // block: it runs on the main loop.
   virtual void apply(const ChangeSet& changes) = 0;
+  // Main thread, before a reload's snapshot is installed: empty when this
+  // data plane can apply `changes` (a new snapshot with every server up),
+  // else why not; the reload is then rejected and nothing changes.
+  virtual std::string check(const ChangeSet& /*changes*/) { return ""; }
 };
 
 }  // namespace fulcrum

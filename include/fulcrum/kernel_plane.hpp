@@ -7,20 +7,31 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fulcrum/data_plane.hpp"
 #include "fulcrum/kernel_rules.hpp"
 #include "fulcrum/nft_ruleset.hpp"
 #include "fulcrum/nftables.hpp"
+#include "fulcrum/server_down_plane.hpp"
 
 namespace fulcrum {
 
 class KernelPlane final : public DataPlane {
  public:
+  // A reload's snapshot, before it is installed: its rules, with every
+  // server up, are sent to the kernel in a dry run (nft --check) as the
+  // difference from what is installed (else as a whole table), so that a
+  // configuration the kernel refuses is a rejected reload, not a running
+  // one without rules. Skipped when those rules are the ones the kernel
+  // last accepted.
+  std::string check(const ChangeSet& changes) override;
   // The first transaction replaces any table a previous run left (a crash)
   // with this snapshot's; later ones send the difference. A failed
-  // transaction changes nothing in the kernel: it is logged, kept in
-  // error(), and the next change set tries again from what is installed.
+  // difference (someone deleted or changed fulcrum's table) is followed at
+  // once by a replacing transaction. A failed transaction changes nothing
+  // in the kernel: it is logged, kept in error(), and the next change set
+  // tries again from what is installed.
   void apply(const ChangeSet& changes) override;
 
   // The last transaction's failure, or empty when the kernel has what the
@@ -28,19 +39,31 @@ class KernelPlane final : public DataPlane {
   const std::string& error() const { return error_; }
   // Stop: deletes the tables this process installed, nothing else.
   void remove();
-  // Reads the servers' counters of new flows into their state's
-  // `total` (and each service's, their sum): /stats, /metrics and the
-  // dashboard show kernel services as the proxy's. Main thread, periodic.
+  // Main thread, periodic: reads the servers' counters (new flows, bytes
+  // and packets per direction) and counts their active flows in conntrack,
+  // into their states: /stats, /metrics and the dashboard show kernel
+  // services as the proxy's.
   void read_counters(const Snapshot& snapshot);
+  // on_server_down: close for nat and fullnat: forgets the conntrack
+  // entries of the servers just marked down (one conntrack dump for all),
+  // counts them in closed_on_down and logs one line per server.
+  void forget_flows_of(const std::vector<ServerDownPlane::Down>& down);
 
  private:
-  std::string run(const std::string& script);
+  std::string run(const std::string& script, bool dry_run = false);
+  // Tries the transaction from `installed_` (or a replacing one) to
+  // `wanted`; empty or nft's error.
+  std::string install(NftRuleset& wanted, bool replace);
+  void read_nft_counters_into(const Snapshot& snapshot);
+  void count_active_flows(const Snapshot& snapshot);
 
   std::unique_ptr<Nftables> nft_;  // made on first use
   KernelNames names_;
   NftRuleset installed_;
+  NftRuleset checked_;     // the last rules a dry run accepted
   bool replaced_ = false;  // the start's replacing transaction went through
   std::string error_;
+  std::string flow_count_error_;  // logged once per failure streak
 };
 
 }  // namespace fulcrum

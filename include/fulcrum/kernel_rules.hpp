@@ -10,12 +10,19 @@
 //   chain output       nat hook (clients on this host), the same
 //   chain postrouting  nat hook, fullnat only: source NAT of the service's flows
 //   chain sN           the service's scheduler: numgen (rr, wrr) or jhash
-//                      (maglev) into map sN_slots, or drop with no server
+//                      (maglev) picks a slot of map sN_slots, which holds a
+//                      server's flow mark; it is set on the flow (ct mark)
+//                      and map sN_servers jumps by it to the server's chain;
+//                      or drop with no server
 //   chain sN_K         one per server: its counter of new flows, then dnat
+//   maps traffic_in, traffic_out   flow mark -> the server's byte and
+//                      packet counter per direction, counted by chain
+//                      traffic from filter chains on forward, input, output
 // and for `dsr`, in table `netdev fulcrum`, see add_dsr_service.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -36,6 +43,9 @@ class KernelNames {
   // The number in the server's name (`2` of `s3_2`): its mark in dsr's
   // flow memory.
   unsigned server_number(const std::string& service, const std::string& server);
+  // The conntrack mark of the server's nat and fullnat flows: kFlowMarkTag
+  // and a number unique in the process.
+  uint32_t flow_mark(const std::string& service, const std::string& server);
   // A dsr ingress device's chain (`ingress1`): device names are not all
   // valid nft identifiers.
   std::string device(const std::string& device);
@@ -45,7 +55,15 @@ class KernelNames {
   std::map<std::string, unsigned> devices_;
   std::map<std::pair<std::string, std::string>, unsigned> servers_;
   std::map<std::string, unsigned> next_server_;
+  std::map<std::pair<std::string, std::string>, uint32_t> flow_marks_;
 };
+
+// fulcrum marks the conntrack entry of each nat and fullnat flow with its
+// server (ct mark, the whole 32 bits): the top byte is this tag, the rest
+// the server's number. Counters per direction and the count of active flows
+// find a server's flows by it, and `on_server_down: close` forgets them by it.
+inline constexpr uint32_t kFlowMarkTag = 0x66000000;
+inline constexpr uint32_t kFlowMarkMask = 0xff000000;
 
 // dsr's flow memory: how long a flow is remembered after its last packet,
 // and how many flows a service remembers at most (a new flow beyond that is

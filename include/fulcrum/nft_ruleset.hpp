@@ -26,6 +26,10 @@ struct NftChain {
 struct NftMap {
   std::string type;                             // e.g. `typeof numgen inc mod 65537 : verdict`
   std::map<std::string, std::string> elements;  // key -> value, as nft writes them
+  // A scheduler's slot map, keyed 0..n-1, instead of `elements`: slots[i]
+  // is key i's value. A Maglev table's 65537 slots are built and compared
+  // as one vector, not as 65537 tree nodes.
+  std::vector<std::string> slots;
   bool operator==(const NftMap&) const = default;
 };
 

@@ -17,7 +17,8 @@ class Nftables {
 
   // Runs `script` as one transaction: all of it or nothing. Returns an
   // empty string, or nft's error (what it prints, the failing line marked).
-  std::string run(const std::string& script);
+  // `dry_run`: the kernel checks the transaction and applies nothing.
+  std::string run(const std::string& script, bool dry_run = false);
   // What the last run printed (a `list` command's output).
   std::string output() const;
 

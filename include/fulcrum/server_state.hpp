@@ -124,6 +124,10 @@ struct alignas(64) ServerState {
   // Relaying sessions reset because the server was marked down in a
   // service with on_server_down: close.
   std::atomic<uint64_t> closed_on_down{0};
+  // Kernel modes only (read from nft counters): packets from clients and
+  // to them. For them, `active` is the server's flows in conntrack.
+  std::atomic<uint64_t> packets_in{0};
+  std::atomic<uint64_t> packets_out{0};
 
  private:
   // ---- for the operator, main thread only (own cache line: written on
@@ -179,6 +183,9 @@ struct alignas(64) ServiceState {
   // The service's sessions' local errors (ServerState::local_errors without
   // the health checks'), each attempt counted, also those then retried.
   std::atomic<uint64_t> local_errors{0};
+  // Kernel modes only, as ServerState's.
+  std::atomic<uint64_t> packets_in{0};
+  std::atomic<uint64_t> packets_out{0};
 };
 
 }  // namespace fulcrum

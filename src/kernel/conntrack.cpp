@@ -4,8 +4,12 @@
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 #include <netinet/in.h>
 
-#include <cstring>
+#include <cerrno>
 #include <memory>
+#include <vector>
+
+#include "fulcrum/kernel_rules.hpp"
+#include "fulcrum/socket.hpp"
 
 namespace fulcrum {
 
@@ -17,89 +21,80 @@ struct HandleCloser {
 struct EntryFree {
   void operator()(nf_conntrack* entry) const { nfct_destroy(entry); }
 };
+struct FilterFree {
+  void operator()(nfct_filter_dump* filter) const { nfct_filter_dump_destroy(filter); }
+};
 using Handle = std::unique_ptr<nfct_handle, HandleCloser>;
 using Entry = std::unique_ptr<nf_conntrack, EntryFree>;
+using DumpFilter = std::unique_ptr<nfct_filter_dump, FilterFree>;
 
-// The address bytes and port (network order) of `address`.
-struct Endpoint {
-  int family = AF_UNSPEC;
-  unsigned char bytes[16] = {};
-  uint16_t port = 0;
+struct Dump {
+  const std::set<uint32_t>* forget = nullptr;  // null: count only
+  std::map<uint32_t, uint64_t> active;
+  std::vector<std::pair<uint32_t, Entry>> doomed;
 };
 
-Endpoint endpoint_of(const SocketAddress& address) {
-  Endpoint out;
-  out.family = address.family();
-  if (out.family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&address.storage);
-    std::memcpy(out.bytes, &in->sin_addr, 4);
-    out.port = in->sin_port;
-  } else if (out.family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
-    std::memcpy(out.bytes, &in6->sin6_addr, 16);
-    out.port = in6->sin6_port;
-  }
-  return out;
+bool closed_tcp(const nf_conntrack* entry) {
+  if (nfct_get_attr_u8(entry, ATTR_L4PROTO) != IPPROTO_TCP) return false;
+  const uint8_t state = nfct_get_attr_u8(entry, ATTR_TCP_STATE);
+  return state == TCP_CONNTRACK_TIME_WAIT || state == TCP_CONNTRACK_CLOSE;
 }
-
-// True when the entry's address and port attributes equal `endpoint`.
-bool matches(const nf_conntrack* entry, const Endpoint& endpoint, nf_conntrack_attr ipv4,
-             nf_conntrack_attr ipv6, nf_conntrack_attr port) {
-  const size_t length = endpoint.family == AF_INET ? 4 : 16;
-  const void* address = nfct_get_attr(entry, endpoint.family == AF_INET ? ipv4 : ipv6);
-  return address != nullptr && std::memcmp(address, endpoint.bytes, length) == 0 &&
-         nfct_get_attr_u16(entry, port) == endpoint.port;
-}
-
-struct Search {
-  std::vector<Endpoint> vips;
-  Endpoint server;
-  uint8_t protocol = 0;
-  std::vector<Entry> found;
-};
 
 int on_entry(nf_conntrack_msg_type, nf_conntrack* entry, void* data) {
-  auto& search = *static_cast<Search*>(data);
-  if (nfct_get_attr_u8(entry, ATTR_L4PROTO) != search.protocol) return NFCT_CB_CONTINUE;
-  // A TCP connection already closed (TIME_WAIT, CLOSE) is remembered for a
-  // while by conntrack, but there is nothing left to close.
-  if (search.protocol == IPPROTO_TCP) {
-    const uint8_t state = nfct_get_attr_u8(entry, ATTR_TCP_STATE);
-    if (state == TCP_CONNTRACK_TIME_WAIT || state == TCP_CONNTRACK_CLOSE) return NFCT_CB_CONTINUE;
-  }
-  if (!matches(entry, search.server, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC, ATTR_REPL_PORT_SRC)) {
-    return NFCT_CB_CONTINUE;
-  }
-  for (const Endpoint& vip : search.vips) {
-    if (matches(entry, vip, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST, ATTR_ORIG_PORT_DST)) {
-      search.found.emplace_back(nfct_clone(entry));
-      break;
-    }
-  }
+  auto& dump = *static_cast<Dump*>(data);
+  if (closed_tcp(entry)) return NFCT_CB_CONTINUE;
+  const uint32_t mark = nfct_get_attr_u32(entry, ATTR_MARK);
+  if (dump.forget == nullptr)
+    ++dump.active[mark];
+  else if (dump.forget->contains(mark))
+    dump.doomed.emplace_back(mark, nfct_clone(entry));
   return NFCT_CB_CONTINUE;
+}
+
+// Walks fulcrum's flows: the kernel filters the dump by the mark's tag.
+FlowCounts walk(Dump& dump, Handle& handle) {
+  FlowCounts out;
+  handle.reset(nfct_open(CONNTRACK, 0));
+  if (!handle) {
+    out.error = "conntrack: " + errno_string(errno);
+    return out;
+  }
+  const DumpFilter filter(nfct_filter_dump_create());
+  if (!filter) {
+    out.error = "conntrack: out of memory";
+    return out;
+  }
+  nfct_filter_dump_mark mark{kFlowMarkTag, kFlowMarkMask};
+  nfct_filter_dump_set_attr(filter.get(), NFCT_FILTER_DUMP_MARK, &mark);
+  nfct_callback_register(handle.get(), NFCT_T_ALL, on_entry, &dump);
+  const int dumped = nfct_query(handle.get(), NFCT_Q_DUMP_FILTER, filter.get());
+  const int dump_errno = errno;
+  nfct_callback_unregister(handle.get());
+  if (dumped != 0) out.error = "conntrack: " + errno_string(dump_errno);
+  return out;
 }
 
 }  // namespace
 
-std::optional<uint64_t> forget_flows(const std::vector<SocketAddress>& vips,
-                                     const SocketAddress& server, Protocol protocol) {
-  Search search;
-  for (const SocketAddress& vip : vips) search.vips.push_back(endpoint_of(vip));
-  search.server = endpoint_of(server);
-  search.protocol = protocol == Protocol::udp ? IPPROTO_UDP : IPPROTO_TCP;
+FlowCounts count_flows() {
+  Dump dump;
+  Handle handle;
+  FlowCounts out = walk(dump, handle);
+  if (out.error.empty()) out.by_mark = std::move(dump.active);
+  return out;
+}
 
-  const Handle handle(nfct_open(CONNTRACK, 0));
-  if (!handle) return std::nullopt;
-  nfct_callback_register(handle.get(), NFCT_T_ALL, on_entry, &search);
-  uint32_t family = search.server.family;
-  if (nfct_query(handle.get(), NFCT_Q_DUMP, &family) != 0) return std::nullopt;
-  nfct_callback_unregister(handle.get());
-  uint64_t deleted = 0;
-  for (const Entry& entry : search.found) {
+FlowCounts forget_flows(const std::set<uint32_t>& marks) {
+  Dump dump;
+  dump.forget = &marks;
+  Handle handle;
+  FlowCounts out = walk(dump, handle);
+  if (!out.error.empty()) return out;
+  for (const auto& [mark, entry] : dump.doomed) {
     // Gone meanwhile (the flow ended) is as good as deleted here.
-    if (entry && nfct_query(handle.get(), NFCT_Q_DESTROY, entry.get()) == 0) ++deleted;
+    if (entry && nfct_query(handle.get(), NFCT_Q_DESTROY, entry.get()) == 0) ++out.by_mark[mark];
   }
-  return deleted;
+  return out;
 }
 
 }  // namespace fulcrum

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -118,16 +119,39 @@ NftTable& table_for(NftRuleset& ruleset, const std::string& family) {
                                   {lookup}};
     table.chains["output"] = {
         "type nat hook output priority -100; policy accept;", "clients on this host", {lookup}};
+    // Bytes and packets of fulcrum's flows, per server and direction: the
+    // nat hooks see a flow's first packet only, these filter hooks all of
+    // them (routed: forward; clients on this host: output and input).
+    table.maps["traffic_in"].type = "type mark : counter";
+    table.maps["traffic_out"].type = "type mark : counter";
+    table.chains["traffic"] = {"",
+                               "bytes of fulcrum's flows",
+                               {"ct direction original counter name ct mark map @traffic_in",
+                                "ct direction reply counter name ct mark map @traffic_out"}};
+    const std::string to_traffic =
+        "ct mark and " + hex(kFlowMarkMask) + " == " + hex(kFlowMarkTag) + " jump traffic";
+    for (const char* hook : {"forward", "input", "output"}) {
+      table.chains[std::string("traffic_") + hook] = {
+          std::string("type filter hook ") + hook + " priority filter; policy accept;",
+          "",
+          {to_traffic}};
+    }
   }
   return table;
 }
 
-// The service's chain: its scheduler picks a slot, the slot jumps to the
-// server's chain (`suffix`: to the server's chain of new flows, for dsr).
+// The service's chain: its scheduler picks a slot, the slot holds the mark
+// of a server (`mark_of`), written into `mark` (`ct mark`: the flow's
+// conntrack entry; `meta mark`: the packet), and map `to_server` jumps by
+// that mark to the server's chain. The slots are data, not verdicts: the
+// kernel validates every jump of a verdict map at each transaction, and a
+// Maglev table of 65537 jumps made each health change cost it 20 ms.
 // No server taking new flows: they are dropped (a nat chain cannot reject),
 // and the client's connect times out as with a dead server.
 void add_dispatch(NftTable& table, const ServiceRuntime& service, const std::string& chain,
-                  const std::string& family, KernelNames& names, const std::string& suffix) {
+                  const std::string& family, KernelNames& names, const std::string& mark,
+                  const std::function<std::string(const Member&)>& mark_of,
+                  const std::string& to_server) {
   const ServiceConfig& config = *service.config;
   const std::vector<Member> group = serving_group(service, names);
   const std::vector<uint32_t> slots = slots_of(config, group);
@@ -139,10 +163,16 @@ void add_dispatch(NftTable& table, const ServiceRuntime& service, const std::str
   }
   const std::string map = chain + "_slots";
   NftMap& slot_map = table.maps[map];
-  slot_map.type = "typeof numgen inc mod " + std::to_string(kMaglevTableSize) + " : verdict";
-  for (size_t slot = 0; slot < slots.size(); ++slot)
-    slot_map.elements[std::to_string(slot)] = "jump " + group[slots[slot]].chain + suffix;
-  dispatch.rules.push_back(slot_expression(config, family, slots.size()) + " vmap @" + map);
+  slot_map.type = "typeof numgen inc mod " + std::to_string(kMaglevTableSize) + " : " + mark;
+  std::vector<std::string> marks;
+  marks.reserve(group.size());
+  for (const Member& member : group) marks.push_back(mark_of(member));
+  slot_map.slots.reserve(slots.size());
+  for (const uint32_t member : slots) slot_map.slots.push_back(marks[member]);
+  std::string rule = mark + " set " + slot_expression(config, family, slots.size());
+  rule += " map @" + map;
+  rule += " " + mark + " vmap @" + to_server;
+  dispatch.rules.push_back(std::move(rule));
 }
 
 void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames& names) {
@@ -157,20 +187,31 @@ void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames
         .elements[vip.host_string() + " . " + protocol + " . " + std::to_string(vip.port())] =
         "jump " + chain;
   }
+  const std::string to_server = chain + "_servers";
+  table.maps[to_server].type = "type mark : verdict";
   // Every server has its chain and counter while it is configured, in a
   // state that takes flows or not: its counter keeps counting across
   // changes, and nothing is created when it comes back.
   for (const ServerRuntime& server : service.servers) {
     const std::string server_chain = names.server(config.name, server.config->name);
     const std::string counter = "c" + server_chain;
+    const std::string mark = hex(names.flow_mark(config.name, server.config->name));
     table.counters.insert(counter);
+    table.counters.insert("i" + server_chain);
+    table.counters.insert("o" + server_chain);
+    table.maps["traffic_in"].elements[mark] = "\"i" + server_chain + '"';
+    table.maps["traffic_out"].elements[mark] = "\"o" + server_chain + '"';
+    table.maps[to_server].elements[mark] = "jump " + server_chain;
     std::string rule = "meta l4proto " + protocol;
     rule += " counter name \"" + counter + "\" dnat to ";
     rule += dnat_target(server.config->address);
     table.chains[server_chain] = {"", "server " + config.name + "/" + server.config->name, {rule}};
   }
 
-  add_dispatch(table, service, chain, family, names, "");
+  add_dispatch(
+      table, service, chain, family, names, "ct mark",
+      [&](const Member& member) { return hex(names.flow_mark(config.name, member.name)); },
+      to_server);
   if (config.forwarding == Forwarding::fullnat) {
     NftChain& post = table.chains["postrouting"];
     post.hook = "type nat hook postrouting priority srcnat; policy accept;";
@@ -233,6 +274,8 @@ void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelN
                            std::to_string(kDsrFlowTimeout.count()) + "s; size " +
                            std::to_string(kDsrFlowEntries);
   table.maps[by_mark].type = "type mark : verdict";
+  const std::string new_flows = chain + "_new";
+  table.maps[new_flows].type = "type mark : verdict";
   for (const ServerRuntime& server : service.servers) {
     const std::string server_chain = names.server(config.name, server.config->name);
     const std::string mark = std::to_string(names.server_number(config.name, server.config->name));
@@ -251,6 +294,7 @@ void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelN
     std::string count = "counter name \"c" + server_chain;
     count += "\" goto " + server_chain;
     table.chains[server_chain + "n"] = {"", "new flows of " + label, {count}};
+    table.maps[new_flows].elements[mark] = "jump " + server_chain + "n";
     // A flow stays with its server while that server is not down: drained
     // and in maintenance, it keeps its flows.
     if (server.state->status() != ServerStatus::down)
@@ -258,7 +302,12 @@ void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelN
   }
   table.chains[chain].rules.push_back("meta mark set " + flow_key + " map @" + flows +
                                       " meta mark vmap @" + by_mark);
-  add_dispatch(table, service, chain, ip, names, "n");
+  add_dispatch(
+      table, service, chain, ip, names, "meta mark",
+      [&](const Member& member) {
+        return std::to_string(names.server_number(config.name, member.name));
+      },
+      new_flows);
 }
 
 }  // namespace
@@ -271,6 +320,12 @@ std::string KernelNames::device(const std::string& device) {
 unsigned KernelNames::server_number(const std::string& service, const std::string& server) {
   this->server(service, server);
   return servers_.at({service, server});
+}
+
+uint32_t KernelNames::flow_mark(const std::string& service, const std::string& server) {
+  const auto [it, added] =
+      flow_marks_.try_emplace({service, server}, kFlowMarkTag | (flow_marks_.size() + 1));
+  return it->second;
 }
 
 std::string KernelNames::service(const std::string& service) {

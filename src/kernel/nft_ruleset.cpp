@@ -1,5 +1,6 @@
 #include "fulcrum/nft_ruleset.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 namespace fulcrum {
@@ -42,23 +43,41 @@ class Script {
   }
 
   // Elements of `map` in `wanted` that `installed` lacks or holds with
-  // another value are added; those it holds otherwise, deleted first.
+  // another value are added; those it holds otherwise, deleted first. One
+  // walk over both, in key order (a Maglev map has 65537 elements).
   void update_elements(const std::string& map, const NftMap* installed, const NftMap& wanted) {
+    static const NftMap none;
+    const auto& have = installed ? installed->elements : none.elements;
+    const auto& want = wanted.elements;
     std::vector<std::string> removed;
     std::vector<std::string> added;
-    if (installed) {
-      for (const auto& [key, value] : installed->elements) {
-        const auto found = wanted.elements.find(key);
-        if (found == wanted.elements.end() || found->second != value) removed.push_back(key);
+    const auto add = [&added](const auto& element) {
+      added.push_back(element.first + " : ");
+      added.back() += element.second;
+    };
+    auto h = have.begin();
+    auto w = want.begin();
+    while (h != have.end() || w != want.end()) {
+      if (w == want.end() || (h != have.end() && h->first < w->first)) {
+        removed.push_back((h++)->first);
+      } else if (h == have.end() || w->first < h->first) {
+        add(*w++);
+      } else {
+        if (h->second != w->second) {
+          removed.push_back(h->first);
+          add(*w);
+        }
+        ++h;
+        ++w;
       }
     }
-    for (const auto& [key, value] : wanted.elements) {
-      if (installed) {
-        const auto found = installed->elements.find(key);
-        if (found != installed->elements.end() && found->second == value) continue;
-      }
-      added.push_back(key + " : ");
-      added.back() += value;
+    const auto& have_slots = installed ? installed->slots : none.slots;
+    for (size_t slot = 0; slot < std::max(have_slots.size(), wanted.slots.size()); ++slot) {
+      const bool had = slot < have_slots.size();
+      const bool wants = slot < wanted.slots.size();
+      if (had && wants && have_slots[slot] == wanted.slots[slot]) continue;
+      if (had) removed.push_back(std::to_string(slot));
+      if (wants) add(std::pair(std::to_string(slot), wanted.slots[slot]));
     }
     if (!removed.empty()) line("delete element", map + " " + element_list(removed));
     if (!added.empty()) line("add element", map + " " + element_list(added));

@@ -15,7 +15,8 @@ Nftables::Nftables() : context_(nft_ctx_new(NFT_CTX_DEFAULT)) {
 
 Nftables::~Nftables() { nft_ctx_free(context_); }
 
-std::string Nftables::run(const std::string& script) {
+std::string Nftables::run(const std::string& script, bool dry_run) {
+  nft_ctx_set_dry_run(context_, dry_run);
   if (nft_run_cmd_from_buffer(context_, script.c_str()) == 0) return "";
   const char* error = nft_ctx_get_error_buffer(context_);
   std::string text = error != nullptr && *error != '\0' ? error : "nft failed";

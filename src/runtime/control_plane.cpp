@@ -88,6 +88,24 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
   return next;
 }
 
+std::string ControlPlane::check(const Config& config, SteadyTime now) const {
+  StateRegistry apart;  // the live states are not touched
+  const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : 1;
+  auto next = build_snapshot(config, generation, apart, workers_);
+  ChangeSet changes{next, nullptr, true, {}};
+  for (const ServiceRuntime& service : next->services) {
+    for (const ServerRuntime& server : service.servers) {
+      ServerStateWriter(*server.state).set_assigned_weight(server.config->weight);
+      settle(server, now);
+    }
+    changes.services.push_back(&service);
+  }
+  for (DataPlane* plane : planes_) {
+    if (std::string refused = plane->check(changes); !refused.empty()) return refused;
+  }
+  return "";
+}
+
 void ControlPlane::report_health(const ServiceRuntime& service, const ServerRuntime& server,
                                  bool healthy, SteadyTime now) {
   if (server.state->healthy() == healthy) return;

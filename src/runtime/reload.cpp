@@ -140,6 +140,12 @@ Reloader::Outcome Reloader::apply(ConfigLoad load) {
     outcome.errors.push_back(std::move(refused));
     return outcome;
   }
+  // The data planes' word (the kernel's rules, in a dry run).
+  if (std::string refused = control_.check(config, std::chrono::steady_clock::now());
+      !refused.empty()) {
+    outcome.errors.push_back(std::move(refused));
+    return outcome;
+  }
   // Bind what is new before touching anything.
   std::string error;
   auto added = bind_new_addresses(config, &running, workers_, error);

@@ -4,8 +4,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <span>
 
 #include "fulcrum/log.hpp"
 #include "fulcrum/open_files.hpp"
@@ -164,6 +166,8 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
                           1000.0 / static_cast<double>(connects);
   out += ",\"connect_time_ms_avg\":" + number(connect_ms);
   out += ",\"bytes\":{\"in\":" + load(st.bytes_in) + ",\"out\":" + load(st.bytes_out) + "}";
+  if (in_kernel(service.config->forwarding))
+    out += ",\"packets\":{\"in\":" + load(st.packets_in) + ",\"out\":" + load(st.packets_out) + "}";
   out += rate_json(rates_of(context, st));
   const StatsSampler::RecentFailures recent = context.sampler
                                                   ? context.sampler->recent_failures(st, failures)
@@ -224,6 +228,8 @@ std::string render_stats_json(const StatsContext& context) {
            ",\"rejected\":" + load(s.rejected) +
            ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
+    if (in_kernel(service.config->forwarding))
+      out += ",\"packets\":{\"in\":" + load(s.packets_in) + ",\"out\":" + load(s.packets_out) + "}";
     out += ",\"local_errors\":" + load(s.local_errors);
     out += rate_json(rates_of(context, s));
     out += ",\"servers\":[";
@@ -399,6 +405,43 @@ std::string render_metrics(const StatsContext& context) {
       char buffer[32];
       std::snprintf(buffer, sizeof buffer, "%.6f", seconds);
       sample("fulcrum_server_connect_seconds_total", server_label(service, server), buffer);
+    }
+  }
+
+  // Kernel modes (SPEC.md "Forwarding in the kernel"): packets, from the
+  // nft counters; services of `forwarding: proxy` have no sample.
+  const bool any_kernel =
+      std::any_of(snapshot.services.begin(), snapshot.services.end(),
+                  [](const ServiceRuntime& s) { return in_kernel(s.config->forwarding); });
+  struct PacketMetric {
+    const char* name;
+    const char* help;
+    const std::atomic<uint64_t> ServiceState::*service_field;
+    const std::atomic<uint64_t> ServerState::*server_field;
+  };
+  const PacketMetric packet_metrics[] = {
+      {"packets_in_total", "Packets from clients forwarded by the kernel (nat, fullnat, dsr).",
+       &ServiceState::packets_in, &ServerState::packets_in},
+      {"packets_out_total",
+       "Packets from servers forwarded to clients by the kernel (nat, fullnat; dsr replies "
+       "never pass fulcrum).",
+       &ServiceState::packets_out, &ServerState::packets_out},
+  };
+  for (const auto& metric :
+       std::span<const PacketMetric>(packet_metrics, any_kernel ? std::size(packet_metrics) : 0)) {
+    const std::string service_name = std::string("fulcrum_service_") + metric.name;
+    const std::string server_name = std::string("fulcrum_server_") + metric.name;
+    family(service_name, "counter", metric.help);
+    for (const ServiceRuntime& service : snapshot.services) {
+      if (in_kernel(service.config->forwarding))
+        sample(service_name, service_label(service), load((*service.state).*metric.service_field));
+    }
+    family(server_name, "counter", metric.help);
+    for (const ServiceRuntime& service : snapshot.services) {
+      if (!in_kernel(service.config->forwarding)) continue;
+      for (const ServerRuntime& server : service.servers)
+        sample(server_name, server_label(service, server),
+               load((*server.state).*metric.server_field));
     }
   }
 

@@ -47,6 +47,24 @@ struct RecordingPlane final : DataPlane {
   }
 };
 
+// A data plane that refuses configurations with a service named `refused`,
+// and records the servers' weights and statuses it was asked about.
+struct RefusingPlane final : DataPlane {
+  std::vector<std::string> checked;  // "service/server status weight"
+  void apply(const ChangeSet&) override {}
+  std::string check(const ChangeSet& changes) override {
+    for (const ServiceRuntime* service : changes.services) {
+      if (service->config->name == "refused") return "refused by the test";
+      for (const ServerRuntime& server : service->servers) {
+        checked.push_back(service->config->name + "/" + server.config->name + " " +
+                          std::string(to_string(server.state->status())) + " " +
+                          std::to_string(server.state->weight()));
+      }
+    }
+    return "";
+  }
+};
+
 struct Fixture {
   RecordingPlane plane;
   ControlPlane control{1};
@@ -442,4 +460,30 @@ TEST_CASE("agent: failures change nothing; a reload without the agent forgets wh
   CHECK(f.state(0).status() == ServerStatus::maint);
   f.control.install(web_agent("false"), f.t0 + 4s);
   CHECK(f.state(0).status() == ServerStatus::up);
+}
+
+TEST_CASE("check: every server up at its weight, the live state untouched; a refusal is returned") {
+  RefusingPlane refusing;
+  Fixture f;
+  f.control.add_data_plane(refusing);
+  f.control.install(web(true), f.t0);
+  f.control.report_health(f.service(), f.server(0), false, f.t0);
+  f.control.operator_request(f.service(), f.server(1), AdminState::drain, std::nullopt, f.t0);
+  const size_t published = f.plane.seen.size();
+
+  CHECK(f.control.check(web(true, 5), f.t0) == "");
+  CHECK(refusing.checked == std::vector<std::string>{"web/a up 5", "web/b up 100"});
+  // The live states and the snapshot in force are as they were.
+  CHECK(f.state(0).status() == ServerStatus::down);
+  CHECK(f.state(0).assigned_weight() == 3);
+  CHECK(f.state(1).status() == ServerStatus::drain);
+  CHECK(f.control.snapshot()->generation == 1);
+  CHECK(f.plane.seen.size() == published);
+
+  CHECK(f.control.check(valid("services:\n"
+                              "  - name: refused\n"
+                              "    listen: 127.0.0.1:1\n"
+                              "    servers: [{address: 127.0.0.1:2}]\n"),
+                        f.t0) == "refused by the test");
+  CHECK(f.control.snapshot()->generation == 1);
 }

@@ -67,27 +67,58 @@ TEST_CASE("kernel rules: rr over the primaries, one chain and counter per server
         "type nat hook prerouting priority dstnat; policy accept;");
   CHECK(table.chains.at("output").hook == "type nat hook output priority -100; policy accept;");
   CHECK_FALSE(table.chains.contains("postrouting"));
-  CHECK(table.chains.at("s1").rules == std::vector<std::string>{"numgen inc mod 2 vmap @s1_slots"});
-  CHECK(table.maps.at("s1_slots").elements ==
-        std::map<std::string, std::string>{{"0", "jump s1_1"}, {"1", "jump s1_2"}});
+  CHECK(table.chains.at("s1").rules ==
+        std::vector<std::string>{
+            "ct mark set numgen inc mod 2 map @s1_slots ct mark vmap @s1_servers"});
+  CHECK(table.maps.at("s1_slots").type == "typeof numgen inc mod 65537 : ct mark");
+  CHECK(table.maps.at("s1_slots").slots == std::vector<std::string>{"0x66000001", "0x66000002"});
+  // Every configured server is reachable by its mark, whatever its state.
+  CHECK(table.maps.at("s1_servers").elements ==
+        std::map<std::string, std::string>{
+            {"0x66000001", "jump s1_1"}, {"0x66000002", "jump s1_2"}, {"0x66000003", "jump s1_3"}});
   CHECK(
       table.chains.at("s1_1").rules ==
       std::vector<std::string>{"meta l4proto tcp counter name \"cs1_1\" dnat to 198.18.1.11:8080"});
   CHECK(table.chains.at("s1_3").comment == "server web/spare");
-  CHECK(table.counters == std::set<std::string>{"cs1_1", "cs1_2", "cs1_3"});
+  CHECK(table.counters == std::set<std::string>{"cs1_1", "cs1_2", "cs1_3", "is1_1", "is1_2",
+                                                "is1_3", "os1_1", "os1_2", "os1_3"});
+}
+
+TEST_CASE("kernel rules: every packet of a server's flows is counted by its flow mark") {
+  Fixture f;
+  const NftTable table = ip_table(f.install(nat("rr")));
+  CHECK(table.maps.at("traffic_in").type == "type mark : counter");
+  CHECK(table.maps.at("traffic_in").elements ==
+        std::map<std::string, std::string>{
+            {"0x66000001", "\"is1_1\""}, {"0x66000002", "\"is1_2\""}, {"0x66000003", "\"is1_3\""}});
+  CHECK(table.maps.at("traffic_out").elements.at("0x66000002") == "\"os1_2\"");
+  CHECK(table.chains.at("traffic").rules ==
+        std::vector<std::string>{"ct direction original counter name ct mark map @traffic_in",
+                                 "ct direction reply counter name ct mark map @traffic_out"});
+  for (const char* hook : {"forward", "input", "output"}) {
+    const NftChain& chain = table.chains.at(std::string("traffic_") + hook);
+    CHECK(chain.hook ==
+          std::string("type filter hook ") + hook + " priority filter; policy accept;");
+    CHECK(chain.rules ==
+          std::vector<std::string>{"ct mark and 0xff000000 == 0x66000000 jump traffic"});
+  }
+  // Marks are the process's: a server keeps its own across reloads, and a
+  // new one never takes a mark given before.
+  CHECK(f.names.flow_mark("web", "b") == 0x66000002);
+  CHECK(f.names.flow_mark("other", "b") == 0x66000004);
+  CHECK(f.names.flow_mark("web", "b") == 0x66000002);
 }
 
 TEST_CASE("kernel rules: drain and down leave the slots, backups take over, none drops") {
   Fixture f;
   f.install(nat("rr"));
   f.set_state("a", AdminState::drain);
-  CHECK(ip_table(f.now()).maps.at("s1_slots").elements ==
-        std::map<std::string, std::string>{{"0", "jump s1_2"}});
+  CHECK(ip_table(f.now()).maps.at("s1_slots").slots == std::vector<std::string>{"0x66000002"});
   CHECK(ip_table(f.now()).chains.at("s1").rules ==
-        std::vector<std::string>{"numgen inc mod 1 vmap @s1_slots"});
+        std::vector<std::string>{
+            "ct mark set numgen inc mod 1 map @s1_slots ct mark vmap @s1_servers"});
   f.set_state("b", AdminState::maint);
-  CHECK(ip_table(f.now()).maps.at("s1_slots").elements ==
-        std::map<std::string, std::string>{{"0", "jump s1_3"}});
+  CHECK(ip_table(f.now()).maps.at("s1_slots").slots == std::vector<std::string>{"0x66000003"});
   f.set_state("spare", AdminState::drain);
   const NftTable table = ip_table(f.now());
   CHECK(table.chains.at("s1").rules == std::vector<std::string>{"drop"});
@@ -99,10 +130,12 @@ TEST_CASE("kernel rules: drain and down leave the slots, backups take over, none
 TEST_CASE("kernel rules: wrr slots follow the weights exactly") {
   Fixture f;
   const NftTable table = ip_table(f.install(nat("wrr")));
-  CHECK(table.chains.at("s1").rules == std::vector<std::string>{"numgen inc mod 4 vmap @s1_slots"});
+  CHECK(table.chains.at("s1").rules ==
+        std::vector<std::string>{
+            "ct mark set numgen inc mod 4 map @s1_slots ct mark vmap @s1_servers"});
   std::map<std::string, int> count;
-  for (const auto& [slot, target] : table.maps.at("s1_slots").elements) count[target]++;
-  CHECK(count == std::map<std::string, int>{{"jump s1_1", 3}, {"jump s1_2", 1}});
+  for (const std::string& target : table.maps.at("s1_slots").slots) count[target]++;
+  CHECK(count == std::map<std::string, int>{{"0x66000001", 3}, {"0x66000002", 1}});
 }
 
 TEST_CASE("kernel rules: maglev installs the proxy's own table under the kernel's jhash") {
@@ -110,12 +143,13 @@ TEST_CASE("kernel rules: maglev installs the proxy's own table under the kernel'
   const NftTable table = ip_table(f.install(nat("maglev", "    hash_key: source_ip_port\n")));
   CHECK(table.chains.at("s1").rules ==
         std::vector<std::string>{
-            "jhash ip saddr . th sport mod 65537 seed 0x6d676c76 vmap @s1_slots"});
-  const auto& slots = table.maps.at("s1_slots").elements;
+            "ct mark set jhash ip saddr . th sport mod 65537 seed 0x6d676c76 map @s1_slots ct mark "
+            "vmap @s1_servers"});
+  const auto& slots = table.maps.at("s1_slots").slots;
   REQUIRE(slots.size() == kMaglevTableSize);
   const std::vector<uint32_t> expected = build_maglev_table({"a", "b"}, {3, 1}, kMaglevTableSize);
   for (const uint32_t slot : {0u, 1u, 777u, 65536u}) {
-    CHECK(slots.at(std::to_string(slot)) == (expected[slot] == 0 ? "jump s1_1" : "jump s1_2"));
+    CHECK(slots.at(slot) == (expected[slot] == 0 ? "0x66000001" : "0x66000002"));
   }
 }
 
@@ -157,9 +191,9 @@ TEST_CASE("nft transaction: only the difference, in an order the kernel accepts"
   table.chains["s1"] = {"", "service web", {"numgen inc mod 2 vmap @m"}};
   table.chains["s1_1"] = {"", "", {"accept"}};
   table.chains["s1_2"] = {"", "", {"accept"}};
-  table.maps["m"] = {"typeof numgen inc mod 65537 : verdict",
-                     {{"0", "jump s1_1"}, {"1", "jump s1_2"}}};
-  table.maps["gone"] = {"typeof numgen inc mod 65537 : verdict", {{"0", "jump x"}}};
+  table.maps["m"] = {
+      "typeof numgen inc mod 65537 : verdict", {{"0", "jump s1_1"}, {"1", "jump s1_2"}}, {}};
+  table.maps["gone"] = {"typeof numgen inc mod 65537 : verdict", {{"0", "jump x"}}, {}};
 
   CHECK(nft_transaction(before, before).empty());
 
@@ -200,6 +234,24 @@ TEST_CASE("nft transaction: only the difference, in an order the kernel accepts"
   CHECK(nft_transaction(before, {}) == "delete table ip fulcrum\n");
 }
 
+TEST_CASE("nft transaction: a slot map sends only the slots that moved, added or went") {
+  NftRuleset before;
+  before["ip"].maps["s1_slots"].type = "typeof numgen inc mod 65537 : verdict";
+  before["ip"].maps["s1_slots"].slots = {"jump s1_1", "jump s1_2", "jump s1_1"};
+  NftRuleset after = before;
+  after["ip"].maps["s1_slots"].slots = {"jump s1_1", "jump s1_1"};
+  CHECK(nft_transaction(before, after) ==
+        "add table ip fulcrum\n"
+        "delete element ip fulcrum s1_slots { 1, 2 }\n"
+        "add element ip fulcrum s1_slots { 1 : jump s1_1 }\n");
+  after["ip"].maps["s1_slots"].slots.push_back("jump s1_3");
+  after["ip"].maps["s1_slots"].slots.push_back("jump s1_3");
+  CHECK(nft_transaction(before, after) ==
+        "add table ip fulcrum\n"
+        "delete element ip fulcrum s1_slots { 1, 2 }\n"
+        "add element ip fulcrum s1_slots { 1 : jump s1_1, 2 : jump s1_3, 3 : jump s1_3 }\n");
+}
+
 TEST_CASE("kernel rules: dsr remembers flows, forwards at layer 2, counts new flows apart") {
   Fixture f;
   const NftRuleset ruleset = f.install(valid(R"(
@@ -235,9 +287,11 @@ services:
   CHECK(table.chains.at("s1").rules ==
         std::vector<std::string>{
             "meta mark set ip saddr . th sport map @s1_flows meta mark vmap @s1_servers",
-            "numgen inc mod 2 vmap @s1_slots"});
-  CHECK(table.maps.at("s1_slots").elements ==
-        std::map<std::string, std::string>{{"0", "jump s1_1n"}, {"1", "jump s1_2n"}});
+            "meta mark set numgen inc mod 2 map @s1_slots meta mark vmap @s1_new"});
+  CHECK(table.maps.at("s1_slots").type == "typeof numgen inc mod 65537 : meta mark");
+  CHECK(table.maps.at("s1_slots").slots == std::vector<std::string>{"1", "2"});
+  CHECK(table.maps.at("s1_new").elements ==
+        std::map<std::string, std::string>{{"1", "jump s1_1n"}, {"2", "jump s1_2n"}});
   CHECK(table.maps.at("s1_servers").elements ==
         std::map<std::string, std::string>{{"1", "jump s1_1"}, {"2", "jump s1_2"}});
   CHECK(table.chains.at("s1_1").rules ==
@@ -255,8 +309,7 @@ services:
   // Drained: no new flow, its flows stay; down: its flows are scheduled again.
   f.set_state("a", AdminState::drain);
   NftTable now = f.now().at("netdev");
-  CHECK(now.maps.at("s1_slots").elements ==
-        std::map<std::string, std::string>{{"0", "jump s1_2n"}});
+  CHECK(now.maps.at("s1_slots").slots == std::vector<std::string>{"2"});
   CHECK(now.maps.at("s1_servers").elements.contains("1"));
   const auto found = f.control.snapshot()->find("web", "b");
   f.control.report_health(*found.service, *found.server, false, f.t0);

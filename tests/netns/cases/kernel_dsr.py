@@ -17,7 +17,10 @@ on them (port 80, TCP and UDP) under its name (PEER_NAME).
    then sends 256 KiB, which reach the same server and come back exact,
    while 4 new sessions all go to the other server.
 3. /stats: new flows per server (dsr4: a and b as scheduled), and
-   bytes.in counted for dsr4's servers.
+   dsr4's bytes.in: the uploads plus at most the headers of the packets
+   counted; nothing out. A reload naming an egress interface that does not
+   exist is rejected (the kernel refuses its rules in a dry run) and dsr4
+   keeps forwarding: 4 more sessions split 2 and 2.
 4. SIGTERM: `nft list ruleset` in lb is what it was before the start;
    `tools/dsr-server.sh remove` takes the VIPs off and puts arp_ignore and
    arp_announce back.
@@ -26,10 +29,11 @@ on them (port 80, TCP and UDP) under its name (PEER_NAME).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
-from harness import TestFailure, TestSkip, expect, expect_eq, free_port, wait_until
+from harness import TestFailure, TestSkip, expect, expect_eq, free_port, wait_until, write_config
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernel_lab import (CLIENT4, CLIENT6, PEER, SERVERS, Topology, admin, rr_sessions, split,  # noqa: E402
@@ -126,10 +130,33 @@ def run(t):
         return {v['name']: v['sessions']['total'] for v in service['servers']}, \
             {v['name']: v['bytes']['in'] for v in service['servers']}
     wait_until(lambda: dsr4_totals()[0] == expected, 10, f'dsr4 new flows per server {expected}')
-    totals, bytes_in = dsr4_totals()
-    for name in SERVERS:
-        expect(bytes_in[name] > BYTES * expected[name],
-               f'dsr4 {name}: bytes.in {bytes_in[name]} covers its {expected[name]} uploads of {BYTES}')
+    # bytes.in at layer 3: the uploads plus at most 80 bytes of IPv4 and
+    # TCP headers per packet and an eighth for segments sent again (dsr
+    # never sees the replies).
+    wait_until(lambda: all(dsr4_totals()[1][name] >= BYTES * expected[name] for name in SERVERS), 10,
+               'dsr4: bytes.in of the uploads counted')
+    service = next(s for s in stats_json(topology, stats)['services'] if s['name'] == 'dsr4')
+    for server in service['servers']:
+        name, bytes_in, packets_in = server['name'], server['bytes']['in'], server['packets']['in']
+        expect(BYTES * expected[name] <= bytes_in <= BYTES * expected[name] * 9 // 8 + 80 * packets_in,
+               f'dsr4 {name}: bytes.in {bytes_in} = its {expected[name]} uploads of {BYTES} + headers of '
+               f'{packets_in} packets')
+        expect_eq((server['bytes']['out'], server['packets']['out']), (0, 0), f'dsr4 {name}: nothing out')
+
+    expect_eq(admin(topology, stats, 'dsr4', mine, {'state': 'ready'}, TOKEN), 200, f'{mine} ready again')
+    # A reload the kernel refuses (an egress interface that does not exist)
+    # is rejected in a dry run, and the rules in force keep forwarding.
+    broken = json.loads(json.dumps(config))
+    broken['services'][0]['dsr']['egress'] = 'nosuch0'
+    write_config(d.config_path, broken)
+    d.send_signal(signal.SIGHUP)
+    rejected = d.wait_for_log(lambda r: r.message == 'reload rejected', timeout=10)
+    expect(rejected[0].fields['error'].startswith('kernel rules refused: Error: Interface does not exist'),
+           f'the rejected reload\'s error: {rejected[0].fields["error"][:200]}')
+    reload_state = stats_json(topology, stats)['config']
+    expect_eq((reload_state['generation'], reload_state['last_reload']['ok']), (1, False),
+              'generation and last reload after the refused one')
+    rr_sessions(topology, 'dsr4', f'{VIP4}:80', CLIENT4, BYTES)
 
     # 4.
     d.stop()

@@ -21,13 +21,18 @@ the address they see and which server they are).
    servers): from each of 12 client addresses, both send the session to
    the same server, and both servers are chosen.
    /stats counts exactly those new flows per server, and names each
-   service's forwarding and protocol.
-3. Drain `a` through the admin API (run in lb's namespace, where the stats
-   port is): the next 4 sessions of nat4 all reach `b`. Ready again, then
+   service's forwarding and protocol; udp4's 10 flows are its active
+   sessions (conntrack), and nat4's, nat6's and full4's bytes each way are
+   the echoed payload plus at most the headers of the packets counted.
+3. Someone deletes fulcrum's ip table; then drain `a` through the admin
+   API (run in lb's namespace, where the stats port is): the difference
+   fails, fulcrum logs that it installed the whole table again, and the
+   next 4 sessions of nat4 all reach `b`. Ready again, then
    60 sessions of 16 KiB run through nat4 while 10 reloads change its
    scheduler (rr, wrr, maglev) and weights: every one echoes exactly (each
    reload is one nft transaction: no moment without a rule).
-   Health and `on_server_down: close`: a session holds on its server,
+   Health and `on_server_down: close`: a session holds on its server (the
+   one active flow of nat4 in /stats),
    which then goes silent (a drop table in its namespace); it is logged
    down within fall x interval + timeout + 1 s, `flows forgotten` names
    it with 1 flow, the held session's next bytes are reset (its flow is a
@@ -94,6 +99,15 @@ def services(source_port):
     ]
 
 
+def service_stats(topology, stats, service):
+    """Per server of `service` in /stats: active sessions, bytes and packets
+    each way."""
+    found = next(s for s in stats_json(topology, stats)['services'] if s['name'] == service)
+    return {'active': {v['name']: v['sessions']['active'] for v in found['servers']},
+            **{f'{kind}_{way}': {v['name']: v[kind][way] for v in found['servers']}
+               for kind in ('bytes', 'packets') for way in ('in', 'out')}}
+
+
 def run(t):
     if os.geteuid() != 0:
         raise TestSkip('network namespaces and nftables need root')
@@ -125,6 +139,25 @@ def run(t):
     queries = udp_queries(topology, f'{VIP4}:53', 10)
     expect_eq(split(queries), {'a': 5, 'b': 5}, 'udp4: rr split of 10 queries (one flow each)')
     expect_eq({q['seen'][0] for q in queries}, {CLIENT4}, 'udp4: the servers see the client')
+    # Active flows are conntrack's: each query's flow lives 30 s after it.
+    wait_until(lambda: service_stats(topology, stats, 'udp4')['active'] == {'a': 5, 'b': 5}, 10,
+               'udp4: sessions.active per server, its flows in conntrack')
+    # Bytes and packets per direction, at layer 3 (nft counters on every
+    # packet of the flows): the echoed payload plus at most 80 bytes of IPv4
+    # and TCP headers per packet, 100 for IPv6, and what TCP sent again (a
+    # busy machine drops a segment now and then): up to an eighth more.
+    for service, results, headers in (('nat4', nat4, 80), ('nat6', nat6, 100), ('full4', full4, 80)):
+        payload = {name: count * BYTES for name, count in split(results).items()}
+        wait_until(lambda: all(service_stats(topology, stats, service)['bytes_in'][name] >= payload[name]
+                               and service_stats(topology, stats, service)['bytes_out'][name] >= payload[name]
+                               for name in payload), 10, f'{service}: bytes of its sessions counted')
+        counted = service_stats(topology, stats, service)
+        for name in payload:
+            for way in ('in', 'out'):
+                bytes_, packets = counted['bytes_' + way][name], counted['packets_' + way][name]
+                expect(payload[name] <= bytes_ <= payload[name] * 9 // 8 + packets * headers,
+                       f'{service} {name}: bytes.{way} {bytes_} = {payload[name]} of payload '
+                       f'+ headers of {packets} packets (+ retransmissions)')
 
     # Maglev: the kernel's map and the proxy's scheduler pick the same
     # server for each of 12 client addresses.
@@ -156,9 +189,13 @@ def run(t):
                       'maglev4': ('nat', 'tcp'), 'proxied': ('proxy', 'tcp')},
               'forwarding and protocol in /stats')
 
-    # 3. Drain a: new flows go to b.
+    # 3. Drain a: new flows go to b. Someone deleted fulcrum's table
+    # before: the drain's difference fails, and the whole table is
+    # installed again at once.
+    topology.sh(topology.lb, 'nft', 'delete', 'table', 'ip', 'fulcrum')
     expect_eq(admin(topology, stats, 'nat4', 'a', {'state': 'drain'}, TOKEN), 200,
               'drain a through the admin API')
+    d.wait_for_log(lambda r: r.message == 'kernel rules replaced after a failed change', timeout=10)
     drained = tcp_sessions(topology, f'{VIP4}:80', 4, BYTES)
     expect_eq(split(drained), {'b': 4}, 'nat4 after draining a')
     expect_eq(admin(topology, stats, 'nat4', 'a', {'state': 'ready'}, TOKEN), 200,
@@ -192,6 +229,9 @@ def run(t):
     t.register_process(held, 'held session')
     victim = json.loads(held.stdout.readline())['server']
     survivor = 'b' if victim == 'a' else 'a'
+    # Closed sessions (TIME_WAIT) are no active flows: only the held one is.
+    wait_until(lambda: service_stats(topology, stats, 'nat4')['active'] == {victim: 1, survivor: 0}, 10,
+               'nat4: the held session is the one active flow')
     topology.sh(topology.servers[victim], 'nft', '-f', '-', check=True, input=SILENCE)
     silenced = time.monotonic()
     d.wait_for_log(lambda r: r.message == 'server down' and r.fields.get('service') == 'nat4'
@@ -211,6 +251,8 @@ def run(t):
     closed = {v['name']: v['sessions']['closed_on_down'] for s in stats_json(topology, stats)['services']
               if s['name'] == 'nat4' for v in s['servers']}
     expect_eq(closed, {victim: 1, survivor: 0}, 'nat4 closed_on_down in /stats')
+    wait_until(lambda: service_stats(topology, stats, 'nat4')['active'] == {victim: 0, survivor: 0}, 10,
+               'nat4: no active flow once the held one is forgotten and reset')
 
     # 4. Stop: the ruleset is what it was.
     d.stop()
