@@ -33,6 +33,29 @@ int64_t microseconds_since(std::chrono::steady_clock::time_point started) {
       .count();
 }
 
+// A kernel server's `active` is its conntrack count, which only
+// count_active_flows() writes. One that a reload removes, or hands to a
+// proxy service, is no longer counted: its count goes back to 0, or the
+// registry would never forget its state, and proxy sessions would count on
+// top of flows of another mode.
+void forget_active_counts(const Snapshot& previous, const Snapshot& next) {
+  std::set<const void*> still_counted;
+  for (const ServiceRuntime& service : next.services) {
+    if (!in_conntrack(service.config->forwarding)) continue;
+    still_counted.insert(service.state.get());
+    for (const ServerRuntime& server : service.servers) still_counted.insert(server.state.get());
+  }
+  for (const ServiceRuntime& service : previous.services) {
+    if (!in_conntrack(service.config->forwarding)) continue;
+    if (!still_counted.contains(service.state.get()))
+      service.state->active.store(0, std::memory_order_relaxed);
+    for (const ServerRuntime& server : service.servers) {
+      if (!still_counted.contains(server.state.get()))
+        server.state->active.store(0, std::memory_order_relaxed);
+    }
+  }
+}
+
 }  // namespace
 
 std::string KernelPlane::check(const ChangeSet& changes) {
@@ -51,6 +74,7 @@ std::string KernelPlane::check(const ChangeSet& changes) {
 }
 
 void KernelPlane::apply(const ChangeSet& changes) {
+  if (changes.previous) forget_active_counts(*changes.previous, *changes.snapshot);
   // A health or weight change in proxy services only: nothing to render.
   if (!touches_kernel(changes)) return;
   const auto started = std::chrono::steady_clock::now();

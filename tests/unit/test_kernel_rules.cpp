@@ -8,6 +8,7 @@
 
 #include "config_text.hpp"
 #include "fulcrum/control_plane.hpp"
+#include "fulcrum/kernel_plane.hpp"
 #include "fulcrum/kernel_rules.hpp"
 #include "fulcrum/nft_ruleset.hpp"
 
@@ -316,4 +317,35 @@ services:
   now = f.now().at("netdev");
   CHECK_FALSE(now.maps.at("s1_servers").elements.contains("2"));
   CHECK(now.chains.at("s1").rules.back() == "drop");
+}
+
+TEST_CASE("kernel plane: servers a reload takes out of nat count no active flow any more") {
+  // No kernel service after the reload, none installed: the plane never
+  // reaches nftables here.
+  ControlPlane control{1};
+  SteadyTime t0 = std::chrono::steady_clock::now();
+  const auto before = control.install(nat("rr"), t0);
+  const ServiceRuntime& web = before->services.at(0);
+  web.state->active.store(7);
+  for (const ServerRuntime& server : web.servers) server.state->active.store(3);
+  const ServiceRuntime& relayed = before->services.at(1);
+  relayed.servers.at(0).state->active.store(2);  // a proxy session: not the kernel's
+
+  const auto after = control.install(valid("services:\n"
+                                           "  - name: web\n"
+                                           "    listen: 127.0.0.1:8081\n"
+                                           "    servers:\n"
+                                           "      - {name: a, address: 198.18.1.11:8080}\n"
+                                           "  - name: relayed\n"
+                                           "    listen: 127.0.0.1:8080\n"
+                                           "    servers: [{address: 127.0.0.1:9001}]\n"),
+                                     t0);
+  KernelPlane plane;
+  ChangeSet changes{after, before, true, {}};
+  for (const ServiceRuntime& service : after->services) changes.services.push_back(&service);
+  plane.apply(changes);
+  CHECK(plane.error().empty());
+  CHECK(web.state->active.load() == 0);
+  for (const ServerRuntime& server : web.servers) CHECK(server.state->active.load() == 0);
+  CHECK(relayed.servers.at(0).state->active.load() == 2);
 }
