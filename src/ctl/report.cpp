@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "format.hpp"
 #include "reply.hpp"
@@ -54,6 +57,44 @@ std::string agent_line(const std::string& server, const Node& agent) {
   return out + "\n";
 }
 
+// Kernel forwarding (docs/forwarding.md) is newer than the rest of /stats:
+// a service without `forwarding` is a TCP proxy, one without `packets` has
+// no packet count.
+std::string forwarding_of(const Node& service) {
+  return service.has("forwarding") ? service["forwarding"].string() : "proxy";
+}
+
+std::string protocol_of(const Node& service) {
+  return service.has("protocol") ? service["protocol"].string() : "tcp";
+}
+
+// The MODE column (`nat/udp`) is there when some service is not a TCP
+// proxy: a document of proxies only prints as before it existed.
+bool any_kernel_mode(const std::vector<Node>& services) {
+  return std::any_of(services.begin(), services.end(), [](const Node& service) {
+    return forwarding_of(service) != "proxy" || protocol_of(service) != "tcp";
+  });
+}
+
+// The PACKETS_IN and PACKETS_OUT columns: there when some entry has packets.
+bool any_packets(const std::vector<Node>& entries) {
+  return std::any_of(entries.begin(), entries.end(),
+                     [](const Node& entry) { return entry.has("packets"); });
+}
+
+// Packets in and out (`-`: a proxy's, and dsr's replies, which go from the
+// servers to the clients directly).
+std::vector<std::string> packet_cells(const Node& entry, bool direct) {
+  if (!entry.has("packets")) return {"-", "-"};
+  const Node packets = entry["packets"];
+  return {count_text(packets["in"]), direct ? "-" : count_text(packets["out"])};
+}
+
+// Appends `cells` to a table's row.
+void append(std::vector<std::string>& row, const std::vector<std::string>& cells) {
+  row.insert(row.end(), cells.begin(), cells.end());
+}
+
 }  // namespace
 
 std::string status_report(const Json& stats) {
@@ -65,34 +106,46 @@ std::string status_report(const Json& stats) {
   out += "generation   " + count_text(config["generation"]) + "\n";
   out += "last reload  " + last_reload_text(config["last_reload"]) + "\n";
 
+  const std::vector<Node> services = root["services"].elements();
+  const bool modes = any_kernel_mode(services);
+  const bool packets = any_packets(services);
   Table table;
   table.add_column("SERVICE");
   table.add_column("SCHEDULER");
+  if (modes) table.add_column("MODE");
   table.add_column("ACTIVE", Align::right);
   table.add_column("TOTAL", Align::right);
   table.add_column("REJECTED", Align::right);
   table.add_column("BYTES_IN", Align::right);
   table.add_column("BYTES_OUT", Align::right);
+  if (packets) {
+    table.add_column("PACKETS_IN", Align::right);
+    table.add_column("PACKETS_OUT", Align::right);
+  }
   table.add_column("SESS/S", Align::right);
   table.add_column("PEAK/S", Align::right);
   table.add_column("IN/S", Align::right);
   table.add_column("OUT/S", Align::right);
   table.add_column("UP", Align::right);
-  for (const Node& service : root["services"].elements()) {
+  for (const Node& service : services) {
     const Node sessions = service["sessions"];
     const Node bytes = service["bytes"];
     const Node rate = service["rate"];
     const std::vector<Node> servers = service["servers"].elements();
     size_t up = 0;
     for (const Node& server : servers) up += server["state"].string() == "up";
-    table.add_row(
-        {service["name"].string(), service["scheduler"].string(), count_text(sessions["active"]),
-         count_text(sessions["total"]), count_text(sessions["rejected"]),
-         human_bytes(bytes["in"].count()), human_bytes(bytes["out"].count()),
-         human_rate(rate["sessions_per_second"].number()),
-         human_rate(rate["peak_sessions_per_second"].number()),
-         byte_rate_text(rate["bytes_in_per_second"]), byte_rate_text(rate["bytes_out_per_second"]),
-         std::to_string(up) + "/" + std::to_string(servers.size())});
+    std::vector<std::string> row = {service["name"].string(), service["scheduler"].string()};
+    if (modes) row.push_back(forwarding_of(service) + "/" + protocol_of(service));
+    append(row, {count_text(sessions["active"]), count_text(sessions["total"]),
+                 count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
+                 human_bytes(bytes["out"].count())});
+    if (packets) append(row, packet_cells(service, forwarding_of(service) == "dsr"));
+    append(row, {human_rate(rate["sessions_per_second"].number()),
+                 human_rate(rate["peak_sessions_per_second"].number()),
+                 byte_rate_text(rate["bytes_in_per_second"]),
+                 byte_rate_text(rate["bytes_out_per_second"]),
+                 std::to_string(up) + "/" + std::to_string(servers.size())});
+    table.add_row(std::move(row));
   }
   out += '\n';
   out += table.render();
@@ -101,6 +154,10 @@ std::string status_report(const Json& stats) {
 
 std::string servers_report(const Json& stats) {
   const Node root(stats, "");
+  const std::vector<Node> services = root["services"].elements();
+  bool packets = false;
+  for (const Node& service : services)
+    packets = packets || any_packets(service["servers"].elements());
   Table table;
   table.add_column("SERVICE");
   table.add_column("SERVER");
@@ -115,28 +172,40 @@ std::string servers_report(const Json& stats) {
   table.add_column("PEAK/S", Align::right);
   table.add_column("IN/S", Align::right);
   table.add_column("OUT/S", Align::right);
+  if (packets) {
+    table.add_column("PACKETS_IN", Align::right);
+    table.add_column("PACKETS_OUT", Align::right);
+  }
   table.add_column("FAILURES", Align::right);
   table.add_column("CHECKS_FAILED", Align::right);
   table.add_column("LAST_CHANGE", Align::right);
   // Reasons, agent replies and counts with words have spaces: below the
   // table, so that every cell stays a word.
   std::string notes;
-  for (const Node& service : root["services"].elements()) {
+  for (const Node& service : services) {
     const std::string service_name = service["name"].string();
+    const bool direct = forwarding_of(service) == "dsr";
     for (const Node& server : service["servers"].elements()) {
       const Node sessions = server["sessions"];
       const Node health = server["health"];
       const Node rate = server["rate"];
-      table.add_row({service_name, server["name"].string(), server["address"].string(),
-                     server["state"].string(), count_text(server["weight"]),
-                     server["backup"].boolean() ? "yes" : "no", count_text(sessions["active"]),
-                     max_text(sessions), count_text(sessions["total"]),
-                     human_rate(rate["sessions_per_second"].number()),
-                     human_rate(rate["peak_sessions_per_second"].number()),
-                     byte_rate_text(rate["bytes_in_per_second"]),
-                     byte_rate_text(rate["bytes_out_per_second"]),
-                     count_text(server["connect_failures"]), count_text(health["checks_failed"]),
-                     human_duration(health["last_change_seconds"].number())});
+      std::vector<std::string> row = {service_name,
+                                      server["name"].string(),
+                                      server["address"].string(),
+                                      server["state"].string(),
+                                      count_text(server["weight"]),
+                                      server["backup"].boolean() ? "yes" : "no",
+                                      count_text(sessions["active"]),
+                                      max_text(sessions),
+                                      count_text(sessions["total"]),
+                                      human_rate(rate["sessions_per_second"].number()),
+                                      human_rate(rate["peak_sessions_per_second"].number()),
+                                      byte_rate_text(rate["bytes_in_per_second"]),
+                                      byte_rate_text(rate["bytes_out_per_second"])};
+      if (packets) append(row, packet_cells(server, direct));
+      append(row, {count_text(server["connect_failures"]), count_text(health["checks_failed"]),
+                   human_duration(health["last_change_seconds"].number())});
+      table.add_row(std::move(row));
       if (const Node last_error = health["last_error"]; !last_error.is_null()) {
         notes +=
             "last error  " + service_name + "/" + server["name"].string() + ": " +

@@ -13,12 +13,16 @@ namespace fulcrum::ctl {
 // `status`: version, uptime, generation, last reload, then one row per
 // service: name, scheduler, sessions active/total/rejected, bytes in/out,
 // the daemon's rates (sessions/s, its peak, bytes/s in and out), servers
-// up/total.
+// up/total. When some service forwards in the kernel or over UDP, a MODE
+// column after the scheduler (`nat/udp`, `proxy/tcp`); when some service
+// has packet counts (kernel modes), PACKETS_IN and PACKETS_OUT after the
+// bytes (`-`: a proxy's, and dsr's replies).
 std::string status_report(const Json& stats);
 
 // `servers`: one row per server of every service (max_connections shown as
-// `FULL` while reached), then one `last error` line per server whose health
-// checks ever failed.
+// `FULL` while reached; PACKETS_IN and PACKETS_OUT after the byte rates when
+// some server has packet counts, as in status), then one `last error` line
+// per server whose health checks ever failed.
 std::string servers_report(const Json& stats);
 
 // After drain/ready/maint/weight: `SERVICE/SERVER: state S, weight W`,

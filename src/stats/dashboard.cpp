@@ -21,6 +21,16 @@
 // after them (alone before any reply); a `span.closed-on-down` (hidden while 0) saying how many
 // sessions were closed as the server went down. The row's
 // data-closed-on-down is sessions.closed_on_down.
+//
+// Kernel forwarding (docs/forwarding.md): each section carries
+// data-forwarding and data-protocol (empty from a daemon without them), and
+// a `span.svc-forwarding` chip in its header says `nat · udp`, hidden for
+// proxy/tcp. Kernel services' sections and rows carry data-packets-in and
+// data-packets-out (/stats' packets, empty for proxy services); the bytes
+// tiles and the rows' bytes cells show them under the bytes as `N packets`
+// (`span.packets`, hidden for proxy services). With dsr, where replies
+// never pass fulcrum, bytes out is `–` and its packets say `replies go
+// direct`. /stats has no packet rate, and the page computes none.
 #include "dashboard.hpp"
 
 namespace fulcrum {
@@ -81,6 +91,8 @@ body.stale main { opacity: 0.6; }
 .svc-name { margin: 0; font-size: 17px; overflow-wrap: anywhere; }
 .chip { display: inline-block; font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 999px;
   background: var(--head); border: 1px solid var(--line); color: var(--fg); }
+.chip.svc-forwarding { border-color: var(--accent); color: var(--accent); }
+.chip[hidden] { display: none; }
 .svc-listen { display: flex; flex-wrap: wrap; gap: 4px 10px; color: var(--muted); }
 .svc-listen code { color: var(--fg); }
 .tiles { display: grid; grid-template-columns: repeat(6, minmax(0, 1fr)); gap: 10px; padding: 12px 16px 14px; }
@@ -103,6 +115,8 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .servers tr[data-state="down"] td.c-name { box-shadow: inset 4px 0 0 var(--down); }
 .servers tr[data-state="drain"] td.c-name { box-shadow: inset 4px 0 0 var(--drain); }
 .last-error, .agent, .closed-on-down { display: block; font-size: 11.5px; margin-top: 2px; white-space: normal; max-width: 12em; }
+.servers .packets { display: block; font-size: 11.5px; }
+.packets[hidden] { display: none; }
 .servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
 .state { display: inline-block; min-width: 52px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
   border-radius: 999px; color: #fff; background: var(--maint); }
@@ -355,13 +369,16 @@ footer a { color: var(--accent); }
     var scheduler = el('span', 'chip svc-scheduler', DASH);
     scheduler.title = 'scheduler';
     head.appendChild(scheduler);
+    var forwarding = el('span', 'chip svc-forwarding', '');
+    forwarding.hidden = true;
+    head.appendChild(forwarding);
     var listen = el('div', 'svc-listen');
     head.appendChild(listen);
     root.appendChild(head);
 
     var tiles = el('div', 'tiles');
     var v = {
-      root: root, scheduler: scheduler, listen: listen, rows: new Map(),
+      root: root, scheduler: scheduler, forwarding: forwarding, listen: listen, rows: new Map(),
       active: tile(tiles, 'Active', 'tile-active'),
       total: tile(tiles, 'Total', 'tile-total'),
       rejected: tile(tiles, 'Rejected', 'tile-rejected'),
@@ -373,6 +390,12 @@ footer a { color: var(--accent); }
     v.bytesIn.box.appendChild(v.bytesInRate);
     v.bytesOutRate = el('div', 'tile-sub', DASH);
     v.bytesOut.box.appendChild(v.bytesOutRate);
+    v.packetsIn = el('div', 'tile-sub packets', '');
+    v.packetsIn.hidden = true;
+    v.bytesIn.box.appendChild(v.packetsIn);
+    v.packetsOut = el('div', 'tile-sub packets', '');
+    v.packetsOut.hidden = true;
+    v.bytesOut.box.appendChild(v.packetsOut);
     v.spark = makeSpark('svc-spark');
     v.rate.box.appendChild(v.spark);
     root.appendChild(tiles);
@@ -424,8 +447,17 @@ footer a { color: var(--accent); }
     cells.rate.appendChild(rateBox);
     var backup = el('span', '', DASH);
     cells.backup.appendChild(backup);
+    // Bytes as the cell's own text, packets (kernel services) under them.
+    var bytesIn = document.createTextNode(DASH), bytesOut = document.createTextNode(DASH);
+    cells['in'].appendChild(bytesIn);
+    cells.out.appendChild(bytesOut);
+    var packetsIn = el('span', 'packets muted', ''), packetsOut = el('span', 'packets muted', '');
+    packetsIn.hidden = packetsOut.hidden = true;
+    cells['in'].appendChild(packetsIn);
+    cells.out.appendChild(packetsOut);
     return { tr: tr, cells: cells, badge: badge, lastError: lastError, agent: agent, closedOnDown: closedOnDown,
-             rateValue: rateValue, spark: spark, backup: backup };
+             rateValue: rateValue, spark: spark, backup: backup, bytesIn: bytesIn, bytesOut: bytesOut,
+             packetsIn: packetsIn, packetsOut: packetsOut };
   }
 
   // Puts `node` at position `index` of `parent` unless it is there already
@@ -438,6 +470,28 @@ footer a { color: var(--accent); }
   function obj(v) { return v && typeof v === 'object' ? v : {}; }
 
   function bytesPerSecond(v) { return isNum(v) ? bytes(Math.round(v)) + '/s' : DASH; }
+
+  var DIRECT_TITLE = 'dsr: the servers answer the clients directly; no reply passes this host';
+
+  // `N packets` under the bytes of a kernel service (its /stats has
+  // packets; hidden otherwise). `direct`: dsr's way out, never seen.
+  function showPackets(span, value, direct) {
+    var shown = isNum(value);
+    span.hidden = !shown;
+    if (!shown) {
+      setText(span, '');
+      span.title = '';
+    } else if (direct) {
+      setText(span, 'replies go direct');
+      span.title = DIRECT_TITLE;
+    } else {
+      setText(span, count(value) + (value === 1 ? ' packet' : ' packets'));
+      span.title = 'packets forwarded by the kernel';
+    }
+  }
+
+  function packetsOf(s) { return s.packets && typeof s.packets === 'object' ? s.packets : {}; }
+  function packetAttr(v) { return isNum(v) ? v : ''; }
 
   // What the server's agent last said and when, under the state (null: no
   // agent). A failed agent check changes nothing on the server, so its
@@ -471,8 +525,10 @@ footer a { color: var(--accent); }
     setClass(span, 'agent' + (failed ? ' warn' : ' muted'));
   }
 
-  function updateRow(r, service, s) {
+  // `direct`: the server's service is dsr (replies go direct).
+  function updateRow(r, service, s, direct) {
     var sessions = obj(s.sessions), b = obj(s.bytes), health = obj(s.health), rate = obj(s.rate);
+    var packets = packetsOf(s);
     var state = typeof s.state === 'string' ? s.state : 'unknown';
     var known = Object.prototype.hasOwnProperty.call(STATE_TEXT, state);
     setAttr(r.tr, 'data-state', state);
@@ -510,10 +566,14 @@ footer a { color: var(--accent); }
     r.cells.rate.title = 'peak ' + perSecond(rate.peak_sessions_per_second) + '; in ' +
       bytesPerSecond(rate.bytes_in_per_second) + ', out ' + bytesPerSecond(rate.bytes_out_per_second);
     drawSpark(r.spark, h.rates);
-    setText(r.cells['in'], bytes(b['in']));
+    setText(r.bytesIn, bytes(b['in']));
     r.cells['in'].title = count(b['in']) + ' bytes';
-    setText(r.cells.out, bytes(b.out));
-    r.cells.out.title = count(b.out) + ' bytes';
+    setText(r.bytesOut, direct ? DASH : bytes(b.out));
+    r.cells.out.title = direct ? DIRECT_TITLE : count(b.out) + ' bytes';
+    setAttr(r.tr, 'data-packets-in', packetAttr(packets['in']));
+    setAttr(r.tr, 'data-packets-out', packetAttr(packets.out));
+    showPackets(r.packetsIn, packets['in'], false);
+    showPackets(r.packetsOut, packets.out, direct);
     var failRecent = s.connect_failures_last_minute, checksRecent = health.checks_failed_last_minute;
     setText(r.cells.fail, count(s.connect_failures));
     setAttr(r.cells.fail, 'data-last-minute', failRecent);
@@ -557,11 +617,25 @@ footer a { color: var(--accent); }
   }
 
   function updateService(v, s) {
-    var sessions = obj(s.sessions), b = obj(s.bytes), rate = obj(s.rate);
+    var sessions = obj(s.sessions), b = obj(s.bytes), rate = obj(s.rate), packets = packetsOf(s);
     setAttr(v.root, 'data-sessions-active', sessions.active);
     setAttr(v.root, 'data-sessions-total', sessions.total);
     setAttr(v.root, 'data-sessions-rejected', sessions.rejected);
     setText(v.scheduler, s.scheduler || DASH);
+
+    // How the service forwards: a chip unless it is a plain TCP proxy (or
+    // the daemon predates the keys).
+    var forwarding = typeof s.forwarding === 'string' ? s.forwarding : '';
+    var protocol = typeof s.protocol === 'string' ? s.protocol : '';
+    var direct = forwarding === 'dsr';
+    setAttr(v.root, 'data-forwarding', forwarding);
+    setAttr(v.root, 'data-protocol', protocol);
+    var plain = forwarding === '' || (forwarding === 'proxy' && (protocol === '' || protocol === 'tcp'));
+    setText(v.forwarding, plain ? '' : forwarding + (protocol ? ' \u00b7 ' + protocol : ''));
+    v.forwarding.hidden = plain;
+    v.forwarding.title = plain || forwarding === 'proxy' ? '' : 'forwarded by the kernel (nftables)';
+    setAttr(v.root, 'data-packets-in', packetAttr(packets['in']));
+    setAttr(v.root, 'data-packets-out', packetAttr(packets.out));
 
     var listen = Array.isArray(s.listen) ? s.listen : (s.listen ? [s.listen] : []);
     var key = listen.join('\n');
@@ -583,9 +657,11 @@ footer a { color: var(--accent); }
     setText(v.bytesIn.value, bytes(b['in']));
     v.bytesIn.value.title = count(b['in']) + ' bytes';
     setText(v.bytesInRate, bytesPerSecond(rate.bytes_in_per_second));
-    setText(v.bytesOut.value, bytes(b.out));
-    v.bytesOut.value.title = count(b.out) + ' bytes';
-    setText(v.bytesOutRate, bytesPerSecond(rate.bytes_out_per_second));
+    setText(v.bytesOut.value, direct ? DASH : bytes(b.out));
+    v.bytesOut.value.title = direct ? DIRECT_TITLE : count(b.out) + ' bytes';
+    setText(v.bytesOutRate, direct ? DASH : bytesPerSecond(rate.bytes_out_per_second));
+    showPackets(v.packetsIn, packets['in'], false);
+    showPackets(v.packetsOut, packets.out, direct);
 
     var servers = Array.isArray(s.servers) ? s.servers : [];
     var seen = new Set();
@@ -598,7 +674,7 @@ footer a { color: var(--accent); }
         v.rows.set(name, r);
       }
       place(v.tbody, r.tr, index);
-      updateRow(r, s.name, server);
+      updateRow(r, s.name, server, direct);
     });
     v.rows.forEach(function (r, name) {
       if (!seen.has(name)) {

@@ -344,6 +344,97 @@ TEST_CASE("ctl report: servers' agents and sessions closed on down") {
         "closed      web/c: 3 sessions closed when it went down\n");
 }
 
+namespace {
+
+// A service of /stats as a daemon with kernel forwarding writes it:
+// `forwarding` and `protocol`, and `packets` (`packets` empty: none, as for
+// a proxy) beside the bytes of the service and of each server.
+std::string kernel_server(const std::string& name, const std::string& packets) {
+  return R"({"name":")" + name +
+         R"(","address":"198.18.1.11:80","state":"up","weight":1,"backup":false,)"
+         R"("sessions":{"active":1,"total":4,"max":0,"closed_on_down":0},"connect_failures":0,)"
+         R"("bytes":{"in":2048,"out":4096},)" +
+         packets +
+         R"("rate":{"sessions_per_second":0.4,"bytes_in_per_second":0,"bytes_out_per_second":0,)"
+         R"("peak_sessions_per_second":0.4},"connect_failures_last_minute":0,)"
+         R"("health":{"enabled":false,"checks_failed":0,"checks_failed_last_minute":0,)"
+         R"("last_change_seconds":5,"last_error":null,"last_error_seconds":null,"agent":null}})";
+}
+
+std::string kernel_service(const std::string& name, const std::string& scheduler,
+                           const std::string& forwarding, const std::string& protocol,
+                           const std::string& packets, const std::string& servers) {
+  return R"({"name":")" + name + R"(","listen":["198.18.10.10:80"],"scheduler":")" + scheduler +
+         R"(","forwarding":")" + forwarding + R"(","protocol":")" + protocol +
+         R"(","sessions":{"active":1,"total":4,"rejected":0,"proxy_header_errors":0},)"
+         R"("bytes":{"in":2048,"out":4096},)" +
+         packets +
+         R"("local_errors":0,"rate":{"sessions_per_second":0.4,"bytes_in_per_second":0,)"
+         R"("bytes_out_per_second":0,"peak_sessions_per_second":0.4},"servers":[)" +
+         servers + "]}";
+}
+
+std::string stats_of(const std::string& services) {
+  return R"({"version":"0.3.0","uptime_seconds":90,"config":{"generation":1,"last_reload":)"
+         R"({"ok":true,"at":"2026-12-04T10:00:00Z","error":null}},"services":[)" +
+         services + "]}";
+}
+
+}  // namespace
+
+TEST_CASE("ctl report: kernel forwarding, its mode and packets") {
+  // nat over TCP and UDP, dsr (its replies go direct: no packets out) and a
+  // proxy: MODE for each, packets where /stats has them, `-` elsewhere.
+  const std::string stats =
+      stats_of(kernel_service("vip", "rr", "nat", "tcp", R"("packets":{"in":40,"out":38},)",
+                              kernel_server("a", R"("packets":{"in":25,"out":24},)") + "," +
+                                  kernel_server("b", R"("packets":{"in":15,"out":14},)")) +
+               "," +
+               kernel_service("dns", "rr", "nat", "udp", R"("packets":{"in":10,"out":10},)",
+                              kernel_server("a", R"("packets":{"in":10,"out":10},)")) +
+               "," +
+               kernel_service("dl", "maglev", "dsr", "tcp", R"("packets":{"in":1234567,"out":0},)",
+                              kernel_server("a", R"("packets":{"in":1234567,"out":0},)")) +
+               "," + kernel_service("web", "wrr", "proxy", "tcp", "", kernel_server("a", "")));
+  const std::string status = status_report(json(stats));
+  CHECK(status.substr(status.find("\n\n") + 2) ==
+        "SERVICE  SCHEDULER  MODE       ACTIVE  TOTAL  REJECTED  BYTES_IN  BYTES_OUT  PACKETS_IN  "
+        "PACKETS_OUT  SESS/S  PEAK/S  IN/S  OUT/S   UP\n"
+        "vip      rr         nat/tcp         1      4         0    2.0KiB     4.0KiB          40  "
+        "         38     0.4     0.4    0B     0B  2/2\n"
+        "dns      rr         nat/udp         1      4         0    2.0KiB     4.0KiB          10  "
+        "         10     0.4     0.4    0B     0B  1/1\n"
+        "dl       maglev     dsr/tcp         1      4         0    2.0KiB     4.0KiB     1234567  "
+        "          -     0.4     0.4    0B     0B  1/1\n"
+        "web      wrr        proxy/tcp       1      4         0    2.0KiB     4.0KiB           -  "
+        "          -     0.4     0.4    0B     0B  1/1\n");
+  CHECK(servers_report(json(stats)) ==
+        "SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE  MAX  TOTAL  SESS/S  "
+        "PEAK/S  IN/S  OUT/S  PACKETS_IN  PACKETS_OUT  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"
+        "vip      a       198.18.1.11:80  up          1  no           1    -      4     0.4     "
+        "0.4    0B     0B          25           24         0              0           5s\n"
+        "vip      b       198.18.1.11:80  up          1  no           1    -      4     0.4     "
+        "0.4    0B     0B          15           14         0              0           5s\n"
+        "dns      a       198.18.1.11:80  up          1  no           1    -      4     0.4     "
+        "0.4    0B     0B          10           10         0              0           5s\n"
+        "dl       a       198.18.1.11:80  up          1  no           1    -      4     0.4     "
+        "0.4    0B     0B     1234567            -         0              0           5s\n"
+        "web      a       198.18.1.11:80  up          1  no           1    -      4     0.4     "
+        "0.4    0B     0B           -            -         0              0           5s\n");
+
+  // Proxies only, from a daemon that names their forwarding: the tables of
+  // a daemon before kernel forwarding, no MODE and no packets.
+  const std::string proxies =
+      stats_of(kernel_service("web", "wrr", "proxy", "tcp", "", kernel_server("a", "")));
+  CHECK(status_report(json(proxies))
+            .find("SERVICE  SCHEDULER  ACTIVE  TOTAL  REJECTED  BYTES_IN  "
+                  "BYTES_OUT  SESS/S  PEAK/S  IN/S  OUT/S   UP\n") != std::string::npos);
+  CHECK(servers_report(json(proxies))
+            .starts_with("SERVICE  SERVER  ADDRESS         STATE  WEIGHT  BACKUP  ACTIVE  MAX  "
+                         "TOTAL  SESS/S  PEAK/S  "
+                         "IN/S  OUT/S  FAILURES  CHECKS_FAILED  LAST_CHANGE\n"));
+}
+
 TEST_CASE("ctl format: rates") {
   CHECK(human_rate(0) == "0.0");
   CHECK(human_rate(-1) == "0.0");

@@ -191,11 +191,14 @@ def find_chromium():
 
 class Chromium:
     """Runs headless Chromium once per call, each time with a fresh profile
-    and home directory under the test's directory."""
+    and home directory under the test's directory; `prefix` goes before its
+    command (tests/netns/cases/kernel_dashboard.py: `ip netns exec NS`, which
+    execs Chromium in the same process)."""
 
-    def __init__(self, t, path):
+    def __init__(self, t, path, prefix=()):
         self.t = t
         self.path = path
+        self.prefix = list(prefix)
         self.runs = 0
 
     def run(self, url, extra, what):
@@ -204,7 +207,7 @@ class Chromium:
         profile, home = os.path.join(base, 'profile'), os.path.join(base, 'home')
         os.makedirs(profile)
         os.makedirs(home)
-        command = [
+        command = self.prefix + [
             self.path, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
             '--disable-background-networking', '--disable-component-update', '--disable-sync',
             '--disable-extensions', '--disable-default-apps', '--no-default-browser-check', '--disable-dev-shm-usage',
