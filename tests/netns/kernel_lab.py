@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 
-from harness import TestFailure, expect_eq
+from harness import TestFailure, TestSkip, expect_eq, require_program
 
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peer.py')
 CLIENT4, CLIENT6 = '198.18.20.2', '2001:db8:20::2'
@@ -104,6 +104,20 @@ class Topology:
     def delete(self):
         while self.created:
             subprocess.run(['ip', 'netns', 'delete', self.created.pop()], capture_output=True, timeout=30)
+
+
+def lab(t, tag, programs=()):
+    """The topology of a kernel test, created, and deleted when the test
+    ends. Skipped unless root; `programs` are (program, Debian package)
+    pairs the test needs beside ip and nft (require_program)."""
+    if os.geteuid() != 0:
+        raise TestSkip('network namespaces and nftables need root')
+    for program, package in (('ip', 'iproute2'), ('nft', 'nftables'), *programs):
+        require_program(program, package)
+    topology = Topology(tag)
+    t.at_cleanup(topology.delete)
+    topology.create()
+    return topology
 
 
 def tcp_sessions(topology, target, count, size, source=None):

@@ -35,8 +35,8 @@ on 127.0.0.1 of lb's namespace (reachable only there), with four services:
    for dsr's out); `servers` has exactly SERVERS_HEADERS and the same
    packet columns per server.
 5. /metrics, fetched inside lb's namespace, passes `promtool check metrics`
-   with no finding (that check alone is skipped, with a line in the log,
-   where promtool is missing), and holds exactly the lines
+   with no finding (promtool missing: skipped, and in CI a failure), and
+   holds exactly the lines
    `fulcrum_server_packets_in_total{service="tcp",server="a"} N` (and out,
    and the services' fulcrum_service_packets_*_total) with N from the
    settled /stats; no packet sample for the proxy.
@@ -49,13 +49,13 @@ import subprocess
 import sys
 import time
 
-from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, log_stream, wait_until
+from harness import binary, expect, expect_eq, free_port, log_stream, require_program, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), 'e2e', 'cases'))
 from dashboard_chromium import Chromium, build_root, find_chromium  # noqa: E402
-from kernel_lab import (CLIENT4, LB_CLIENT4, SERVERS, Topology, rr_sessions, split, stats_json,  # noqa: E402
+from kernel_lab import (CLIENT4, LB_CLIENT4, SERVERS, lab, rr_sessions, split, stats_json,  # noqa: E402
                         tcp_sessions, udp_queries)
 
 DEADLINE = 100
@@ -208,14 +208,11 @@ def check_metrics(t, topology, stats_address, stats):
                        f'http://{stats_address}/metrics').stdout
     with open(t.path('metrics.txt'), 'w') as f:
         f.write(text)
-    promtool = shutil.which('promtool')
-    if promtool is None:
-        log_stream('promtool is missing (Debian package prometheus): `promtool check metrics` skipped')
-    else:
-        done = subprocess.run([promtool, 'check', 'metrics'], input=text, capture_output=True, text=True, timeout=30)
-        findings = done.stdout + done.stderr
-        expect(done.returncode == 0 and not findings,
-               f'promtool check metrics: exit {done.returncode}, output:\n{findings}')
+    promtool = require_program('promtool', 'prometheus')
+    done = subprocess.run([promtool, 'check', 'metrics'], input=text, capture_output=True, text=True, timeout=30)
+    findings = done.stdout + done.stderr
+    expect(done.returncode == 0 and not findings,
+           f'promtool check metrics: exit {done.returncode}, output:\n{findings}')
     lines = set(text.splitlines())
     wanted = []
     for service in stats['services']:
@@ -235,15 +232,8 @@ def check_metrics(t, topology, stats_address, stats):
 
 
 def run(t):
-    if os.geteuid() != 0:
-        raise TestSkip('network namespaces and nftables need root')
-    for tool in ('ip', 'nft'):
-        if shutil.which(tool) is None:
-            raise TestFailure(f'{tool} is not installed (tools/deps.sh)')
-    topology = Topology('fb')
+    topology = lab(t, 'fb')
     chromium = Chromium(t, find_chromium(), prefix=['ip', 'netns', 'exec', topology.lb])
-    t.at_cleanup(topology.delete)
-    topology.create()
     topology.start_servers(t, lambda name: [f'{SERVERS[name][0]}:{PORT}'])
     stats_address = f'127.0.0.1:{free_port()}'
     d = t.daemon({'global': {'workers': 1}, 'stats': {'listen': stats_address}, 'services': services()},

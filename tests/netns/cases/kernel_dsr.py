@@ -28,15 +28,14 @@ on them (port 80, TCP and UDP) under its name (PEER_NAME).
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 
-from harness import TestFailure, TestSkip, expect, expect_eq, free_port, wait_until, write_config
+from harness import expect, expect_eq, free_port, wait_until, write_config
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kernel_lab import (CLIENT4, CLIENT6, PEER, SERVERS, Topology, admin, rr_sessions, split,  # noqa: E402
+from kernel_lab import (CLIENT4, CLIENT6, PEER, SERVERS, lab, admin, rr_sessions, split,  # noqa: E402
                         stats_json, tcp_sessions, udp_queries)
 
 DEADLINE = 120
@@ -60,14 +59,7 @@ def arp_settings(topology, name):
 
 
 def run(t):
-    if os.geteuid() != 0:
-        raise TestSkip('network namespaces and nftables need root')
-    for tool in ('ip', 'nft'):
-        if shutil.which(tool) is None:
-            raise TestFailure(f'{tool} is not installed (tools/deps.sh)')
-    topology = Topology('fd')
-    t.at_cleanup(topology.delete)
-    topology.create()
+    topology = lab(t, 'fd')
     for name in SERVERS:
         expect_eq(arp_settings(topology, name), ['0', '0'], f'{name}: ARP settings before apply')
         dsr_server(topology, t, name, 'apply', VIP4)

@@ -46,16 +46,15 @@ the address they see and which server they are).
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from harness import TestFailure, TestSkip, binary, expect, expect_eq, free_port, wait_until, write_config
+from harness import binary, expect, expect_eq, free_port, wait_until, write_config
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from kernel_lab import (CLIENT4, CLIENT6, LB_CLIENT4, LB_SERVERS4, PEER, SERVERS, Topology,  # noqa: E402
+from kernel_lab import (CLIENT4, CLIENT6, LB_CLIENT4, LB_SERVERS4, PEER, SERVERS, lab,  # noqa: E402
                         admin, rr_sessions, run_command, split, stats_json, tcp_sessions, udp_queries)
 
 DEADLINE = 150
@@ -109,14 +108,7 @@ def service_stats(topology, stats, service):
 
 
 def run(t):
-    if os.geteuid() != 0:
-        raise TestSkip('network namespaces and nftables need root')
-    for tool in ('ip', 'nft', 'setpriv'):
-        if shutil.which(tool) is None:
-            raise TestFailure(f'{tool} is not installed (tools/deps.sh)')
-    topology = Topology('fk')
-    t.at_cleanup(topology.delete)
-    topology.create()
+    topology = lab(t, 'fk', [('setpriv', 'util-linux')])
     run_command('ip', '-n', topology.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
     for source in MAGLEV_CLIENTS:
         run_command('ip', '-n', topology.client, 'addr', 'add', f'{source}/24', 'dev', 'c0')
