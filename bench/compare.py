@@ -506,12 +506,9 @@ def write_file(path, text):
 
 # ---------------------------------------------------------------- clients
 
-def run_iperf3(port, streams, reverse, duration):
-    """One iperf3 test; returns (Gbit/s, bytes) as seen by the receiver."""
-    argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(duration), "-P", str(streams), "-J",
-            "--connect-timeout", "3000"]
-    if reverse:
-        argv.append("-R")
+def iperf3_report(argv, duration):
+    """Runs the iperf3 client argv (with -J), retrying while the server is
+    still busy with the previous test; its JSON report."""
     for attempt in range(5):
         try:
             result = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
@@ -527,9 +524,18 @@ def run_iperf3(port, streams, reverse, duration):
             continue
         if error:
             raise BenchError(f"iperf3: {error}")
-        received = report["end"]["sum_received"]
-        return received["bits_per_second"] / 1e9, int(received["bytes"])
+        return report
     raise BenchError("iperf3 server stayed busy")
+
+
+def run_iperf3(port, streams, reverse, duration):
+    """One iperf3 test; returns (Gbit/s, bytes) as seen by the receiver."""
+    argv = ["iperf3", "-c", HOST, "-p", str(port), "-t", str(duration), "-P", str(streams), "-J",
+            "--connect-timeout", "3000"]
+    if reverse:
+        argv.append("-R")
+    received = iperf3_report(argv, duration)["end"]["sum_received"]
+    return received["bits_per_second"] / 1e9, int(received["bytes"])
 
 
 WRK_SCRIPT = """\

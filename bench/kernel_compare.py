@@ -52,7 +52,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import (GIB, NGINX_STREAM_MODULE, WRK_SCRIPT, BenchError, Processes,  # noqa: E402
+from compare import (GIB, NGINX_STREAM_MODULE, WRK_SCRIPT, BenchError, Processes, iperf3_report,  # noqa: E402
                      children_cpu_seconds, cpu_seconds, first_line, fmt, loadavg, process_family, raise_fd_limit,
                      tail, write_file)
 
@@ -73,7 +73,7 @@ SERVER_NAMES = ("a", "b")
 HTTP_PORT, BULK_PORT = 80, 5201
 CLIENT_SOURCE_BASE = 10  # the client's addresses per variant: 198.18.20.10 and up
 
-VARIANTS = ("direct", "nat", "fullnat", "dsr", "proxy", "haproxy", "nginx")
+VARIANTS = ("direct", "dnat", "nat", "fullnat", "dsr", "proxy", "haproxy", "nginx")
 KERNEL_MODES = ("nat", "fullnat", "dsr")
 WORKLOADS = ("close", "keepalive", "bulk", "bulk-R")
 WORKLOAD_TITLES = {
@@ -123,6 +123,7 @@ class Topology:
         self.addr = ADDRESSES[family]
         self.created = []
         self.vip_on_lb = False
+        self.dnat = False
 
     def exec_prefix(self, where):
         return ["ip", "netns", "exec", self.ns[where]]
@@ -196,6 +197,16 @@ class Topology:
         run_command(["ip", "-n", self.ns["lb"], "addr", action, f"{self.addr['vip']}/{self.addr['host']}", "dev",
                      "lo"])
         self.vip_on_lb = present
+
+    def dnat_table(self, present):
+        """The dnat variant's hand-written table in lb, while it runs."""
+        if present == self.dnat:
+            return
+        if present:
+            self.sh("lb", "nft", "-f", "-", input=dnat_ruleset(self.addr, self.family))
+        else:
+            self.sh("lb", "nft", "delete", "table", "ip" if self.family == 4 else "ip6", "kbdnat")
+        self.dnat = present
 
     def flush_conntrack(self):
         """Each variant starts without the flows of the one before."""
@@ -392,6 +403,23 @@ def fulcrum_config(mode, addr):
     return "\n".join(lines) + "\n"
 
 
+def dnat_ruleset(addr, family):
+    """The least NAT the kernel can do for this topology, written by hand:
+    conntrack and one dnat rule (round robin for HTTP, the bulk port to
+    server a), no counters, no marks. fulcrum's nat against it is what
+    fulcrum's own rules add; it against direct is the kernel's NAT itself."""
+    table = "ip" if family == 4 else "ip6"
+    daddr = "ip daddr" if family == 4 else "ip6 daddr"
+    return f"""table {table} kbdnat {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {daddr} {addr['vip']} tcp dport {HTTP_PORT} dnat to numgen inc mod 2 map {{ 0 : {addr['a']}, 1 : {addr['b']} }}
+    {daddr} {addr['vip']} tcp dport {BULK_PORT} dnat to {addr['a']}
+  }}
+}}
+"""
+
+
 def haproxy_config(addr, splice):
     splice_lines = {"forced": "    option splice-request\n    option splice-response\n",
                     "auto": "    option splice-auto\n", "off": ""}[splice]
@@ -444,8 +472,9 @@ def start_balancer(processes, topology, variant, args):
     log_path = os.path.join(tmp, f"lb-{variant}.log")
     topology.vip_on_lb_lo(variant in ("proxy", "haproxy", "nginx"))
     topology.client_source(variant)
+    topology.dnat_table(variant == "dnat")
     topology.flush_conntrack()
-    if variant == "direct":
+    if variant in ("direct", "dnat"):
         return None
     if variant in KERNEL_MODES + ("proxy",):
         path = os.path.join(tmp, f"lb-{variant}.yaml")
@@ -570,26 +599,11 @@ def run_iperf3(topology, variant, reverse, args):
                                              "-P", "1", "-J", "--connect-timeout", "3000"]
     if reverse:
         argv.append("-R")
-    for attempt in range(5):
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=args.duration + 30)
-        except subprocess.TimeoutExpired:
-            raise BenchError("iperf3 did not finish in time")
-        try:
-            report = json.loads(result.stdout)
-        except json.JSONDecodeError:
-            raise BenchError(f"iperf3: no JSON report (status {result.returncode}): {result.stderr.strip()[:200]}")
-        error = report.get("error")
-        if error and "busy" in error and attempt < 4:
-            time.sleep(1.0)  # the server is still closing the previous test
-            continue
-        if error:
-            raise BenchError(f"iperf3: {error}")
-        received = report["end"]["sum_received"]
-        nbytes = int(received["bytes"])
-        return {"rate": received["bits_per_second"] / 1e9, "units": nbytes / GIB, "bytes": nbytes,
-                "retransmits": report["end"].get("sum_sent", {}).get("retransmits")}
-    raise BenchError("iperf3 server stayed busy")
+    report = iperf3_report(argv, args.duration)
+    received = report["end"]["sum_received"]
+    nbytes = int(received["bytes"])
+    return {"rate": received["bits_per_second"] / 1e9, "units": nbytes / GIB, "bytes": nbytes,
+            "retransmits": report["end"].get("sum_sent", {}).get("retransmits")}
 
 
 # ---------------------------------------------------------------- CPU

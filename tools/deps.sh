@@ -5,7 +5,7 @@
 FULCRUM_BUILD_PACKAGES=(
   g++ meson ninja-build pkg-config
   libevent-dev libssl-dev libyaml-cpp-dev doctest-dev
-  libnftables-dev libnftnl-dev libmnl-dev libnetfilter-conntrack-dev
+  libnftables-dev libnftnl-dev libmnl-dev
   netcat-openbsd
 )
 # What the test suite needs on top: Python for the e2e tests, openssl (the

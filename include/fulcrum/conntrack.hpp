@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -30,5 +31,15 @@ FlowCounts count_flows();
 
 // Deletes the active flows whose mark is one of `marks`; how many per mark.
 FlowCounts forget_flows(const std::set<uint32_t>& marks);
+
+// How full this network namespace's conntrack table is: every entry counts,
+// fulcrum's or not, TIME_WAIT included. When it is full the kernel drops
+// new flows it cannot make room for. Nothing when the kernel does not say
+// (no nf_conntrack loaded).
+struct ConntrackFill {
+  uint64_t entries = 0;
+  uint64_t max = 0;  // net.netfilter.nf_conntrack_max
+};
+std::optional<ConntrackFill> conntrack_fill();
 
 }  // namespace fulcrum

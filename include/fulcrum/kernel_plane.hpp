@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fulcrum/data_plane.hpp"
+#include "fulcrum/flow_counter.hpp"
 #include "fulcrum/kernel_rules.hpp"
 #include "fulcrum/nft_ruleset.hpp"
 #include "fulcrum/nftables.hpp"
@@ -42,7 +43,9 @@ class KernelPlane final : public DataPlane {
   // Main thread, periodic: reads the servers' counters (new flows, bytes
   // and packets per direction) and counts their active flows in conntrack,
   // into their states: /stats, /metrics and the dashboard show kernel
-  // services as the proxy's.
+  // services as the proxy's. The active flows are the last count of a
+  // thread of their own (flow_counter.hpp). Warns when the conntrack table
+  // is nearly full (new flows get dropped).
   void read_counters(const Snapshot& snapshot);
   // on_server_down: close for nat and fullnat: forgets the conntrack
   // entries of the servers just marked down (one conntrack dump for all),
@@ -56,6 +59,7 @@ class KernelPlane final : public DataPlane {
   std::string install(NftRuleset& wanted, bool replace);
   void read_nft_counters_into(const Snapshot& snapshot);
   void count_active_flows(const Snapshot& snapshot);
+  void watch_conntrack_fill();
 
   std::unique_ptr<Nftables> nft_;  // made on first use
   KernelNames names_;
@@ -64,6 +68,8 @@ class KernelPlane final : public DataPlane {
   bool replaced_ = false;  // the start's replacing transaction went through
   std::string error_;
   std::string flow_count_error_;  // logged once per failure streak
+  FlowCounter flow_counter_;
+  bool conntrack_nearly_full_ = false;  // warned; told again once below 80 %
 };
 
 }  // namespace fulcrum

@@ -172,7 +172,11 @@ void KernelPlane::count_active_flows(const Snapshot& snapshot) {
       std::any_of(snapshot.services.begin(), snapshot.services.end(),
                   [](const ServiceRuntime& s) { return in_conntrack(s.config->forwarding); });
   if (!any) return;
-  const FlowCounts counted = count_flows();
+  watch_conntrack_fill();
+  flow_counter_.start();
+  const std::optional<FlowCounts> latest = flow_counter_.latest();
+  if (!latest) return;
+  const FlowCounts& counted = *latest;
   if (!counted.error.empty()) {
     if (counted.error != flow_count_error_)
       log_error("cannot count active flows", {{"error", counted.error}});
@@ -212,6 +216,20 @@ void KernelPlane::forget_flows_of(const std::vector<ServerDownPlane::Down>& down
     server->state->closed_on_down.fetch_add(flows, std::memory_order_relaxed);
     log_info("flows forgotten",
              {{"service", service_name}, {"server", server_name}, {"flows", flows}});
+  }
+}
+
+void KernelPlane::watch_conntrack_fill() {
+  const std::optional<ConntrackFill> fill = conntrack_fill();
+  if (!fill) return;
+  // Warn at 90 %, tell once below 80 %: a table hovering at the line
+  // does not repeat the warning every second.
+  if (!conntrack_nearly_full_ && fill->entries * 10 >= fill->max * 9) {
+    conntrack_nearly_full_ = true;
+    log_warn("conntrack table nearly full", {{"entries", fill->entries}, {"max", fill->max}});
+  } else if (conntrack_nearly_full_ && fill->entries * 10 < fill->max * 8) {
+    conntrack_nearly_full_ = false;
+    log_info("conntrack table has room again", {{"entries", fill->entries}, {"max", fill->max}});
   }
 }
 

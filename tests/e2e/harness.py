@@ -94,7 +94,8 @@ def expect_eq(actual, expected, what):
 
 
 def wait_until(predicate, timeout, what, interval=0.01):
-    """Polls predicate() until it is true; fails with `what` after timeout
+    """Polls predicate() until it is true; fails with `what` (or what it
+    returns, when it is a function: say what was seen) after timeout
     seconds. Returns the predicate's value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -102,7 +103,7 @@ def wait_until(predicate, timeout, what, interval=0.01):
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise TestFailure(f'timed out after {timeout:g}s waiting for {what}')
+            raise TestFailure(f'timed out after {timeout:g}s waiting for {what() if callable(what) else what}')
         time.sleep(interval)
 
 

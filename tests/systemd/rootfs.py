@@ -35,7 +35,7 @@ CACHE_DIR = os.environ.get('FULCRUM_ROOTFS_CACHE', '/var/cache/fulcrum-systemd-t
 PACKAGES = [
     'systemd', 'dbus', 'libnss-systemd',
     'libevent-2.1-7', 'libevent-pthreads-2.1-7', 'libevent-openssl-2.1-7', 'libssl3',
-    'libyaml-cpp0.7', 'libnftables1', 'libnetfilter-conntrack3', 'libstdc++6',
+    'libyaml-cpp0.7', 'libnftables1', 'libstdc++6',
 ]
 
 # Raise to rebuild every cache when the way the tree is made changes.

@@ -107,6 +107,18 @@ def service_stats(topology, stats, service):
                for kind in ('bytes', 'packets') for way in ('in', 'out')}}
 
 
+def wait_active(topology, stats, expected, what):
+    """Waits until nat4's active flows per server are `expected`; failing,
+    says what /stats and lb's conntrack table last held."""
+    seen = []
+
+    def failure():
+        table = topology.sh(topology.lb, 'conntrack', '-L', check=False).stdout.strip()
+        return f'nat4: {what} (last seen {seen[-1]}; conntrack in lb:\n{table[-1500:]})'
+    wait_until(lambda: seen.append(service_stats(topology, stats, 'nat4')['active']) or seen[-1] == expected, 10,
+               failure)
+
+
 def run(t):
     topology = lab(t, 'fk', [('setpriv', 'util-linux')])
     run_command('ip', '-n', topology.lb, 'addr', 'add', f'{SOURCE4}/24', 'dev', 'br0')
@@ -222,8 +234,7 @@ def run(t):
     victim = json.loads(held.stdout.readline())['server']
     survivor = 'b' if victim == 'a' else 'a'
     # Closed sessions (TIME_WAIT) are no active flows: only the held one is.
-    wait_until(lambda: service_stats(topology, stats, 'nat4')['active'] == {victim: 1, survivor: 0}, 10,
-               'nat4: the held session is the one active flow')
+    wait_active(topology, stats, {victim: 1, survivor: 0}, 'the held session is the one active flow')
     topology.sh(topology.servers[victim], 'nft', '-f', '-', check=True, input=SILENCE)
     silenced = time.monotonic()
     d.wait_for_log(lambda r: r.message == 'server down' and r.fields.get('service') == 'nat4'
@@ -243,8 +254,7 @@ def run(t):
     closed = {v['name']: v['sessions']['closed_on_down'] for s in stats_json(topology, stats)['services']
               if s['name'] == 'nat4' for v in s['servers']}
     expect_eq(closed, {victim: 1, survivor: 0}, 'nat4 closed_on_down in /stats')
-    wait_until(lambda: service_stats(topology, stats, 'nat4')['active'] == {victim: 0, survivor: 0}, 10,
-               'nat4: no active flow once the held one is forgotten and reset')
+    wait_active(topology, stats, {victim: 0, survivor: 0}, 'no active flow once the held one is forgotten and reset')
 
     # 4. Stop: the ruleset is what it was.
     d.stop()
