@@ -1,8 +1,7 @@
 #include "fulcrum/flow_counter.hpp"
 
-#include <time.h>
-
 #include <algorithm>
+#include <ctime>
 
 namespace fulcrum {
 

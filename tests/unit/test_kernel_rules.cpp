@@ -245,8 +245,8 @@ TEST_CASE("nft transaction: a slot map sends only the slots that moved, added or
         "add table ip fulcrum\n"
         "delete element ip fulcrum s1_slots { 1, 2 }\n"
         "add element ip fulcrum s1_slots { 1 : jump s1_1 }\n");
-  after["ip"].maps["s1_slots"].slots.push_back("jump s1_3");
-  after["ip"].maps["s1_slots"].slots.push_back("jump s1_3");
+  after["ip"].maps["s1_slots"].slots.emplace_back("jump s1_3");
+  after["ip"].maps["s1_slots"].slots.emplace_back("jump s1_3");
   CHECK(nft_transaction(before, after) ==
         "add table ip fulcrum\n"
         "delete element ip fulcrum s1_slots { 1, 2 }\n"
