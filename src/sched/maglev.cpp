@@ -74,12 +74,19 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
   for (uint32_t w : weights) max_weight = std::max(max_weight, w);
   if (max_weight == 0) return {};
 
-  std::vector<uint64_t> offset(n);
+  // Each server's permutation is offset, offset + skip, offset + 2 skip...
+  // modulo size: `position` walks it by adding skip and wrapping once, no
+  // division per step (a build probes about size x ln(size) slots).
+  std::vector<uint64_t> position(n);
   std::vector<uint64_t> skip(n);
   for (size_t i = 0; i < n; ++i) {
-    offset[i] = stable_hash(names[i].data(), names[i].size(), kOffsetSeed) % size;
+    position[i] = stable_hash(names[i].data(), names[i].size(), kOffsetSeed) % size;
     skip[i] = stable_hash(names[i].data(), names[i].size(), kSkipSeed) % (size - 1) + 1;
   }
+  const auto advance = [&](size_t i) {
+    position[i] += skip[i];
+    if (position[i] >= size) position[i] -= size;
+  };
   constexpr uint32_t kEmpty = UINT32_MAX;
   // Turns are taken in name order, so the order servers are listed in the
   // configuration does not matter: only names and weights do.
@@ -89,7 +96,6 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
             [&names](size_t a, size_t b) { return names[a] < names[b]; });
 
   std::vector<uint32_t> table(size, kEmpty);
-  std::vector<uint64_t> next(n, 0);  // position in each server's permutation
   std::vector<uint64_t> credit(n, 0);
   uint32_t filled = 0;
   while (filled < size) {
@@ -99,13 +105,9 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
       credit[i] += weights[i];
       while (credit[i] >= max_weight && filled < size) {
         credit[i] -= max_weight;
-        uint64_t slot = (offset[i] + next[i] * skip[i]) % size;
-        while (table[slot] != kEmpty) {
-          ++next[i];
-          slot = (offset[i] + next[i] * skip[i]) % size;
-        }
-        table[slot] = static_cast<uint32_t>(i);
-        ++next[i];
+        while (table[position[i]] != kEmpty) advance(i);
+        table[position[i]] = static_cast<uint32_t>(i);
+        advance(i);
         ++filled;
       }
     }
