@@ -59,11 +59,13 @@ int check_transparent_allowed(int family);
 // SO_ERROR of a socket whose connect finished (0 = connected).
 int pending_socket_error(int fd);
 
-// Whether a failed connect (socket, bind, connect, or the first send on the
-// new connection) failed for want of fulcrum's own resources rather than
-// because of the server: descriptors (EMFILE, ENFILE), kernel memory and
-// buffers (ENOMEM, ENOBUFS), source ports (EADDRNOTAVAIL, EADDRINUSE, and
-// EAGAIN, which older kernels gave for an exhausted port range).
+// Whether a failed connect (socket, bind, connect, watching the socket, or
+// the first send on the new connection) failed for want of fulcrum's own
+// resources rather than because of the server: descriptors (EMFILE,
+// ENFILE), kernel memory and buffers (ENOMEM, ENOBUFS), source ports
+// (EADDRNOTAVAIL, EADDRINUSE, and EAGAIN, which older kernels gave for an
+// exhausted port range), room in the worker's epoll set for the new socket
+// (ENOSPC: fs.epoll.max_user_watches).
 bool is_local_error(int error);
 
 // Options of every relayed socket: TCP_NODELAY (no Nagle delay on small

@@ -15,6 +15,7 @@
 #include "fulcrum/admission.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/pipe_pool.hpp"
+#include "fulcrum/poller.hpp"
 #include "fulcrum/snapshot.hpp"
 
 namespace fulcrum {
@@ -71,6 +72,7 @@ class Worker {
   unsigned index() const { return index_; }
   event_base* base() const { return base_.get(); }
   PipePool& pipes() { return pipes_; }
+  Poller& poller() { return poller_; }
   Admission& admission() { return admission_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   // A listener stopped (or resumed) accepting for lack of a session slot or
@@ -99,6 +101,7 @@ class Worker {
   std::function<void()> on_exit_;
   std::function<void()> notify_passive_failure_;
   EventBasePtr base_;
+  Poller poller_;  // the sessions' sockets
   EventPtr wake_event_;
   EventPtr reap_event_;  // destroys finished sessions outside their callbacks
   PipePool pipes_;

@@ -72,7 +72,12 @@ Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
       started_(std::chrono::steady_clock::now()),
       last_activity_(started_),
       last_publish_(started_),
-      client_(std::move(client)) {}
+      client_(std::move(client)) {
+  client_watch_.callback = on_client_ready_cb;
+  client_watch_.arg = this;
+  server_watch_.callback = on_server_ready_cb;
+  server_watch_.arg = this;
+}
 
 Session::~Session() = default;
 
@@ -197,21 +202,92 @@ void Session::connect_next() {
     return;
   }
   connect_started_ = std::chrono::steady_clock::now();
-  connect_event_.reset(event_new(worker_.base(), server_.get(), EV_WRITE, on_connect_cb, this));
-  add_with_timeout(connect_event_.get(), service_.config->connect_timeout);
+  // Writable once connected (or failed). This registration stays for the
+  // relay, which only changes what it waits for.
+  if (int error = worker_.poller().watch(server_.get(), server_watch_, EPOLLOUT); error != 0) {
+    connect_failed(error);
+    return;
+  }
+  connecting_ = true;
+  if (!timer_) timer_.reset(evtimer_new(worker_.base(), on_timer_cb, this));
+  add_with_timeout(timer_.get(), service_.config->connect_timeout);
 }
 
-void Session::on_connect_cb(evutil_socket_t, short what, void* arg) {
-  static_cast<Session*>(arg)->on_connect_event(what);
+void Session::on_client_ready_cb(void* arg, uint32_t events) {
+  static_cast<Session*>(arg)->on_socket_ready(Side::client, events);
 }
 
-void Session::on_connect_event(short what) {
-  const int error = (what & EV_TIMEOUT) ? ETIMEDOUT : pending_socket_error(server_.get());
+void Session::on_server_ready_cb(void* arg, uint32_t events) {
+  static_cast<Session*>(arg)->on_socket_ready(Side::server, events);
+}
+
+// What the worker's Poller reports for one of the two sockets. Runs the
+// directions that wait on it, as their own events did before: readable
+// wakes the direction reading the socket, writable the one writing to it,
+// an error or a hang-up both (libevent's rule). Each socket's registration
+// is brought in line with what the directions then wait for once the
+// batch of reports has been handled (watches_changed).
+void Session::on_socket_ready(Side side, uint32_t events) {
+  if (finished_) return;  // ended earlier in the same batch of reports
+  if (connecting_) {
+    // Only the server socket is in the set while connecting.
+    if (side == Side::server) on_connect_ready();
+    return;
+  }
+  const bool broken = (events & (EPOLLERR | EPOLLHUP)) != 0;
+  Direction& reads = side == Side::client ? c2s_ : s2c_;
+  Direction& writes = side == Side::client ? s2c_ : c2s_;
+  if ((broken || (events & EPOLLIN) != 0) && !reads.done && !reads.watching_sink) pump(reads);
+  if (finished_) return;
+  if ((broken || (events & EPOLLOUT) != 0) && !writes.done && writes.watching_sink) pump(writes);
+  if (finished_) return;
+  watches_changed();
+}
+
+// What the directions wait for may have changed: the registrations follow
+// when the Poller's batch ends. A session that finishes before then (its
+// other socket's EOF in the same batch, typically) makes no epoll_ctl for
+// the change at all: closing its sockets removes them.
+void Session::watches_changed() {
+  if (watches_pending_) return;
+  watches_pending_ = true;
+  worker_.poller().after_batch(on_batch_end_cb, this);
+}
+
+void Session::on_batch_end_cb(void* arg) {
+  auto* self = static_cast<Session*>(arg);
+  self->watches_pending_ = false;
+  if (!self->finished_) self->update_watches();
+}
+
+// What the relay waits for on one socket: readable while the direction
+// reading it waits for its source, writable while the direction writing to
+// it waits for its sink (backpressure); nothing for a finished direction.
+uint32_t Session::wanted_events(Side side) const {
+  const Direction& reads = side == Side::client ? c2s_ : s2c_;
+  const Direction& writes = side == Side::client ? s2c_ : c2s_;
+  uint32_t events = 0;
+  if (!reads.done && !reads.watching_sink) events |= EPOLLIN;
+  if (!writes.done && writes.watching_sink) events |= EPOLLOUT;
+  return events;
+}
+
+// One epoll_ctl per socket whose wanted events changed, none otherwise.
+// May finish the session (the set refused a change).
+void Session::update_watches() {
+  Poller& poller = worker_.poller();
+  int error = poller.watch(client_.get(), client_watch_, wanted_events(Side::client));
+  if (error == 0) error = poller.watch(server_.get(), server_watch_, wanted_events(Side::server));
+  if (error != 0) relay_failed_locally(errno_string(error).c_str());
+}
+
+void Session::on_connect_ready() {
+  const int error = pending_socket_error(server_.get());
   if (error != 0) {
     connect_failed(error);
     return;
   }
-  connect_event_.reset();
+  connecting_ = false;
   ServerState& state = *service_.servers[*server_index_].state;
   const auto took = std::chrono::steady_clock::now() - connect_started_;
   state.connect_time_us.fetch_add(
@@ -283,8 +359,9 @@ void Session::connect_failed(int error) {
 // The attempt on the current server is over: the next server, or the end
 // (last_failure_) when `retries` are used up.
 void Session::next_attempt() {
-  connect_event_.reset();
+  connecting_ = false;
   server_.reset();
+  Poller::closed(server_watch_);
   server_lease_.reset();
   failed_servers_.push_back(*server_index_);
   server_index_.reset();
@@ -297,7 +374,7 @@ void Session::next_attempt() {
 }
 
 void Session::server_marked_down() {
-  if (connect_event_) {
+  if (connecting_) {
     // Still connecting: the server takes no new sessions, so this one goes
     // elsewhere now instead of waiting for a connect that may never answer.
     // Not the server's failed connect: nothing is counted against it.
@@ -314,56 +391,37 @@ void Session::server_marked_down() {
 }
 
 void Session::start_relay() {
-  event_base* base = worker_.base();
-  client_read_.reset(event_new(base, client_.get(), EV_READ | EV_PERSIST, on_c2s_cb, this));
-  server_write_.reset(event_new(base, server_.get(), EV_WRITE | EV_PERSIST, on_c2s_cb, this));
-  server_read_.reset(event_new(base, server_.get(), EV_READ | EV_PERSIST, on_s2c_cb, this));
-  client_write_.reset(event_new(base, client_.get(), EV_WRITE | EV_PERSIST, on_s2c_cb, this));
-  idle_timer_.reset(evtimer_new(base, on_idle_cb, this));
-
   c2s_.source_side = Side::client;
   c2s_.source = client_.get();
   c2s_.sink = server_.get();
-  c2s_.read_event = client_read_.get();
-  c2s_.write_event = server_write_.get();
   s2c_.source_side = Side::server;
   s2c_.source = server_.get();
   s2c_.sink = client_.get();
-  s2c_.read_event = server_read_.get();
-  s2c_.write_event = client_write_.get();
 
   touch();
-  add_with_timeout(idle_timer_.get(), service_.config->idle_timeout);
+  add_with_timeout(timer_.get(), service_.config->idle_timeout);  // was the connect timeout
   if (service_.config->max_lifetime.count() > 0) {
     // +-10% jitter, so that sessions opened together (a reconnect storm)
     // do not all end together, and long-lived clients spread over servers
     // added since they connected.
     lifetime_end_ = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                    service_.config->max_lifetime * thread_random_between(0.9, 1.1));
-    lifetime_timer_.reset(evtimer_new(base, on_lifetime_cb, this));
+    lifetime_timer_.reset(evtimer_new(worker_.base(), on_lifetime_cb, this));
     arm_lifetime_timer();  // never finish() here: the session is still being set up
   }
-  event_add(client_read_.get(), nullptr);
-  event_add(server_read_.get(), nullptr);
-}
-
-void Session::on_c2s_cb(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Session*>(arg);
-  self->pump(self->c2s_);
-}
-
-void Session::on_s2c_cb(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Session*>(arg);
-  self->pump(self->s2c_);
+  // Both directions wait for their source: the client socket joins the
+  // set, the server socket's registration turns from writable to readable
+  // (start_relay runs in a report's callback: on_connect_ready).
+  watches_changed();
 }
 
 // Moves bytes source -> sink until one side would block, the direction
 // ends, or it has used its share of this loop iteration: small reads through
 // a stack buffer (copy_through_buffer), streams source -> pipe -> sink with
-// splice; whatever the sink cannot take yet waits in the pipe. Arms
-// exactly one of the two events: the sink's write event while the pipe holds
-// bytes (and the source is not read: backpressure), else the source's read
-// event.
+// splice; whatever the sink cannot take yet waits in the pipe. Leaves the
+// direction waiting for exactly one thing: its sink while the pipe holds
+// bytes (and the source is not read: backpressure), else its source; the
+// caller (on_socket_ready) applies that to the sockets' registrations.
 void Session::pump(Direction& d) {
   uint64_t moved = 0;
   bool read_something = false;
@@ -425,7 +483,7 @@ void Session::pump(Direction& d) {
       continue;
     }
     if (n == kPipeRefused) {
-      relay_failed_locally();
+      relay_failed_locally("pipe write failed");
       return;
     }
     if (errno == EINTR) continue;
@@ -437,7 +495,7 @@ void Session::pump(Direction& d) {
         const ssize_t urgent = move_urgent_byte(d);
         if (urgent == 1) continue;
         if (urgent == kPipeRefused) {
-          relay_failed_locally();
+          relay_failed_locally("pipe write failed");
           return;
         }
         reset_from(d.source_side);
@@ -538,29 +596,10 @@ void Session::source_eof(Direction& d) {
   }
 }
 
-// Only a change of what the direction watches touches the events: most
-// rounds end watching the source as they began, and libevent's add and
-// delete take the base's lock even when they change nothing.
-void Session::wait_for_source(Direction& d) {
-  if (!d.watching_sink) return;
-  d.watching_sink = false;
-  event_del(d.write_event);
-  event_add(d.read_event, nullptr);
-}
-
-void Session::wait_for_sink(Direction& d) {
-  if (d.watching_sink) return;
-  d.watching_sink = true;
-  event_del(d.read_event);
-  event_add(d.write_event, nullptr);
-}
-
 // The source ended and everything it sent was delivered: pass the FIN on.
 void Session::direction_done(Direction& d) {
   d.done = true;
   d.pipe.give_back();
-  event_del(d.read_event);
-  event_del(d.write_event);
   touch();
   if (c2s_.done && s2c_.done) {
     // Both directions ended, so both receive queues are empty: closing the
@@ -592,8 +631,16 @@ void Session::publish_bytes() {
   }
 }
 
-void Session::on_idle_cb(evutil_socket_t, short, void* arg) {
-  static_cast<Session*>(arg)->on_idle_timer();
+void Session::on_timer_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->on_timer();
+}
+
+void Session::on_timer() {
+  if (connecting_) {
+    connect_failed(ETIMEDOUT);
+    return;
+  }
+  on_idle_timer();
 }
 
 void Session::on_lifetime_cb(evutil_socket_t, short, void* arg) {
@@ -629,22 +676,24 @@ void Session::on_idle_timer() {
     finish(SessionEnd::idle_timeout);
     return;
   }
-  add_with_timeout(idle_timer_.get(), idle - quiet);
+  add_with_timeout(timer_.get(), idle - quiet);
 }
 
 // The relay itself failed: a pipe refused bytes it had room for (the kernel,
-// or the memory cgroup, is out of memory). Bytes already taken from the
-// source cannot all be delivered, so both peers get a reset, never a clean
-// end of a truncated stream. fulcrum's failure, not either peer's: counted
-// as a local error of the service and the server, end=local_error.
-void Session::relay_failed_locally() {
+// or the memory cgroup, is out of memory), or the worker's epoll set refused
+// a change (ENOMEM, or ENOSPC: fs.epoll.max_user_watches); `what` says
+// which. Bytes already taken from the source cannot all be delivered, so
+// both peers get a reset, never a clean end of a truncated stream.
+// fulcrum's failure, not either peer's: counted as a local error of the
+// service and the server, end=local_error.
+void Session::relay_failed_locally(const char* what) {
   const ServerRuntime& server = service_.servers[*server_index_];
   server.state->local_errors.fetch_add(1, std::memory_order_relaxed);
   service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
   log_warn("local error", {{"service", service_.config->name},
                            {"server", server.config->name},
                            {"address", server.config->address.to_string()},
-                           {"error", "pipe write failed"}});
+                           {"error", what}});
   set_linger_reset(client_.get());
   set_linger_reset(server_.get());
   finish(SessionEnd::local_error);
@@ -692,15 +741,12 @@ void Session::finish(SessionEnd end) {
               {"duration_ms", static_cast<int64_t>(duration.count())},
               {"end", to_string(end)}});
   }
-  connect_event_.reset();
   header_event_.reset();
   header_deadline_.reset();
-  idle_timer_.reset();
+  timer_.reset();
   lifetime_timer_.reset();
-  client_read_.reset();
-  client_write_.reset();
-  server_read_.reset();
-  server_write_.reset();
+  // The sockets stay in the worker's epoll set until the worker closes
+  // them, right after the current callback: no epoll_ctl for that.
   worker_.session_finished(this);
 }
 

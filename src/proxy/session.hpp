@@ -21,6 +21,7 @@
 #include "fulcrum/event.hpp"
 #include "fulcrum/fd.hpp"
 #include "fulcrum/pipe_pool.hpp"
+#include "fulcrum/poller.hpp"
 #include "fulcrum/snapshot.hpp"
 
 namespace fulcrum {
@@ -78,13 +79,11 @@ class Session {
     Side source_side;
     int source = -1;
     int sink = -1;
-    event* read_event = nullptr;   // readable on source
-    event* write_event = nullptr;  // writable on sink
     PipeLease pipe;
     bool eof = false;            // source sent FIN
     bool done = false;           // pipe drained after EOF and sink shut down
     bool splicing = false;       // a stream is flowing: splice instead of copying (pump)
-    bool watching_sink = false;  // write_event is armed, read_event is not (else the reverse)
+    bool watching_sink = false;  // waits for the sink to take bytes, not for the source
     uint64_t bytes = 0;          // delivered to sink
   };
 
@@ -101,7 +100,7 @@ class Session {
   void read_proxy_header();
   void reject_proxy_header(const std::string& reason);
   void connect_next();
-  void on_connect_event(short what);
+  void on_connect_ready();
   void connect_failed(int error);
   void next_attempt();
   int send_proxy_header();
@@ -112,16 +111,22 @@ class Session {
   ssize_t move_urgent_byte(Direction& d);
   static bool at_urgent_mark(int fd);
   void source_eof(Direction& d);
-  void wait_for_source(Direction& d);
-  void wait_for_sink(Direction& d);
+  void wait_for_source(Direction& d) { d.watching_sink = false; }
+  void wait_for_sink(Direction& d) { d.watching_sink = true; }
+  void on_socket_ready(Side side, uint32_t events);
+  uint32_t wanted_events(Side side) const;
+  void watches_changed();
+  void update_watches();
+  static void on_batch_end_cb(void* arg);
   void direction_done(Direction& d);
   static Side sink_side(const Direction& d) {
     return d.source_side == Side::client ? Side::server : Side::client;
   }
+  void on_timer();
   void on_idle_timer();
   void on_lifetime_timer();
   void arm_lifetime_timer();
-  void relay_failed_locally();
+  void relay_failed_locally(const char* what);
   void reset_from(Side side);
   void finish(SessionEnd end);
   // Notes activity (for the idle timeout) and, at most once a second, adds
@@ -131,12 +136,11 @@ class Session {
   void touch();
   void publish_bytes();
 
-  static void on_connect_cb(evutil_socket_t, short what, void* arg);
+  static void on_client_ready_cb(void* arg, uint32_t events);
+  static void on_server_ready_cb(void* arg, uint32_t events);
   static void on_proxy_header_cb(evutil_socket_t, short, void* arg);
   static void on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg);
-  static void on_c2s_cb(evutil_socket_t, short, void* arg);
-  static void on_s2c_cb(evutil_socket_t, short, void* arg);
-  static void on_idle_cb(evutil_socket_t, short, void* arg);
+  static void on_timer_cb(evutil_socket_t, short, void* arg);
   static void on_lifetime_cb(evutil_socket_t, short, void* arg);
 
   // Gives the admitted session slot back when the session is gone.
@@ -169,20 +173,23 @@ class Session {
   // session's end when no attempt is left.
   SessionEnd last_failure_ = SessionEnd::connect_failed;
   std::optional<SessionEnd> first_close_;
+  bool connecting_ = false;       // a connect is in flight: the server socket waits to be writable
+  bool watches_pending_ = false;  // update_watches() is due at the end of the Poller's batch
   bool finished_ = false;
   Fd client_;
   Fd server_;
   Direction c2s_;
   Direction s2c_;
-  EventPtr client_read_;
-  EventPtr client_write_;
-  EventPtr server_read_;
-  EventPtr server_write_;
-  EventPtr connect_event_;
+  // Each socket's one registration in the worker's Poller, for everything
+  // both directions wait for on it (wanted_events). Never removed before
+  // the socket is closed: the close removes it.
+  Poller::Watch client_watch_;
+  Poller::Watch server_watch_;
   EventPtr header_event_;     // reading the client's PROXY header
   EventPtr header_deadline_;  // for the whole header, from accept
   std::string header_bytes_;  // header bytes consumed so far
-  EventPtr idle_timer_;
+  // The connect timeout while connecting_, then the idle timeout.
+  EventPtr timer_;
   EventPtr lifetime_timer_;
 };
 

@@ -36,6 +36,7 @@ Worker::Worker(unsigned index, Admission& admission, std::function<void()> on_ex
       admission_(admission),
       on_exit_(std::move(on_exit)),
       base_(event_base_new()),
+      poller_(base_.get()),
       pipes_(admission, kPipeSize, kMaxIdlePipes) {
   // A persistent event with no descriptor, activated from other threads.
   wake_event_.reset(event_new(base_.get(), -1, EV_PERSIST, on_wake_cb, this));

@@ -106,6 +106,7 @@ bool is_local_error(int error) {
     case ENOBUFS:
     case EADDRNOTAVAIL:
     case EADDRINUSE:
+    case ENOSPC:
     case EAGAIN: return true;
     default: return false;
   }

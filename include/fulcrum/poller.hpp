@@ -1,0 +1,75 @@
+// The relay's own epoll set: one per worker, read through a single libevent
+// event on its descriptor (an epoll set can be watched like a socket).
+//
+// Why not one libevent event per socket and direction: libevent adds and
+// deletes a descriptor in its epoll set for each event, and deletes it again
+// before the socket is closed. Here each socket has one registration for
+// all it waits for, changed only when that changes, and never deleted before
+// a close: closing a descriptor removes it from every epoll set. Changes a
+// batch of reports makes are applied once it has been handled
+// (after_batch). A new session that ends with two FINs makes 3 or 4
+// epoll_ctl calls instead of 6 (docs/performance.md, issue 18).
+// Level-triggered, like the libevent events it replaces.
+//
+// Worker thread only. A watched descriptor must be closed for good when it
+// is closed (not duplicated, not shared with a child process): the kernel
+// removes it from the set only when its last reference goes.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "fulcrum/event.hpp"
+#include "fulcrum/fd.hpp"
+
+namespace fulcrum {
+
+class Poller {
+ public:
+  // What one descriptor is watched for, and whom its readiness is told to.
+  // Owned by the caller, which keeps it (at a fixed address) for as long as
+  // its descriptor is open.
+  struct Watch {
+    using Callback = void (*)(void* arg, uint32_t events);
+    Callback callback = nullptr;
+    void* arg = nullptr;
+    uint32_t events = 0;  // what the set watches for
+    bool in_set = false;  // the descriptor is in the set
+  };
+
+  explicit Poller(event_base* base);
+  ~Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+
+  // Watches `fd` for `events` (EPOLLIN, EPOLLOUT, both) from now on; 0 takes
+  // it out of the set, so that an error or hang-up (which epoll reports
+  // whatever was asked for) does not wake its owner again and again. One
+  // epoll_ctl only when that changes what the set has. Returns 0 or an errno.
+  int watch(int fd, Watch& watch, uint32_t events);
+  // Calls `flush(arg)` once every report of the batch being handled has
+  // been told: an owner applies what a batch changed in one epoll_ctl per
+  // descriptor at most, and none at all if it finished meanwhile (closing
+  // its descriptors takes them out of the set). From a report's callback
+  // only; the owner must live until the batch ends.
+  using Flush = void (*)(void* arg);
+  void after_batch(Flush flush, void* arg) { after_batch_.emplace_back(flush, arg); }
+  // `watch`'s descriptor was closed, which took it out of the set.
+  static void closed(Watch& watch) {
+    watch.events = 0;
+    watch.in_set = false;
+  }
+
+ private:
+  static void on_ready_cb(evutil_socket_t, short, void* arg);
+  void on_ready();
+
+  Fd epoll_;
+  EventPtr event_;
+  std::vector<std::pair<Flush, void*>> after_batch_;
+};
+
+}  // namespace fulcrum

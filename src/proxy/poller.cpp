@@ -1,0 +1,60 @@
+#include "fulcrum/poller.hpp"
+
+#include <cerrno>
+
+namespace fulcrum {
+
+namespace {
+
+// Readiness reports taken per wake-up of the worker's loop. More wait in the
+// set, which stays readable: the loop comes back after its other events.
+constexpr int kBatch = 64;
+
+}  // namespace
+
+Poller::Poller(event_base* base) : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+  // Without a set (no descriptor left at start), watch() fails and each
+  // session ends as a local error.
+  if (!epoll_) return;
+  event_.reset(event_new(base, epoll_.get(), EV_READ | EV_PERSIST, on_ready_cb, this));
+  event_add(event_.get(), nullptr);
+}
+
+Poller::~Poller() = default;
+
+int Poller::watch(int fd, Watch& watch, uint32_t events) {
+  if (watch.in_set && watch.events == events) return 0;
+  if (!watch.in_set && events == 0) return 0;
+  int op = EPOLL_CTL_MOD;
+  if (!watch.in_set) op = EPOLL_CTL_ADD;
+  if (events == 0) op = EPOLL_CTL_DEL;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = &watch;
+  if (::epoll_ctl(epoll_.get(), op, fd, &ev) != 0) return errno;
+  watch.events = events;
+  watch.in_set = events != 0;
+  return 0;
+}
+
+void Poller::on_ready_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Poller*>(arg)->on_ready();
+}
+
+// A report may reach an owner that finished earlier in the same batch: the
+// worker destroys finished sessions (closing their descriptors) only after
+// this callback, and a finished session ignores what it is told. The same
+// holds for the flushes that follow the batch.
+void Poller::on_ready() {
+  epoll_event events[kBatch];
+  const int n = ::epoll_wait(epoll_.get(), events, kBatch, 0);
+  for (int i = 0; i < n; ++i) {
+    auto* watch = static_cast<Watch*>(events[i].data.ptr);
+    watch->callback(watch->arg, events[i].events);
+  }
+  // By index: a flush may not add to the list, but be safe if one does.
+  for (size_t i = 0; i < after_batch_.size(); ++i) after_batch_[i].first(after_batch_[i].second);
+  after_batch_.clear();
+}
+
+}  // namespace fulcrum
