@@ -70,6 +70,7 @@ class Poller {
   Fd epoll_;
   EventPtr event_;
   std::vector<std::pair<Flush, void*>> after_batch_;
+  std::vector<std::pair<Flush, void*>> flushing_;  // after_batch_ while it runs
 };
 
 }  // namespace fulcrum

@@ -52,9 +52,11 @@ void Poller::on_ready() {
     auto* watch = static_cast<Watch*>(events[i].data.ptr);
     watch->callback(watch->arg, events[i].events);
   }
-  // By index: a flush may not add to the list, but be safe if one does.
-  for (size_t i = 0; i < after_batch_.size(); ++i) after_batch_[i].first(after_batch_[i].second);
-  after_batch_.clear();
+  // Swapped out first, so that a flush asking for another (none does)
+  // cannot invalidate the loop: that one would run after the next batch.
+  flushing_.swap(after_batch_);
+  for (const auto& [flush, arg] : flushing_) flush(arg);
+  flushing_.clear();
 }
 
 }  // namespace fulcrum

@@ -23,8 +23,8 @@ struct Log {
 
 void record(void* arg, uint32_t events) {
   auto* log = static_cast<Log*>(arg);
-  if (events & EPOLLIN) log->seen.push_back("in");
-  if (events & EPOLLOUT) log->seen.push_back("out");
+  if (events & EPOLLIN) log->seen.emplace_back("in");
+  if (events & EPOLLOUT) log->seen.emplace_back("out");
 }
 
 struct Pair {
@@ -127,8 +127,8 @@ TEST_CASE("after_batch runs once every report of the batch was told") {
   } owner{&poller, &log};
   auto report = [](void* arg, uint32_t) {
     auto* o = static_cast<Owner*>(arg);
-    o->log->seen.push_back("report");
-    o->poller->after_batch([](void* a) { static_cast<Owner*>(a)->log->seen.push_back("flush"); },
+    o->log->seen.emplace_back("report");
+    o->poller->after_batch([](void* a) { static_cast<Owner*>(a)->log->seen.emplace_back("flush"); },
                            arg);
   };
   Poller::Watch a{report, &owner};
