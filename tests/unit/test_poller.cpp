@@ -41,15 +41,20 @@ struct Pair {
 // One pass of the loop without waiting: whatever is ready is reported.
 void run_once(event_base* base) { event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK); }
 
-}  // namespace
-
-TEST_CASE("a socket is reported for what it is watched for, until it is taken out") {
-  EventBasePtr base(event_base_new());
-  Poller poller(base.get());
+// A Poller on its own loop, and a socket pair whose `a` end is watched,
+// its reports recorded in `log`.
+struct OneWatch {
+  EventBasePtr base{event_base_new()};
+  Poller poller{base.get()};
   Pair pair;
   Log log;
   Poller::Watch watch{record, &log};
+};
 
+}  // namespace
+
+TEST_CASE_FIXTURE(OneWatch,
+                  "a socket is reported for what it is watched for, until it is taken out") {
   REQUIRE(poller.watch(pair.a.get(), watch, EPOLLIN) == 0);
   CHECK(watch.in_set);
   run_once(base.get());
@@ -80,12 +85,7 @@ TEST_CASE("a socket is reported for what it is watched for, until it is taken ou
   CHECK(log.seen == std::vector<std::string>{"in", "out"});
 }
 
-TEST_CASE("watching for what is already watched changes nothing") {
-  EventBasePtr base(event_base_new());
-  Poller poller(base.get());
-  Pair pair;
-  Log log;
-  Poller::Watch watch{record, &log};
+TEST_CASE_FIXTURE(OneWatch, "watching for what is already watched changes nothing") {
   REQUIRE(poller.watch(pair.a.get(), watch, EPOLLIN) == 0);
   // The descriptor is closed behind the Poller's back: a real epoll_ctl
   // would now fail (EBADF); asking for the same events makes none.
