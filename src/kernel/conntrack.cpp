@@ -23,16 +23,12 @@
 #include <vector>
 
 #include "fulcrum/kernel_rules.hpp"
+#include "fulcrum/netlink_socket.hpp"
 #include "fulcrum/socket.hpp"
 
 namespace fulcrum {
 
 namespace {
-
-struct SocketCloser {
-  void operator()(mnl_socket* socket) const { mnl_socket_close(socket); }
-};
-using NetlinkSocket = std::unique_ptr<mnl_socket, SocketCloser>;
 
 // What forgetting an entry takes: its family, its original tuple exactly as
 // the kernel sent it (a nested attribute) and its id, so that a new flow

@@ -14,19 +14,16 @@
 #include <memory>
 #include <vector>
 
+#include "fulcrum/netlink_socket.hpp"
 #include "fulcrum/nft_ruleset.hpp"
 
 namespace fulcrum {
 
 namespace {
 
-struct SocketCloser {
-  void operator()(mnl_socket* socket) const { mnl_socket_close(socket); }
-};
 struct ObjectFree {
   void operator()(nftnl_obj* object) const { nftnl_obj_free(object); }
 };
-using NetlinkSocket = std::unique_ptr<mnl_socket, SocketCloser>;
 using Object = std::unique_ptr<nftnl_obj, ObjectFree>;
 
 std::optional<uint16_t> netlink_family(const std::string& family) {
