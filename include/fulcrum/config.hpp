@@ -96,11 +96,19 @@ struct HealthCheckConfig {
 // What happens to a server's sessions when it is marked down.
 enum class OnServerDown { keep, close };
 
-// `dsr`: where clients' packets for the VIP arrive, and the interface on the
-// segment shared with the servers (the same one when empty).
+// `dsr`: where clients' packets for the VIP arrive, the interface on the
+// segment shared with the servers (the same one when empty), and the bounds
+// of the flow memory (docs/forwarding.md "dsr").
 struct DsrConfig {
   std::string ingress;
   std::string egress;
+  // How many flows the service remembers at most (about 120 bytes of
+  // kernel memory each when full).
+  uint64_t flows = 262144;
+  // How long a flow is remembered after its last packet; unset: 300 s for
+  // TCP, 30 s for UDP. A TCP flow's FIN or RST shortens it to
+  // kDsrClosingTimeout.
+  std::optional<Duration> flow_timeout;
 };
 
 struct ServiceConfig {

@@ -5,6 +5,8 @@
 // kernel service, no netlink socket is even opened.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +47,8 @@ class KernelPlane final : public DataPlane {
   // into their states: /stats, /metrics and the dashboard show kernel
   // services as the proxy's. The active flows are the last count of a
   // thread of their own (flow_counter.hpp). Warns when the conntrack table
-  // is nearly full (new flows get dropped).
+  // is nearly full (new flows get dropped), and when a dsr service's flow
+  // memory is full (at most once a minute per service).
   void read_counters(const Snapshot& snapshot);
   // on_server_down: close for nat and fullnat: forgets the conntrack
   // entries of the servers just marked down (one conntrack dump for all),
@@ -60,6 +63,7 @@ class KernelPlane final : public DataPlane {
   void read_nft_counters_into(const Snapshot& snapshot);
   void count_active_flows(const Snapshot& snapshot);
   void watch_conntrack_fill();
+  void watch_flow_memory(const ServiceRuntime& service, uint64_t not_remembered);
 
   std::unique_ptr<Nftables> nft_;  // made on first use
   KernelNames names_;
@@ -70,6 +74,13 @@ class KernelPlane final : public DataPlane {
   std::string flow_count_error_;  // logged once per failure streak
   FlowCounter flow_counter_;
   bool conntrack_nearly_full_ = false;  // warned; told again once below 80 %
+  // Per dsr service: packets not remembered when its last warning was
+  // logged, and when.
+  struct FlowMemoryWarning {
+    uint64_t logged = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  std::map<std::string, FlowMemoryWarning> flow_memory_warnings_;
 };
 
 }  // namespace fulcrum

@@ -65,11 +65,16 @@ class KernelNames {
 inline constexpr uint32_t kFlowMarkTag = 0x66000000;
 inline constexpr uint32_t kFlowMarkMask = 0xff000000;
 
-// dsr's flow memory: how long a flow is remembered after its last packet,
-// and how many flows a service remembers at most (a new flow beyond that is
-// scheduled, and stays with its server only while the slots do not move).
-inline constexpr std::chrono::seconds kDsrFlowTimeout{300};
-inline constexpr unsigned kDsrFlowEntries = 65536;
+// dsr's flow memory (DsrConfig: its size and timeout): a TCP flow that
+// sent a FIN or RST is remembered this long after its last packet, under
+// its server's number with this bit set.
+inline constexpr std::chrono::seconds kDsrClosingTimeout{10};
+inline constexpr uint32_t kDsrClosingMark = 0x80000000;
+
+// How long a dsr service remembers a flow after its last packet:
+// dsr.flow_timeout, else 300 s for TCP and 30 s for UDP (a UDP client
+// often uses a new port for each request).
+Duration dsr_flow_timeout(const ServiceConfig& service);
 
 // The objects for every service of `snapshot` forwarded in the kernel,
 // with each server's status and weight as they are now.

@@ -186,6 +186,9 @@ struct alignas(64) ServiceState {
   // Kernel modes only, as ServerState's.
   std::atomic<uint64_t> packets_in{0};
   std::atomic<uint64_t> packets_out{0};
+  // dsr only: packets forwarded while the flow memory had no room for
+  // their flow (dsr.flows).
+  std::atomic<uint64_t> packets_not_remembered{0};
 };
 
 }  // namespace fulcrum

@@ -150,7 +150,7 @@ bool allows(Section section, std::string_view key) {
           key, {"interval", "timeout", "rise", "fall", "port", "send", "expect", "http", "agent"});
     case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
     case Section::agent_check: return is_one_of(key, {"port", "interval", "send"});
-    case Section::dsr: return is_one_of(key, {"ingress", "egress"});
+    case Section::dsr: return is_one_of(key, {"ingress", "egress", "flows", "flow_timeout"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -798,7 +798,8 @@ void Loader::check_forwarding(const Mapping& m, const ServiceConfig& service) {
   }
 }
 
-// `dsr: {ingress: IF, egress: IF}`; egress defaults to ingress.
+// `dsr: {ingress: IF, egress: IF, flows: N, flow_timeout: D}`; egress
+// defaults to ingress.
 std::optional<DsrConfig> Loader::dsr(const Entry& entry) {
   const std::optional<Mapping> m = mapping(entry, Section::dsr);
   if (!m) return std::nullopt;
@@ -806,6 +807,10 @@ std::optional<DsrConfig> Loader::dsr(const Entry& entry) {
   if (const Entry* e = require(*m, "ingress")) assign(config.ingress, interface_name(*e));
   if (const Entry* e = m->find("egress")) assign(config.egress, interface_name(*e));
   if (config.egress.empty()) config.egress = config.ingress;
+  // Bounded so that a typo cannot pin gigabytes of kernel memory:
+  // 16,777,216 flows are about 2 GB when full.
+  if (const Entry* e = m->find("flows")) assign(config.flows, integer(*e, 1, 16'777'216));
+  if (const Entry* e = m->find("flow_timeout")) assign(config.flow_timeout, duration(*e, true));
   return config;
 }
 

@@ -164,7 +164,25 @@ void KernelPlane::read_nft_counters_into(const Snapshot& snapshot) {
     totals.bytes_out.store(out.bytes, std::memory_order_relaxed);
     totals.packets_in.store(in.packets, std::memory_order_relaxed);
     totals.packets_out.store(out.packets, std::memory_order_relaxed);
+    if (service.config->forwarding == Forwarding::dsr) {
+      const uint64_t not_remembered = value("f" + names_.service(service.config->name)).packets;
+      totals.packets_not_remembered.store(not_remembered, std::memory_order_relaxed);
+      watch_flow_memory(service, not_remembered);
+    }
   }
+}
+
+void KernelPlane::watch_flow_memory(const ServiceRuntime& service, uint64_t not_remembered) {
+  FlowMemoryWarning& warning = flow_memory_warnings_[service.config->name];
+  // The counter lives as long as the service: a smaller value is a new
+  // service of the same name.
+  if (not_remembered < warning.logged) warning = {};
+  const auto now = std::chrono::steady_clock::now();
+  if (not_remembered == warning.logged || now - warning.at < std::chrono::minutes(1)) return;
+  log_warn("dsr flow memory full", {{"service", service.config->name},
+                                    {"packets", not_remembered - warning.logged},
+                                    {"flows", service.config->dsr->flows}});
+  warning = {not_remembered, now};
 }
 
 void KernelPlane::count_active_flows(const Snapshot& snapshot) {

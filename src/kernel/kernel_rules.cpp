@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <initializer_list>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "fulcrum/scheduler.hpp"
@@ -34,6 +36,16 @@ std::string hex(uint32_t value) {
   char text[16];
   std::snprintf(text, sizeof text, "0x%08x", value);
   return text;
+}
+
+// The words of an nft statement or rule, joined by spaces.
+std::string words(std::initializer_list<std::string> parts) {
+  std::string out;
+  for (const std::string& part : parts) {
+    if (!out.empty()) out += ' ';
+    out += part;
+  }
+  return out;
 }
 
 // A server of the group that takes new flows, with the weight it has now
@@ -237,19 +249,28 @@ void add_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames
 // front of its Maglev ring. A server's chain records the flow (refreshing
 // its timeout) and forwards the unchanged packet at layer 2 to the server
 // on dsr.egress; its chain of new flows counts them first.
+//
+// A TCP flow's FIN or RST rewrites its entry to the server's closing mark
+// with a short timeout, and its later packets keep that one (the last ACKs
+// after a FIN would otherwise renew the long timeout): closed flows leave
+// the memory in seconds instead of minutes. When the memory is full, the
+// `update` fails and ends its rule; the next rule forwards the packet all
+// the same, counting it in the service's counter `fS`.
 void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelNames& names) {
   const ServiceConfig& config = *service.config;
+  const DsrConfig& dsr = *config.dsr;
   const bool v6 = config.listen.front().family() == AF_INET6;
+  const bool tcp = config.protocol == Protocol::tcp;
   const std::string ip = v6 ? "ip6" : "ip";
   const std::string protocol = protocol_word(config);
   NftTable& table = ruleset["netdev"];
-  const std::string ingress = names.device(config.dsr->ingress);
+  const std::string ingress = names.device(dsr.ingress);
   if (!table.chains.contains(ingress)) {
-    table.chains[ingress] = {"type filter hook ingress device \"" + config.dsr->ingress +
-                                 "\" priority 0; policy accept;",
-                             "dsr: clients' packets arriving on " + config.dsr->ingress,
-                             {"ip daddr . meta l4proto . th dport vmap @services4",
-                              "ip6 daddr . meta l4proto . th dport vmap @services6"}};
+    table.chains[ingress] = {
+        "type filter hook ingress device \"" + dsr.ingress + "\" priority 0; policy accept;",
+        "dsr: clients' packets arriving on " + dsr.ingress,
+        {"ip daddr . meta l4proto . th dport vmap @services4",
+         "ip6 daddr . meta l4proto . th dport vmap @services6"}};
     table.maps["services4"].type = "type ipv4_addr . inet_proto . inet_service : verdict";
     table.maps["services6"].type = "type ipv6_addr . inet_proto . inet_service : verdict";
   }
@@ -268,37 +289,71 @@ void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelN
   const std::string flow_key =
       v6 ? "jhash ip6 saddr . th sport mod 4294967295 seed " + hex(kMaglevClientSeed)
          : std::string("ip saddr . th sport");
+  const Duration timeout = dsr_flow_timeout(config);
+  const Duration closing_timeout = std::min(timeout, Duration(kDsrClosingTimeout));
   table.maps[flows].type = std::string(v6 ? "typeof numgen inc mod 65537 : meta mark"
                                           : "type ipv4_addr . inet_service : mark") +
-                           "; flags dynamic,timeout; timeout " +
-                           std::to_string(kDsrFlowTimeout.count()) + "s; size " +
-                           std::to_string(kDsrFlowEntries);
+                           "; flags dynamic,timeout; timeout " + format_duration(timeout) +
+                           "; size " + std::to_string(dsr.flows);
   table.maps[by_mark].type = "type mark : verdict";
   const std::string new_flows = chain + "_new";
   table.maps[new_flows].type = "type mark : verdict";
+  const std::string full = "f" + chain;
+  table.counters.insert(full);
+  // `update @flows { KEY [timeout T] : MARK }`, `delete @flows { KEY : MARK }`.
+  const auto remember = [&](const std::string& verb, const std::string& mark,
+                            std::optional<Duration> short_timeout) {
+    std::string text = verb + " @" + flows + " { " + flow_key;
+    if (short_timeout) text += " timeout " + format_duration(*short_timeout);
+    return text + " : " + mark + " }";
+  };
   for (const ServerRuntime& server : service.servers) {
     const std::string server_chain = names.server(config.name, server.config->name);
-    const std::string mark = std::to_string(names.server_number(config.name, server.config->name));
+    const unsigned number = names.server_number(config.name, server.config->name);
+    const std::string mark = std::to_string(number);
+    const std::string closing = std::to_string(number | kDsrClosingMark);
+    const std::string bytes = "b" + server_chain;
     table.counters.insert("c" + server_chain);
-    table.counters.insert("b" + server_chain);
-    std::string forward = "update @" + flows;
-    forward += " { " + flow_key;
-    forward += " : " + mark;
-    forward += " } counter name \"b" + server_chain;
+    table.counters.insert(bytes);
+    std::string forward = "counter name \"" + bytes;
     forward += "\" fwd " + ip;
     forward += " to " + server.config->address.host_string();
-    forward += " device \"" + config.dsr->egress;
+    forward += " device \"" + dsr.egress;
     forward += '"';
     const std::string label = config.name + "/" + server.config->name;
-    table.chains[server_chain] = {"", "server " + label, {forward}};
-    std::string count = "counter name \"c" + server_chain;
-    count += "\" goto " + server_chain;
-    table.chains[server_chain + "n"] = {"", "new flows of " + label, {count}};
+    const std::string when_full = words({"counter name \"" + full + '"', forward});
+    NftChain& open = table.chains[server_chain];
+    open = {"", "server " + label, {}};
+    if (tcp) {
+      open.rules.push_back(words({"tcp flags & (fin | rst) != 0", remember("delete", mark, {}),
+                                  remember("update", closing, closing_timeout), forward}));
+    }
+    open.rules.push_back(words({remember("update", mark, {}), forward}));
+    open.rules.push_back(when_full);
+    // A new flow replaces whatever the memory holds for its key: the entry
+    // of a server now down, which `update` alone would keep.
+    table.chains[server_chain + "n"] = {
+        "",
+        "new flows of " + label,
+        {words({"counter name \"c" + server_chain + '"', remember("delete", mark, {}),
+                "goto " + server_chain})}};
     table.maps[new_flows].elements[mark] = "jump " + server_chain + "n";
+    if (tcp) {
+      // A closing flow's packets keep the short timeout; a SYN on its key
+      // is a new connection to the same server and is remembered as open.
+      table.chains[server_chain + "c"] = {
+          "",
+          "closing flows of " + label,
+          {words({"tcp flags & (syn | fin | rst) == syn", remember("delete", closing, {}),
+                  remember("update", mark, {}), forward}),
+           words({remember("update", closing, closing_timeout), forward}), when_full}};
+    }
     // A flow stays with its server while that server is not down: drained
     // and in maintenance, it keeps its flows.
-    if (server.state->status() != ServerStatus::down)
+    if (server.state->status() != ServerStatus::down) {
       table.maps[by_mark].elements[mark] = "jump " + server_chain;
+      if (tcp) table.maps[by_mark].elements[closing] = "jump " + server_chain + "c";
+    }
   }
   table.chains[chain].rules.push_back("meta mark set " + flow_key + " map @" + flows +
                                       " meta mark vmap @" + by_mark);
@@ -311,6 +366,12 @@ void add_dsr_service(NftRuleset& ruleset, const ServiceRuntime& service, KernelN
 }
 
 }  // namespace
+
+Duration dsr_flow_timeout(const ServiceConfig& service) {
+  if (service.dsr && service.dsr->flow_timeout) return *service.dsr->flow_timeout;
+  return service.protocol == Protocol::udp ? Duration(std::chrono::seconds(30))
+                                           : Duration(std::chrono::seconds(300));
+}
 
 std::string KernelNames::device(const std::string& device) {
   const auto [it, added] = devices_.try_emplace(device, devices_.size() + 1);

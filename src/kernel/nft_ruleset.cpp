@@ -1,6 +1,7 @@
 #include "fulcrum/nft_ruleset.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace fulcrum {
@@ -88,6 +89,19 @@ class Script {
   std::string table_;
 };
 
+// Whether `rule` refers to map `map` (`@map`, not a longer name).
+bool uses_map(const std::string& rule, const std::string& map) {
+  const std::string reference = "@" + map;
+  for (size_t at = rule.find(reference); at != std::string::npos;
+       at = rule.find(reference, at + 1)) {
+    const size_t after = at + reference.size();
+    if (after == rule.size() ||
+        !(std::isalnum(static_cast<unsigned char>(rule[after])) || rule[after] == '_'))
+      return true;
+  }
+  return false;
+}
+
 void transition(std::ostringstream& out, const std::string& family, const NftTable& installed,
                 const NftTable& wanted) {
   Script script(out, family);
@@ -96,6 +110,28 @@ void transition(std::ostringstream& out, const std::string& family, const NftTab
     return;
   }
   script.line("add table");
+  // A map declared otherwise than before (dsr's flow memory after a change
+  // of its size or timeout) cannot be altered in place: the chains whose
+  // rules use it are flushed, it is declared anew, and their rules come
+  // back below, all in this one transaction.
+  std::set<std::string> redeclared;
+  for (const auto& [name, map] : wanted.maps) {
+    const auto found = installed.maps.find(name);
+    if (found != installed.maps.end() && found->second.type != map.type) redeclared.insert(name);
+  }
+  std::set<std::string> flushed;
+  for (const auto& [name, chain] : installed.chains) {
+    const std::vector<std::string>& rules = chain.rules;
+    const bool uses =
+        std::any_of(redeclared.begin(), redeclared.end(), [&rules](const std::string& map) {
+          return std::any_of(rules.begin(), rules.end(),
+                             [&map](const std::string& rule) { return uses_map(rule, map); });
+        });
+    if (!uses) continue;
+    script.line("flush chain", name);
+    flushed.insert(name);
+  }
+  for (const std::string& name : redeclared) script.line("delete map", name);
   // Everything new exists before anything refers to it...
   for (const std::string& counter : wanted.counters) {
     if (!installed.counters.contains(counter)) script.line("add counter", counter);
@@ -104,15 +140,17 @@ void transition(std::ostringstream& out, const std::string& family, const NftTab
     if (!installed.chains.contains(name)) script.add_chain(name, chain);
   }
   for (const auto& [name, map] : wanted.maps) {
-    if (!installed.maps.contains(name)) script.line("add map", name + " { " + map.type + "; }");
+    if (!installed.maps.contains(name) || redeclared.contains(name))
+      script.line("add map", name + " { " + map.type + "; }");
   }
   for (const auto& [name, map] : wanted.maps) {
     const auto found = installed.maps.find(name);
-    script.update_elements(name, found == installed.maps.end() ? nullptr : &found->second, map);
+    const bool had = found != installed.maps.end() && !redeclared.contains(name);
+    script.update_elements(name, had ? &found->second : nullptr, map);
   }
   for (const auto& [name, chain] : wanted.chains) {
     const auto found = installed.chains.find(name);
-    if (found != installed.chains.end()) {
+    if (found != installed.chains.end() && !flushed.contains(name)) {
       if (found->second.rules == chain.rules) continue;
       script.line("flush chain", name);
     }

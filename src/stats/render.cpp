@@ -230,6 +230,8 @@ std::string render_stats_json(const StatsContext& context) {
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
     if (in_kernel(service.config->forwarding))
       out += ",\"packets\":{\"in\":" + load(s.packets_in) + ",\"out\":" + load(s.packets_out) + "}";
+    if (service.config->forwarding == Forwarding::dsr)
+      out += ",\"packets_not_remembered\":" + load(s.packets_not_remembered);
     out += ",\"local_errors\":" + load(s.local_errors);
     out += rate_json(rates_of(context, s));
     out += ",\"servers\":[";
@@ -442,6 +444,20 @@ std::string render_metrics(const StatsContext& context) {
       for (const ServerRuntime& server : service.servers)
         sample(server_name, server_label(service, server),
                load((*server.state).*metric.server_field));
+    }
+  }
+
+  const bool any_dsr =
+      std::any_of(snapshot.services.begin(), snapshot.services.end(),
+                  [](const ServiceRuntime& s) { return s.config->forwarding == Forwarding::dsr; });
+  if (any_dsr) {
+    family("fulcrum_service_packets_not_remembered_total", "counter",
+           "dsr: packets forwarded while the flow memory had no room for their flow (raise "
+           "dsr.flows).");
+    for (const ServiceRuntime& service : snapshot.services) {
+      if (service.config->forwarding == Forwarding::dsr)
+        sample("fulcrum_service_packets_not_remembered_total", service_label(service),
+               load(service.state->packets_not_remembered));
     }
   }
 

@@ -39,7 +39,7 @@ services:
   - name: direct2
     forwarding: dsr
     listen: 198.18.10.11:80
-    dsr: {ingress: veth-c, egress: br0}
+    dsr: {ingress: veth-c, egress: br0, flows: 1000, flow_timeout: 2m}
     servers: [{address: 198.18.1.11:80}]
 )");
   REQUIRE(config.services.size() == 5);
@@ -54,6 +54,10 @@ services:
   CHECK(config.services[3].dsr->ingress == "veth-c");
   CHECK(config.services[3].dsr->egress == "veth-c");
   CHECK(config.services[4].dsr->egress == "br0");
+  CHECK(config.services[3].dsr->flows == 262144);
+  CHECK_FALSE(config.services[3].dsr->flow_timeout);
+  CHECK(config.services[4].dsr->flows == 1000);
+  CHECK(config.services[4].dsr->flow_timeout == std::chrono::minutes(2));
   CHECK(to_string(Forwarding::fullnat) == "fullnat");
   CHECK(to_string(Protocol::udp) == "udp");
 }
@@ -148,7 +152,7 @@ services:
     servers: [{address: 198.18.1.11:8080}]
   - name: d
     forwarding: dsr
-    dsr: {ingress: "bad name!", egress: a-very-long-interface}
+    dsr: {ingress: "bad name!", egress: a-very-long-interface, flows: 0, flow_timeout: 0s}
     listen: 198.18.10.11:80
     servers: [{address: 198.18.1.11:80}]
   - name: e
@@ -163,6 +167,8 @@ test.yaml:13:17: forwarding dsr needs dsr.ingress: the interface where clients' 
 test.yaml:15:25: in forwarding dsr a server gets the client's packet unchanged: its port must be the listen port 80
 test.yaml:18:20: interface name "bad name!" is not valid: 1 to 15 letters, digits, '-', '_' or '.'
 test.yaml:18:41: interface name "a-very-long-interface" is not valid: 1 to 15 letters, digits, '-', '_' or '.'
+test.yaml:18:71: expected an integer from 1 to 16777216, got "0"
+test.yaml:18:88: expected a duration greater than 0, got "0s"
 test.yaml:23:13: a service forwarded in the kernel listens on one address family: the kernel rewrites an address only for one of its own family
 test.yaml:24:25: server address "[2001:db8::11]:80" has no IPv4 address to match the virtual address 198.18.10.12:80)");
 }

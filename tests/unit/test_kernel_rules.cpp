@@ -284,7 +284,9 @@ services:
   CHECK(table.maps.at("services6").elements ==
         std::map<std::string, std::string>{{"2001:db8:10::20 . udp . 53", "jump s2"}});
   CHECK(table.maps.at("s1_flows").type ==
-        "type ipv4_addr . inet_service : mark; flags dynamic,timeout; timeout 300s; size 65536");
+        "type ipv4_addr . inet_service : mark; flags dynamic,timeout; timeout 5m; size 262144");
+  CHECK(table.maps.at("s2_flows").type ==
+        "typeof numgen inc mod 65537 : meta mark; flags dynamic,timeout; timeout 30s; size 262144");
   CHECK(table.chains.at("s1").rules ==
         std::vector<std::string>{
             "meta mark set ip saddr . th sport map @s1_flows meta mark vmap @s1_servers",
@@ -294,18 +296,38 @@ services:
   CHECK(table.maps.at("s1_new").elements ==
         std::map<std::string, std::string>{{"1", "jump s1_1n"}, {"2", "jump s1_2n"}});
   CHECK(table.maps.at("s1_servers").elements ==
-        std::map<std::string, std::string>{{"1", "jump s1_1"}, {"2", "jump s1_2"}});
+        std::map<std::string, std::string>{{"1", "jump s1_1"},
+                                           {"2", "jump s1_2"},
+                                           {"2147483649", "jump s1_1c"},
+                                           {"2147483650", "jump s1_2c"}});
+  const std::string forward_a = "counter name \"bs1_1\" fwd ip to 198.18.1.11 device \"br0\"";
   CHECK(table.chains.at("s1_1").rules ==
         std::vector<std::string>{
-            "update @s1_flows { ip saddr . th sport : 1 } counter name \"bs1_1\" "
-            "fwd ip to 198.18.1.11 device \"br0\""});
+            "tcp flags & (fin | rst) != 0 delete @s1_flows { ip saddr . th sport : 1 } "
+            "update @s1_flows { ip saddr . th sport timeout 10s : 2147483649 } " +
+                forward_a,
+            "update @s1_flows { ip saddr . th sport : 1 } " + forward_a,
+            "counter name \"fs1\" " + forward_a});
+  CHECK(table.chains.at("s1_1c").rules ==
+        std::vector<std::string>{
+            "tcp flags & (syn | fin | rst) == syn delete @s1_flows { ip saddr . th sport : "
+            "2147483649 } update @s1_flows { ip saddr . th sport : 1 } " +
+                forward_a,
+            "update @s1_flows { ip saddr . th sport timeout 10s : 2147483649 } " + forward_a,
+            "counter name \"fs1\" " + forward_a});
   CHECK(table.chains.at("s1_1n").rules ==
-        std::vector<std::string>{"counter name \"cs1_1\" goto s1_1"});
-  CHECK(
-      table.chains.at("s2_1").rules ==
-      std::vector<std::string>{"update @s2_flows { jhash ip6 saddr . th sport mod 4294967295 seed "
-                               "0x6d676c76 : 1 } counter name \"bs2_1\" fwd ip6 to 2001:db8:1::11 "
-                               "device \"veth-c.1\""});
+        std::vector<std::string>{
+            "counter name \"cs1_1\" delete @s1_flows { ip saddr . th sport : 1 } goto s1_1"});
+  // UDP: no closing state.
+  const std::string key6 = "jhash ip6 saddr . th sport mod 4294967295 seed 0x6d676c76";
+  const std::string forward6 =
+      "counter name \"bs2_1\" fwd ip6 to 2001:db8:1::11 device \"veth-c.1\"";
+  CHECK(table.chains.at("s2_1").rules ==
+        std::vector<std::string>{"update @s2_flows { " + key6 + " : 1 } " + forward6,
+                                 "counter name \"fs2\" " + forward6});
+  CHECK_FALSE(table.chains.contains("s2_1c"));
+  CHECK(table.maps.at("s2_servers").elements ==
+        std::map<std::string, std::string>{{"1", "jump s2_1"}});
 
   // Drained: no new flow, its flows stay; down: its flows are scheduled again.
   f.set_state("a", AdminState::drain);
@@ -316,7 +338,53 @@ services:
   f.control.report_health(*found.service, *found.server, false, f.t0);
   now = f.now().at("netdev");
   CHECK_FALSE(now.maps.at("s1_servers").elements.contains("2"));
+  CHECK_FALSE(now.maps.at("s1_servers").elements.contains("2147483650"));
   CHECK(now.chains.at("s1").rules.back() == "drop");
+}
+
+TEST_CASE("kernel rules: dsr's flow memory takes its size and timeout from dsr") {
+  Fixture f;
+  const auto flows_map = [&](const std::string& dsr) {
+    const NftRuleset ruleset =
+        f.install(valid("services:\n"
+                        "  - name: web\n"
+                        "    forwarding: dsr\n"
+                        "    listen: 198.18.10.20:80\n"
+                        "    dsr: {ingress: eth0, " +
+                        dsr +
+                        "}\n"
+                        "    servers: [{address: 198.18.1.11:80}]\n"));
+    const NftTable& table = ruleset.at("netdev");
+    return table.maps.at("s1_flows").type + " | " + table.chains.at("s1_1").rules.front();
+  };
+  CHECK(flows_map("flows: 1000, flow_timeout: 1h") ==
+        "type ipv4_addr . inet_service : mark; flags dynamic,timeout; timeout 1h; size 1000 | "
+        "tcp flags & (fin | rst) != 0 delete @s1_flows { ip saddr . th sport : 1 } "
+        "update @s1_flows { ip saddr . th sport timeout 10s : 2147483649 } "
+        "counter name \"bs1_1\" fwd ip to 198.18.1.11 device \"eth0\"");
+  // A flow timeout below the closing one shortens that too.
+  CHECK(flows_map("flow_timeout: 4s") ==
+        "type ipv4_addr . inet_service : mark; flags dynamic,timeout; timeout 4s; size 262144 | "
+        "tcp flags & (fin | rst) != 0 delete @s1_flows { ip saddr . th sport : 1 } "
+        "update @s1_flows { ip saddr . th sport timeout 4s : 2147483649 } "
+        "counter name \"bs1_1\" fwd ip to 198.18.1.11 device \"eth0\"");
+}
+
+TEST_CASE("nft transaction: a map declared anew takes its rules out and back in one go") {
+  NftRuleset before;
+  NftTable& old_table = before["netdev"];
+  old_table.maps["s1_flows"].type = "type mark : mark; size 10";
+  old_table.maps["s1_flows2"].type = "type mark : mark";
+  old_table.chains["s1"] = {"", "", {"meta mark set meta mark map @s1_flows"}};
+  old_table.chains["s2"] = {"", "", {"meta mark set meta mark map @s1_flows2"}};
+  NftRuleset after = before;
+  after["netdev"].maps["s1_flows"].type = "type mark : mark; size 20";
+  CHECK(nft_transaction(before, after) ==
+        "add table netdev fulcrum\n"
+        "flush chain netdev fulcrum s1\n"
+        "delete map netdev fulcrum s1_flows\n"
+        "add map netdev fulcrum s1_flows { type mark : mark; size 20; }\n"
+        "add rule netdev fulcrum s1 meta mark set meta mark map @s1_flows\n");
 }
 
 TEST_CASE("kernel plane: servers a reload takes out of nat count no active flow any more") {

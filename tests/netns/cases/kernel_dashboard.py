@@ -38,8 +38,9 @@ on 127.0.0.1 of lb's namespace (reachable only there), with four services:
    with no finding (promtool missing: skipped, and in CI a failure), and
    holds exactly the lines
    `fulcrum_server_packets_in_total{service="tcp",server="a"} N` (and out,
-   and the services' fulcrum_service_packets_*_total) with N from the
-   settled /stats; no packet sample for the proxy.
+   and the services' fulcrum_service_packets_*_total, and dsr's
+   fulcrum_service_packets_not_remembered_total) with N from the settled
+   /stats; no packet sample for the proxy.
 6. SIGTERM: exit 0.
 """
 
@@ -224,6 +225,9 @@ def check_metrics(t, topology, stats_address, stats):
             for server in service['servers']:
                 wanted.append(f'fulcrum_server_packets_{way}_total{{service="{service["name"]}",'
                               f'server="{server["name"]}"}} {server["packets"][way]}')
+        if service['forwarding'] == 'dsr':
+            wanted.append(f'fulcrum_service_packets_not_remembered_total{{service="{service["name"]}"}} '
+                          f'{service["packets_not_remembered"]}')
     expect_eq([w for w in wanted if w not in lines], [], '/metrics: packet samples equal to /stats missing')
     proxy = [line for line in lines if line.startswith('fulcrum_') and '_packets_' in line
              and 'service="proxied"' in line]

@@ -21,13 +21,23 @@ on them (port 80, TCP and UDP) under its name (PEER_NAME).
    counted; nothing out. A reload naming an egress interface that does not
    exist is rejected (the kernel refuses its rules in a dry run) and dsr4
    keeps forwarding: 4 more sessions split 2 and 2.
-4. SIGTERM: `nft list ruleset` in lb is what it was before the start;
+4. Flow memory: once every session so far has closed, each flow dsr4
+   remembers holds its server's closing mark (0x80000000 | number) and
+   expires within 10 s. A reload to maglev with `dsr.flows: 2` declares
+   the memory anew (empty, size 2); 6 sessions, one after the other, all
+   echo exactly although only 2 fit; the memory holds 1 or 2 flows (a
+   FIN's rewrite holds a second place until the kernel's garbage
+   collection, every second, frees the first);
+   /stats counts the packets not remembered (> 0) and exactly one
+   `dsr flow memory full` line names dsr4 and flows 2.
+5. SIGTERM: `nft list ruleset` in lb is what it was before the start;
    `tools/dsr-server.sh remove` takes the VIPs off and puts arp_ignore and
    arp_announce back.
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +61,12 @@ def dsr_server(topology, t, name, action, vip):
     directory (/run is shared by every namespace)."""
     env = {**os.environ, 'FULCRUM_DSR_STATE': os.path.join(t.tmpdir, f'dsr-{name}')}
     return topology.sh(topology.servers[name], DSR_SERVER, action, vip, env=env)
+
+
+def seconds(expires):
+    """nft's `1m30s`, `9s492ms` in seconds."""
+    units = {'d': 86400, 'h': 3600, 'm': 60, 's': 1, 'ms': 0.001}
+    return sum(int(n) * units[u] for n, u in re.findall(r'(\d+)(ms|d|h|m|s)', expires))
 
 
 def arp_settings(topology, name):
@@ -150,7 +166,41 @@ def run(t):
               'generation and last reload after the refused one')
     rr_sessions(topology, 'dsr4', f'{VIP4}:80', CLIENT4, BYTES)
 
-    # 4.
+    # 4. Flow memory.
+    def remembered():
+        """dsr4's flow memory (map s1_flows): [(mark, seconds left)]."""
+        text = topology.sh(topology.lb, 'nft', 'list', 'map', 'netdev', 'fulcrum', 's1_flows').stdout
+        return text, [(int(mark, 16), seconds(expires))
+                      for expires, mark in re.findall(r'expires (\S+) : (0x[0-9a-f]+)', text)]
+
+    def all_closing():
+        flows = remembered()[1]
+        return flows and all(mark & 0x80000000 and left <= 10 for mark, left in flows)
+    wait_until(all_closing, 15, 'dsr4: every remembered flow closing, expiring within 10 s')
+
+    small = json.loads(json.dumps(config))
+    small['services'][0]['scheduler'] = 'maglev'
+    small['services'][0]['dsr']['flows'] = 2
+    write_config(d.config_path, small)
+    d.send_signal(signal.SIGHUP)
+    d.wait_for_log(lambda r: r.message == 'reloaded', timeout=10)
+    text, flows = remembered()
+    expect('size 2' in text and flows == [], f'dsr4: the memory declared anew, empty:\n{text}')
+    tcp_sessions(topology, f'{VIP4}:80', 6, BYTES)
+    # A FIN's rewrite takes a second place until the kernel's garbage
+    # collection (every second) frees the first: 1 or 2 flows are held.
+    held_flows = len(remembered()[1])
+    expect(1 <= held_flows <= 2, f'dsr4: {held_flows} flows remembered with room for 2')
+
+    def not_remembered():
+        return next(s for s in stats_json(topology, stats)['services']
+                    if s['name'] == 'dsr4')['packets_not_remembered']
+    wait_until(lambda: not_remembered() > 0, 10, 'dsr4: packets not remembered counted')
+    full = d.wait_for_log(lambda r: r.message == 'dsr flow memory full', timeout=10)
+    expect_eq([(r.fields['service'], r.fields['flows']) for r in full], [('dsr4', '2')],
+              'the flow memory warning')
+
+    # 5.
     d.stop()
     expect_eq(topology.ruleset(), ruleset_before,
               'nft list ruleset after the stop')
