@@ -11,6 +11,7 @@
 
 #include "fulcrum/admin.hpp"
 #include "fulcrum/admission.hpp"
+#include "fulcrum/announcer.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
@@ -68,11 +69,13 @@ class Daemon final : public ReloadTarget {
   std::unique_ptr<HealthChecker> make_health_checker(std::shared_ptr<const Snapshot> snapshot);
   void on_signal(int signal);
   void begin_stop(int signal);
+  void stop_workers();
   std::string status_line() const;
   void tell_ready() const;
   const Snapshot& snapshot() const { return *control_.snapshot(); }
 
   static void on_shutdown_timeout_cb(evutil_socket_t, short, void* arg);
+  static void on_announce_grace_cb(evutil_socket_t, short, void* arg);
   static void on_worker_exit_cb(evutil_socket_t, short, void* arg);
   static void on_control_plane_tick_cb(evutil_socket_t, short, void* arg);
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
@@ -101,11 +104,14 @@ class Daemon final : public ReloadTarget {
                                    }};
   // nat, fullnat and dsr services: fulcrum's nftables tables.
   KernelPlane kernel_plane_;
+  // After the kernel's rules: a VIP is announced once its rules are in.
+  Announcer announcer_;
   ControlPlane control_;
   std::unique_ptr<SignalEvents> signals_;
   std::unique_ptr<Reloader> reloader_;
   std::unique_ptr<Admission> admission_;
   EventPtr shutdown_timer_;
+  EventPtr announce_grace_timer_;  // on stop: VIPs withdrawn, still serving
   EventPtr worker_exit_event_;
   EventPtr control_plane_timer_;
   EventPtr passive_failure_event_;  // a worker saw a failed connect (health)
@@ -126,6 +132,7 @@ class Daemon final : public ReloadTarget {
 
 int Daemon::run(Config config) {
   if (const int code = start(std::move(config)); code != kExitOk) {
+    announcer_.remove();
     kernel_plane_.remove();
     return code;
   }
@@ -136,6 +143,7 @@ int Daemon::run(Config config) {
   workers_.clear();
   health_.reset();
   reloader_.reset();
+  announcer_.remove();
   kernel_plane_.remove();
   stats_.reset();
   log_info("stopped");
@@ -165,10 +173,15 @@ int Daemon::start(Config config) {
   control_.add_data_plane(scheduler_plane_);
   control_.add_data_plane(server_down_plane_);
   control_.add_data_plane(kernel_plane_);
+  control_.add_data_plane(announcer_);
   control_.add_data_plane(conntrack_plane_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
   if (!kernel_plane_.error().empty()) {
     log_error("cannot start", {{"error", "kernel rules not applied: " + kernel_plane_.error()}});
+    return kExitStartup;
+  }
+  if (!announcer_.error().empty()) {
+    log_error("cannot start", {{"error", "VIPs not announced: " + announcer_.error()}});
     return kExitStartup;
   }
   sampler_.follow(snapshot());
@@ -200,6 +213,7 @@ int Daemon::start(Config config) {
 void Daemon::create_events() {
   worker_exit_event_.reset(event_new(base_.get(), -1, 0, on_worker_exit_cb, this));
   shutdown_timer_.reset(evtimer_new(base_.get(), on_shutdown_timeout_cb, this));
+  announce_grace_timer_.reset(evtimer_new(base_.get(), on_announce_grace_cb, this));
   control_plane_timer_.reset(
       event_new(base_.get(), -1, EV_PERSIST, on_control_plane_tick_cb, this));
   add_with_timeout(control_plane_timer_.get(), kControlPlaneTick);
@@ -254,6 +268,7 @@ bool Daemon::open_stats(std::optional<std::string> admin_token) {
                          reloader_->request(peer, std::move(done));
                        }};
   context.admin_token = std::move(admin_token);
+  context.announcer = &announcer_;
   stats_ = std::make_unique<StatsServer>(base_.get(), std::move(context));
   if (int error = stats_->listen(config.listen); error != 0) {
     log_error("cannot listen", {{"service", "stats"},
@@ -378,25 +393,47 @@ void Daemon::on_signal(int signal) {
   }
   if (stopping_) {
     log_info("second stop signal, closing remaining sessions", {{"signal", signal_name(signal)}});
+    if (evtimer_pending(announce_grace_timer_.get(), nullptr)) {
+      event_del(announce_grace_timer_.get());
+      stop_workers();
+    }
     for (auto& worker : workers_) worker->request_force_close();
     return;
   }
   begin_stop(signal);
 }
 
-// Stops accepting everywhere and lets sessions finish for shutdown_timeout.
+// Withdraws the VIPs first; after announce.grace, in which everything
+// keeps serving (new sessions and flows included) while routers withdraw
+// the routes, stops accepting everywhere and lets sessions finish for
+// shutdown_timeout.
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   reloader_->stop();
   if (stats_) stats_->set_stopping();
-  log_info("stopping",
-           {{"signal", signal_name(signal)},
-            {"sessions", admission_->active_sessions()},
-            {"shutdown_timeout", format_duration(snapshot().config.global.shutdown_timeout)}});
+  const GlobalConfig& global = snapshot().config.global;
+  const bool withdrew = announcer_.withdraw_all();
+  const Duration grace = withdrew ? global.announce->grace : Duration(0);
+  log_info("stopping", {{"signal", signal_name(signal)},
+                        {"sessions", admission_->active_sessions()},
+                        {"announce_grace", format_duration(grace)},
+                        {"shutdown_timeout", format_duration(global.shutdown_timeout)}});
   Log::flush(kLogBeforeNotify);
   notifier_.stopping();
+  if (grace > Duration(0)) {
+    add_with_timeout(announce_grace_timer_.get(), grace);
+    return;
+  }
+  stop_workers();
+}
+
+void Daemon::stop_workers() {
   for (auto& worker : workers_) worker->request_stop();
   add_with_timeout(shutdown_timer_.get(), snapshot().config.global.shutdown_timeout);
+}
+
+void Daemon::on_announce_grace_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->stop_workers();
 }
 
 void Daemon::on_control_plane_tick_cb(evutil_socket_t, short, void* arg) {

@@ -136,6 +136,17 @@ struct ServiceConfig {
   std::vector<ServerConfig> servers;
 };
 
+// `global.announce` (SPEC.md "Announcing VIPs to routers"): the interface
+// fulcrum creates and owns, where a service's virtual address is while the
+// service has a usable server, for a routing daemon to announce; and how
+// long every data plane keeps forwarding after the addresses are removed
+// on stop.
+struct AnnounceConfig {
+  std::string interface;
+  Duration grace{2000};
+  Position interface_at;
+};
+
 struct GlobalConfig {
   unsigned workers = 0;  // 0 = auto: the CPUs this process may run on
   uint64_t max_connections = 100000;
@@ -144,6 +155,7 @@ struct GlobalConfig {
   std::string group;
   LogLevel log_level = LogLevel::info;
   bool access_log = true;
+  std::optional<AnnounceConfig> announce;
   Position workers_at;
   Position user_at;
 };

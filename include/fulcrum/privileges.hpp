@@ -32,10 +32,11 @@ bool any_transparent(const Config& config);
 // True when some service of `config` is forwarded in the kernel.
 bool any_in_kernel(const Config& config);
 
-// Services forwarded in the kernel need CAP_NET_ADMIN: among the permitted
-// capabilities when root will switch to global.user (drop_privileges keeps
-// it), else in the effective set. Returns an empty string or the reason
-// (to follow "service NAME: forwarding MODE ").
+// Services forwarded in the kernel and global.announce need CAP_NET_ADMIN:
+// among the permitted capabilities when root will switch to global.user
+// (drop_privileges keeps it), else in the effective set. Returns an empty
+// string or the reason (to follow "service NAME: forwarding MODE ";
+// preflight words global.announce's own).
 std::string kernel_capability_missing(const Config& config);
 
 // Transparent services need CAP_NET_RAW or CAP_NET_ADMIN for

@@ -56,6 +56,11 @@ class Scheduler {
   // same kind, so that a reload does not restart every rotation at the
   // first server. Stateless schedulers have nothing to carry.
   virtual void continue_from(const Scheduler& /*previous*/) {}
+  // Main thread. Maglev: a checksum of the table in force (the server name
+  // in each slot), equal on every node whose servers have the same names,
+  // weights and states, whatever their order in the configuration; 0 when
+  // no server takes sessions. Other schedulers: none.
+  virtual std::optional<uint64_t> table_checksum() const { return std::nullopt; }
 };
 
 struct SchedulerOptions {
@@ -99,6 +104,11 @@ std::vector<uint32_t> smooth_wrr_sequence(const std::vector<uint32_t>& weights);
 std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
                                          const std::vector<uint32_t>& weights,
                                          uint32_t size = 65537);
+// The checksum of a Maglev table (Scheduler::table_checksum): a stable
+// hash of the name of each slot's server, in slot order; 0 for an empty
+// table.
+uint64_t maglev_table_checksum(const std::vector<std::string>& names,
+                               const std::vector<uint32_t>& table);
 // Stable 64-bit hash (FNV-1a, then a splitmix64 finaliser): the same in every
 // process and build, so Maglev maps clients the same way everywhere.
 uint64_t stable_hash(const void* data, size_t length, uint64_t seed);

@@ -15,16 +15,22 @@ namespace fulcrum {
 // port: one socket, never shared with anyone).
 enum class PortSharing { workers, exclusive };
 
+// Whether a listener may bind an address this host does not have (yet):
+// `freebind` sets IP_FREEBIND, for VIPs that fulcrum puts on its announce
+// interface only while they have a usable server.
+enum class Binding { local, freebind };
+
 // A non-blocking listening socket bound to `address` with SO_REUSEADDR,
 // SO_REUSEPORT as `sharing` says, IPV6_V6ONLY for IPv6, and the relay
 // options, which accepted sockets inherit. Returns errno.
-int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out);
+int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out,
+                  Binding binding = Binding::local);
 
 // 0 when nobody listens on `address`, else EADDRINUSE (or another errno).
 // Checked before the workers' SO_REUSEPORT sockets are bound: those would
 // join another process's group on the same port (a second fulcrum, under
 // the same user) and silently share its clients instead of failing.
-int check_address_free(const SocketAddress& address);
+int check_address_free(const SocketAddress& address, Binding binding = Binding::local);
 
 // Where a server connection comes from: fulcrum's own address (`address`
 // null: the kernel's choice), a fixed snat `source`, or in transparent mode

@@ -16,6 +16,7 @@
 
 #include "fulcrum/address.hpp"
 #include "fulcrum/admin.hpp"
+#include "fulcrum/announcer.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/log.hpp"
@@ -69,6 +70,9 @@ struct StatsContext {
   // POST /api/v1/reload: asks for a reload on behalf of `peer`; `done` gets
   // the outcome later, on the main loop (the request waits for it).
   std::function<void(const std::string& peer, Reloader::Done done)> reload_action;
+  // The VIPs on global.announce.interface; owned by the daemon, null in
+  // tests that do not announce.
+  const Announcer* announcer = nullptr;
 };
 
 // `text` as a JSON string literal: quote() (fulcrum/quote.hpp), named for

@@ -102,6 +102,7 @@ enum class Section {
   http_check,
   agent_check,
   dsr,
+  announce,
   server
 };
 
@@ -140,7 +141,7 @@ bool allows(Section section, std::string_view key) {
     case Section::top: return is_one_of(key, {"global", "stats", "defaults", "services"});
     case Section::global:
       return is_one_of(key, {"workers", "max_connections", "shutdown_timeout", "user", "group",
-                             "log_level", "access_log"});
+                             "log_level", "access_log", "announce"});
     case Section::stats: return is_one_of(key, {"listen", "admin_token_file"});
     case Section::defaults: return is_service_setting(key);
     case Section::service: return is_service_setting(key) || is_service_identity(key);
@@ -151,6 +152,7 @@ bool allows(Section section, std::string_view key) {
     case Section::http_check: return is_one_of(key, {"path", "host", "status", "tls", "verify"});
     case Section::agent_check: return is_one_of(key, {"port", "interval", "send"});
     case Section::dsr: return is_one_of(key, {"ingress", "egress", "flows", "flow_timeout"});
+    case Section::announce: return is_one_of(key, {"interface", "grace"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -171,6 +173,7 @@ std::string_view in_section(Section section) {
     case Section::http_check: return "in health_check.http";
     case Section::agent_check: return "in health_check.agent";
     case Section::dsr: return "in dsr";
+    case Section::announce: return "in global.announce";
     case Section::server: return "in server";
   }
   return "";
@@ -189,6 +192,7 @@ std::string_view section_name(Section section) {
     case Section::http_check: return "health_check.http";
     case Section::agent_check: return "health_check.agent";
     case Section::dsr: return "dsr";
+    case Section::announce: return "global.announce";
     case Section::server: return "server";
   }
   return "";
@@ -406,6 +410,7 @@ class Loader {
   void apply_service_settings(const Mapping& mapping, ServiceConfig& service);
   void apply_timeouts(const Entry& entry, ServiceConfig& service);
   std::optional<DsrConfig> dsr(const Entry& entry);
+  std::optional<AnnounceConfig> announce(const Entry& entry);
   std::optional<std::string> interface_name(const Entry& entry);
   void check_forwarding(const Mapping& mapping, const ServiceConfig& service);
   void apply_health_check(const Entry& entry, HealthCheckConfig& health_check);
@@ -678,6 +683,7 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
     assign(global.max_connections, integer(*e, 1, 10'000'000));
   }
   if (const Entry* e = m->find("shutdown_timeout")) assign(global.shutdown_timeout, duration(*e));
+  if (const Entry* e = m->find("announce")) global.announce = announce(*e);
   // Checked here so that --check catches a user or group the system does
   // not know.
   if (const Entry* e = m->find("user")) {
@@ -811,6 +817,19 @@ std::optional<DsrConfig> Loader::dsr(const Entry& entry) {
   // 16,777,216 flows are about 2 GB when full.
   if (const Entry* e = m->find("flows")) assign(config.flows, integer(*e, 1, 16'777'216));
   if (const Entry* e = m->find("flow_timeout")) assign(config.flow_timeout, duration(*e, true));
+  return config;
+}
+
+// `announce: {interface: IF, grace: D}`.
+std::optional<AnnounceConfig> Loader::announce(const Entry& entry) {
+  const std::optional<Mapping> m = mapping(entry, Section::announce);
+  if (!m) return std::nullopt;
+  AnnounceConfig config;
+  if (const Entry* e = require(*m, "interface")) {
+    assign(config.interface, interface_name(*e));
+    config.interface_at = position_of(e->value);
+  }
+  if (const Entry* e = m->find("grace")) assign(config.grace, duration(*e));
   return config;
 }
 

@@ -8,11 +8,12 @@ namespace fulcrum {
 namespace {
 
 // `workers` sockets on `address`, after checking nobody else listens there.
-int bind_address(const SocketAddress& address, unsigned workers, std::vector<Fd>& out) {
-  if (int e = check_address_free(address)) return e;
+int bind_address(const SocketAddress& address, unsigned workers, Binding binding,
+                 std::vector<Fd>& out) {
+  if (int e = check_address_free(address, binding)) return e;
   for (unsigned w = 0; w < workers; ++w) {
     Fd fd;
-    if (int e = open_listener(address, kListenBacklog, PortSharing::workers, fd)) return e;
+    if (int e = open_listener(address, kListenBacklog, PortSharing::workers, fd, binding)) return e;
     out.push_back(std::move(fd));
   }
   return 0;
@@ -24,12 +25,15 @@ std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config
                                                             const Snapshot* running,
                                                             unsigned workers, std::string& error) {
   std::vector<BoundAddress> bound;
+  // Announced VIPs are on the interface only while they have a usable
+  // server, and only after the listeners are bound.
+  const Binding binding = config.global.announce ? Binding::freebind : Binding::local;
   for (const ServiceConfig& service : config.services) {
     if (in_kernel(service.forwarding)) continue;  // the kernel matches its packets
     for (const SocketAddress& address : service.listen) {
       if (running != nullptr && running->service_listening_on(address) != nullptr) continue;
       BoundAddress next{service.name, address, {}};
-      if (int e = bind_address(address, workers, next.per_worker)) {
+      if (int e = bind_address(address, workers, binding, next.per_worker)) {
         error = "cannot listen on " + address.to_string() + ": " + errno_string(e);
         log_error("cannot listen", {{"service", service.name},
                                     {"address", address.to_string()},

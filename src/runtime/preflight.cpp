@@ -77,6 +77,12 @@ void check_kernel(const Config& config, Preflight& out) {
     message += reason;
     out.errors.push_back(config_error(config, at, std::move(message)));
   }
+  if (config.global.announce) {
+    out.errors.push_back(config_error(config, config.global.announce->interface_at,
+                                      "global.announce needs CAP_NET_ADMIN to create interface " +
+                                          config.global.announce->interface +
+                                          " and put addresses on it"));
+  }
 }
 
 // Start-up's own count of descriptors comes once every thread's event loop

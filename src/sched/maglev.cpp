@@ -115,6 +115,19 @@ std::vector<uint32_t> build_maglev_table(const std::vector<std::string>& names,
   return table;
 }
 
+uint64_t maglev_table_checksum(const std::vector<std::string>& names,
+                               const std::vector<uint32_t>& table) {
+  if (table.empty()) return 0;
+  std::vector<uint64_t> name_hashes;
+  name_hashes.reserve(names.size());
+  for (const std::string& name : names)
+    name_hashes.push_back(stable_hash(name.data(), name.size(), 0));
+  std::vector<uint64_t> slots;
+  slots.reserve(table.size());
+  for (const uint32_t index : table) slots.push_back(name_hashes[index]);
+  return stable_hash(slots.data(), slots.size() * sizeof(uint64_t), 0);
+}
+
 namespace {
 
 class Maglev final : public Scheduler {
@@ -149,6 +162,8 @@ class Maglev final : public Scheduler {
     if (*next != *previous) table_.publish(std::move(next));
   }
 
+  std::optional<uint64_t> table_checksum() const override { return checksum_; }
+
  private:
   std::shared_ptr<const std::vector<uint32_t>> build() {
     std::vector<std::string> names;
@@ -160,12 +175,14 @@ class Maglev final : public Scheduler {
     }
     current_ = std::make_shared<const std::vector<uint32_t>>(
         build_maglev_table(names, weights, kMaglevTableSize));
+    checksum_ = maglev_table_checksum(names, *current_);
     return current_;
   }
 
   std::vector<SchedServer> servers_;
   HashKey key_;
   std::shared_ptr<const std::vector<uint32_t>> current_;  // main thread's copy of the latest build
+  uint64_t checksum_ = 0;                                 // of current_
   Published<std::vector<uint32_t>> table_;
 };
 

@@ -55,6 +55,12 @@ class WithBackups final : public Scheduler {
     update_primaries_up();
   }
 
+  // The table of the group that serves.
+  std::optional<uint64_t> table_checksum() const override {
+    return primaries_up_.load(std::memory_order_relaxed) ? primaries_->table_checksum()
+                                                         : backups_->table_checksum();
+  }
+
  private:
   void update_primaries_up() {
     bool up = false;

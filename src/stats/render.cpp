@@ -191,6 +191,48 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   return out;
 }
 
+namespace {
+
+std::string hex64(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+// `null` when announcing is off, else the interface and each VIP's state.
+std::string announce_json(const StatsContext& context) {
+  const Announcer* announcer = context.announcer;
+  if (announcer == nullptr || announcer->interface().empty()) return "null";
+  std::string out = "{\"interface\":" + json_string(announcer->interface()) +
+                    ",\"kind\":" + json_string(announcer->kind()) + ",\"vips\":[";
+  bool first = true;
+  for (const Announcer::Vip& vip : announcer->vips()) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"address\":" + json_string(vip.address.host_string()) +
+           ",\"announced\":" + (vip.announced ? "true" : "false") +
+           ",\"usable\":" + (vip.usable ? "true" : "false") +
+           ",\"services\":" + json_strings(vip.services) + "}";
+  }
+  return out + "]}";
+}
+
+// Whether every VIP of the service is announced; none when announcing is
+// off or the service has no VIP (wildcard and loopback listen addresses).
+std::optional<bool> service_announced(const StatsContext& context, const ServiceConfig& service) {
+  const Announcer* announcer = context.announcer;
+  if (announcer == nullptr || announcer->interface().empty()) return std::nullopt;
+  std::optional<bool> all;
+  for (const Announcer::Vip& vip : announcer->vips()) {
+    if (std::find(vip.services.begin(), vip.services.end(), service.name) == vip.services.end())
+      continue;
+    all = all.value_or(true) && vip.announced;
+  }
+  return all;
+}
+
+}  // namespace
+
 std::string render_stats_json(const StatsContext& context) {
   const auto now = std::chrono::steady_clock::now();
   const Snapshot& snapshot = *context.snapshot;
@@ -210,6 +252,7 @@ std::string render_stats_json(const StatsContext& context) {
   out += ",\"reloads\":{\"succeeded\":" + std::to_string(reload.succeeded) +
          ",\"failed\":" + std::to_string(reload.failed) + "}}";
   out += ",\"log_lines_dropped\":" + std::to_string(Log::lines_dropped());
+  out += ",\"announce\":" + announce_json(context);
   out += ",\"services\":[";
   bool first_service = true;
   for (const ServiceRuntime& service : snapshot.services) {
@@ -222,6 +265,10 @@ std::string render_stats_json(const StatsContext& context) {
       out += json_string(service.config->listen[i].to_string());
     }
     out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
+    if (const std::optional<uint64_t> checksum = service.scheduler->table_checksum())
+      out += ",\"maglev_checksum\":" + json_string(hex64(*checksum));
+    if (const std::optional<bool> announced = service_announced(context, *service.config))
+      out += ",\"announced\":" + std::string(*announced ? "true" : "false");
     out += ",\"forwarding\":" + json_string(to_string(service.config->forwarding));
     out += ",\"protocol\":" + json_string(to_string(service.config->protocol));
     out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +

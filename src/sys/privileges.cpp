@@ -129,7 +129,7 @@ bool any_in_kernel(const Config& config) {
 std::vector<int> capabilities_to_keep(const Config& config) {
   std::vector<int> keep;
   if (any_transparent(config)) keep.push_back(CAP_NET_RAW);
-  if (any_in_kernel(config)) keep.push_back(CAP_NET_ADMIN);
+  if (any_in_kernel(config) || config.global.announce) keep.push_back(CAP_NET_ADMIN);
   return keep;
 }
 
@@ -150,7 +150,7 @@ std::string transparent_capability_missing(const Config& config) {
 }
 
 std::string kernel_capability_missing(const Config& config) {
-  if (!any_in_kernel(config)) return "";
+  if (!any_in_kernel(config) && !config.global.announce) return "";
   const auto data = capability_sets();
   if (!data) return std::string("capget: ") + std::strerror(errno);
   const bool switching = !config.global.user.empty() && ::geteuid() == 0;

@@ -22,8 +22,9 @@ int set_transparent(int fd, int family) {
 
 // A TCP socket bound to `address` with SO_REUSEADDR (and SO_REUSEPORT when
 // `reuse_port`), IPV6_V6ONLY for IPv6 (an IPv6 address never takes the
-// IPv4 port of the same number). Returns errno.
-int bound_socket(const SocketAddress& address, bool reuse_port, Fd& out) {
+// IPv4 port of the same number), IP_FREEBIND as `binding` says. Returns
+// errno.
+int bound_socket(const SocketAddress& address, bool reuse_port, Binding binding, Fd& out) {
   Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (!fd) return errno;
   if (int e = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return e;
@@ -33,6 +34,12 @@ int bound_socket(const SocketAddress& address, bool reuse_port, Fd& out) {
   if (address.family() == AF_INET6) {
     if (int e = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 1)) return e;
   }
+  if (binding == Binding::freebind) {
+    const int e = address.family() == AF_INET6
+                      ? set_int_option(fd.get(), IPPROTO_IPV6, IPV6_FREEBIND, 1)
+                      : set_int_option(fd.get(), IPPROTO_IP, IP_FREEBIND, 1);
+    if (e != 0) return e;
+  }
   if (::bind(fd.get(), address.sockaddr_ptr(), address.length) != 0) return errno;
   out = std::move(fd);
   return 0;
@@ -40,9 +47,10 @@ int bound_socket(const SocketAddress& address, bool reuse_port, Fd& out) {
 
 }  // namespace
 
-int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out) {
+int open_listener(const SocketAddress& address, int backlog, PortSharing sharing, Fd& out,
+                  Binding binding) {
   Fd fd;
-  if (int e = bound_socket(address, sharing == PortSharing::workers, fd)) return e;
+  if (int e = bound_socket(address, sharing == PortSharing::workers, binding, fd)) return e;
   // Inherited by every accepted socket (Linux copies both on accept).
   set_relay_options(fd.get());
   if (::listen(fd.get(), backlog) != 0) return errno;
@@ -50,11 +58,11 @@ int open_listener(const SocketAddress& address, int backlog, PortSharing sharing
   return 0;
 }
 
-int check_address_free(const SocketAddress& address) {
+int check_address_free(const SocketAddress& address, Binding binding) {
   // SO_REUSEADDR without SO_REUSEPORT: connections of an earlier listener
   // in TIME_WAIT do not count, any listening socket does.
   Fd probe;
-  return bound_socket(address, false, probe);
+  return bound_socket(address, false, binding, probe);
 }
 
 int open_connect_socket(int family, ConnectSource source, Fd& out) {

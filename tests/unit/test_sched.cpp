@@ -588,6 +588,20 @@ TEST_CASE("maglev: the table depends on names and weights, not on list order") {
   }
 }
 
+TEST_CASE("maglev: the table's checksum is the same for the same mapping, whatever the order") {
+  const std::vector<std::string> forward{"alpha", "beta", "gamma"};
+  const std::vector<std::string> backward{"gamma", "beta", "alpha"};
+  const uint64_t a = maglev_table_checksum(forward, build_maglev_table(forward, {1, 2, 3}));
+  CHECK(a == maglev_table_checksum(backward, build_maglev_table(backward, {3, 2, 1})));
+  CHECK(a != 0);
+  // Another weight, a server out, another name: another table.
+  CHECK(a != maglev_table_checksum(forward, build_maglev_table(forward, {1, 2, 4})));
+  CHECK(a != maglev_table_checksum(forward, build_maglev_table(forward, {1, 0, 3})));
+  const std::vector<std::string> renamed{"alpha", "beta", "delta"};
+  CHECK(a != maglev_table_checksum(renamed, build_maglev_table(renamed, {1, 2, 3})));
+  CHECK(maglev_table_checksum(forward, {}) == 0);
+}
+
 TEST_CASE("maglev: golden table prefix and hashes pin the mapping") {
   // If this fails, every client of every deployment moves: change the
   // expected values only on purpose, and say so in the release notes.
