@@ -20,6 +20,8 @@ FULCRUM_BUILD_PACKAGES=(
 # is the program without the dnsmasq package's system service, so nothing
 # takes the host's port 53; iperf3's own service is off unless debconf is
 # told otherwise, and the install below starts no service anyway), and for
+# bird2 (the netns test scale_out: BGP in its router and node namespaces;
+# its service is kept from starting like haproxy's), and for
 # tests/systemd debootstrap (the container's root file system) and
 # systemd-nspawn (package systemd-container; unshare and nsenter are in
 # util-linux).
@@ -33,6 +35,7 @@ FULCRUM_TEST_PACKAGES=(
   redis-server
   haproxy
   curl iperf3 dnsmasq-base
+  bird2
   systemd
   debootstrap systemd-container
 )

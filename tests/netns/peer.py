@@ -25,6 +25,24 @@ thread of the test itself).
         the server said it sees), server (which server answered),
         sent_sha256, echoed_sha256, echoed_bytes.
 
+    peer.py streams TARGET SESSIONS BYTES SECONDS
+        SESSIONS concurrent sessions, each sending BYTES random bytes in
+        equal pieces spread over SECONDS while reading the echo (both
+        directions stream slowly). Prints `connected N` once every session
+        has its greeting (N servers: a JSON object server -> sessions),
+        then one JSON list as `client` does; a session that failed has
+        `error`, and each has `seen` (the address the server saw).
+
+    peer.py connect-loop TARGET COUNT INTERVAL_MS
+        COUNT sessions one after the other, INTERVAL_MS apart, each echoing
+        64 bytes; each may take 2 s. Prints a JSON object: ok (sessions
+        echoed exactly), failures (a list of [seconds since the start,
+        error]), servers (server -> sessions).
+
+    peer.py udp-ports TARGET FIRST_PORT COUNT
+        COUNT queries as udp-client's, from source ports FIRST_PORT,
+        FIRST_PORT + 1, ...: the same flows each time it runs.
+
     peer.py udp-client TARGET QUERIES
         QUERIES datagrams of random bytes, each from a new socket (a source
         port no other query uses: a new flow), each waiting for its answer. Prints a JSON
@@ -38,6 +56,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 TIMEOUT = 20  # seconds per socket operation: nothing here waits on a person
 
@@ -142,6 +161,105 @@ def session(target, size, hold=False):
             'echoed_sha256': echoed.hexdigest(), 'echoed_bytes': count}
 
 
+def slow_session(target, size, seconds, connected, go):
+    """One session of `streams`: greeting, then `size` bytes in pieces over
+    `seconds`, the echo read meanwhile. Returns the result object."""
+    host, port = split_address(target)
+    payload = os.urandom(size)
+    pieces = max(1, int(seconds * 10))
+    result = {'server': None, 'sent_sha256': hashlib.sha256(payload).hexdigest()}
+    try:
+        with socket.socket(family_of(host), socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect((host, port))
+            result['local'] = list(sock.getsockname()[:2])
+            _, result['seen'], _, result['server'] = read_line(sock).split()
+            connected()
+            go.wait(TIMEOUT)
+
+            def send():
+                step = (size + pieces - 1) // pieces
+                for offset in range(0, size, step):
+                    sock.sendall(payload[offset:offset + step])
+                    time.sleep(seconds / pieces)
+                sock.shutdown(socket.SHUT_WR)
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+            echoed = hashlib.sha256()
+            count = 0
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                echoed.update(data)
+                count += len(data)
+            sender.join(TIMEOUT)
+            result.update(echoed_sha256=echoed.hexdigest(), echoed_bytes=count)
+    except OSError as e:
+        result['error'] = str(e)
+    return result
+
+
+def streams(target, sessions, size, seconds):
+    results = [None] * sessions
+    lock = threading.Lock()
+    ready = []
+    go = threading.Event()
+
+    def connected():
+        with lock:
+            ready.append(1)
+            if len(ready) == sessions:
+                go.set()
+
+    def run(i):
+        results[i] = slow_session(target, size, seconds, connected, go)
+        if 'error' in results[i]:
+            connected()  # do not hold the others back
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(sessions)]
+    for t in threads:
+        t.start()
+    go.wait(TIMEOUT)
+    servers = {}
+    for r in results:
+        if r is not None and r['server'] is not None:
+            servers[r['server']] = servers.get(r['server'], 0) + 1
+    print('connected ' + json.dumps(servers), flush=True)
+    for t in threads:
+        t.join(seconds + 3 * TIMEOUT)
+    print(json.dumps(results), flush=True)
+
+
+def connect_loop(target, count, interval_ms):
+    host, port = split_address(target)
+    start = time.monotonic()
+    ok, failures, servers = 0, [], {}
+    for _ in range(count):
+        began = time.monotonic()
+        payload = os.urandom(64)
+        try:
+            with socket.socket(family_of(host), socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect((host, port))
+                server_name = read_line(sock).split()[3]
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                echoed = b''
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    echoed += data
+            if echoed != payload:
+                raise ConnectionError(f'echo of {len(echoed)} bytes, not the 64 sent')
+            ok += 1
+            servers[server_name] = servers.get(server_name, 0) + 1
+        except (OSError, ValueError, IndexError) as e:
+            failures.append([round(began - start, 3), str(e) or type(e).__name__])
+        time.sleep(max(0.0, interval_ms / 1000 - (time.monotonic() - began)))
+    print(json.dumps({'ok': ok, 'failures': failures, 'servers': servers}), flush=True)
+
+
 def client(target, sessions, size):
     print(json.dumps([session(target, size) for _ in range(sessions)]), flush=True)
 
@@ -172,6 +290,16 @@ def udp_client(target, queries):
             sock.close()
 
 
+def udp_ports(target, first_port, count):
+    host, _ = split_address(target)
+    results = []
+    for port in range(first_port, first_port + count):
+        with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
+            sock.bind(('', port))
+            results.append(query(target, sock))
+    print(json.dumps(results), flush=True)
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == 'server':
         server(argv[2:])
@@ -179,6 +307,12 @@ def main(argv):
         client(argv[2], int(argv[3]), int(argv[4]))
     elif len(argv) == 4 and argv[1] == 'hold':
         print(json.dumps(session(argv[2], int(argv[3]), hold=True)), flush=True)
+    elif len(argv) == 6 and argv[1] == 'streams':
+        streams(argv[2], int(argv[3]), int(argv[4]), float(argv[5]))
+    elif len(argv) == 5 and argv[1] == 'connect-loop':
+        connect_loop(argv[2], int(argv[3]), int(argv[4]))
+    elif len(argv) == 5 and argv[1] == 'udp-ports':
+        udp_ports(argv[2], int(argv[3]), int(argv[4]))
     elif len(argv) == 4 and argv[1] == 'udp-client':
         udp_client(argv[2], int(argv[3]))
     else:
