@@ -118,6 +118,7 @@ class StatsServer {
  private:
   void handle(evhttp_request* request);
   void handle_admin(evhttp_request* request, const std::string& path);
+  void explain(evhttp_request* request, const std::string& query);
   void route_server(evhttp_request* request, const std::string& service_name,
                     const std::string& server_name);
   void change_server(evhttp_request* request, const ServiceRuntime& service,

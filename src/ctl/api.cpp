@@ -74,6 +74,15 @@ ApiResult Api::set_server(std::string_view service, std::string_view server,
   return post(path, body, Target::server, std::string(service) + "/" + std::string(server));
 }
 
+ApiResult Api::explain(std::string_view service, std::string_view client) const {
+  HttpRequest request;
+  request.method = Method::get;
+  request.path = url_.path("/explain?service=" + encode_path_segment(service) +
+                           "&client=" + encode_path_segment(client));
+  request.headers = {{"Accept", "application/json"}};
+  return finish(http_exchange(url_, request, timeout_), Target::stats, "");
+}
+
 ApiResult Api::reload() const { return post(url_.path("/api/v1/reload"), "", Target::reload, ""); }
 
 ApiResult Api::post(const std::string& path, const std::string& body, Target target,

@@ -39,6 +39,8 @@ class Api {
                        const std::string& body) const;
   // POST /api/v1/reload.
   ApiResult reload() const;
+  // GET /explain?service=SERVICE&client=CLIENT.
+  ApiResult explain(std::string_view service, std::string_view client) const;
 
  private:
   enum class Target { stats, server, reload };

@@ -96,6 +96,10 @@ int change_server(const Options& options, const Api& api) {
       [&options](const Json& server) { return server_change_report(options.service, server); });
 }
 
+int explain(const Options& options, const Api& api) {
+  return answer(options, api.explain(options.service, options.client), explain_report);
+}
+
 int reload(const Options& options, const Api& api) {
   return answer(options, api.reload(), reload_report);
 }
@@ -103,7 +107,8 @@ int reload(const Options& options, const Api& api) {
 }  // namespace
 
 int run_command(const Options& options, const BaseUrl& url) {
-  const bool writes = options.command != Command::status && options.command != Command::servers;
+  const bool writes = options.command != Command::status && options.command != Command::servers &&
+                      options.command != Command::explain;
   std::optional<std::string> token;
   if (writes && options.token_file) {
     TokenFile file = read_token_file("token file", *options.token_file);
@@ -124,6 +129,7 @@ int run_command(const Options& options, const BaseUrl& url) {
     case Command::maint:
     case Command::weight: return change_server(options, api);
     case Command::reload: return reload(options, api);
+    case Command::explain: return explain(options, api);
   }
   return kExitFailure;
 }

@@ -21,6 +21,8 @@ const char* const kUsage =
     "  ready SERVICE SERVER      back in rotation (up, or down while its health check fails)\n"
     "  weight SERVICE SERVER N   set the weight, 0..1000, until the next reload\n"
     "  reload                    reload the daemon's configuration file\n"
+    "  explain SERVICE CLIENT[:PORT]\n"
+    "                            which server a client maps to on this node, and why (maglev)\n"
     "\n"
     "Options:\n"
     "  --url URL          the stats endpoint, http://HOST:PORT (default http://127.0.0.1:9100,\n"
@@ -39,13 +41,18 @@ struct CommandSpec {
   std::string_view name;
   Command command;
   size_t arguments;
+  std::string_view form;  // the arguments, for a usage error
 };
 
 constexpr CommandSpec kCommands[] = {
-    {"status", Command::status, 0}, {"servers", Command::servers, 0},
-    {"drain", Command::drain, 2},   {"ready", Command::ready, 2},
-    {"maint", Command::maint, 2},   {"weight", Command::weight, 3},
-    {"reload", Command::reload, 0},
+    {"status", Command::status, 0, "no arguments"},
+    {"servers", Command::servers, 0, "no arguments"},
+    {"drain", Command::drain, 2, "SERVICE SERVER"},
+    {"ready", Command::ready, 2, "SERVICE SERVER"},
+    {"maint", Command::maint, 2, "SERVICE SERVER"},
+    {"weight", Command::weight, 3, "SERVICE SERVER N"},
+    {"reload", Command::reload, 0, "no arguments"},
+    {"explain", Command::explain, 2, "SERVICE CLIENT[:PORT]"},
 };
 
 CommandLine usage_error(std::string message) {
@@ -134,15 +141,18 @@ CommandLine parse_command_line(const std::vector<std::string>& args, const Envir
   }
   if (spec == nullptr) return usage_error("unknown command '" + words[0] + "'");
   if (words.size() - 1 != spec->arguments) {
-    static const char* const forms[] = {"", "", "SERVICE SERVER", "SERVICE SERVER N"};
-    const std::string form = spec->arguments == 0 ? "no arguments" : forms[spec->arguments];
-    return usage_error(std::string(spec->name) + " takes " + form + ", got " +
+    return usage_error(std::string(spec->name) + " takes " + std::string(spec->form) + ", got " +
                        std::to_string(words.size() - 1) + " argument" +
                        (words.size() == 2 ? "" : "s"));
   }
   Options& options = line.options;
   options.command = spec->command;
-  if (spec->arguments >= 2) {
+  if (spec->command == Command::explain) {
+    options.service = words[1];
+    options.client = words[2];
+    if (options.service.empty() || options.client.empty())
+      return usage_error("empty SERVICE or CLIENT");
+  } else if (spec->arguments >= 2) {
     options.service = words[1];
     options.server = words[2];
     if (options.service.empty() || options.server.empty())

@@ -9,16 +9,17 @@
 
 namespace fulcrum::ctl {
 
-enum class Command { status, servers, drain, ready, maint, weight, reload };
+enum class Command { status, servers, drain, ready, maint, weight, reload, explain };
 
 struct Options {
   std::string url;                        // --url, else FULCRUM_URL, else the default
   std::optional<std::string> token_file;  // --token-file, else FULCRUM_TOKEN_FILE
   bool json = false;
   Command command = Command::status;
-  std::string service;  // drain, ready, maint, weight
+  std::string service;  // drain, ready, maint, weight, explain
   std::string server;
-  int weight = 0;  // weight
+  std::string client;  // explain: ADDR or ADDR:PORT
+  int weight = 0;      // weight
 };
 
 // The environment variables that stand in for options (empty = unset).

@@ -261,4 +261,31 @@ std::string reload_report(const Json& reply) {
   return out;
 }
 
+namespace {
+
+// `NAME (STATE, weight W)`.
+std::string explained_server(const Node& server) {
+  return server["name"].string() + " (" + server["state"].string() + ", weight " +
+         count_text(server["weight"]) + ")";
+}
+
+}  // namespace
+
+std::string explain_report(const Json& reply) {
+  const Node node(reply, "");
+  const std::string service = node["service"].string();
+  if (!node.has("slot"))
+    return service + ": " + node["client"].string() + ": " + node["reason"].string() + "\n";
+  std::string out = service + ": client " + node["client"].string() + " -> slot " +
+                    count_text(node["slot"]) + " of the Maglev table " +
+                    node["table_checksum"].string() + " (" + node["hash_key"].string() + ", " +
+                    node["group"].string() + ")\n";
+  out += "server: " +
+         (node["server"].is_null() ? std::string("none") : explained_server(node["server"])) + "\n";
+  for (const Node& skipped : node["skipped"].elements())
+    out += "skipped: " + explained_server(skipped) + "\n";
+  out += "why: " + node["reason"].string() + "\n";
+  return out;
+}
+
 }  // namespace fulcrum::ctl

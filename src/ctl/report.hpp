@@ -33,4 +33,9 @@ std::string server_change_report(std::string_view service, const Json& server);
 // then each warning of the reload: `warning: FILE:LINE:COL: message`.
 std::string reload_report(const Json& reply);
 
+// explain: `SERVICE: client C -> slot N of the Maglev table T (GROUP)`,
+// `server: NAME (STATE, weight W)`, each skipped server, and the reason;
+// for other schedulers, the reason alone.
+std::string explain_report(const Json& reply);
+
 }  // namespace fulcrum::ctl

@@ -16,6 +16,7 @@
 #include "connections.hpp"
 #include "dashboard.hpp"
 #include "fulcrum/admin.hpp"
+#include "fulcrum/explain.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/nearest_name.hpp"
 #include "fulcrum/socket.hpp"
@@ -130,11 +131,14 @@ void StatsServer::handle(evhttp_request* request) {
   evhttp_uri* parsed = evhttp_uri_parse(uri);
   const std::string path =
       parsed != nullptr && evhttp_uri_get_path(parsed) ? evhttp_uri_get_path(parsed) : "";
+  const std::string query =
+      parsed != nullptr && evhttp_uri_get_query(parsed) ? evhttp_uri_get_query(parsed) : "";
   if (parsed != nullptr) evhttp_uri_free(parsed);
   const auto method = evhttp_request_get_command(request);
   const bool read_only = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
 
-  if (path == "/" || path == "/stats" || path == "/metrics" || path == "/healthz") {
+  if (path == "/" || path == "/stats" || path == "/metrics" || path == "/healthz" ||
+      path == "/explain") {
     if (!read_only) {
       evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "GET, HEAD");
       reply(request, 405, "Method Not Allowed", "text/plain; charset=utf-8",
@@ -150,6 +154,8 @@ void StatsServer::handle(evhttp_request* request) {
       reply(request, 200, "OK", "text/html; charset=utf-8", std::string(kDashboardHtml));
     } else if (path == "/stats") {
       reply(request, 200, "OK", "application/json", render_stats_json(context_));
+    } else if (path == "/explain") {
+      explain(request, query);
     } else if (path == "/metrics") {
       reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
             render_metrics(context_));
@@ -221,6 +227,30 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     }
   }
   reply(request, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+}
+
+// GET /explain?service=NAME&client=ADDR[:PORT] (explain.hpp).
+void StatsServer::explain(evhttp_request* request, const std::string& query) {
+  evkeyvalq parameters{};
+  if (evhttp_parse_query_str(query.c_str(), &parameters) != 0) {
+    reply(request, 400, "Bad Request", "text/plain; charset=utf-8", "malformed query\n");
+    return;
+  }
+  const char* service = evhttp_find_header(&parameters, "service");
+  const char* client = evhttp_find_header(&parameters, "client");
+  ExplainReply answer;
+  if (service == nullptr || client == nullptr) {
+    answer = {400, "give service=NAME and client=ADDR[:PORT]"};
+  } else {
+    answer = explain_client(*context_.snapshot, service, client);
+  }
+  evhttp_clear_headers(&parameters);
+  if (answer.status == 200) {
+    reply(request, 200, "OK", "application/json", answer.body + "\n");
+  } else {
+    reply(request, answer.status, answer.status == 404 ? "Not Found" : "Bad Request",
+          "text/plain; charset=utf-8", answer.body + "\n");
+  }
 }
 
 // The server named in the path, or a 404 that says which name is unknown

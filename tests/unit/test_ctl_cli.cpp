@@ -101,6 +101,10 @@ TEST_CASE("ctl options: commands and their arguments") {
   CHECK(parse({"ready", "web", "a"}).options.command == Command::ready);
   CHECK(parse({"maint", "web", "a"}).options.command == Command::maint);
   CHECK(parse({"reload"}).options.command == Command::reload);
+  line = parse({"explain", "web", "198.18.0.7:40001"});
+  CHECK(line.options.command == Command::explain);
+  CHECK((line.options.service + " " + line.options.client) == "web 198.18.0.7:40001");
+  CHECK(parse({"explain", "web"}).error == "explain takes SERVICE CLIENT[:PORT], got 1 argument");
   // `--` ends the options: a server may be named like one.
   line = parse({"drain", "--", "web", "--json"});
   REQUIRE(line.action == CommandLine::Action::run);
@@ -441,6 +445,23 @@ TEST_CASE("ctl format: rates") {
   CHECK(human_rate(0.1) == "0.1");
   CHECK(human_rate(2.5) == "2.5");
   CHECK(human_rate(1234.56) == "1234.6");
+}
+
+TEST_CASE("ctl report: explain") {
+  CHECK(explain_report(
+            json(R"({"service":"web","scheduler":"maglev","client":"198.18.0.7:40001",)"
+                 R"("hash_key":"source_ip_port","slot":31907,"table_checksum":"00ff00ff00ff00ff",)"
+                 R"("group":"primaries","server":{"name":"app2","state":"up","weight":1},)"
+                 R"("all_up":{"name":"app1","state":"down","weight":1},)"
+                 R"("skipped":[{"name":"app1","state":"down","weight":1}],"reason":"because"})")) ==
+        "web: client 198.18.0.7:40001 -> slot 31907 of the Maglev table 00ff00ff00ff00ff "
+        "(source_ip_port, primaries)\n"
+        "server: app2 (up, weight 1)\n"
+        "skipped: app1 (down, weight 1)\n"
+        "why: because\n");
+  CHECK(explain_report(json(R"({"service":"turns","scheduler":"rr","client":"198.18.0.7",)"
+                            R"("server":null,"reason":"rr picks per session"})")) ==
+        "turns: 198.18.0.7: rr picks per session\n");
 }
 
 TEST_CASE("ctl report: confirmations") {

@@ -25,7 +25,8 @@ and port, dsr.ingress l0), `dns` (the same VIP, UDP 53, the same), `web`
 2. A connect loop of 40 through `dsr` reaches both nodes (their new flows
    in /stats) and 40 of 40 echo exactly. The same client ports reach the
    same servers through either node: 20 UDP queries from ports
-   45000-45019, routed by a policy rule through node1, then through node2.
+   45000-45019, routed by a policy rule through node1, then through node2;
+   `fulcrumctl explain dns CLIENT:PORT` on each node names those servers.
 3. node1's health checks blocked (nft drop in node1's output): its servers
    go down, it withdraws both VIPs (log `vip withdrawn`, reason `no usable
    server`), the router's route has node2 alone; unblocked: back to two.
@@ -51,7 +52,7 @@ import subprocess
 import sys
 import time
 
-from harness import (TestFailure, TestSkip, expect, expect_eq, free_port, log_stream, require_program,
+from harness import (TestFailure, TestSkip, binary, expect, expect_eq, free_port, log_stream, require_program,
                      wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -318,6 +319,18 @@ def run(t):
         answers[node] = [r['server'] for r in results]
     expect_eq(answers['node1'], answers['node2'], 'the server of each client port through node1 and node2')
     expect_eq(sorted(set(answers['node1'])), sorted(SERVERS), 'the 20 client ports reach both servers')
+    # fulcrumctl explain names the server each of those ports reached.
+    for node in NODES:
+        explained = []
+        for port in range(45000, 45020):
+            reply = json.loads(lab.sh(node, binary('FULCRUMCTL'), '--url', f'http://127.0.0.1:{ports[node]}',
+                                      '--json', 'explain', 'dns', f'{CLIENT}:{port}').stdout)
+            explained.append(reply['server']['name'])
+        expect_eq(explained, answers[node], f'fulcrumctl explain on {node}, port by port')
+    text = lab.sh('node1', binary('FULCRUMCTL'), '--url', f'http://127.0.0.1:{ports["node1"]}', 'explain', 'dns',
+                  f'{CLIENT}:45000').stdout
+    expect(text.startswith(f'dns: client {CLIENT}:45000 -> slot ') and
+           f'server: {answers["node1"][0]} (up, weight 1)' in text, f'fulcrumctl explain:\n{text}')
 
     # 3. All servers down on node1: it withdraws.
     lab.sh('node1', 'nft', '-f', '-', input='table ip block {\n chain out {\n'
