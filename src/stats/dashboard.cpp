@@ -31,6 +31,15 @@
 // (`span.packets`, hidden for proxy services). With dsr, where replies
 // never pass fulcrum, bytes out is `–` and its packets say `replies go
 // direct`. /stats has no packet rate, and the page computes none.
+//
+// Announcing VIPs (docs/scale-out.md): with global.announce, the header's
+// #announce (its box #announce-meta hidden otherwise) says `IF · A of N
+// VIPs announced`, with data-interface, data-announced and data-vips; each
+// service's section carries data-announced (`true`, `false`, empty when
+// not announced at all) and a `span.svc-announce` chip says `announced` or
+// `withdrawn`. A maglev service's section carries data-maglev-checksum and
+// a `span.svc-maglev` chip shows `table` and its first 8 hex digits (the
+// whole checksum in its title): equal on every node with the same servers.
 #include "dashboard.hpp"
 
 namespace fulcrum {
@@ -93,6 +102,9 @@ body.stale main { opacity: 0.6; }
   background: var(--head); border: 1px solid var(--line); color: var(--fg); }
 .chip.svc-forwarding { border-color: var(--accent); color: var(--accent); }
 .chip[hidden] { display: none; }
+.chip.svc-announce[data-announced="true"] { border-color: var(--up); color: var(--up); }
+.chip.svc-announce[data-announced="false"] { border-color: var(--down); color: var(--down); }
+.chip.svc-maglev { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-weight: 500; }
 .svc-listen { display: flex; flex-wrap: wrap; gap: 4px 10px; color: var(--muted); }
 .svc-listen code { color: var(--fg); }
 .tiles { display: grid; grid-template-columns: repeat(6, minmax(0, 1fr)); gap: 10px; padding: 12px 16px 14px; }
@@ -190,6 +202,7 @@ footer a { color: var(--accent); }
       <div><dt>Uptime</dt><dd id="uptime">&ndash;</dd></div>
       <div><dt>Config</dt><dd id="generation">&ndash;</dd></div>
       <div class="meta-reload"><dt>Last reload</dt><dd id="reload">&ndash;</dd></div>
+      <div id="announce-meta" hidden><dt>Announce</dt><dd id="announce">&ndash;</dd></div>
       <div><dt>Updated</dt><dd id="updated">&ndash;</dd></div>
     </dl>
   </div>
@@ -372,13 +385,20 @@ footer a { color: var(--accent); }
     var forwarding = el('span', 'chip svc-forwarding', '');
     forwarding.hidden = true;
     head.appendChild(forwarding);
+    var announced = el('span', 'chip svc-announce', '');
+    announced.hidden = true;
+    head.appendChild(announced);
+    var maglev = el('span', 'chip svc-maglev', '');
+    maglev.hidden = true;
+    head.appendChild(maglev);
     var listen = el('div', 'svc-listen');
     head.appendChild(listen);
     root.appendChild(head);
 
     var tiles = el('div', 'tiles');
     var v = {
-      root: root, scheduler: scheduler, forwarding: forwarding, listen: listen, rows: new Map(),
+      root: root, scheduler: scheduler, forwarding: forwarding, announced: announced, maglev: maglev,
+      listen: listen, rows: new Map(),
       active: tile(tiles, 'Active', 'tile-active'),
       total: tile(tiles, 'Total', 'tile-total'),
       rejected: tile(tiles, 'Rejected', 'tile-rejected'),
@@ -637,6 +657,21 @@ footer a { color: var(--accent); }
     setAttr(v.root, 'data-packets-in', packetAttr(packets['in']));
     setAttr(v.root, 'data-packets-out', packetAttr(packets.out));
 
+    // Announced to routers (global.announce), and the Maglev table's checksum.
+    var announced = typeof s.announced === 'boolean' ? s.announced : null;
+    setAttr(v.root, 'data-announced', announced === null ? '' : String(announced));
+    setAttr(v.announced, 'data-announced', announced === null ? '' : String(announced));
+    setText(v.announced, announced === null ? '' : (announced ? 'announced' : 'withdrawn'));
+    v.announced.title = announced === null ? '' : (announced
+      ? 'its VIPs are on the announce interface: routers send clients here'
+      : 'withdrawn: no usable server (or stopping); routers send clients to other nodes');
+    v.announced.hidden = announced === null;
+    var checksum = typeof s.maglev_checksum === 'string' ? s.maglev_checksum : '';
+    setAttr(v.root, 'data-maglev-checksum', checksum);
+    setText(v.maglev, checksum ? 'table ' + checksum.slice(0, 8) : '');
+    v.maglev.title = checksum ? 'Maglev table checksum ' + checksum + ': equal on every node with the same servers' : '';
+    v.maglev.hidden = !checksum;
+
     var listen = Array.isArray(s.listen) ? s.listen : (s.listen ? [s.listen] : []);
     var key = listen.join('\n');
     if (v.listenKey !== key) {
@@ -702,6 +737,22 @@ footer a { color: var(--accent); }
     } else {
       setText(reloadEl, 'failed' + (reload.error ? ': ' + reload.error : ''));
       reloadEl.title = at;
+    }
+
+    var announce = data.announce && typeof data.announce === 'object' ? data.announce : null;
+    var announceEl = document.getElementById('announce');
+    document.getElementById('announce-meta').hidden = !announce;
+    if (announce) {
+      var vips = Array.isArray(announce.vips) ? announce.vips : [];
+      var on = vips.filter(function (x) { return x && x.announced === true; });
+      setText(announceEl, String(announce['interface']) + ' \u00b7 ' + on.length + ' of ' + vips.length +
+        ' VIP' + (vips.length === 1 ? '' : 's') + ' announced');
+      announceEl.title = vips.map(function (x) {
+        return String(x.address) + (x.announced ? ' announced' : ' withdrawn');
+      }).join('\n');
+      setAttr(announceEl, 'data-interface', announce['interface']);
+      setAttr(announceEl, 'data-announced', on.length);
+      setAttr(announceEl, 'data-vips', vips.length);
     }
 
     var seen = new Set();

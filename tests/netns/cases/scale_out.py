@@ -29,7 +29,11 @@ and port, dsr.ingress l0), `dns` (the same VIP, UDP 53, the same), `web`
    `fulcrumctl explain dns CLIENT:PORT` on each node names those servers.
 3. node1's health checks blocked (nft drop in node1's output): its servers
    go down, it withdraws both VIPs (log `vip withdrawn`, reason `no usable
-   server`), the router's route has node2 alone; unblocked: back to two.
+   server`), the router's route has node2 alone. Each node's dashboard
+   (headless Chromium in its namespace): node1 says `fulcrum0 · 0 of 2
+   VIPs announced` and `withdrawn` on every service, node2 `2 of 2` and
+   `announced`; maglev services show their table's checksum as /stats
+   has it. Unblocked: back to two next hops.
 4. SIGTERM of node2 under a connect loop of 200 through `dsr` (25 ms
    apart): 0 failed connects (withdrawn before stopping; announce.grace
    serves on meanwhile). node2 started again: two next hops.
@@ -56,6 +60,8 @@ from harness import (TestFailure, TestSkip, binary, expect, expect_eq, free_port
                      wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), 'e2e', 'cases'))
+from dashboard_chromium import Chromium, find_chromium  # noqa: E402
 PEER = os.path.join(os.path.dirname(HERE), 'peer.py')
 DSR_SERVER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), 'tools', 'dsr-server.sh')
 DEADLINE = 240
@@ -229,6 +235,32 @@ def kill(daemon):
     daemon.wait_exit(10)
 
 
+def check_dashboards(t, lab, ports, announced):
+    """Each node's dashboard (headless Chromium in its namespace): the
+    header's announce box, each section's announce chip and its Maglev
+    table's checksum, as /stats has them."""
+    chromium = Chromium(t, find_chromium())
+    for node, state in announced.items():
+        document = stats(lab, node, ports[node])
+        chromium.prefix = ['ip', 'netns', 'exec', lab.ns[node]]  # its runs keep their own directories
+        dom = chromium.dump_dom(f'http://127.0.0.1:{ports[node]}/', f'dashboard of {node}')
+        box = dom.by_id('announce')
+        expect_eq((box.text(), box.attrs.get('data-interface'), box.attrs.get('data-announced')),
+                  (f'fulcrum0 \u00b7 {2 if state else 0} of 2 VIPs announced', 'fulcrum0', str(2 if state else 0)),
+                  f'{node}: dashboard announce box')
+        expect('hidden' not in dom.by_id('announce-meta').attrs, f'{node}: announce box shown')
+        for section in dom.find_all('section', cls='service'):
+            name = section.attrs.get('data-service')
+            service = service_of(document, name)
+            chip = section.find('span', cls='svc-announce', what=f'{node} {name}')
+            expect_eq((section.attrs.get('data-announced'), chip.text()),
+                      (str(state).lower(), 'announced' if state else 'withdrawn'), f'{node} {name}: announce chip')
+            maglev = section.find('span', cls='svc-maglev', what=f'{node} {name}')
+            checksum = service.get('maglev_checksum', '')
+            expect_eq((section.attrs.get('data-maglev-checksum'), maglev.text()),
+                      (checksum, f'table {checksum[:8]}' if checksum else ''), f'{node} {name}: Maglev chip')
+
+
 def stats(lab, node, port):
     return json.loads(lab.sh(node, sys.executable, '-c', _STATS, f'http://127.0.0.1:{port}/stats').stdout)
 
@@ -342,6 +374,7 @@ def run(t):
     for vip in (VIP_DSR, VIP_WEB):
         wait_until(lambda: lab.next_hops(vip) == [NODES['node2']], 10,
                    lambda: f'router: {vip} via {lab.next_hops(vip)} after node1 lost its servers')
+    check_dashboards(t, lab, ports, {'node1': False, 'node2': True})
     lab.sh('node1', 'nft', 'delete', 'table', 'ip', 'block')
     for vip in (VIP_DSR, VIP_WEB):
         wait_until(lambda: lab.next_hops(vip) == both, 10, lambda: f'router: {vip} via {lab.next_hops(vip)}')
