@@ -18,6 +18,8 @@ Services on each node: `dsr` (198.18.10.20:80, maglev on client address
 and port, dsr.ingress l0), `dns` (the same VIP, UDP 53, the same), `web`
 (a proxy on 198.18.10.21:8080, rr).
 
+0. Without CAP_NET_ADMIN (setpriv) fulcrum exits 3 with `global.announce
+   needs CAP_NET_ADMIN to create interface fulcrum0 ...` at the name.
 1. BIRD everywhere, no fulcrum: the router has no route to either VIP.
    fulcrum on both nodes: a multipath route with one next hop per node,
    for both VIPs; /stats shows both VIPs announced and the same
@@ -290,6 +292,21 @@ def run(t):
     before = {node: (lab.sh(node, 'nft', 'list', 'ruleset').stdout,
                      sorted(link['ifname'] for link in json.loads(lab.sh(node, 'ip', '-j', 'link').stdout)))
               for node in NODES}
+
+    # 0. Without CAP_NET_ADMIN: exit 3, the reason at the interface.
+    denied = t.daemon({'global': {'announce': {'interface': 'fulcrum0'}},
+                       'services': [{'name': 'web', 'listen': f'{VIP_WEB}:8080',
+                                     'servers': [{'address': f'{SERVERS["a"]}:80'}]}]},
+                      name='denied', start=False,
+                      prefix=['ip', 'netns', 'exec', lab.ns['node1'], 'setpriv', '--inh-caps=-all',
+                              '--bounding-set=-net_admin'])
+    denied.start(wait_ready=False)
+    expect_eq(denied.wait_exit(20), 3, 'exit code of global.announce without CAP_NET_ADMIN')
+    with open(denied.config_path) as f:
+        line, column = next((n, text.index('fulcrum0') + 1) for n, text in enumerate(f, 1) if 'fulcrum0' in text)
+    expect_eq([r.fields.get('error') for r in denied.logs() if r.level == 'error'],
+              [f'{denied.config_path}:{line}:{column}: global.announce needs CAP_NET_ADMIN to create interface '
+               'fulcrum0 and put addresses on it'], 'error of global.announce without CAP_NET_ADMIN')
 
     # 1. BIRD first: no route to the VIPs without fulcrum.
     lab.start_bird('router', ROUTER_BIRD)
