@@ -47,8 +47,10 @@ and port, dsr.ingress l0), `dns` (the same VIP, UDP 53, the same), `web`
 6. Proxy: 20 sessions stream through `web`; node1's fulcrum and BIRD get
    SIGKILL 2 s in. Every session through node2 ends exact, every one
    through node1 fails (the servers see which node proxied each).
-7. SIGTERM: both nodes stop; `nft list ruleset` and the links of each
-   node are as before fulcrum started (fulcrum0 gone).
+7. A reload of node2 without `web`: its VIP is withdrawn (`no service
+   listens on it`) and the router loses that route, the dsr VIP stays.
+   SIGTERM: node2's `nft list ruleset` and links are as before fulcrum
+   started (fulcrum0 gone).
 """
 
 import json
@@ -59,7 +61,7 @@ import sys
 import time
 
 from harness import (TestFailure, TestSkip, binary, expect, expect_eq, free_port, log_stream, require_program,
-                     wait_until)
+                     wait_until, write_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), 'e2e', 'cases'))
@@ -460,7 +462,15 @@ def run(t):
     log_stream(f'proxy: node1 killed with {len(by_node[NODES["node1"]])} sessions, '
                f'{len(by_node[NODES["node2"]])} through node2 exact')
 
-    # 7. Stop: each node as before.
+    # 7. A reload that drops `web` withdraws its VIP; then stop.
+    config = node_config(ports['node2'])
+    config['services'] = [s for s in config['services'] if s['name'] != 'web']
+    write_config(daemons['node2'].config_path, config)
+    daemons['node2'].send_signal(signal.SIGHUP)
+    gone = daemons['node2'].wait_for_log(lambda r: r.message == 'vip withdrawn' and r.fields['address'] == VIP_WEB, 10)
+    expect_eq(gone[-1].fields['reason'], 'no service listens on it', 'reason of the withdrawal by reload')
+    wait_until(lambda: lab.next_hops(VIP_WEB) == [], 10, lambda: f'router: {VIP_WEB} via {lab.next_hops(VIP_WEB)}')
+    expect_eq(lab.next_hops(VIP_DSR), [NODES['node2']], 'router: the dsr VIP still via node2')
     lab.sh('node1', 'nft', 'flush', 'ruleset')  # what the killed node1 left
     lab.sh('node1', 'ip', 'link', 'delete', 'fulcrum0')
     daemons['node2'].stop()
