@@ -127,6 +127,18 @@ def read_line(sock):
     return line.decode()
 
 
+def read_echo(sock):
+    """Reads until the peer closes: (SHA-256 hex of what came, its length)."""
+    echoed = hashlib.sha256()
+    count = 0
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return echoed.hexdigest(), count
+        echoed.update(data)
+        count += len(data)
+
+
 def session(target, size, hold=False):
     host, port = split_address(target)
     payload = os.urandom(size)
@@ -147,18 +159,11 @@ def session(target, size, hold=False):
             sock.shutdown(socket.SHUT_WR)
         sender = threading.Thread(target=send)
         sender.start()
-        echoed = hashlib.sha256()
-        count = 0
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            echoed.update(data)
-            count += len(data)
+        echoed_sha256, count = read_echo(sock)
         sender.join()
     return {'local': [local[0], local[1]], 'seen': [seen_host, int(seen_port)], 'server': server_address,
             'sent_sha256': hashlib.sha256(payload).hexdigest(),
-            'echoed_sha256': echoed.hexdigest(), 'echoed_bytes': count}
+            'echoed_sha256': echoed_sha256, 'echoed_bytes': count}
 
 
 def slow_session(target, size, seconds, connected, go):
@@ -185,16 +190,9 @@ def slow_session(target, size, seconds, connected, go):
                 sock.shutdown(socket.SHUT_WR)
             sender = threading.Thread(target=send, daemon=True)
             sender.start()
-            echoed = hashlib.sha256()
-            count = 0
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                echoed.update(data)
-                count += len(data)
+            echoed_sha256, count = read_echo(sock)
             sender.join(TIMEOUT)
-            result.update(echoed_sha256=echoed.hexdigest(), echoed_bytes=count)
+            result.update(echoed_sha256=echoed_sha256, echoed_bytes=count)
     except OSError as e:
         result['error'] = str(e)
     return result
@@ -244,14 +242,9 @@ def connect_loop(target, count, interval_ms):
                 server_name = read_line(sock).split()[3]
                 sock.sendall(payload)
                 sock.shutdown(socket.SHUT_WR)
-                echoed = b''
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    echoed += data
-            if echoed != payload:
-                raise ConnectionError(f'echo of {len(echoed)} bytes, not the 64 sent')
+                echoed_sha256, count = read_echo(sock)
+            if echoed_sha256 != hashlib.sha256(payload).hexdigest():
+                raise ConnectionError(f'echo of {count} bytes, not the 64 sent')
             ok += 1
             servers[server_name] = servers.get(server_name, 0) + 1
         except (OSError, ValueError, IndexError) as e:

@@ -60,12 +60,14 @@ import subprocess
 import sys
 import time
 
-from harness import (TestFailure, TestSkip, binary, expect, expect_eq, free_port, log_stream, require_program,
+from harness import (TestSkip, binary, expect, expect_eq, free_port, log_stream, require_program,
                      wait_until, write_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), 'e2e', 'cases'))
 from dashboard_chromium import Chromium, find_chromium  # noqa: E402
+from kernel_lab import run_command as command  # noqa: E402
 PEER = os.path.join(os.path.dirname(HERE), 'peer.py')
 DSR_SERVER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), 'tools', 'dsr-server.sh')
 DEADLINE = 240
@@ -111,13 +113,6 @@ protocol bgp uplink {{
   ipv4 {{ import none; export where source = RTS_DEVICE; }};
 }}
 """
-
-
-def command(*args, check=True, input=None):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=30, input=input)
-    if check and result.returncode != 0:
-        raise TestFailure(f'{" ".join(args)} exited {result.returncode}: {result.stderr.strip()}')
-    return result
 
 
 class Lab:
