@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fulcrum/address.hpp"
+#include "fulcrum/cidr.hpp"
 #include "fulcrum/duration.hpp"
 #include "fulcrum/log_level.hpp"
 
@@ -111,6 +112,24 @@ struct DsrConfig {
   std::optional<Duration> flow_timeout;
 };
 
+// `source_limits` (SPEC.md "At the edge"): per client, an IPv4 address or
+// an IPv6 /64; 0 = no such limit.
+struct SourceLimits {
+  uint32_t connections = 0;  // concurrent sessions
+  uint32_t rate = 0;         // new sessions per second
+};
+
+// `accept_proxy_protocol`: whether clients begin with a PROXY header, and
+// which senders may send one.
+struct ProxyTrust {
+  bool enabled = false;
+  std::vector<Cidr> senders;  // empty while enabled: every sender (`true`)
+
+  bool trusts(const SocketAddress& peer) const {
+    return senders.empty() || contains_any(senders, peer);
+  }
+};
+
 struct ServiceConfig {
   std::string name;
   Forwarding forwarding = Forwarding::proxy;
@@ -123,7 +142,11 @@ struct ServiceConfig {
   std::optional<SocketAddress> source;  // snat (proxy) or fullnat source address, port 0
   std::optional<DsrConfig> dsr;         // forwarding dsr only
   ProxyProtocol proxy_protocol = ProxyProtocol::none;
-  bool accept_proxy_protocol = false;
+  ProxyTrust accept_proxy_protocol;
+  // Clients checked at accept, before any server is picked (proxy only).
+  std::vector<Cidr> allow;  // empty: every source
+  std::vector<Cidr> deny;   // wins over allow
+  std::optional<SourceLimits> source_limits;
   Duration connect_timeout{3000};
   Duration idle_timeout{600000};
   uint32_t retries = 2;

@@ -103,6 +103,7 @@ enum class Section {
   agent_check,
   dsr,
   announce,
+  source_limits,
   server
 };
 
@@ -112,9 +113,10 @@ bool is_one_of(std::string_view key, std::initializer_list<std::string_view> key
 
 // Per-service keys that `defaults` may set for every service.
 bool is_service_setting(std::string_view key) {
-  return is_one_of(key, {"forwarding", "protocol", "dsr", "scheduler", "hash_key", "address_mode",
-                         "source", "proxy_protocol", "accept_proxy_protocol", "timeouts", "retries",
-                         "max_connections", "max_lifetime", "health_check", "on_server_down"});
+  return is_one_of(
+      key, {"forwarding", "protocol", "dsr", "scheduler", "hash_key", "address_mode", "source",
+            "proxy_protocol", "accept_proxy_protocol", "timeouts", "retries", "max_connections",
+            "max_lifetime", "health_check", "on_server_down", "allow", "deny", "source_limits"});
 }
 
 // Per-service keys that only mean something while fulcrum relays the bytes:
@@ -126,6 +128,9 @@ std::optional<std::string_view> proxy_only_reason(std::string_view key) {
   if (key == "proxy_protocol" || key == "accept_proxy_protocol")
     return "the kernel forwards packets and adds no header";
   if (key == "retries") return "the kernel does not retry a server that refuses";
+  if (key == "allow" || key == "deny" || key == "source_limits")
+    return "fulcrum checks clients as it accepts them, and the kernel accepts none (filter with "
+           "nftables rules of your own)";
   if (key == "max_connections" || key == "max_lifetime")
     return "the kernel counts no session to limit or end";
   return std::nullopt;
@@ -153,6 +158,7 @@ bool allows(Section section, std::string_view key) {
     case Section::agent_check: return is_one_of(key, {"port", "interval", "send"});
     case Section::dsr: return is_one_of(key, {"ingress", "egress", "flows", "flow_timeout"});
     case Section::announce: return is_one_of(key, {"interface", "grace"});
+    case Section::source_limits: return is_one_of(key, {"connections", "rate"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -174,6 +180,7 @@ std::string_view in_section(Section section) {
     case Section::agent_check: return "in health_check.agent";
     case Section::dsr: return "in dsr";
     case Section::announce: return "in global.announce";
+    case Section::source_limits: return "in source_limits";
     case Section::server: return "in server";
   }
   return "";
@@ -193,6 +200,7 @@ std::string_view section_name(Section section) {
     case Section::agent_check: return "health_check.agent";
     case Section::dsr: return "dsr";
     case Section::announce: return "global.announce";
+    case Section::source_limits: return "source_limits";
     case Section::server: return "server";
   }
   return "";
@@ -230,7 +238,7 @@ std::string_view family_name(int family) { return family == AF_INET6 ? "IPv6" : 
 std::optional<int> transparent_family(const ServiceConfig& service) {
   if (service.listen.empty()) return std::nullopt;
   if (in_kernel(service.forwarding)) return service.listen.front().family();
-  if (service.address_mode != AddressMode::transparent || service.accept_proxy_protocol) {
+  if (service.address_mode != AddressMode::transparent || service.accept_proxy_protocol.enabled) {
     return std::nullopt;
   }
   return service.listen.front().family();
@@ -411,6 +419,9 @@ class Loader {
   void apply_timeouts(const Entry& entry, ServiceConfig& service);
   std::optional<DsrConfig> dsr(const Entry& entry);
   std::optional<AnnounceConfig> announce(const Entry& entry);
+  std::optional<std::vector<Cidr>> cidr_list(const Entry& entry);
+  std::optional<ProxyTrust> proxy_trust(const Entry& entry);
+  std::optional<SourceLimits> source_limits(const Entry& entry);
   std::optional<std::string> interface_name(const Entry& entry);
   void check_forwarding(const Mapping& mapping, const ServiceConfig& service);
   void apply_health_check(const Entry& entry, HealthCheckConfig& health_check);
@@ -738,8 +749,11 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
     assign(service.proxy_protocol, choice<ProxyProtocol>(*e, kProxyProtocols));
   }
   if (const Entry* e = m.find("accept_proxy_protocol")) {
-    assign(service.accept_proxy_protocol, boolean(*e));
+    assign(service.accept_proxy_protocol, proxy_trust(*e));
   }
+  if (const Entry* e = m.find("allow")) assign(service.allow, cidr_list(*e));
+  if (const Entry* e = m.find("deny")) assign(service.deny, cidr_list(*e));
+  if (const Entry* e = m.find("source_limits")) assign(service.source_limits, source_limits(*e));
   if (const Entry* e = m.find("timeouts")) apply_timeouts(*e, service);
   if (const Entry* e = m.find("retries")) assign(service.retries, integer(*e, 0, 10));
   if (const Entry* e = m.find("max_connections")) {
@@ -777,8 +791,9 @@ void Loader::check_forwarding(const Mapping& m, const ServiceConfig& service) {
     }
     return;
   }
-  for (const std::string_view key : {"address_mode", "proxy_protocol", "accept_proxy_protocol",
-                                     "retries", "max_connections", "max_lifetime"}) {
+  for (const std::string_view key :
+       {"address_mode", "proxy_protocol", "accept_proxy_protocol", "retries", "max_connections",
+        "max_lifetime", "allow", "deny", "source_limits"}) {
     if (const Entry* e = m.find(key)) {
       error(e->key,
             std::string(key) + " is for forwarding proxy: " + std::string(*proxy_only_reason(key)));
@@ -818,6 +833,72 @@ std::optional<DsrConfig> Loader::dsr(const Entry& entry) {
   if (const Entry* e = m->find("flows")) assign(config.flows, integer(*e, 1, 16'777'216));
   if (const Entry* e = m->find("flow_timeout")) assign(config.flow_timeout, duration(*e, true));
   return config;
+}
+
+// A list of address ranges (`[198.18.0.0/15, "2001:db8::/32"]`), at least
+// one; each wrong item is reported at its place.
+std::optional<std::vector<Cidr>> Loader::cidr_list(const Entry& entry) {
+  if (!entry.value.IsSequence() || entry.value.size() == 0) {
+    error(entry.value, entry.name + " must be a list of addresses or ranges like 198.18.0.0/15");
+    return std::nullopt;
+  }
+  std::vector<Cidr> list;
+  bool ok = true;
+  for (const YAML::Node& node : entry.value) {
+    const Entry one = item(node);
+    const std::optional<std::string> value = text(one);
+    if (!value) {
+      ok = false;
+      continue;
+    }
+    std::string problem;
+    if (const std::optional<Cidr> cidr = parse_cidr(*value, problem)) {
+      list.push_back(*cidr);
+    } else {
+      error(one.value, problem);
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return list;
+}
+
+// `true`, `false`, or the list of trusted senders.
+std::optional<ProxyTrust> Loader::proxy_trust(const Entry& entry) {
+  if (entry.value.IsSequence()) {
+    std::optional<std::vector<Cidr>> senders = cidr_list(entry);
+    if (!senders) return std::nullopt;
+    return ProxyTrust{true, std::move(*senders)};
+  }
+  const std::optional<bool> enabled = boolean(entry);
+  if (!enabled) return std::nullopt;
+  return ProxyTrust{*enabled, {}};
+}
+
+// `source_limits: {connections: N, rate: N/s}`, at least one of them.
+std::optional<SourceLimits> Loader::source_limits(const Entry& entry) {
+  const std::optional<Mapping> m = mapping(entry, Section::source_limits);
+  if (!m) return std::nullopt;
+  SourceLimits limits;
+  if (const Entry* e = m->find("connections"))
+    assign(limits.connections, integer(*e, 1, 10'000'000));
+  if (const Entry* e = m->find("rate")) {
+    const std::optional<std::string> value = text(*e);
+    const std::optional<uint64_t> count = value && value->ends_with("/s")
+                                              ? parse_decimal(value->substr(0, value->size() - 2))
+                                              : std::nullopt;
+    if (value && (!count || *count < 1 || *count > 1'000'000)) {
+      error(e->value, "expected a rate like 50/s (1/s to 1000000/s), got " + quote(*value));
+    } else if (count) {
+      limits.rate = static_cast<uint32_t>(*count);
+    }
+  }
+  if (limits.connections == 0 && limits.rate == 0) {
+    if (!m->find("connections") && !m->find("rate"))
+      error(entry.key, "source_limits sets neither connections nor rate");
+    return std::nullopt;
+  }
+  return limits;
 }
 
 // `announce: {interface: IF, grace: D}`.

@@ -83,7 +83,7 @@ Session::~Session() = default;
 
 void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
-  if (service_.config->accept_proxy_protocol) {
+  if (service_.config->accept_proxy_protocol.enabled) {
     // The client is a proxy: its header comes first, all of it within a
     // deadline from accept. A timeout on the read event would not do: it
     // restarts with every byte, so a client trickling the header a byte at

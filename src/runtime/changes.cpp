@@ -35,17 +35,31 @@ std::string settings_of(const HealthCheckConfig& h) {
   return out.str();
 }
 
+std::string cidrs(const std::vector<Cidr>& list) {
+  std::string out;
+  for (const Cidr& cidr : list) out += cidr.to_string() + ",";
+  return out;
+}
+
 // Every setting of a service but its servers, as comparable text.
 std::string settings_of(const ServiceConfig& s) {
   std::ostringstream out;
   for (const auto& address : s.listen) out << address.to_string() << ',';
   out << '|' << to_string(s.scheduler) << '|' << static_cast<int>(s.hash_key) << '|'
       << static_cast<int>(s.address_mode) << '|' << (s.source ? s.source->to_string() : "") << '|'
-      << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol << '|'
+      << static_cast<int>(s.proxy_protocol) << '|' << s.accept_proxy_protocol.enabled << '|'
       << s.connect_timeout.count() << '|' << s.idle_timeout.count() << '|' << s.retries << '|'
       << s.max_connections << '|' << s.max_lifetime.count() << '|' << settings_of(s.health_check)
       << '|' << static_cast<int>(s.on_server_down) << '|' << to_string(s.forwarding) << '|'
-      << to_string(s.protocol) << '|' << (s.dsr ? s.dsr->ingress + "," + s.dsr->egress : "");
+      << to_string(s.protocol) << '|'
+      << (s.dsr ? s.dsr->ingress + "," + s.dsr->egress + "," + std::to_string(s.dsr->flows) + "," +
+                      (s.dsr->flow_timeout ? format_duration(*s.dsr->flow_timeout) : "")
+                : "")
+      << '|' << cidrs(s.accept_proxy_protocol.senders) << '|' << cidrs(s.allow) << '|'
+      << cidrs(s.deny) << '|'
+      << (s.source_limits ? std::to_string(s.source_limits->connections) + "," +
+                                std::to_string(s.source_limits->rate)
+                          : "");
   return out.str();
 }
 

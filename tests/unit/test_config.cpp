@@ -43,7 +43,7 @@ services:
   CHECK(web.address_mode == AddressMode::snat);
   CHECK_FALSE(web.source.has_value());
   CHECK(web.proxy_protocol == ProxyProtocol::none);
-  CHECK_FALSE(web.accept_proxy_protocol);
+  CHECK_FALSE(web.accept_proxy_protocol.enabled);
   CHECK(web.connect_timeout == 3s);
   CHECK(web.idle_timeout == 10min);
   CHECK(web.retries == 2);
@@ -121,7 +121,7 @@ services:
   CHECK(db.source->host_string() == "127.0.0.1");
   CHECK(db.source->port() == 0);
   CHECK(db.proxy_protocol == ProxyProtocol::none);
-  CHECK_FALSE(db.accept_proxy_protocol);
+  CHECK_FALSE(db.accept_proxy_protocol.enabled);
   CHECK(db.connect_timeout == 250ms);
   CHECK(db.idle_timeout == 1h);
   CHECK(db.retries == 0);
