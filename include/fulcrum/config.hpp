@@ -124,6 +124,7 @@ struct SourceLimits {
 struct ProxyTrust {
   bool enabled = false;
   std::vector<Cidr> senders;  // empty while enabled: every sender (`true`)
+  Position at;                // the key's place, for --check's warning
 
   bool trusts(const SocketAddress& peer) const {
     return senders.empty() || contains_any(senders, peer);

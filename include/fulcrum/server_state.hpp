@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "fulcrum/source_table.hpp"
+
 namespace fulcrum {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
@@ -178,6 +180,10 @@ struct alignas(64) ServiceState {
   // Sessions no server could take: ends no_server, connect_failed, local_error.
   std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> proxy_header_errors{0};  // clients closed for a missing or bad PROXY header
+  // Clients closed at once (SPEC.md "At the edge"): by allow/deny or as
+  // untrusted PROXY senders, and by source_limits.
+  std::atomic<uint64_t> denied{0};
+  std::atomic<uint64_t> limited{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
   // The service's sessions' local errors (ServerState::local_errors without
@@ -189,6 +195,8 @@ struct alignas(64) ServiceState {
   // dsr only: packets forwarded while the flow memory had no room for
   // their flow (dsr.flows).
   std::atomic<uint64_t> packets_not_remembered{0};
+  // source_limits' clients, kept across reloads with the counters.
+  SourceTable sources;
 };
 
 }  // namespace fulcrum

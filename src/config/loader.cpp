@@ -750,6 +750,7 @@ void Loader::apply_service_settings(const Mapping& m, ServiceConfig& service) {
   }
   if (const Entry* e = m.find("accept_proxy_protocol")) {
     assign(service.accept_proxy_protocol, proxy_trust(*e));
+    service.accept_proxy_protocol.at = position_of(e->key);
   }
   if (const Entry* e = m.find("allow")) assign(service.allow, cidr_list(*e));
   if (const Entry* e = m.find("deny")) assign(service.deny, cidr_list(*e));
@@ -868,11 +869,11 @@ std::optional<ProxyTrust> Loader::proxy_trust(const Entry& entry) {
   if (entry.value.IsSequence()) {
     std::optional<std::vector<Cidr>> senders = cidr_list(entry);
     if (!senders) return std::nullopt;
-    return ProxyTrust{true, std::move(*senders)};
+    return ProxyTrust{true, std::move(*senders), {}};
   }
   const std::optional<bool> enabled = boolean(entry);
   if (!enabled) return std::nullopt;
-  return ProxyTrust{*enabled, {}};
+  return ProxyTrust{*enabled, {}, {}};
 }
 
 // `source_limits: {connections: N, rate: N/s}`, at least one of them.

@@ -82,6 +82,16 @@ bool any_packets(const std::vector<Node>& entries) {
                      [](const Node& entry) { return entry.has("packets"); });
 }
 
+// Whether any service refused a client (allow/deny, untrusted PROXY
+// senders, source_limits): the DENIED and LIMITED columns appear then.
+bool any_refused(const std::vector<Node>& services) {
+  return std::any_of(services.begin(), services.end(), [](const Node& service) {
+    const Node sessions = service["sessions"];
+    return (sessions.has("denied") && sessions["denied"].number() > 0) ||
+           (sessions.has("limited") && sessions["limited"].number() > 0);
+  });
+}
+
 // Packets in and out (`-`: a proxy's, and dsr's replies, which go from the
 // servers to the clients directly).
 std::vector<std::string> packet_cells(const Node& entry, bool direct) {
@@ -109,6 +119,7 @@ std::string status_report(const Json& stats) {
   const std::vector<Node> services = root["services"].elements();
   const bool modes = any_kernel_mode(services);
   const bool packets = any_packets(services);
+  const bool refused = any_refused(services);
   Table table;
   table.add_column("SERVICE");
   table.add_column("SCHEDULER");
@@ -116,6 +127,10 @@ std::string status_report(const Json& stats) {
   table.add_column("ACTIVE", Align::right);
   table.add_column("TOTAL", Align::right);
   table.add_column("REJECTED", Align::right);
+  if (refused) {
+    table.add_column("DENIED", Align::right);
+    table.add_column("LIMITED", Align::right);
+  }
   table.add_column("BYTES_IN", Align::right);
   table.add_column("BYTES_OUT", Align::right);
   if (packets) {
@@ -137,8 +152,12 @@ std::string status_report(const Json& stats) {
     std::vector<std::string> row = {service["name"].string(), service["scheduler"].string()};
     if (modes) row.push_back(forwarding_of(service) + "/" + protocol_of(service));
     append(row, {count_text(sessions["active"]), count_text(sessions["total"]),
-                 count_text(sessions["rejected"]), human_bytes(bytes["in"].count()),
-                 human_bytes(bytes["out"].count())});
+                 count_text(sessions["rejected"])});
+    if (refused) {
+      append(row, {sessions.has("denied") ? count_text(sessions["denied"]) : "-",
+                   sessions.has("limited") ? count_text(sessions["limited"]) : "-"});
+    }
+    append(row, {human_bytes(bytes["in"].count()), human_bytes(bytes["out"].count())});
     if (packets) append(row, packet_cells(service, forwarding_of(service) == "dsr"));
     append(row, {human_rate(rate["sessions_per_second"].number()),
                  human_rate(rate["peak_sessions_per_second"].number()),

@@ -58,6 +58,9 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::max_lifetime: return "max_lifetime";
     case SessionEnd::shutdown: return "shutdown";
     case SessionEnd::server_down: return "server_down";
+    case SessionEnd::denied: return "denied";
+    case SessionEnd::source_limit: return "source_limit";
+    case SessionEnd::proxy_untrusted: return "proxy_untrusted";
   }
   return "unknown";
 }
@@ -79,11 +82,18 @@ Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
   server_watch_.arg = this;
 }
 
-Session::~Session() = default;
+Session::~Session() {
+  if (source_counted_) service_.state->sources.release(client_address_);
+}
 
 void Session::start() {
   service_.state->total.fetch_add(1, std::memory_order_relaxed);
-  if (service_.config->accept_proxy_protocol.enabled) {
+  const ProxyTrust& trust = service_.config->accept_proxy_protocol;
+  if (trust.enabled && !trust.trusts(client_address_)) {
+    refuse(SessionEnd::proxy_untrusted);
+    return;
+  }
+  if (trust.enabled) {
     // The client is a proxy: its header comes first, all of it within a
     // deadline from accept. A timeout on the read event would not do: it
     // restarts with every byte, so a client trickling the header a byte at
@@ -95,7 +105,40 @@ void Session::start() {
     add_with_timeout(header_deadline_.get(), kProxyHeaderTimeout);
     return;
   }
+  admit();
+}
+
+void Session::admit() {
+  const ServiceConfig& config = *service_.config;
+  if ((!config.allow.empty() && !contains_any(config.allow, client_address_)) ||
+      contains_any(config.deny, client_address_)) {
+    refuse(SessionEnd::denied);
+    return;
+  }
+  SourceTable& sources = service_.state->sources;
+  if (sources.limited()) {
+    switch (sources.admit(client_address_, std::chrono::steady_clock::now())) {
+      case SourceTable::Verdict::admitted: source_counted_ = true; break;
+      case SourceTable::Verdict::untracked: {
+        static LogRateLimit full_log(LogLevel::warn, "source table full");
+        full_log.write({{"service", config.name},
+                        {"client", client_address_.to_string()},
+                        {"clients", kSourceTableClients}});
+        break;
+      }
+      case SourceTable::Verdict::over_connections:
+      case SourceTable::Verdict::over_rate: refuse(SessionEnd::source_limit); return;
+    }
+  }
   connect_next();
+}
+
+void Session::refuse(SessionEnd end) {
+  std::atomic<uint64_t>& counter =
+      end == SessionEnd::source_limit ? service_.state->limited : service_.state->denied;
+  counter.fetch_add(1, std::memory_order_relaxed);
+  set_linger_reset(client_.get());
+  finish(end);
 }
 
 void Session::on_proxy_header_cb(evutil_socket_t, short, void* arg) {
@@ -143,8 +186,11 @@ void Session::read_proxy_header() {
   header_event_.reset();
   header_deadline_.reset();
   header_bytes_.clear();
-  if (header.source) client_address_ = *header.source;
-  connect_next();
+  if (header.source) {
+    peer_address_ = client_address_;
+    client_address_ = *header.source;
+  }
+  admit();
 }
 
 void Session::reject_proxy_header(const std::string& reason) {
@@ -731,15 +777,42 @@ void Session::finish(SessionEnd end) {
   if (snapshot_->config.global.access_log && Log::enabled(LogLevel::info)) {
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started_);
-    log_info("session",
-             {{"service", service_.config->name},
-              {"client", client_address_.to_string()},
-              {"server", server ? std::string_view(server->config->name) : std::string_view("-")},
-              {"server_addr", server ? server->config->address.to_string() : std::string("-")},
-              {"bytes_in", bytes_in},
-              {"bytes_out", bytes_out},
-              {"duration_ms", static_cast<int64_t>(duration.count())},
-              {"end", to_string(end)}});
+    // Refused clients come as fast as anyone can connect: their lines are
+    // rate-limited, with a summary of those left out.
+    static LogRateLimit refused_log(LogLevel::info, "session");
+    const bool refused = end == SessionEnd::denied || end == SessionEnd::source_limit ||
+                         end == SessionEnd::proxy_untrusted;
+    const auto write = [refused](std::initializer_list<LogField> fields) {
+      if (refused) {
+        refused_log.write(fields);
+      } else {
+        log_info("session", fields);
+      }
+    };
+    const std::string client = client_address_.to_string();
+    const std::string server_addr = server ? server->config->address.to_string() : "-";
+    const std::string_view server_name = server ? std::string_view(server->config->name) : "-";
+    const auto duration_ms = static_cast<int64_t>(duration.count());
+    if (peer_address_) {
+      write({{"service", service_.config->name},
+             {"client", client},
+             {"peer", peer_address_->to_string()},
+             {"server", server_name},
+             {"server_addr", server_addr},
+             {"bytes_in", bytes_in},
+             {"bytes_out", bytes_out},
+             {"duration_ms", duration_ms},
+             {"end", to_string(end)}});
+    } else {
+      write({{"service", service_.config->name},
+             {"client", client},
+             {"server", server_name},
+             {"server_addr", server_addr},
+             {"bytes_in", bytes_in},
+             {"bytes_out", bytes_out},
+             {"duration_ms", duration_ms},
+             {"end", to_string(end)}});
+    }
   }
   header_event_.reset();
   header_deadline_.reset();

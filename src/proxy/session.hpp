@@ -42,6 +42,10 @@ enum class SessionEnd {
   max_lifetime,
   shutdown,
   server_down,  // the server was marked down in a service with on_server_down: close
+  // Refused at once, before any server is picked (SPEC.md "At the edge").
+  denied,           // allow/deny
+  source_limit,     // source_limits
+  proxy_untrusted,  // a PROXY header from a sender accept_proxy_protocol does not list
 };
 std::string_view to_string(SessionEnd);
 
@@ -99,6 +103,11 @@ class Session {
 
   void read_proxy_header();
   void reject_proxy_header(const std::string& reason);
+  // allow/deny and source_limits, on the client (the PROXY header's source
+  // when there is one), then connect_next().
+  void admit();
+  // Closes the client at once with a reset, counted and logged as `end`.
+  void refuse(SessionEnd end);
   void connect_next();
   void on_connect_ready();
   void connect_failed(int error);
@@ -155,6 +164,8 @@ class Session {
   AdmissionSlot admission_slot_;
   const ServiceRuntime& service_;
   SocketAddress client_address_;  // the PROXY header's source, when the client sent one
+  std::optional<SocketAddress> peer_address_;  // the TCP peer, when a PROXY header replaced it
+  bool source_counted_ = false;                // admitted by source_limits: released at the end
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;

@@ -68,6 +68,8 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
   registry_.retire_absent(next->config);
   ChangeSet changes{next, snapshot_, true, {}};
   for (const ServiceRuntime& service : next->services) {
+    const std::optional<SourceLimits>& limits = service.config->source_limits;
+    service.state->sources.set_limits(limits ? limits->connections : 0, limits ? limits->rate : 0);
     for (const ServerRuntime& server : service.servers) {
       ServerStateWriter writer(*server.state);
       // A server new to the configuration starts its state's clock now.

@@ -106,6 +106,20 @@ void check_open_file_limit(const Config& config, Preflight& out) {
           " more for sessions; raise LimitNOFILE= (systemd) or ulimit -n"));
 }
 
+// `accept_proxy_protocol: true` lets any client choose the address servers
+// see (and the one allow, deny and source_limits judge).
+void check_proxy_trust(const Config& config, Preflight& out) {
+  for (const ServiceConfig& service : config.services) {
+    const ProxyTrust& trust = service.accept_proxy_protocol;
+    if (!trust.enabled || !trust.senders.empty()) continue;
+    out.warnings.push_back(config_error(
+        config, trust.at,
+        "service " + service.name +
+            ": accept_proxy_protocol: true trusts every sender, so any client can choose the "
+            "address servers see; list the proxies' addresses instead"));
+  }
+}
+
 }  // namespace
 
 Preflight preflight(const Config& config, const Config* started) {
@@ -114,6 +128,7 @@ Preflight preflight(const Config& config, const Config* started) {
   check_token_file(config, out);
   check_transparent(config, out);
   check_kernel(config, out);
+  check_proxy_trust(config, out);
   if (!started) check_open_file_limit(config, out);
   if (!out.errors.empty()) out.admin_token.reset();
   // In file order, as the loader's.

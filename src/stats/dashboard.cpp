@@ -32,6 +32,10 @@
 // never pass fulcrum, bytes out is `–` and its packets say `replies go
 // direct`. /stats has no packet rate, and the page computes none.
 //
+// Refused clients (SPEC.md "At the edge"): each section carries
+// data-sessions-denied and data-sessions-limited, and the Rejected tile a
+// `div.refused` line `N denied · M limited`, hidden while both are 0.
+//
 // Announcing VIPs (docs/scale-out.md): with global.announce, the header's
 // #announce (its box #announce-meta hidden otherwise) says `IF · A of N
 // VIPs announced`, with data-interface, data-announced and data-vips; each
@@ -406,6 +410,10 @@ footer a { color: var(--accent); }
       bytesIn: tile(tiles, 'Bytes in', 'tile-bytes-in'),
       bytesOut: tile(tiles, 'Bytes out', 'tile-bytes-out')
     };
+    // Clients refused at accept (allow/deny, PROXY senders, source_limits).
+    v.refused = el('div', 'tile-sub refused', '');
+    v.refused.hidden = true;
+    v.rejected.box.appendChild(v.refused);
     v.bytesInRate = el('div', 'tile-sub', DASH);
     v.bytesIn.box.appendChild(v.bytesInRate);
     v.bytesOutRate = el('div', 'tile-sub', DASH);
@@ -684,6 +692,12 @@ footer a { color: var(--accent); }
     setText(v.active.value, count(sessions.active));
     setText(v.total.value, count(sessions.total));
     setText(v.rejected.value, count(sessions.rejected));
+    var denied = isNum(sessions.denied) ? sessions.denied : 0;
+    var limited = isNum(sessions.limited) ? sessions.limited : 0;
+    setAttr(v.root, 'data-sessions-denied', isNum(sessions.denied) ? sessions.denied : '');
+    setAttr(v.root, 'data-sessions-limited', isNum(sessions.limited) ? sessions.limited : '');
+    setText(v.refused, denied || limited ? count(denied) + ' denied \u00b7 ' + count(limited) + ' limited' : '');
+    v.refused.hidden = !(denied || limited);
     setClass(v.rejected.box, 'tile tile-rejected' + (sessions.rejected > 0 ? ' nonzero' : ''));
     var h = track(s.name, rate.sessions_per_second);
     setText(v.rate.value, perSecond(rate.sessions_per_second));

@@ -273,7 +273,8 @@ std::string render_stats_json(const StatsContext& context) {
     out += ",\"protocol\":" + json_string(to_string(service.config->protocol));
     out += ",\"sessions\":{\"active\":" + load(s.active) + ",\"total\":" + load(s.total) +
            ",\"rejected\":" + load(s.rejected) +
-           ",\"proxy_header_errors\":" + load(s.proxy_header_errors) + "}";
+           ",\"proxy_header_errors\":" + load(s.proxy_header_errors) +
+           ",\"denied\":" + load(s.denied) + ",\"limited\":" + load(s.limited) + "}";
     out += ",\"bytes\":{\"in\":" + load(s.bytes_in) + ",\"out\":" + load(s.bytes_out) + "}";
     if (in_kernel(service.config->forwarding))
       out += ",\"packets\":{\"in\":" + load(s.packets_in) + ",\"out\":" + load(s.packets_out) + "}";
@@ -358,6 +359,14 @@ std::string render_metrics(const StatsContext& context) {
       {"fulcrum_service_proxy_header_errors_total", "counter",
        "Clients closed for a missing, malformed, oversized or late PROXY header.",
        &ServiceState::proxy_header_errors},
+      {"fulcrum_service_sessions_denied_total", "counter",
+       "Clients closed at once by allow/deny, or as PROXY senders accept_proxy_protocol does not "
+       "list.",
+       &ServiceState::denied},
+      {"fulcrum_service_sessions_limited_total", "counter",
+       "Clients closed at once by source_limits (concurrent sessions or new sessions per second "
+       "of one client).",
+       &ServiceState::limited},
       {"fulcrum_service_local_errors_total", "counter",
        "Session connect attempts and relays that failed for want of fulcrum's own resources "
        "(descriptors, memory, buffers, source ports); not counted as connect failures.",

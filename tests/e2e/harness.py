@@ -59,7 +59,7 @@ MiB = 1 << 20
 SESSION_ENDS = {
     'client_close', 'server_close', 'client_reset', 'server_reset',
     'connect_failed', 'no_server', 'idle_timeout', 'max_lifetime', 'shutdown', 'bad_proxy_header',
-    'local_error', 'server_down',
+    'local_error', 'server_down', 'denied', 'source_limit', 'proxy_untrusted',
 }
 
 ACCESS_LOG_KEYS = ('service', 'client', 'server', 'server_addr', 'bytes_in',

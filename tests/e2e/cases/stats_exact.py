@@ -118,7 +118,8 @@ def check_shape(stats, config_services, addresses):
         name = service['name']
         expect_eq(service['listen'], [conf['listen']], f'{name}: listen')
         expect_eq(service['scheduler'], 'wrr', f'{name}: scheduler')
-        expect_eq(sorted(service['sessions']), ['active', 'proxy_header_errors', 'rejected', 'total'],
+        expect_eq(sorted(service['sessions']), ['active', 'denied', 'limited', 'proxy_header_errors', 'rejected',
+                                                'total'],
                   f'{name}: sessions keys')
         expect_eq(sorted(service['bytes']), ['in', 'out'], f'{name}: bytes keys')
         for value in list(service['sessions'].values()) + list(service['bytes'].values()):
