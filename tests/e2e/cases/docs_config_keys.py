@@ -49,6 +49,10 @@ def values_for(key, kind, token_file):
         return ['1s']
     if kind == 'boolean':
         return ['true', 'false']
+    if kind == 'boolean, or list of addresses and ranges':
+        return ['true', 'false', ['127.0.0.1', '198.18.0.0/15']]
+    if kind.startswith('list of addresses and ranges'):
+        return [['127.0.0.1', '198.18.0.0/15', '2001:db8::/32']]
     if kind.startswith('`'):
         choices = re.findall(r'`([^`]+)`', kind)
         return choices + ([{'rise': '2'}] if 'mapping' in kind else [])
