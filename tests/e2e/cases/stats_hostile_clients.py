@@ -235,7 +235,8 @@ def run(t):
     stats = get_stats(stats_address)
     web = stats['services'][0]
     expect_eq((web['sessions'], web['bytes']),
-              ({'active': 0, 'total': SESSIONS, 'rejected': 0, 'proxy_header_errors': 0},
+              ({'active': 0, 'total': SESSIONS, 'rejected': 0, 'proxy_header_errors': 0,
+                'denied': 0, 'limited': 0},
                {'in': SESSIONS * MiB, 'out': SESSIONS * MiB + sum(greetings[n] for n in names)}),
               'web sessions and bytes after the sessions')
     for server in web['servers']:
