@@ -162,7 +162,18 @@ class Maglev final : public Scheduler {
     if (*next != *previous) table_.publish(std::move(next));
   }
 
-  std::optional<uint64_t> table_checksum() const override { return checksum_; }
+  // Computed when asked (/stats, main thread), not at every rebuild: slow
+  // start rebuilds at each weight step, and hashing the 65537 slots would
+  // add to each.
+  std::optional<uint64_t> table_checksum() const override {
+    if (!checksum_) {
+      std::vector<std::string> names;
+      names.reserve(servers_.size());
+      for (const auto& s : servers_) names.push_back(s.name);
+      checksum_ = maglev_table_checksum(names, *current_);
+    }
+    return checksum_;
+  }
 
  private:
   std::shared_ptr<const std::vector<uint32_t>> build() {
@@ -175,14 +186,14 @@ class Maglev final : public Scheduler {
     }
     current_ = std::make_shared<const std::vector<uint32_t>>(
         build_maglev_table(names, weights, kMaglevTableSize));
-    checksum_ = maglev_table_checksum(names, *current_);
+    checksum_.reset();
     return current_;
   }
 
   std::vector<SchedServer> servers_;
   HashKey key_;
   std::shared_ptr<const std::vector<uint32_t>> current_;  // main thread's copy of the latest build
-  uint64_t checksum_ = 0;                                 // of current_
+  mutable std::optional<uint64_t> checksum_;              // of current_, once asked
   Published<std::vector<uint32_t>> table_;
 };
 
