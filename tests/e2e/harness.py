@@ -171,8 +171,9 @@ def _ephemeral_range():
 
 
 def _port_is_free(host, port):
+    # Without SO_REUSEADDR: a port that an earlier test's connection still
+    # holds in TIME_WAIT is not free for a test that binds it plainly.
     with socket.socket(family_of(host), socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
