@@ -54,6 +54,15 @@ struct ServerConfig {
   uint32_t max_connections = 0;  // 0 = unlimited
   bool backup = false;
   Duration slow_start{0};
+  // The sni_routes entry this server belongs to (an index), or none: the
+  // service's own `servers`, for clients without a matching name.
+  std::optional<size_t> route;
+};
+
+// One `sni_routes` entry: the ClientHello server names that pick its
+// servers (lower case; `*.apps.test` stands for one label).
+struct SniRoute {
+  std::vector<std::string> names;
 };
 
 // An accepted range of HTTP statuses, both ends included.
@@ -148,6 +157,10 @@ struct ServiceConfig {
   std::vector<Cidr> allow;  // empty: every source
   std::vector<Cidr> deny;   // wins over allow
   std::optional<SourceLimits> source_limits;
+  // Routing by the TLS server name (proxy only); the routes' servers are in
+  // `servers` too, each with its `route`.
+  std::vector<SniRoute> sni_routes;
+  bool sni_required = false;
   Duration connect_timeout{3000};
   Duration idle_timeout{600000};
   uint32_t retries = 2;

@@ -104,8 +104,28 @@ enum class Section {
   dsr,
   announce,
   source_limits,
+  sni_route,
   server
 };
+
+// An sni_routes name, lowered: a host name (letters, digits, '-', '_'
+// labels of 1 to 63, 253 in all, no trailing dot), or `*.` and one.
+bool is_sni_pattern(std::string_view name) {
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  for (const char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+      if (++label > 63) return false;
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
+}
 
 bool is_one_of(std::string_view key, std::initializer_list<std::string_view> keys) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
@@ -138,7 +158,7 @@ std::optional<std::string_view> proxy_only_reason(std::string_view key) {
 
 // Per-service keys that name a service or belong to it alone.
 bool is_service_identity(std::string_view key) {
-  return is_one_of(key, {"name", "listen", "servers"});
+  return is_one_of(key, {"name", "listen", "servers", "sni_routes", "sni_required"});
 }
 
 bool allows(Section section, std::string_view key) {
@@ -159,6 +179,7 @@ bool allows(Section section, std::string_view key) {
     case Section::dsr: return is_one_of(key, {"ingress", "egress", "flows", "flow_timeout"});
     case Section::announce: return is_one_of(key, {"interface", "grace"});
     case Section::source_limits: return is_one_of(key, {"connections", "rate"});
+    case Section::sni_route: return is_one_of(key, {"names", "servers"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -181,6 +202,7 @@ std::string_view in_section(Section section) {
     case Section::dsr: return "in dsr";
     case Section::announce: return "in global.announce";
     case Section::source_limits: return "in source_limits";
+    case Section::sni_route: return "in sni_routes";
     case Section::server: return "in server";
   }
   return "";
@@ -201,6 +223,7 @@ std::string_view section_name(Section section) {
     case Section::dsr: return "dsr";
     case Section::announce: return "global.announce";
     case Section::source_limits: return "source_limits";
+    case Section::sni_route: return "sni_routes entry";
     case Section::server: return "server";
   }
   return "";
@@ -433,7 +456,10 @@ class Loader {
   std::optional<ServiceConfig> parse_service(const Entry& entry, const ServiceConfig& defaults);
   std::vector<SocketAddress> parse_listen(const Entry& entry, Protocol protocol);
   void check_virtual_addresses(const Entry& entry, const ServiceConfig& service);
-  std::vector<ServerConfig> parse_servers(const Entry& entry, const ServiceConfig& service);
+  std::vector<ServerConfig> parse_servers(const Entry& entry, const ServiceConfig& service,
+                                          std::map<std::string, YAML::Mark>& names);
+  void parse_sni_routes(const Entry& entry, ServiceConfig& service,
+                        std::map<std::string, YAML::Mark>& server_names);
   std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
                                            std::map<std::string, YAML::Mark>& names);
   std::optional<SocketAddress> server_address(const Entry& entry, const ServiceConfig& service);
@@ -1124,8 +1150,67 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
           "forwarding dsr needs dsr.ingress: the interface where clients' packets for the "
           "virtual address arrive");
   }
-  if (const Entry* e = require(*m, "servers")) service.servers = parse_servers(*e, service);
+  std::map<std::string, YAML::Mark> server_names;
+  const Entry* routes = m->find("sni_routes");
+  // With routes, `servers` (the clients without a matching name) may be
+  // left out.
+  if (const Entry* e = routes ? m->find("servers") : require(*m, "servers"))
+    service.servers = parse_servers(*e, service, server_names);
+  if (routes) parse_sni_routes(*routes, service, server_names);
+  if (const Entry* e = m->find("sni_required")) assign(service.sni_required, boolean(*e));
+  for (const char* key : {"sni_routes", "sni_required"}) {
+    if (const Entry* e = m->find(key); e && service.forwarding != Forwarding::proxy) {
+      error(e->key, std::string(key) +
+                        " is for forwarding proxy: the kernel forwards packets without reading "
+                        "them");
+    }
+  }
   return service;
+}
+
+// `sni_routes: [{names: [...], servers: [...]}, ...]`: each route's servers
+// join the service's, tagged with the route; a name may be in one route.
+void Loader::parse_sni_routes(const Entry& entry, ServiceConfig& service,
+                              std::map<std::string, YAML::Mark>& server_names) {
+  if (!entry.value.IsSequence() || entry.value.size() == 0) {
+    error(entry.value, "sni_routes must be a list of {names: [...], servers: [...]}");
+    return;
+  }
+  std::map<std::string, YAML::Mark> route_names;
+  for (const YAML::Node& node : entry.value) {
+    const std::optional<Mapping> m = mapping(item(node), Section::sni_route);
+    if (!m) continue;
+    SniRoute route;
+    if (const Entry* names = require(*m, "names")) {
+      if (!names->value.IsSequence() || names->value.size() == 0) {
+        error(names->value, "names must be a list of server names (api.test, *.apps.test)");
+      } else {
+        for (const YAML::Node& name_node : names->value) {
+          const Entry one = item(name_node);
+          const std::optional<std::string> value = text(one);
+          if (!value) continue;
+          std::string name = *value;
+          std::transform(name.begin(), name.end(), name.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+          if (!is_sni_pattern(name)) {
+            error(one.value, "server name " + quote(*value) +
+                                 " is not a host name or *.host.name (one label per *)");
+            continue;
+          }
+          if (first_occurrence(route_names, name, one.value, "server name " + name))
+            route.names.push_back(name);
+        }
+      }
+    }
+    const size_t index = service.sni_routes.size();
+    if (const Entry* servers = require(*m, "servers")) {
+      for (ServerConfig& server : parse_servers(*servers, service, server_names)) {
+        server.route = index;
+        service.servers.push_back(std::move(server));
+      }
+    }
+    service.sni_routes.push_back(std::move(route));
+  }
 }
 
 // One address or a list of them. A host name listens on every address it
@@ -1172,14 +1257,14 @@ void Loader::check_virtual_addresses(const Entry& entry, const ServiceConfig& se
   }
 }
 
-std::vector<ServerConfig> Loader::parse_servers(const Entry& entry, const ServiceConfig& service) {
+std::vector<ServerConfig> Loader::parse_servers(const Entry& entry, const ServiceConfig& service,
+                                                std::map<std::string, YAML::Mark>& names) {
   std::vector<ServerConfig> servers;
   if (!entry.value.IsSequence()) {
     type_error(entry, "a list of servers");
     return servers;
   }
   if (entry.value.size() == 0) error(entry.value, "expected at least one server");
-  std::map<std::string, YAML::Mark> names;
   for (const YAML::Node& node : entry.value) {
     if (std::optional<ServerConfig> server = parse_server(item(node), service, names)) {
       servers.push_back(std::move(*server));

@@ -104,7 +104,8 @@ ClientHelloScan scan_client_hello(std::span<const uint8_t> data) {
     if (data.size() - at < kRecordHeader) return {Status::incomplete, "", ""};
     const uint8_t type = data[at];
     const size_t length = static_cast<size_t>(data[at + 3]) << 8 | data[at + 4];
-    if (type != kHandshakeRecord) return malformed("a record other than handshake inside the hello");
+    if (type != kHandshakeRecord)
+      return malformed("a record other than handshake inside the hello");
     if (data[at + 1] != 3) return malformed("record version is not 3.x");
     if (length == 0 || length > kMaxRecord) return malformed("record length out of range");
     if (data.size() - at - kRecordHeader < length) return {Status::incomplete, "", ""};
@@ -112,13 +113,16 @@ ClientHelloScan scan_client_hello(std::span<const uint8_t> data) {
                    data.begin() + static_cast<std::ptrdiff_t>(at + kRecordHeader + length));
     at += kRecordHeader + length;
     if (!message_length && message.size() >= 4) {
-      if (message[0] != kClientHello) return malformed("first handshake message is not ClientHello");
-      message_length = static_cast<size_t>(message[1]) << 16 | static_cast<size_t>(message[2]) << 8 |
-                       message[3];
-      if (*message_length > kMaxClientHello) return malformed("ClientHello longer than 16384 bytes");
+      if (message[0] != kClientHello)
+        return malformed("first handshake message is not ClientHello");
+      message_length =
+          static_cast<size_t>(message[1]) << 16 | static_cast<size_t>(message[2]) << 8 | message[3];
+      if (*message_length > kMaxClientHello)
+        return malformed("ClientHello longer than 16384 bytes");
     }
   }
-  if (message.size() > *message_length + 4) return malformed("bytes after the ClientHello in its record");
+  if (message.size() > *message_length + 4)
+    return malformed("bytes after the ClientHello in its record");
 
   Reader hello(std::span<const uint8_t>(message).subspan(4, *message_length));
   const uint32_t version = hello.number(2);

@@ -113,3 +113,46 @@ services:
        "test.yaml:13:5: source_limits is for forwarding proxy: fulcrum checks clients as it "
        "accepts them, and the kernel accepts none (filter with nftables rules of your own)");
 }
+
+TEST_CASE("edge keys: sni_routes put their servers beside the service's, tagged") {
+  const Config config = valid(R"(
+services:
+  - name: tls
+    listen: 127.0.0.1:8443
+    sni_routes:
+      - names: [API.test, "*.apps.test"]
+        servers: [{name: api, address: 127.0.0.1:9001}]
+      - names: [shop.test]
+        servers: [{name: shop, address: 127.0.0.1:9002}, {name: shop2, address: 127.0.0.1:9003}]
+    sni_required: true
+    servers: [{name: plain, address: 127.0.0.1:9004}]
+)");
+  const ServiceConfig& tls = config.services.at(0);
+  REQUIRE(tls.sni_routes.size() == 2);
+  CHECK(tls.sni_routes[0].names == std::vector<std::string>{"api.test", "*.apps.test"});
+  CHECK(tls.sni_required);
+  std::vector<std::string> servers;
+  for (const ServerConfig& server : tls.servers)
+    servers.push_back(server.name + ":" + (server.route ? std::to_string(*server.route) : "-"));
+  CHECK(servers == std::vector<std::string>{"plain:-", "api:0", "shop:1", "shop2:1"});
+
+  CHECK(errors_of(R"(
+services:
+  - name: tls
+    listen: 127.0.0.1:8443
+    sni_routes:
+      - names: ["*.*.test", api.test, API.TEST]
+        servers: [{name: plain, address: 127.0.0.1:9001}]
+    servers: [{name: plain, address: 127.0.0.1:9004}]
+  - name: kernel
+    forwarding: nat
+    listen: 198.18.10.10:443
+    sni_required: true
+    servers: [{address: 198.18.1.1:443}]
+)") == "test.yaml:5:17: server name \"*.*.test\" is not a host name or *.host.name (one label per "
+       "*)\n"
+       "test.yaml:5:39: duplicate server name api.test (first at line 5)\n"
+       "test.yaml:6:26: duplicate server name \"plain\" (first at line 7)\n"
+       "test.yaml:11:5: sni_required is for forwarding proxy: the kernel forwards packets without "
+       "reading them");
+}
