@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -22,11 +23,23 @@ struct ServerRuntime {
   std::shared_ptr<ServerState> state;
 };
 
+// The servers one scheduler picks from: the service's own (`servers`
+// without a route) or those of one sni_routes entry.
+struct ServerGroup {
+  std::unique_ptr<Scheduler> scheduler;
+  std::vector<uint32_t> members;  // the scheduler's indices -> the service's
+
+  // A server of this group, as an index into the service's servers;
+  // `context.failed` holds service indices too.
+  std::optional<uint32_t> pick(const PickContext& context) const;
+};
+
 struct ServiceRuntime {
   const ServiceConfig* config = nullptr;
   std::shared_ptr<ServiceState> state;
   std::vector<ServerRuntime> servers;
-  std::unique_ptr<Scheduler> scheduler;
+  // [0]: the servers without a route; [1 + i]: those of sni_routes[i].
+  std::vector<ServerGroup> groups;
 };
 
 struct Snapshot {

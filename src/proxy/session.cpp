@@ -213,7 +213,8 @@ void Session::connect_next() {
   std::vector<uint32_t> skip = failed_servers_;
   const bool transparent = service_.config->address_mode == AddressMode::transparent;
   for (size_t tries = 0; tries <= servers.size(); ++tries) {
-    index = service_.scheduler->pick(PickContext{client_address_, attempt_, skip, worker_.index()});
+    index =
+        service_.groups[group_].pick(PickContext{client_address_, attempt_, skip, worker_.index()});
     if (!index) break;
     const auto& server = servers[*index];
     // Transparent mode speaks from the client's address, so only a server

@@ -166,6 +166,7 @@ class Session {
   SocketAddress client_address_;  // the PROXY header's source, when the client sent one
   std::optional<SocketAddress> peer_address_;  // the TCP peer, when a PROXY header replaced it
   bool source_counted_ = false;                // admitted by source_limits: released at the end
+  size_t group_ = 0;  // the service's server group: its own, or a route's by the TLS name
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;

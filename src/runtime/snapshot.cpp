@@ -69,6 +69,18 @@ Snapshot::Found Snapshot::find(std::string_view service_name, std::string_view s
   return {};
 }
 
+std::optional<uint32_t> ServerGroup::pick(const PickContext& context) const {
+  std::vector<uint32_t> failed;
+  for (uint32_t i = 0; i < members.size(); ++i) {
+    if (context.avoids(members[i])) failed.push_back(i);
+  }
+  PickContext inner = context;
+  inner.failed = failed;
+  const std::optional<uint32_t> picked = scheduler->pick(inner);
+  if (!picked) return std::nullopt;
+  return members[*picked];
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generation,
                                                StateRegistry& registry, unsigned workers) {
   auto snapshot = std::make_shared<Snapshot>();
@@ -78,16 +90,21 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
     ServiceRuntime service;
     service.config = &service_config;
     service.state = registry.service(service_config.name);
-    std::vector<SchedServer> sched_servers;
+    const size_t group_count = 1 + service_config.sni_routes.size();
+    std::vector<std::vector<SchedServer>> sched_servers(group_count);
+    service.groups.resize(group_count);
     for (const auto& server_config : service_config.servers) {
       ServerRuntime server{&server_config,
                            registry.server(service_config.name, server_config.name)};
-      sched_servers.push_back(
+      const size_t group = server_config.route ? *server_config.route + 1 : 0;
+      sched_servers[group].push_back(
           SchedServer{server_config.name, server_config.backup, server.state.get()});
+      service.groups[group].members.push_back(static_cast<uint32_t>(service.servers.size()));
       service.servers.push_back(std::move(server));
     }
     const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};
-    service.scheduler = make_scheduler(options, std::move(sched_servers));
+    for (size_t group = 0; group < group_count; ++group)
+      service.groups[group].scheduler = make_scheduler(options, std::move(sched_servers[group]));
     snapshot->services.push_back(std::move(service));
   }
   return snapshot;

@@ -265,7 +265,7 @@ std::string render_stats_json(const StatsContext& context) {
       out += json_string(service.config->listen[i].to_string());
     }
     out += "],\"scheduler\":" + json_string(to_string(service.config->scheduler));
-    if (const std::optional<uint64_t> checksum = service.scheduler->table_checksum())
+    if (const std::optional<uint64_t> checksum = service.groups.front().scheduler->table_checksum())
       out += ",\"maglev_checksum\":" + json_string(hex64(*checksum));
     if (const std::optional<bool> announced = service_announced(context, *service.config))
       out += ",\"announced\":" + std::string(*announced ? "true" : "false");
