@@ -61,6 +61,7 @@ std::string_view to_string(SessionEnd end) {
     case SessionEnd::denied: return "denied";
     case SessionEnd::source_limit: return "source_limit";
     case SessionEnd::proxy_untrusted: return "proxy_untrusted";
+    case SessionEnd::no_sni_route: return "no_sni_route";
   }
   return "unknown";
 }
@@ -130,6 +131,78 @@ void Session::admit() {
       case SourceTable::Verdict::over_rate: refuse(SessionEnd::source_limit); return;
     }
   }
+  if (!config.sni_routes.empty()) {
+    // The hello, whole, within the connect timeout (a deadline for all of
+    // it, as for a PROXY header: bytes trickling in do not extend it).
+    header_event_.reset(
+        event_new(worker_.base(), client_.get(), EV_READ | EV_PERSIST, on_hello_cb, this));
+    event_add(header_event_.get(), nullptr);
+    header_deadline_.reset(evtimer_new(worker_.base(), on_hello_deadline_cb, this));
+    add_with_timeout(header_deadline_.get(), config.connect_timeout);
+    return;
+  }
+  connect_next();
+}
+
+void Session::on_hello_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Session*>(arg)->read_hello();
+}
+
+void Session::on_hello_deadline_cb(evutil_socket_t, short, void* arg) {
+  // No whole hello in time: the client is treated as one without a name.
+  static_cast<Session*>(arg)->route_by_hello(ClientHelloScan{});
+}
+
+// Reads what came (consumed: it goes to the server first, from the c2s
+// pipe) and scans it; waits while it is a prefix of a hello.
+void Session::read_hello() {
+  uint8_t buffer[4096];
+  const size_t room = kMaxClientHello + 1024 - hello_.size();
+  const ssize_t n = ::recv(client_.get(), buffer, std::min(room, sizeof buffer), 0);
+  if (n < 0) {
+    if (would_block(errno) || errno == EINTR) return;
+    set_linger_reset(client_.get());
+    finish(SessionEnd::client_reset);
+    return;
+  }
+  if (n == 0) {
+    finish(SessionEnd::client_close);
+    return;
+  }
+  hello_.insert(hello_.end(), buffer, buffer + n);
+  const ClientHelloScan scan = scan_client_hello(hello_);
+  if (scan.status == ClientHelloScan::Status::incomplete && hello_.size() < kMaxClientHello + 1024)
+    return;
+  route_by_hello(scan);
+}
+
+// Exact names before wildcards; `*.apps.test` matches one label.
+void Session::route_by_hello(const ClientHelloScan& scan) {
+  header_event_.reset();
+  header_deadline_.reset();
+  const ServiceConfig& config = *service_.config;
+  const std::string& name =
+      scan.status == ClientHelloScan::Status::complete ? scan.server_name : std::string();
+  std::optional<size_t> route;
+  for (size_t r = 0; r < config.sni_routes.size() && !route && !name.empty(); ++r) {
+    for (const std::string& pattern : config.sni_routes[r].names) {
+      if (pattern == name) route = r;
+    }
+  }
+  const size_t dot = name.find('.');
+  if (!route && dot != std::string::npos) {
+    const std::string wildcard = "*" + name.substr(dot);
+    for (size_t r = 0; r < config.sni_routes.size() && !route; ++r) {
+      for (const std::string& pattern : config.sni_routes[r].names) {
+        if (pattern == wildcard) route = r;
+      }
+    }
+  }
+  if (!route && config.sni_required) {
+    refuse(SessionEnd::no_sni_route);
+    return;
+  }
+  group_ = route ? *route + 1 : 0;
   connect_next();
 }
 
@@ -444,6 +517,20 @@ void Session::start_relay() {
   s2c_.source_side = Side::server;
   s2c_.source = server_.get();
   s2c_.sink = client_.get();
+  if (!hello_.empty()) {
+    // The ClientHello read for sni_routes goes first, unchanged, through
+    // the direction's pipe: the relay drains it as any bytes it buffered.
+    c2s_.pipe = worker_.pipes().acquire();
+    if (!c2s_.pipe ||
+        !c2s_.pipe.fill(reinterpret_cast<const char*>(hello_.data()), hello_.size())) {
+      service_.state->local_errors.fetch_add(1, std::memory_order_relaxed);
+      set_linger_reset(client_.get());
+      finish(SessionEnd::local_error);
+      return;
+    }
+    hello_.clear();
+    wait_for_sink(c2s_);
+  }
 
   touch();
   add_with_timeout(timer_.get(), service_.config->idle_timeout);  // was the connect timeout

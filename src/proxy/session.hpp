@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "fulcrum/address.hpp"
+#include "fulcrum/client_hello.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/fd.hpp"
 #include "fulcrum/pipe_pool.hpp"
@@ -46,6 +47,7 @@ enum class SessionEnd {
   denied,           // allow/deny
   source_limit,     // source_limits
   proxy_untrusted,  // a PROXY header from a sender accept_proxy_protocol does not list
+  no_sni_route,     // sni_required, and the client's hello named no route's server
 };
 std::string_view to_string(SessionEnd);
 
@@ -106,6 +108,10 @@ class Session {
   // allow/deny and source_limits, on the client (the PROXY header's source
   // when there is one), then connect_next().
   void admit();
+  // sni_routes: reads the ClientHello (kept, to go to the server first),
+  // picks the route's group, then connect_next().
+  void read_hello();
+  void route_by_hello(const ClientHelloScan& scan);
   // Closes the client at once with a reset, counted and logged as `end`.
   void refuse(SessionEnd end);
   void connect_next();
@@ -149,6 +155,8 @@ class Session {
   static void on_server_ready_cb(void* arg, uint32_t events);
   static void on_proxy_header_cb(evutil_socket_t, short, void* arg);
   static void on_proxy_header_deadline_cb(evutil_socket_t, short, void* arg);
+  static void on_hello_cb(evutil_socket_t, short, void* arg);
+  static void on_hello_deadline_cb(evutil_socket_t, short, void* arg);
   static void on_timer_cb(evutil_socket_t, short, void* arg);
   static void on_lifetime_cb(evutil_socket_t, short, void* arg);
 
@@ -166,7 +174,8 @@ class Session {
   SocketAddress client_address_;  // the PROXY header's source, when the client sent one
   std::optional<SocketAddress> peer_address_;  // the TCP peer, when a PROXY header replaced it
   bool source_counted_ = false;                // admitted by source_limits: released at the end
-  size_t group_ = 0;  // the service's server group: its own, or a route's by the TLS name
+  size_t group_ = 0;            // the service's server group: its own, or a route's by the TLS name
+  std::vector<uint8_t> hello_;  // the ClientHello read for sni_routes, sent first
   const std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;
