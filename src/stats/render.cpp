@@ -152,6 +152,9 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"assigned_weight\":" + std::to_string(st.assigned_weight());
   out += ",\"configured_weight\":" + std::to_string(server.config->weight);
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
+  // sni_routes: the server names whose clients this server takes.
+  if (server.config->route)
+    out += ",\"route\":" + json_strings(service.config->sni_routes[*server.config->route].names);
   out += ",\"sessions\":{\"active\":" + load(st.active) + ",\"total\":" + load(st.total) +
          ",\"max\":" + std::to_string(st.max_connections()) +
          ",\"closed_on_down\":" + load(st.closed_on_down) + "}";
