@@ -1157,7 +1157,11 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
   if (const Entry* e = routes ? m->find("servers") : require(*m, "servers"))
     service.servers = parse_servers(*e, service, server_names);
   if (routes) parse_sni_routes(*routes, service, server_names);
-  if (const Entry* e = m->find("sni_required")) assign(service.sni_required, boolean(*e));
+  if (const Entry* e = m->find("sni_required")) {
+    assign(service.sni_required, boolean(*e));
+    if (service.sni_required && !routes && service.forwarding == Forwarding::proxy)
+      error(e->key, "sni_required: true needs sni_routes (without them every client is closed)");
+  }
   for (const char* key : {"sni_routes", "sni_required"}) {
     if (const Entry* e = m->find(key); e && service.forwarding != Forwarding::proxy) {
       error(e->key, std::string(key) +

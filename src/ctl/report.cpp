@@ -105,6 +105,24 @@ void append(std::vector<std::string>& row, const std::vector<std::string>& cells
   row.insert(row.end(), cells.begin(), cells.end());
 }
 
+// The ROUTE column: there when some server belongs to an sni_routes entry.
+bool any_route(const std::vector<Node>& services) {
+  return std::any_of(services.begin(), services.end(), [](const Node& service) {
+    const std::vector<Node> servers = service["servers"].elements();
+    return std::any_of(servers.begin(), servers.end(),
+                       [](const Node& server) { return server.has("route"); });
+  });
+}
+
+// A route's server names, `api.test,*.apps.test` (`-`: the service's own
+// servers, for clients naming no route).
+std::string route_text(const Node& server) {
+  if (!server.has("route")) return "-";
+  std::string out;
+  for (const Node& name : server["route"].elements()) out += (out.empty() ? "" : ",") + name.string();
+  return out;
+}
+
 }  // namespace
 
 std::string status_report(const Json& stats) {
@@ -178,8 +196,10 @@ std::string servers_report(const Json& stats) {
   for (const Node& service : services)
     packets = packets || any_packets(service["servers"].elements());
   Table table;
+  const bool routes = any_route(services);
   table.add_column("SERVICE");
   table.add_column("SERVER");
+  if (routes) table.add_column("ROUTE");
   table.add_column("ADDRESS");
   table.add_column("STATE");
   table.add_column("WEIGHT", Align::right);
@@ -208,19 +228,16 @@ std::string servers_report(const Json& stats) {
       const Node sessions = server["sessions"];
       const Node health = server["health"];
       const Node rate = server["rate"];
-      std::vector<std::string> row = {service_name,
-                                      server["name"].string(),
-                                      server["address"].string(),
-                                      server["state"].string(),
-                                      count_text(server["weight"]),
-                                      server["backup"].boolean() ? "yes" : "no",
-                                      count_text(sessions["active"]),
-                                      max_text(sessions),
-                                      count_text(sessions["total"]),
-                                      human_rate(rate["sessions_per_second"].number()),
-                                      human_rate(rate["peak_sessions_per_second"].number()),
-                                      byte_rate_text(rate["bytes_in_per_second"]),
-                                      byte_rate_text(rate["bytes_out_per_second"])};
+      std::vector<std::string> row = {service_name, server["name"].string()};
+      if (routes) row.push_back(route_text(server));
+      append(row, {server["address"].string(), server["state"].string(),
+                   count_text(server["weight"]), server["backup"].boolean() ? "yes" : "no",
+                   count_text(sessions["active"]), max_text(sessions),
+                   count_text(sessions["total"]),
+                   human_rate(rate["sessions_per_second"].number()),
+                   human_rate(rate["peak_sessions_per_second"].number()),
+                   byte_rate_text(rate["bytes_in_per_second"]),
+                   byte_rate_text(rate["bytes_out_per_second"])});
       if (packets) append(row, packet_cells(server, direct));
       append(row, {count_text(server["connect_failures"]), count_text(health["checks_failed"]),
                    human_duration(health["last_change_seconds"].number())});

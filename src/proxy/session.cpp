@@ -869,7 +869,7 @@ void Session::finish(SessionEnd end) {
     // rate-limited, with a summary of those left out.
     static LogRateLimit refused_log(LogLevel::info, "session");
     const bool refused = end == SessionEnd::denied || end == SessionEnd::source_limit ||
-                         end == SessionEnd::proxy_untrusted;
+                         end == SessionEnd::proxy_untrusted || end == SessionEnd::no_sni_route;
     const auto write = [refused](std::initializer_list<LogField> fields) {
       if (refused) {
         refused_log.write(fields);

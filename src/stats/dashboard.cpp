@@ -44,6 +44,11 @@
 // `withdrawn`. A maglev service's section carries data-maglev-checksum and
 // a `span.svc-maglev` chip shows `table` and its first 8 hex digits (the
 // whole checksum in its title): equal on every node with the same servers.
+//
+// SNI routes (SPEC.md "At the edge"): the servers of an sni_routes entry
+// follow a `tr.route` row with data-route (the route's names, `, `-joined)
+// and the text `route: NAMES`; their rows carry the same data-route (empty
+// for the service's own servers, which come first).
 #include "dashboard.hpp"
 
 namespace fulcrum {
@@ -134,6 +139,7 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .servers .packets { display: block; font-size: 11.5px; }
 .packets[hidden] { display: none; }
 .servers th.group-start, .servers td.group-start { border-left: 1px solid var(--line); }
+.servers tr.route td { text-align: left; font-size: 12px; font-weight: 600; color: var(--muted); background: var(--head); }
 .state { display: inline-block; min-width: 52px; text-align: center; font-size: 12px; font-weight: 700; padding: 1px 8px;
   border-radius: 999px; color: #fff; background: var(--maint); }
 .state-up { background: var(--up); }
@@ -176,6 +182,8 @@ footer a { color: var(--accent); }
   .servers tr[data-state="down"] { border-left-color: var(--down); }
   .servers tr[data-state="drain"] { border-left-color: var(--drain); }
   .servers tbody tr:hover td { background: none; }
+  .servers tr.route { display: block; padding: 4px 2px; margin-bottom: 6px; border: 0; }
+  .servers tr.route td { background: none; }
   .servers td, .servers td.group-start { display: block; padding: 0; border: 0; text-align: left; min-width: 0;
     overflow: hidden; text-overflow: ellipsis; }
   .servers td::before { content: attr(data-label); display: block; font-size: 10.5px; font-weight: 500;
@@ -402,7 +410,7 @@ footer a { color: var(--accent); }
     var tiles = el('div', 'tiles');
     var v = {
       root: root, scheduler: scheduler, forwarding: forwarding, announced: announced, maglev: maglev,
-      listen: listen, rows: new Map(),
+      listen: listen, rows: new Map(), routeRows: new Map(),
       active: tile(tiles, 'Active', 'tile-active'),
       total: tile(tiles, 'Total', 'tile-total'),
       rejected: tile(tiles, 'Rejected', 'tile-rejected'),
@@ -486,6 +494,20 @@ footer a { color: var(--accent); }
     return { tr: tr, cells: cells, badge: badge, lastError: lastError, agent: agent, closedOnDown: closedOnDown,
              rateValue: rateValue, spark: spark, backup: backup, bytesIn: bytesIn, bytesOut: bytesOut,
              packetsIn: packetsIn, packetsOut: packetsOut };
+  }
+
+  // The row above an sni_routes entry's servers.
+  function makeRouteRow(route) {
+    var tr = el('tr', 'route');
+    tr.setAttribute('data-route', route);
+    var td = el('td', '', 'route: ' + route);
+    td.colSpan = COLUMNS.length;
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function routeOf(server) {
+    return Array.isArray(server.route) ? server.route.map(String).join(', ') : '';
   }
 
   // Puts `node` at position `index` of `parent` unless it is there already
@@ -713,22 +735,40 @@ footer a { color: var(--accent); }
     showPackets(v.packetsOut, packets.out, direct);
 
     var servers = Array.isArray(s.servers) ? s.servers : [];
-    var seen = new Set();
-    servers.forEach(function (server, index) {
-      var name = String(server.name);
+    var seen = new Set(), seenRoutes = new Set();
+    var position = 0, lastRoute = '';
+    servers.forEach(function (server) {
+      var name = String(server.name), route = routeOf(server);
+      if (route && route !== lastRoute) {
+        var header = v.routeRows.get(route);
+        if (!header) {
+          header = makeRouteRow(route);
+          v.routeRows.set(route, header);
+        }
+        place(v.tbody, header, position++);
+        seenRoutes.add(route);
+      }
+      lastRoute = route;
       seen.add(name);
       var r = v.rows.get(name);
       if (!r) {
         r = makeRowView(s.name, name);
         v.rows.set(name, r);
       }
-      place(v.tbody, r.tr, index);
+      setAttr(r.tr, 'data-route', route);
+      place(v.tbody, r.tr, position++);
       updateRow(r, s.name, server, direct);
     });
     v.rows.forEach(function (r, name) {
       if (!seen.has(name)) {
         v.tbody.removeChild(r.tr);
         v.rows['delete'](name);
+      }
+    });
+    v.routeRows.forEach(function (tr, route) {
+      if (!seenRoutes.has(route)) {
+        v.tbody.removeChild(tr);
+        v.routeRows['delete'](route);
       }
     });
   }

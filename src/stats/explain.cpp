@@ -74,15 +74,20 @@ ExplainReply explain_client(const Snapshot& snapshot, std::string_view service_n
                      " hashes the client's address and port (hash_key source_ip_port): give "
                      "CLIENT:PORT"};
   }
-  // The group that serves: the primaries while any is up with a weight,
-  // else the backups (the schedulers' rule, in proxy and kernel modes).
-  const bool primaries_up =
-      std::any_of(service.servers.begin(), service.servers.end(), [](const ServerRuntime& s) {
-        return !s.config->backup && s.state->status() == ServerStatus::up && s.state->weight() > 0;
-      });
-  std::vector<const ServerRuntime*> group;
+  // The service's own servers (an sni_routes entry's have their own table,
+  // for clients naming it). Of those, the group that serves: the primaries
+  // while any is up with a weight, else the backups (the schedulers' rule,
+  // in proxy and kernel modes).
+  std::vector<const ServerRuntime*> own;
   for (const ServerRuntime& server : service.servers) {
-    if (server.config->backup != primaries_up) group.push_back(&server);
+    if (!server.config->route) own.push_back(&server);
+  }
+  const bool primaries_up = std::any_of(own.begin(), own.end(), [](const ServerRuntime* s) {
+    return !s->config->backup && s->state->status() == ServerStatus::up && s->state->weight() > 0;
+  });
+  std::vector<const ServerRuntime*> group;
+  for (const ServerRuntime* server : own) {
+    if (server->config->backup != primaries_up) group.push_back(server);
   }
   std::vector<std::string> names;
   std::vector<uint32_t> weights_now;
@@ -116,6 +121,8 @@ ExplainReply explain_client(const Snapshot& snapshot, std::string_view service_n
     reason = "the slot's server, as with every server up";
   }
   if (!primaries_up) reason += "; no primary is up, so the backups serve";
+  if (!config.sni_routes.empty())
+    reason += "; this is for clients whose TLS server name matches no sni_routes entry";
   if (config.forwarding == Forwarding::dsr)
     reason += "; a flow that dsr's flow memory holds keeps the server it had";
   out += "],\"reason\":" + quote(reason) + "}";

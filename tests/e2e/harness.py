@@ -60,6 +60,7 @@ SESSION_ENDS = {
     'client_close', 'server_close', 'client_reset', 'server_reset',
     'connect_failed', 'no_server', 'idle_timeout', 'max_lifetime', 'shutdown', 'bad_proxy_header',
     'local_error', 'server_down', 'denied', 'source_limit', 'proxy_untrusted',
+    'no_sni_route',
 }
 
 ACCESS_LOG_KEYS = ('service', 'client', 'server', 'server_addr', 'bytes_in',

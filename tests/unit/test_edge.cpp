@@ -149,10 +149,15 @@ services:
     listen: 198.18.10.10:443
     sni_required: true
     servers: [{address: 198.18.1.1:443}]
+  - name: strict
+    listen: 127.0.0.1:8444
+    sni_required: true
+    servers: [{address: 127.0.0.1:9005}]
 )") == "test.yaml:5:17: server name \"*.*.test\" is not a host name or *.host.name (one label per "
        "*)\n"
        "test.yaml:5:39: duplicate server name api.test (first at line 5)\n"
        "test.yaml:6:26: duplicate server name \"plain\" (first at line 7)\n"
        "test.yaml:11:5: sni_required is for forwarding proxy: the kernel forwards packets without "
-       "reading them");
+       "reading them\n"
+       "test.yaml:15:5: sni_required: true needs sni_routes (without them every client is closed)");
 }
