@@ -11,6 +11,8 @@ A daemon with the stats endpoint and two services:
   - `web` (wrr, health checks): app1 (weight 3), app2, `dead` (nothing
     listens: down), `drained` (weight 0: drain) and `spare` (backup);
   - `db.pool` (rr): pg1, pg2, and pg3 set to maint through the admin API;
+    two sni_routes entries, [api.test, *.apps.test] -> pg-api and
+    [shop.test] -> pg-apps, shown under a `tr.route` row each;
   - `edge` (rr, health checks with the agent check every 200 ms,
     on_server_down: close): e1 on 127.0.0.2 (weight 4), whose agent says
     `up 50% maxconn:7` (weight 2, max 7), and e2 on 127.0.0.3, where no
@@ -83,6 +85,7 @@ EXPECTED_STATES = {
     ('web', 'app1'): 'up', ('web', 'app2'): 'up', ('web', 'dead'): 'down',
     ('web', 'drained'): 'drain', ('web', 'spare'): 'up',
     ('db.pool', 'pg1'): 'up', ('db.pool', 'pg2'): 'up', ('db.pool', 'pg3'): 'maint',
+    ('db.pool', 'pg-api'): 'up', ('db.pool', 'pg-apps'): 'up',
     ('edge', 'e1'): 'up', ('edge', 'e2'): 'up',
 }
 AGENT_LINE = 'up 50% maxconn:7'
@@ -331,10 +334,37 @@ def check_services(dom, stats, what, before=None):
         rows = section.find_all('tr', cls='server')
         expect_eq([(r.attrs.get('data-service'), r.attrs.get('data-server')) for r in rows],
                   [(name, v['name']) for v in service['servers']], f'{where}: server rows')
+        expect_eq(table_rows(section, where), expected_table_rows(service), f'{where}: rows with their routes')
         for row, server in zip(rows, service['servers']):
             check_row(row, server, f'{what}: {name}/{server["name"]}',
                       earlier.get((name, server['name']), server['health']['checks_failed']), before is None)
     return sections
+
+
+def table_rows(section, where):
+    """The server table's rows in order: ('route', names) for an sni_routes
+    entry's heading, (server, data-route) for a server."""
+    out = []
+    for row in section.find('tbody', what=where).children:
+        if not isinstance(row, Node):
+            continue
+        if 'route' in row.attrs.get('class', '').split():
+            out.append(('route', row.attrs.get('data-route'), row.text()))
+        else:
+            out.append((row.attrs.get('data-server'), row.attrs.get('data-route')))
+    return out
+
+
+def expected_table_rows(service):
+    """A route's servers follow one heading row naming the route."""
+    out, last = [], ''
+    for server in service['servers']:
+        route = ', '.join(server.get('route') or [])
+        if route and route != last:
+            out.append(('route', route, 'route: ' + route))
+        last = route
+        out.append((server['name'], route))
+    return out
 
 
 def check_row(row, server, where, checks_failed_before, fixed_rates):
@@ -590,10 +620,17 @@ def run(t):
                          {'name': 'dead', 'address': dead},
                          {'name': 'drained', 'address': app1.address, 'weight': 0},
                          {'name': 'spare', 'address': spare.address, 'backup': True}]},
-            {'name': 'db.pool', 'listen': listen_db, 'scheduler': 'rr',
+            # Its servers speak first, and a service with sni_routes waits
+            # up to timeouts.connect for a client's TLS hello.
+            {'name': 'db.pool', 'listen': listen_db, 'scheduler': 'rr', 'timeouts': {'connect': '300ms'},
              'servers': [{'name': 'pg1', 'address': pg1.address},
                          {'name': 'pg2', 'address': pg2.address},
-                         {'name': 'pg3', 'address': pg3.address}]},
+                         {'name': 'pg3', 'address': pg3.address}],
+             # Clients naming these in a TLS hello; none here: the rows are
+             # shown under their routes.
+             'sni_routes': [{'names': ['api.test', '*.apps.test'],
+                             'servers': [{'name': 'pg-api', 'address': pg1.address}]},
+                            {'names': ['shop.test'], 'servers': [{'name': 'pg-apps', 'address': pg2.address}]}]},
             {'name': 'edge', 'listen': free_address(), 'scheduler': 'rr', 'on_server_down': 'close',
              'health_check': {'interval': '500ms', 'timeout': '300ms', 'rise': 1, 'fall': 1,
                               'agent': {'port': agent_port, 'interval': '200ms'}},
