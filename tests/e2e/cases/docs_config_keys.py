@@ -86,6 +86,10 @@ def base(server):
             'services': [{'name': 'web', 'listen': free_address(), 'servers': [{'address': server}]}]}
 
 
+def server_of(config):
+    return config['services'][0]['servers'][0]['address']
+
+
 def place(config, section, key, value):
     """Puts key (dotted: nested) = value where `section` keys live."""
     target = {'global': lambda: config['global'],
@@ -102,6 +106,9 @@ def place(config, section, key, value):
         target['tls'] = True  # verify needs tls
     if (section, key) in (('services', 'health_check.agent.interval'), ('services', 'health_check.agent.send')):
         target['port'] = 9  # an agent needs its port
+    if (section, key) == ('services', 'sni_required'):
+        # sni_required needs routes to route to.
+        config['services'][0]['sni_routes'] = [{'names': ['api.test'], 'servers': [{'name': 'api', 'address': server_of(config)}]}]
     if (section, key, value) == ('services', 'protocol', 'udp'):
         target['forwarding'] = 'nat'  # the proxy relays TCP only
     if (section, key, value) == ('services', 'forwarding', 'dsr'):
