@@ -119,7 +119,8 @@ bool any_route(const std::vector<Node>& services) {
 std::string route_text(const Node& server) {
   if (!server.has("route")) return "-";
   std::string out;
-  for (const Node& name : server["route"].elements()) out += (out.empty() ? "" : ",") + name.string();
+  for (const Node& name : server["route"].elements())
+    out += (out.empty() ? "" : ",") + name.string();
   return out;
 }
 
@@ -233,8 +234,7 @@ std::string servers_report(const Json& stats) {
       append(row, {server["address"].string(), server["state"].string(),
                    count_text(server["weight"]), server["backup"].boolean() ? "yes" : "no",
                    count_text(sessions["active"]), max_text(sessions),
-                   count_text(sessions["total"]),
-                   human_rate(rate["sessions_per_second"].number()),
+                   count_text(sessions["total"]), human_rate(rate["sessions_per_second"].number()),
                    human_rate(rate["peak_sessions_per_second"].number()),
                    byte_rate_text(rate["bytes_in_per_second"]),
                    byte_rate_text(rate["bytes_out_per_second"])});
