@@ -94,3 +94,38 @@ TEST_CASE("explain: other schedulers, and what it refuses") {
   CHECK(missing.status == 404);
   CHECK(missing.body == "no such service \"wbe\"; did you mean \"web\"?");
 }
+
+TEST_CASE("explain: with sni_routes, the service's own servers and their table") {
+  ControlPlane control{1};
+  control.install(valid(R"(
+services:
+  - name: tls
+    listen: 198.18.10.22:443
+    scheduler: maglev
+    hash_key: source_ip_port
+    servers:
+      - {name: app1, address: 127.0.0.1:9001}
+      - {name: app2, address: 127.0.0.1:9002}
+      - {name: app3, address: 127.0.0.1:9003}
+    sni_routes:
+      - names: [api.test]
+        servers: [{name: api1, address: 127.0.0.1:9004}]
+)"),
+                  std::chrono::steady_clock::now());
+  const ExplainReply reply = explain_client(*control.snapshot(), "tls", "198.18.0.7:40001");
+  CHECK(reply.status == 200);
+  // The table of app1..app3 alone (a route's server is in its route's).
+  const std::vector<std::string> names{"app1", "app2", "app3"};
+  const std::vector<uint32_t> table = build_maglev_table(names, {1, 1, 1});
+  char checksum[24];
+  std::snprintf(checksum, sizeof checksum, "%016llx",
+                static_cast<unsigned long long>(maglev_table_checksum(names, table)));
+  CHECK(reply.body.find(std::string("\"table_checksum\":\"") + checksum + "\"") !=
+        std::string::npos);
+  CHECK(reply.body.find("\"server\":{\"name\":\"" + names[table[31907]] + "\"") !=
+        std::string::npos);
+  CHECK(reply.body.find("api1") == std::string::npos);
+  CHECK(reply.body.ends_with(
+      "the slot's server, as with every server up; this is for clients whose TLS server name "
+      "matches no sni_routes entry\"}"));
+}
