@@ -31,17 +31,20 @@ win), timeouts.connect 2s.
 6. /stats gives each route server its route's names; each server's
    sessions.total is exact; the access log's bytes_in of an echoed hello
    is the hello's size; `fulcrumctl servers` shows the ROUTE column.
+7. A reload moving www.test to api's route and adding new.test to exact's:
+   new clients follow at once, and each server's sessions.total goes on.
 """
 
 import hashlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import time
 
 from harness import (binary, expect, expect_eq, free_address, get_stats, log_stream, parse_address,
-                     wait_until)
+                     wait_until, write_config)
 
 DEADLINE = 120
 PAYLOAD_SIZE = 200 * 1000
@@ -221,21 +224,25 @@ def run(t):
     exact = Backend(t, 'exact', 'exact.apps.test')
     plain = t.tcp_server(echo, name='plain')
     tls_address, strict_address, stats_address = free_address(), free_address(), free_address()
-    d = t.daemon({
-        'global': {'workers': 2},
-        'stats': {'listen': stats_address},
-        'services': [
-            {'name': 'tls', 'listen': tls_address, 'timeouts': {'connect': '2s'},
-             'servers': [{'name': 'plain', 'address': plain.address}],
-             'sni_routes': [
-                 {'names': ['api.test'], 'servers': [{'name': 'api', 'address': api.address}]},
-                 {'names': ['*.apps.test', 'www.test'], 'servers': [{'name': 'apps', 'address': apps.address}]},
-                 {'names': ['exact.apps.test'], 'servers': [{'name': 'exact', 'address': exact.address}]},
-             ]},
-            {'name': 'strict', 'listen': strict_address, 'sni_required': True,
-             'sni_routes': [{'names': ['api.test'], 'servers': [{'name': 'strict-api', 'address': api.address}]}]},
-        ],
-    })
+
+    def config(api_names, apps_names, exact_names):
+        return {
+            'global': {'workers': 2},
+            'stats': {'listen': stats_address},
+            'services': [
+                {'name': 'tls', 'listen': tls_address, 'timeouts': {'connect': '2s'},
+                 'servers': [{'name': 'plain', 'address': plain.address}],
+                 'sni_routes': [
+                     {'names': api_names, 'servers': [{'name': 'api', 'address': api.address}]},
+                     {'names': apps_names, 'servers': [{'name': 'apps', 'address': apps.address}]},
+                     {'names': exact_names, 'servers': [{'name': 'exact', 'address': exact.address}]},
+                 ]},
+                {'name': 'strict', 'listen': strict_address, 'sni_required': True,
+                 'sni_routes': [{'names': ['api.test'],
+                                 'servers': [{'name': 'strict-api', 'address': api.address}]}]},
+            ],
+        }
+    d = t.daemon(config(['api.test'], ['*.apps.test', 'www.test'], ['exact.apps.test']))
 
     # 1. Exact names, the wildcard's one label, exact before wildcard, and
     # clients of no route.
@@ -306,4 +313,18 @@ def run(t):
               [['tls', 'plain', '-'], ['tls', 'api', 'api.test'], ['tls', 'apps', '*.apps.test,www.test'],
                ['tls', 'exact', 'exact.apps.test'], ['strict', 'strict-api', 'api.test']],
               'fulcrumctl servers: the ROUTE column')
+
+    # 7. A reload moves www.test to api's route and gives exact a new name:
+    # new clients follow, the servers keep their counters.
+    write_config(d.config_path, config(['api.test', 'www.test'], ['*.apps.test'], ['exact.apps.test', 'new.test']))
+    d.send_signal(signal.SIGHUP)
+    d.wait_for_log(lambda r: r.message == 'reloaded' and r.fields.get('generation') == '2', 10)
+    expect_eq(s_client_certificate(tls_address, 'www.test').strip(), api.cert_pem.strip(),
+              'after the reload, www.test reaches api')
+    expect_backend(tls_address, 'new.test', exact)
+    expect_backend(tls_address, 'shop.apps.test', apps)
+    servers = {v['name']: v for v in services()['tls']['servers']}
+    expect_eq({name: (v['sessions']['total'], v.get('route')) for name, v in servers.items()},
+              {'plain': (5, None), 'api': (3, ['api.test', 'www.test']), 'apps': (4, ['*.apps.test']),
+               'exact': (2, ['exact.apps.test', 'new.test'])}, 'after the reload: totals and routes')
     d.stop()
