@@ -98,6 +98,7 @@ struct Random {
 struct Pool {
   std::vector<std::shared_ptr<ServerState>> states;
   std::vector<SchedServer> servers;
+  LoadIndex load_index;  // the service's, for lc and wlc (ServiceState has it)
 
   Pool(uint32_t count, bool loaded) {
     Random random{0x5eed0000ULL + count};
@@ -147,23 +148,40 @@ std::vector<SocketAddress> make_clients() {
   return clients;
 }
 
+// Sessions a load-aware batch keeps open: each pick starts one and ends the
+// one started this many picks before.
+constexpr size_t kOpenSessions = 1024;
+
 // One timed batch of picks by `worker`; nanoseconds per pick. Counts picks
 // that returned no server in `misses` (there should be none: all are up).
+// With `pool` (lc, wlc, p2c), each pick is a session's whole scheduling
+// cost: the pick, its try_acquire() and, kOpenSessions picks later, its
+// release(), which is what keeps lc's order (the LoadIndex) current.
 double timed_batch(Scheduler& scheduler, const std::vector<SocketAddress>& clients, unsigned worker,
-                   int batch, uint64_t& misses) {
+                   int batch, uint64_t& misses, Pool* pool = nullptr) {
   uint64_t sum = 0;
   uint64_t none = 0;
+  std::vector<ServerState*> open(kOpenSessions, nullptr);
   const auto start = Clock::now();
   for (int i = 0; i < batch; ++i) {
     const PickContext context{clients[static_cast<size_t>(i) % kClients], 0, {}, worker};
     const auto picked = scheduler.pick(context);
     if (picked) {
       sum += *picked;
+      if (pool != nullptr) {
+        ServerState*& slot = open[static_cast<size_t>(i) % kOpenSessions];
+        if (slot != nullptr) slot->release();
+        slot = pool->states[*picked].get();
+        if (!slot->try_acquire()) slot = nullptr;
+      }
     } else {
       ++none;
     }
   }
   const auto stop = Clock::now();
+  for (ServerState* state : open) {
+    if (state != nullptr) state->release();
+  }
   sink = sum;
   misses += none;
   return static_cast<double>(
@@ -194,17 +212,20 @@ bool load_aware(SchedulerKind kind) {
 PickRow bench_single(const Settings& settings, std::string_view algorithm, uint32_t count,
                      const std::vector<SocketAddress>& clients, uint64_t& misses) {
   const SchedulerKind kind = kind_of(algorithm);
-  Pool pool(count, load_aware(kind));
+  const bool loaded = load_aware(kind);
+  Pool pool(count, loaded);
   SchedulerOptions options;
   options.kind = kind;
   options.hash_key = HashKey::source_ip;
   options.workers = 1;
+  options.load_index = &pool.load_index;
   auto scheduler = make_scheduler(options, pool.servers);
-  timed_batch(*scheduler, clients, 0, settings.batch, misses);  // warm-up, not counted
+  Pool* accounted = loaded ? &pool : nullptr;
+  timed_batch(*scheduler, clients, 0, settings.batch, misses, accounted);  // warm-up, not counted
   std::vector<double> ns;
   ns.reserve(settings.reps);
   for (int rep = 0; rep < settings.reps; ++rep)
-    ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses));
+    ns.push_back(timed_batch(*scheduler, clients, 0, settings.batch, misses, accounted));
   return PickRow{std::string(algorithm), count, "1", summarise(ns)};
 }
 

@@ -67,6 +67,9 @@ struct SchedulerOptions {
   SchedulerKind kind = SchedulerKind::wrr;
   HashKey hash_key = HashKey::source_ip;
   unsigned workers = 1;  // picks come with a worker index below this
+  // lc and wlc: the service's index of servers by load
+  // (ServiceState::load_index); null: the scheduler keeps one of its own.
+  LoadIndex* load_index = nullptr;
 };
 
 // The scheduler `options.kind` names, over `servers` (indices returned are

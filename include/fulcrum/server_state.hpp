@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "fulcrum/load_index.hpp"
 #include "fulcrum/source_table.hpp"
 
 namespace fulcrum {
@@ -87,13 +88,18 @@ struct alignas(64) ServerState {
   // agent's N% does not override. Main thread only.
   bool weight_by_operator() const { return weight_by_operator_; }
 
-  // Takes one active slot unless the server is at max_connections().
-  // Lock free; safe from any worker.
+  // Takes one active slot unless the server is at max_connections(), and
+  // gives it back. Safe from any worker; lock free unless the server is in
+  // an lc/wlc scheduler's LoadIndex, which they tell.
   bool try_acquire();
-  void release() { active.fetch_sub(1, std::memory_order_relaxed); }
+  void release();
 
  private:
   friend class ServerStateWriter;
+  friend class LoadIndex;
+  // The index of the lc/wlc schedulers that hold the server (set by the
+  // index; null for the other schedulers). Not part of the state proper.
+  mutable std::atomic<LoadIndex*> load_index_{nullptr};
   std::atomic<ServerStatus> status_{ServerStatus::up};
   std::atomic<AdminState> admin_{AdminState::ready};
   std::atomic<bool> healthy_{true};
@@ -197,6 +203,8 @@ struct alignas(64) ServiceState {
   std::atomic<uint64_t> packets_not_remembered{0};
   // source_limits' clients, kept across reloads with the counters.
   SourceTable sources;
+  // lc and wlc: the servers by load, for every scheduler of the service.
+  LoadIndex load_index;
 };
 
 }  // namespace fulcrum

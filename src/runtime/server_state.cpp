@@ -6,15 +6,23 @@ namespace fulcrum {
 
 bool ServerState::try_acquire() {
   const uint32_t max_connections = max_connections_.load(std::memory_order_relaxed);
+  bool taken = false;
   if (max_connections == 0) {
     active.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    taken = true;
+  } else {
+    uint32_t current = active.load(std::memory_order_relaxed);
+    while (!taken && current < max_connections)
+      taken = active.compare_exchange_weak(current, current + 1, std::memory_order_relaxed);
   }
-  uint32_t current = active.load(std::memory_order_relaxed);
-  while (current < max_connections) {
-    if (active.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) return true;
-  }
-  return false;
+  if (LoadIndex* index = load_index_.load(std::memory_order_acquire); taken && index != nullptr)
+    index->changed(this);
+  return taken;
+}
+
+void ServerState::release() {
+  active.fetch_sub(1, std::memory_order_relaxed);
+  if (LoadIndex* index = load_index_.load(std::memory_order_acquire)) index->changed(this);
 }
 
 std::string_view to_string(ServerStatus status) {

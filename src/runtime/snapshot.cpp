@@ -102,7 +102,8 @@ std::shared_ptr<const Snapshot> build_snapshot(Config config, uint64_t generatio
       service.groups[group].members.push_back(static_cast<uint32_t>(service.servers.size()));
       service.servers.push_back(std::move(server));
     }
-    const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers};
+    const SchedulerOptions options{service_config.scheduler, service_config.hash_key, workers,
+                                   &service.state->load_index};
     for (size_t group = 0; group < group_count; ++group)
       service.groups[group].scheduler = make_scheduler(options, std::move(sched_servers[group]));
     snapshot->services.push_back(std::move(service));

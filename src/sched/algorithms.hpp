@@ -16,7 +16,9 @@ std::unique_ptr<Scheduler> make_algorithm(const SchedulerOptions& options,
 std::unique_ptr<Scheduler> make_rr_scheduler(std::vector<SchedServer> servers);
 std::unique_ptr<Scheduler> make_wrr_scheduler(std::vector<SchedServer> servers, unsigned workers);
 // Least connections; `weighted` compares (active + 1) / weight (wlc).
-std::unique_ptr<Scheduler> make_lc_scheduler(std::vector<SchedServer> servers, bool weighted);
+// `index`: the service's (null: one of the scheduler's own).
+std::unique_ptr<Scheduler> make_lc_scheduler(std::vector<SchedServer> servers, bool weighted,
+                                             LoadIndex* index);
 std::unique_ptr<Scheduler> make_maglev_scheduler(std::vector<SchedServer> servers, HashKey key,
                                                  unsigned workers);
 std::unique_ptr<Scheduler> make_p2c_scheduler(std::vector<SchedServer> servers);

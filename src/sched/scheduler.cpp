@@ -98,8 +98,8 @@ std::unique_ptr<Scheduler> make_algorithm(const SchedulerOptions& options,
   switch (options.kind) {
     case SchedulerKind::rr: return make_rr_scheduler(std::move(servers));
     case SchedulerKind::wrr: return make_wrr_scheduler(std::move(servers), options.workers);
-    case SchedulerKind::lc: return make_lc_scheduler(std::move(servers), false);
-    case SchedulerKind::wlc: return make_lc_scheduler(std::move(servers), true);
+    case SchedulerKind::lc: return make_lc_scheduler(std::move(servers), false, options.load_index);
+    case SchedulerKind::wlc: return make_lc_scheduler(std::move(servers), true, options.load_index);
     case SchedulerKind::maglev:
       return make_maglev_scheduler(std::move(servers), options.hash_key, options.workers);
     case SchedulerKind::p2c: return make_p2c_scheduler(std::move(servers));
