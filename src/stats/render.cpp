@@ -339,6 +339,12 @@ std::string render_metrics(const StatsContext& context) {
   const uint64_t failed = context.reload ? context.reload->failed : 0;
   sample("fulcrum_config_reloads_total", "result=\"success\"", std::to_string(succeeded));
   sample("fulcrum_config_reloads_total", "result=\"failure\"", std::to_string(failed));
+  // Prometheus' own prometheus_config_last_reload_successful, for alerts:
+  // the file on disk is not what runs while it is 0.
+  family("fulcrum_config_last_reload_successful", "gauge",
+         "1 when the last reload applied (or none was asked since start-up), 0 when it failed.");
+  sample("fulcrum_config_last_reload_successful", "",
+         context.reload == nullptr || context.reload->ok ? "1" : "0");
 
   struct ServiceMetric {
     const char* name;

@@ -141,8 +141,9 @@ def run(t):
     metrics, _ = get_metrics(stats_address)
     expect_eq((metrics.get('fulcrum_config_generation'),
                metrics.get('fulcrum_config_reloads_total', result='success'),
-               metrics.get('fulcrum_config_reloads_total', result='failure')), (1, 0, 1),
-              '/metrics generation, reloads success, failure after the rejected reload')
+               metrics.get('fulcrum_config_reloads_total', result='failure'),
+               metrics.get('fulcrum_config_last_reload_successful')), (1, 0, 1, 0),
+              '/metrics generation, reloads success, failure, last reload successful after the rejected reload')
     log_stream(f'rejected: generation 1 kept, last_reload error {last["error"]!r}')
 
     # --- the file fixed: a, b, c
@@ -164,8 +165,9 @@ def run(t):
     metrics, _ = get_metrics(stats_address)
     expect_eq((metrics.get('fulcrum_config_generation'),
                metrics.get('fulcrum_config_reloads_total', result='success'),
-               metrics.get('fulcrum_config_reloads_total', result='failure')), (2, 1, 1),
-              '/metrics generation, reloads success, failure after the good reload')
+               metrics.get('fulcrum_config_reloads_total', result='failure'),
+               metrics.get('fulcrum_config_last_reload_successful')), (2, 1, 1, 1),
+              '/metrics generation, reloads success, failure, last reload successful after the good reload')
     third = sessions(9, 'after the good reload')
     expect(all(sorted(third[i:i + 3]) == ['a', 'b', 'c'] for i in (0, 3, 6)),
            f'rr over a, b, c after the good reload: {third}')
