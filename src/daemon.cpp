@@ -13,6 +13,7 @@
 #include "fulcrum/admission.hpp"
 #include "fulcrum/announcer.hpp"
 #include "fulcrum/control_plane.hpp"
+#include "fulcrum/discovery.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/health.hpp"
 #include "fulcrum/kernel_plane.hpp"
@@ -67,6 +68,11 @@ class Daemon final : public ReloadTarget {
   int64_t hand_out_fd_budget();
   void log_started(const std::string& config_path, int64_t fd_budget) const;
   std::unique_ptr<HealthChecker> make_health_checker(std::shared_ptr<const Snapshot> snapshot);
+  // Serves a snapshot built by DNS discovery (same configuration, other
+  // servers).
+  void serve_discovered(const std::shared_ptr<const Snapshot>& next);
+  // What a reload's snapshot and a discovery's both change.
+  void follow(const std::shared_ptr<const Snapshot>& next);
   void on_signal(int signal);
   void begin_stop(int signal);
   void stop_workers();
@@ -107,6 +113,7 @@ class Daemon final : public ReloadTarget {
   // After the kernel's rules: a VIP is announced once its rules are in.
   Announcer announcer_;
   ControlPlane control_;
+  Discovery discovery_{base_.get(), control_};
   std::unique_ptr<SignalEvents> signals_;
   std::unique_ptr<Reloader> reloader_;
   std::unique_ptr<Admission> admission_;
@@ -203,6 +210,9 @@ int Daemon::start(Config config) {
   for (auto& worker : workers_) worker->start();
   health_ = make_health_checker(control_.snapshot());
   health_->start();
+  control_.on_rebuilt(
+      [this](const std::shared_ptr<const Snapshot>& next) { serve_discovered(next); });
+  discovery_.configure(snapshot().config);
   log_started(config_path, budget);
   tell_ready();
   return kExitOk;
@@ -361,15 +371,26 @@ void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
       update.listeners.push_back({address.address, std::move(address.per_worker[w])});
     workers_[w]->post_update(std::move(update));
   }
-  sampler_.follow(*next);
   admission_->set_max_sessions(next->config.global.max_connections);
   Log::set_level(next->config.global.log_level);
+  follow(next);
+  if (stats_) stats_->update(next, std::move(admin_token));
+  discovery_.configure(next->config);
+}
+
+void Daemon::serve_discovered(const std::shared_ptr<const Snapshot>& next) {
+  for (auto& worker : workers_) worker->post_update(Worker::Update{next, {}});
+  follow(next);
+  if (stats_) stats_->follow(next);
+}
+
+void Daemon::follow(const std::shared_ptr<const Snapshot>& next) {
+  sampler_.follow(*next);
   const int64_t outside = fds_outside_sessions(next->config, workers_count_);
   admission_->reserve_fds(outside - fds_outside_sessions_);
   fds_outside_sessions_ = outside;
   health_ = make_health_checker(next);
   health_->start();
-  if (stats_) stats_->update(next, std::move(admin_token));
 }
 
 // READY=1, after the log lines that led to it (`started`, `reloaded`), so

@@ -57,6 +57,20 @@ struct ServerConfig {
   // The sni_routes entry this server belongs to (an index), or none: the
   // service's own `servers`, for clients without a matching name.
   std::optional<size_t> route;
+  // Found by the service's `discover` (named `target:port` or
+  // `address:port`), not written in the file; `departing`: no longer in
+  // the DNS answer, drained until its last session ends.
+  bool discovered = false;
+  bool departing = false;
+};
+
+// `discover` (SPEC.md "Servers from DNS"): the name whose records list
+// servers, asked again at the TTL's end, at most every `interval`.
+struct DiscoverConfig {
+  std::string name;              // lower case, no trailing dot
+  std::optional<uint16_t> port;  // NAME:PORT: A and AAAA, each address; none: SRV
+  Duration interval{5000};
+  uint32_t max_servers = 64;
 };
 
 // One `sni_routes` entry: the ClientHello server names that pick its
@@ -161,6 +175,7 @@ struct ServiceConfig {
   // `servers` too, each with its `route`.
   std::vector<SniRoute> sni_routes;
   bool sni_required = false;
+  std::optional<DiscoverConfig> discover;
   Duration connect_timeout{3000};
   Duration idle_timeout{600000};
   uint32_t retries = 2;
@@ -193,6 +208,8 @@ struct GlobalConfig {
   LogLevel log_level = LogLevel::info;
   bool access_log = true;
   std::optional<AnnounceConfig> announce;
+  // DNS servers for discovery; empty: the nameservers of /etc/resolv.conf.
+  std::vector<SocketAddress> resolvers;
   Position workers_at;
   Position user_at;
 };

@@ -6,6 +6,9 @@
 // code that makes a ServerStateWriter (docs/architecture.md shows the grep).
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +17,7 @@
 #include "fulcrum/agent_reply.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/data_plane.hpp"
+#include "fulcrum/discovered.hpp"
 #include "fulcrum/server_state.hpp"
 #include "fulcrum/snapshot.hpp"
 
@@ -68,9 +72,26 @@ class ControlPlane {
   void operator_request(const ServiceRuntime& service, const ServerRuntime& server,
                         std::optional<AdminState> state, std::optional<uint32_t> weight,
                         SteadyTime now);
-  // Time passes: servers in slow start get their next weight. Called
-  // periodically; publishes only the services whose weights moved.
+  // Time passes: servers in slow start get their next weight, departed
+  // discovered servers without sessions leave. Called periodically;
+  // publishes only the services whose weights moved.
   void tick(SteadyTime now);
+
+  // DNS discovery's word on `service` (discovery.hpp): the servers of a
+  // good answer, or none and why it failed (a failed or empty answer keeps
+  // the servers known). A changed set builds a new snapshot of the same
+  // generation (servers that stay keep their state, the operator's weight
+  // included) and hands it to `on_rebuilt`.
+  void report_discovery(const std::string& service,
+                        std::optional<std::vector<DiscoveredServer>> servers, std::string error,
+                        std::chrono::system_clock::time_point at, SteadyTime now);
+  // What discovery found for `service` (null: it does not discover).
+  const DiscoveryStatus* discovery(const std::string& service) const;
+  // Called with each snapshot built by discovery rather than install():
+  // the daemon serves it as it serves a reload's.
+  void on_rebuilt(std::function<void(const std::shared_ptr<const Snapshot>&)> callback) {
+    on_rebuilt_ = std::move(callback);
+  }
 
  private:
   // Recomputes a server's status and weight from its facts; true when
@@ -78,11 +99,22 @@ class ControlPlane {
   static bool settle(const ServerRuntime& server, SteadyTime now);
   // Publishes `services` of the snapshot in force to every data plane.
   void publish(std::vector<const ServiceRuntime*> services);
+  // The file's configuration with each service's discovered servers.
+  Config with_discovered(Config config) const;
+  // Builds and publishes the snapshot of `config`; `reload`: an operator's
+  // weight ends (install), else it stays (discovery).
+  std::shared_ptr<const Snapshot> build(Config config, uint64_t generation, bool reload,
+                                        SteadyTime now);
+  // A new snapshot of the file's configuration and what discovery knows.
+  void rebuild_discovered(SteadyTime now);
 
   unsigned workers_;
   StateRegistry registry_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<DataPlane*> planes_;
+  Config file_config_;                                // the last installed, before discovery
+  std::map<std::string, DiscoveryStatus> discovery_;  // by service name
+  std::function<void(const std::shared_ptr<const Snapshot>&)> on_rebuilt_;
 };
 
 // The weight in force `since_up` after a server came up with `weight` and a

@@ -112,6 +112,8 @@ class StatsServer {
     context_.snapshot = std::move(snapshot);
     context_.admin_token = std::move(admin_token);
   }
+  // A snapshot of the same configuration (DNS discovery changed servers).
+  void follow(std::shared_ptr<const Snapshot> snapshot) { context_.snapshot = std::move(snapshot); }
   // A stop has begun: /healthz answers 503 and reloads are refused (503).
   void set_stopping() { stopping_ = true; }
 

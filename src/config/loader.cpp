@@ -105,6 +105,7 @@ enum class Section {
   announce,
   source_limits,
   sni_route,
+  discover,
   server
 };
 
@@ -158,7 +159,7 @@ std::optional<std::string_view> proxy_only_reason(std::string_view key) {
 
 // Per-service keys that name a service or belong to it alone.
 bool is_service_identity(std::string_view key) {
-  return is_one_of(key, {"name", "listen", "servers", "sni_routes", "sni_required"});
+  return is_one_of(key, {"name", "listen", "servers", "sni_routes", "sni_required", "discover"});
 }
 
 bool allows(Section section, std::string_view key) {
@@ -166,7 +167,7 @@ bool allows(Section section, std::string_view key) {
     case Section::top: return is_one_of(key, {"global", "stats", "defaults", "services"});
     case Section::global:
       return is_one_of(key, {"workers", "max_connections", "shutdown_timeout", "user", "group",
-                             "log_level", "access_log", "announce"});
+                             "log_level", "access_log", "announce", "resolvers"});
     case Section::stats: return is_one_of(key, {"listen", "admin_token_file"});
     case Section::defaults: return is_service_setting(key);
     case Section::service: return is_service_setting(key) || is_service_identity(key);
@@ -180,6 +181,7 @@ bool allows(Section section, std::string_view key) {
     case Section::announce: return is_one_of(key, {"interface", "grace"});
     case Section::source_limits: return is_one_of(key, {"connections", "rate"});
     case Section::sni_route: return is_one_of(key, {"names", "servers"});
+    case Section::discover: return is_one_of(key, {"name", "interval", "max_servers"});
     case Section::server:
       return is_one_of(key,
                        {"address", "name", "weight", "max_connections", "backup", "slow_start"});
@@ -203,6 +205,7 @@ std::string_view in_section(Section section) {
     case Section::announce: return "in global.announce";
     case Section::source_limits: return "in source_limits";
     case Section::sni_route: return "in sni_routes";
+    case Section::discover: return "in discover";
     case Section::server: return "in server";
   }
   return "";
@@ -224,6 +227,7 @@ std::string_view section_name(Section section) {
     case Section::announce: return "global.announce";
     case Section::source_limits: return "source_limits";
     case Section::sni_route: return "sni_routes entry";
+    case Section::discover: return "discover";
     case Section::server: return "server";
   }
   return "";
@@ -460,6 +464,8 @@ class Loader {
                                           std::map<std::string, YAML::Mark>& names);
   void parse_sni_routes(const Entry& entry, ServiceConfig& service,
                         std::map<std::string, YAML::Mark>& server_names);
+  std::optional<DiscoverConfig> discover_config(const Entry& entry);
+  std::optional<std::vector<SocketAddress>> resolvers(const Entry& entry);
   std::optional<ServerConfig> parse_server(const Entry& entry, const ServiceConfig& service,
                                            std::map<std::string, YAML::Mark>& names);
   std::optional<SocketAddress> server_address(const Entry& entry, const ServiceConfig& service);
@@ -721,6 +727,7 @@ void Loader::parse_global(const Entry& entry, GlobalConfig& global) {
   }
   if (const Entry* e = m->find("shutdown_timeout")) assign(global.shutdown_timeout, duration(*e));
   if (const Entry* e = m->find("announce")) global.announce = announce(*e);
+  if (const Entry* e = m->find("resolvers")) assign(global.resolvers, resolvers(*e));
   // Checked here so that --check catches a user or group the system does
   // not know.
   if (const Entry* e = m->find("user")) {
@@ -1152,10 +1159,12 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
   }
   std::map<std::string, YAML::Mark> server_names;
   const Entry* routes = m->find("sni_routes");
+  const Entry* discover = m->find("discover");
   // With routes, `servers` (the clients without a matching name) may be
-  // left out.
-  if (const Entry* e = routes ? m->find("servers") : require(*m, "servers"))
+  // left out; with discover, DNS gives them.
+  if (const Entry* e = routes || discover ? m->find("servers") : require(*m, "servers"))
     service.servers = parse_servers(*e, service, server_names);
+  if (discover) service.discover = discover_config(*discover);
   if (routes) parse_sni_routes(*routes, service, server_names);
   if (const Entry* e = m->find("sni_required")) {
     assign(service.sni_required, boolean(*e));
@@ -1170,6 +1179,103 @@ std::optional<ServiceConfig> Loader::parse_service(const Entry& entry,
     }
   }
   return service;
+}
+
+// `discover: {name: _app._tcp.svc.test | app.svc.test:8080, interval,
+// max_servers}`.
+std::optional<DiscoverConfig> Loader::discover_config(const Entry& entry) {
+  const std::optional<Mapping> m = mapping(entry, Section::discover);
+  if (!m) return std::nullopt;
+  DiscoverConfig config;
+  bool valid = true;
+  if (const Entry* e = require(*m, "name")) {
+    const std::optional<std::string> value = text(*e);
+    if (!value) return std::nullopt;
+    std::string name = *value;
+    const size_t colon = name.rfind(':');
+    if (colon != std::string::npos) {
+      const std::string port = name.substr(colon + 1);
+      const bool digits =
+          !port.empty() && port.size() <= 5 &&
+          std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+      const unsigned long number = digits ? std::stoul(port) : 0;
+      if (number < 1 || number > 65535) {
+        error(e->value, "discover.name " + quote(*value) +
+                            ": the port after ':' must be 1 to 65535 (NAME:PORT asks for A and "
+                            "AAAA records; a name alone, for SRV records)");
+        valid = false;
+      }
+      config.port = static_cast<uint16_t>(number);
+      name.resize(colon);
+    }
+    if (name.ends_with('.')) name.pop_back();
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (valid && (name.starts_with("*.") || !is_sni_pattern(name))) {
+      error(e->value, "discover.name " + quote(*value) +
+                          " is not a DNS name (_app._tcp.svc.test, or app.svc.test:8080)");
+      valid = false;
+    }
+    config.name = name;
+  } else {
+    valid = false;
+  }
+  if (const Entry* e = m->find("interval")) {
+    const std::optional<Duration> interval = duration(*e, true);
+    if (interval && *interval < Duration(1000)) {
+      error(e->value,
+            "discover.interval must be at least 1s (a DNS server asked more often is "
+            "asked for nothing new)");
+    } else {
+      assign(config.interval, interval);
+    }
+  }
+  if (const Entry* e = m->find("max_servers")) {
+    const std::optional<uint64_t> max = integer(*e, 1, 10000);
+    if (max) config.max_servers = static_cast<uint32_t>(*max);
+  }
+  if (!valid) return std::nullopt;
+  return config;
+}
+
+// `global.resolvers`: DNS servers as IP addresses (never names: they are
+// what names are resolved with), with a port or 53.
+std::optional<std::vector<SocketAddress>> Loader::resolvers(const Entry& entry) {
+  if (!entry.value.IsSequence() || entry.value.size() == 0) {
+    error(entry.value,
+          "resolvers must be a list of DNS servers' addresses, like [\"127.0.0.1:53\"]");
+    return std::nullopt;
+  }
+  std::vector<SocketAddress> out;
+  for (const YAML::Node& node : entry.value) {
+    const Entry one = item(node);
+    const std::optional<std::string> value = text(one);
+    if (!value) continue;
+    const std::string_view written = *value;
+    std::string_view host = written;
+    std::string_view port = "53";
+    if (written.starts_with('[')) {
+      const size_t close = written.find("]:");
+      host = close == std::string_view::npos ? std::string_view() : written.substr(1, close - 1);
+      port = close == std::string_view::npos ? std::string_view() : written.substr(close + 2);
+    } else if (std::count(written.begin(), written.end(), ':') == 1) {
+      host = written.substr(0, written.find(':'));
+      port = written.substr(written.find(':') + 1);
+    }
+    const AddressParse parsed = parse_ip_literal(host);
+    const bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const unsigned long number = digits ? std::stoul(std::string(port)) : 0;
+    if (!parsed.error.empty() || parsed.addresses.empty() || number < 1 || number > 65535) {
+      error(one.value, "resolver " + quote(*value) +
+                           " is not an IP address with an optional port (127.0.0.1, "
+                           "127.0.0.1:5353, [::1]:53)");
+      continue;
+    }
+    out.push_back(parsed.addresses.front().with_port(static_cast<uint16_t>(number)));
+  }
+  return out;
 }
 
 // `sni_routes: [{names: [...], servers: [...]}, ...]`: each route's servers

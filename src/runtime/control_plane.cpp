@@ -44,7 +44,8 @@ bool ControlPlane::settle(const ServerRuntime& server, SteadyTime now) {
   const uint32_t assigned = weight_before_slow_start(state);
   ServerStatus status = state.healthy() && !agent.says_down ? ServerStatus::up : ServerStatus::down;
   if (assigned == 0) status = ServerStatus::drain;
-  if (admin == AdminState::drain) status = ServerStatus::drain;
+  // A discovered server no longer in the DNS answer takes no new session.
+  if (admin == AdminState::drain || server.config->departing) status = ServerStatus::drain;
   if (admin == AdminState::maint) status = ServerStatus::maint;
   bool changed = writer.set_status(status, now);
   changed |=
@@ -63,7 +64,55 @@ bool ControlPlane::settle(const ServerRuntime& server, SteadyTime now) {
 }
 
 std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime now) {
+  // Discovery goes on for services that ask the same name; others start
+  // afresh or stop.
+  std::map<std::string, DiscoveryStatus> kept;
+  for (const ServiceConfig& service : config.services) {
+    if (!service.discover) continue;
+    const std::string query =
+        service.discover->name +
+        (service.discover->port ? ":" + std::to_string(*service.discover->port) : "");
+    auto found = discovery_.find(service.name);
+    DiscoveryStatus status = found != discovery_.end() && found->second.query == query
+                                 ? std::move(found->second)
+                                 : DiscoveryStatus{query, {}, {}, 0, std::nullopt, {}};
+    kept.emplace(service.name, std::move(status));
+  }
+  discovery_ = std::move(kept);
+  file_config_ = config;
   const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : 1;
+  return build(with_discovered(std::move(config)), generation, true, now);
+}
+
+Config ControlPlane::with_discovered(Config config) const {
+  for (ServiceConfig& service : config.services) {
+    const auto found = discovery_.find(service.name);
+    if (found == discovery_.end()) continue;
+    const auto add = [&service](const DiscoveredServer& discovered, bool departing) {
+      // A server of the file keeps its name.
+      const bool taken = std::any_of(
+          service.servers.begin(), service.servers.end(),
+          [&discovered](const ServerConfig& server) { return server.name == discovered.name; });
+      if (taken) return;
+      ServerConfig server;
+      server.name = discovered.name;
+      server.address_text = discovered.name;
+      server.address = discovered.address;
+      server.weight = discovered.weight;
+      server.backup = discovered.backup;
+      server.discovered = true;
+      server.departing = departing;
+      service.servers.push_back(std::move(server));
+    };
+    for (const DiscoveredServer& server : found->second.current) add(server, false);
+    for (const DiscoveredServer& server : found->second.departing) add(server, true);
+  }
+  return config;
+}
+
+std::shared_ptr<const Snapshot> ControlPlane::build(Config config, uint64_t generation, bool reload,
+                                                    SteadyTime now) {
+  const std::shared_ptr<const Snapshot> previous = snapshot_;
   auto next = build_snapshot(std::move(config), generation, registry_, workers_);
   registry_.retire_absent(next->config);
   ChangeSet changes{next, snapshot_, true, {}};
@@ -73,9 +122,13 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
     for (const ServerRuntime& server : service.servers) {
       ServerStateWriter writer(*server.state);
       // A server new to the configuration starts its state's clock now.
+      const bool is_new =
+          previous == nullptr || !previous->find(service.config->name, server.config->name).server;
       writer.mark_configured(now);
-      writer.set_assigned_weight(server.config->weight);
-      writer.set_weight_by_operator(false);
+      if (reload || is_new || !server.state->weight_by_operator()) {
+        writer.set_assigned_weight(server.config->weight);
+        writer.set_weight_by_operator(false);
+      }
       // Nothing would ever report this server healthy again otherwise.
       if (!service.config->health_check.enabled) writer.set_healthy(true);
       // Nor would an agent that is no longer asked take back its word.
@@ -90,9 +143,56 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
   return next;
 }
 
-std::string ControlPlane::check(const Config& config, SteadyTime now) const {
+void ControlPlane::rebuild_discovered(SteadyTime now) {
+  if (!snapshot_) return;
+  const auto next = build(with_discovered(file_config_), snapshot_->generation, false, now);
+  if (on_rebuilt_) on_rebuilt_(next);
+}
+
+void ControlPlane::report_discovery(const std::string& service,
+                                    std::optional<std::vector<DiscoveredServer>> servers,
+                                    std::string error, std::chrono::system_clock::time_point at,
+                                    SteadyTime now) {
+  const auto found = discovery_.find(service);
+  if (found == discovery_.end()) return;
+  DiscoveryStatus& status = found->second;
+  if (!servers) {
+    ++status.errors;
+    status.last_error = std::move(error);
+    return;
+  }
+  status.last_success = at;
+  std::vector<DiscoveredServer> before = status.current;
+  if (!merge_discovered(status, std::move(*servers))) return;
+  // Which names came and went, for the log.
+  std::string added;
+  std::string departed;
+  const auto has = [](const std::vector<DiscoveredServer>& list, const std::string& name) {
+    return std::any_of(list.begin(), list.end(),
+                       [&name](const DiscoveredServer& s) { return s.name == name; });
+  };
+  for (const DiscoveredServer& server : status.current) {
+    if (!has(before, server.name)) added += (added.empty() ? "" : ",") + server.name;
+  }
+  for (const DiscoveredServer& server : before) {
+    if (!has(status.current, server.name)) departed += (departed.empty() ? "" : ",") + server.name;
+  }
+  log_info("discovered servers changed", {{"service", service},
+                                          {"servers", status.current.size()},
+                                          {"added", added.empty() ? "-" : added},
+                                          {"departing", departed.empty() ? "-" : departed}});
+  rebuild_discovered(now);
+}
+
+const DiscoveryStatus* ControlPlane::discovery(const std::string& service) const {
+  const auto found = discovery_.find(service);
+  return found == discovery_.end() ? nullptr : &found->second;
+}
+
+std::string ControlPlane::check(const Config& file, SteadyTime now) const {
   StateRegistry apart;  // the live states are not touched
   const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : 1;
+  const Config config = with_discovered(file);
   auto next = build_snapshot(config, generation, apart, workers_);
   ChangeSet changes{next, nullptr, true, {}};
   for (const ServiceRuntime& service : next->services) {
@@ -194,6 +294,18 @@ void ControlPlane::operator_request(const ServiceRuntime& service, const ServerR
 void ControlPlane::tick(SteadyTime now) {
   registry_.forget_idle();
   if (!snapshot_) return;
+  // Departed discovered servers leave once their last session has ended.
+  bool departed = false;
+  for (auto& [service, status] : discovery_) {
+    std::erase_if(status.departing, [&](const DiscoveredServer& server) {
+      const Snapshot::Found where = snapshot_->find(service, server.name);
+      const bool idle =
+          !where.server || where.server->state->active.load(std::memory_order_relaxed) == 0;
+      departed |= idle;
+      return idle;
+    });
+  }
+  if (departed) rebuild_discovered(now);
   std::vector<const ServiceRuntime*> moved;
   for (const ServiceRuntime& service : snapshot_->services) {
     bool changed = false;

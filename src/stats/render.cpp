@@ -9,6 +9,7 @@
 #include <ctime>
 #include <span>
 
+#include "fulcrum/control_plane.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/open_files.hpp"
 #include "fulcrum/stats.hpp"
@@ -152,6 +153,8 @@ std::string render_server_json(const ServiceRuntime& service, const ServerRuntim
   out += ",\"assigned_weight\":" + std::to_string(st.assigned_weight());
   out += ",\"configured_weight\":" + std::to_string(server.config->weight);
   out += ",\"backup\":" + std::string(server.config->backup ? "true" : "false");
+  // DNS discovery's servers (SPEC.md "Servers from DNS").
+  if (server.config->discovered) out += ",\"discovered\":true";
   // sni_routes: the server names whose clients this server takes.
   if (server.config->route)
     out += ",\"route\":" + json_strings(service.config->sni_routes[*server.config->route].names);
@@ -234,6 +237,22 @@ std::optional<bool> service_announced(const StatsContext& context, const Service
   return all;
 }
 
+// The service's DNS discovery, or null when it does not discover.
+const DiscoveryStatus* discovery_of(const StatsContext& context, const ServiceConfig& service) {
+  if (context.control_plane == nullptr || !service.discover) return nullptr;
+  return context.control_plane->discovery(service.name);
+}
+
+std::string discovery_json(const DiscoveryStatus& status) {
+  return "{\"name\":" + json_string(status.query) +
+         ",\"servers\":" + std::to_string(status.current.size()) +
+         ",\"departing\":" + std::to_string(status.departing.size()) +
+         ",\"errors\":" + std::to_string(status.errors) + ",\"last_success\":" +
+         (status.last_success ? json_string(rfc3339(*status.last_success)) : std::string("null")) +
+         ",\"last_error\":" +
+         (status.last_error.empty() ? std::string("null") : json_string(status.last_error)) + "}";
+}
+
 }  // namespace
 
 std::string render_stats_json(const StatsContext& context) {
@@ -285,6 +304,8 @@ std::string render_stats_json(const StatsContext& context) {
       out += ",\"packets_not_remembered\":" + load(s.packets_not_remembered);
     out += ",\"local_errors\":" + load(s.local_errors);
     out += rate_json(rates_of(context, s));
+    if (const DiscoveryStatus* discovery = discovery_of(context, *service.config))
+      out += ",\"discovery\":" + discovery_json(*discovery);
     out += ",\"servers\":[";
     bool first_server = true;
     for (const ServerRuntime& server : service.servers) {
@@ -386,6 +407,35 @@ std::string render_metrics(const StatsContext& context) {
     for (const ServiceRuntime& service : snapshot.services) {
       sample(metric.name, service_label(service), load((*service.state).*metric.field));
     }
+  }
+
+  // DNS discovery, for the services that discover.
+  std::vector<std::pair<const ServiceRuntime*, const DiscoveryStatus*>> discovering;
+  for (const ServiceRuntime& service : snapshot.services) {
+    if (const DiscoveryStatus* status = discovery_of(context, *service.config))
+      discovering.emplace_back(&service, status);
+  }
+  if (!discovering.empty()) {
+    family("fulcrum_service_discovery_errors_total", "counter",
+           "DNS discovery answers that failed or were empty (the known servers stayed).");
+    for (const auto& [service, status] : discovering)
+      sample("fulcrum_service_discovery_errors_total", service_label(*service),
+             std::to_string(status->errors));
+    family("fulcrum_service_discovery_last_success_timestamp_seconds", "gauge",
+           "When DNS discovery last had a good answer (Unix time; 0: never).");
+    for (const auto& [service, status] : discovering) {
+      const double at =
+          status->last_success
+              ? std::chrono::duration<double>(status->last_success->time_since_epoch()).count()
+              : 0.0;
+      sample("fulcrum_service_discovery_last_success_timestamp_seconds", service_label(*service),
+             number(at));
+    }
+    family("fulcrum_service_discovery_servers", "gauge",
+           "Servers in the last good DNS answer (departing ones not counted).");
+    for (const auto& [service, status] : discovering)
+      sample("fulcrum_service_discovery_servers", service_label(*service),
+             std::to_string(status->current.size()));
   }
 
   // A gauge with one sample per server, its value read by `value`.
