@@ -70,6 +70,8 @@ def values_for(key, kind, token_file):
         return None  # the base file has the list already
     if kind.startswith('mapping'):
         return None  # its keys have rows of their own
+    if kind == 'DNS name, or NAME:PORT':
+        return ['_app._tcp.svc.test', 'app.svc.test:8080']
     if kind == 'request path':
         return ['/primary?lag=0']
     if kind == 'host header':
@@ -106,6 +108,8 @@ def place(config, section, key, value):
         target['tls'] = True  # verify needs tls
     if (section, key) in (('services', 'health_check.agent.interval'), ('services', 'health_check.agent.send')):
         target['port'] = 9  # an agent needs its port
+    if section == 'services' and key.startswith('discover.') and key != 'discover.name':
+        target['name'] = 'app.svc.test:8080'  # discover needs its name
     if (section, key) == ('services', 'sni_required'):
         # sni_required needs routes to route to.
         config['services'][0]['sni_routes'] = [{'names': ['api.test'], 'servers': [{'name': 'api', 'address': server_of(config)}]}]
