@@ -61,7 +61,7 @@ Fd open_socket(const SocketAddress& server, int type) {
   Fd fd(::socket(server.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return fd;
   if (::connect(fd.get(), server.sockaddr_ptr(), server.length) != 0 && errno != EINPROGRESS)
-    return Fd();
+    return {};
   return fd;
 }
 

@@ -189,11 +189,10 @@ const DiscoveryStatus* ControlPlane::discovery(const std::string& service) const
   return found == discovery_.end() ? nullptr : &found->second;
 }
 
-std::string ControlPlane::check(const Config& file, SteadyTime now) const {
+std::string ControlPlane::check(const Config& config, SteadyTime now) const {
   StateRegistry apart;  // the live states are not touched
   const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : 1;
-  const Config config = with_discovered(file);
-  auto next = build_snapshot(config, generation, apart, workers_);
+  auto next = build_snapshot(with_discovered(config), generation, apart, workers_);
   ChangeSet changes{next, nullptr, true, {}};
   for (const ServiceRuntime& service : next->services) {
     for (const ServerRuntime& server : service.servers) {
@@ -296,8 +295,9 @@ void ControlPlane::tick(SteadyTime now) {
   if (!snapshot_) return;
   // Departed discovered servers leave once their last session has ended.
   bool departed = false;
-  for (auto& [service, status] : discovery_) {
-    std::erase_if(status.departing, [&](const DiscoveredServer& server) {
+  for (auto& entry : discovery_) {
+    const std::string& service = entry.first;
+    std::erase_if(entry.second.departing, [&](const DiscoveredServer& server) {
       const Snapshot::Found where = snapshot_->find(service, server.name);
       const bool idle =
           !where.server || where.server->state->active.load(std::memory_order_relaxed) == 0;

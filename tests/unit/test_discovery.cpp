@@ -32,6 +32,7 @@ DnsSrv srv(const char* target, uint16_t port, uint16_t weight, uint16_t priority
 
 std::vector<std::string> described(const std::vector<DiscoveredServer>& servers) {
   std::vector<std::string> out;
+  out.reserve(servers.size());
   for (const DiscoveredServer& s : servers) {
     out.push_back(s.name + " " + s.address.to_string() + " w" + std::to_string(s.weight) +
                   (s.backup ? " backup" : ""));

@@ -155,7 +155,7 @@ struct FakeDns {
 SocketAddress dead_address() {
   Fd fd(::socket(AF_INET, SOCK_DGRAM, 0));
   const SocketAddress any = loopback(0);
-  ::bind(fd.get(), any.sockaddr_ptr(), any.length);
+  REQUIRE(::bind(fd.get(), any.sockaddr_ptr(), any.length) == 0);
   return loopback(port_of(fd.get()));
 }
 

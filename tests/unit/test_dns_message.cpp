@@ -74,6 +74,7 @@ constexpr size_t kQuestionName = 12;  // where the question's name starts
 
 std::vector<std::string> texts(const std::vector<SocketAddress>& addresses) {
   std::vector<std::string> out;
+  out.reserve(addresses.size());
   for (const SocketAddress& address : addresses) out.push_back(address.host_string());
   return out;
 }
