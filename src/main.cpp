@@ -9,6 +9,7 @@
 
 #include "daemon.hpp"
 #include "fulcrum/config.hpp"
+#include "fulcrum/host_resolver.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/log_writer.hpp"
 #include "fulcrum/nft_ruleset.hpp"
@@ -105,18 +106,20 @@ int main(int argc, char** argv) {
 
   if (options.flush_kernel) return flush_kernel();
   fulcrum::Log::init();
-  fulcrum::ConfigLoad load = fulcrum::load_config_file(options.config);
+  // Events are activated across threads (wake-ups, worker exit): libevent
+  // must lock its bases. Before any other use of libevent (the load below
+  // resolves names with it).
+  if (evthread_use_pthreads() != 0) {
+    std::fputs("fulcrum: libevent has no pthreads support\n", stderr);
+    return fulcrum::kExitStartup;
+  }
+  // Host names resolved by evdns, never by a blocking getaddrinfo.
+  fulcrum::ConfigLoad load = fulcrum::load_config_file_resolved(options.config);
   if (!load.errors.empty()) {
     for (const auto& error : load.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
     return fulcrum::kExitBadConfig;
   }
   if (options.check) return check(*load.config);
-  // Events are activated across threads (wake-ups, worker exit): libevent
-  // must lock its bases.
-  if (evthread_use_pthreads() != 0) {
-    std::fputs("fulcrum: libevent has no pthreads support\n", stderr);
-    return fulcrum::kExitStartup;
-  }
   // From here on workers log: no thread waits for stderr's reader.
   const fulcrum::StderrLogWriter log_writer;
   return fulcrum::run_daemon(std::move(*load.config));

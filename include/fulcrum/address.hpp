@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +46,29 @@ struct AddressParse {
 // getaddrinfo, all results returned in resolver order). The port must be
 // 1..65535 unless `allow_zero_port`.
 AddressParse parse_address(std::string_view text, bool allow_zero_port = false);
+
+// Host names resolved ahead (host_resolver.hpp: libevent's evdns, which
+// never blocks), for parse_address on one thread: while a HostNameTable
+// scope is in place there, a host name is looked up in it instead of
+// getaddrinfo; one it does not hold is recorded in `missing` and fails.
+struct HostNameTable {
+  std::map<std::string, AddressParse> answers;  // name -> its addresses (port 0) or error
+  std::set<std::string> missing;
+  // A first pass that only collects names: each missing one stands for a
+  // distinct address of 240.0.0.0/4 (reserved, never real), so that the
+  // rest of the file still loads.
+  bool placeholders = false;
+};
+class HostNameScope {
+ public:
+  explicit HostNameScope(HostNameTable& table);
+  ~HostNameScope();
+  HostNameScope(const HostNameScope&) = delete;
+  HostNameScope& operator=(const HostNameScope&) = delete;
+
+ private:
+  HostNameTable* previous_;
+};
 
 // Parses a bare IPv4 or IPv6 literal (no port, no brackets, no names) into an
 // address with port 0: the form of `source:`.

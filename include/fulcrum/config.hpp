@@ -256,6 +256,9 @@ struct ConfigLoad {
 // file is one error at line 1 column 1:
 // `FILE:1:1: cannot read configuration: REASON` (REASON from strerror).
 ConfigLoad load_config_file(const std::string& path);
+// The text of the file at `path`, or none with `failed` holding why it
+// could not be read (as load_config_file reports it).
+std::optional<std::string> read_config_file(const std::string& path, ConfigLoad& failed);
 
 // Same as load_config_file for text already in memory; `file_name` is the
 // name errors carry.

@@ -20,6 +20,7 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/event.hpp"
+#include "fulcrum/host_resolver.hpp"
 #include "fulcrum/listeners.hpp"
 
 namespace fulcrum {
@@ -70,16 +71,18 @@ class Reloader {
   Reloader& operator=(const Reloader&) = delete;
 
   // Asks for a reload; `done`, if set, gets the outcome on the main loop.
-  // The file is read, parsed and its names resolved (DNS, NSS) on a thread
-  // of its own, so a slow resolver never stalls the main loop (stats, health
-  // checks, the watchdog); the rest runs on the main loop. Asked while a
+  // The file is read and parsed on a thread of its own (the user and group
+  // lookups may ask NSS), its host names resolved by evdns on the main loop
+  // without blocking it (host_resolver.hpp), then parsed again with their
+  // addresses on a thread; the rest runs on the main loop. A slow resolver
+  // so never stalls the loop (stats, health checks, the watchdog). Asked while a
   // reload runs, one more follows it (requests in the meantime share it):
   // every asker's outcome reflects the file as it was after the request.
   void request(std::string asked_by, Done done = {});
   // The daemon is stopping: no further reload is applied; askers waiting
   // get a failure.
   void stop();
-  bool running() const { return loader_.joinable(); }
+  bool running() const { return busy_; }
   const ReloadStatus& status() const { return status_; }
 
  private:
@@ -108,11 +111,19 @@ class Reloader {
   ReloadTarget& target_;
   ReloadStatus status_;
   EventPtr loaded_event_;  // activated by the loader thread
+  // What a loader thread found: the load, or the names it needs first.
+  struct Loaded {
+    std::optional<ConfigLoad> load;
+    std::string text;
+    ConfigNames names;
+  };
   std::thread loader_;
   std::mutex loaded_mutex_;
-  std::optional<ConfigLoad> loaded_;  // the loader thread's result
-  std::vector<Asker> current_;        // answered by the reload running now
-  std::vector<Asker> next_;           // asked while it ran: one more reload
+  std::optional<Loaded> loaded_;  // the loader thread's result
+  HostResolver resolver_;
+  bool busy_ = false;           // a reload is between start_loading() and finish()
+  std::vector<Asker> current_;  // answered by the reload running now
+  std::vector<Asker> next_;     // asked while it ran: one more reload
   bool stopped_ = false;
 };
 

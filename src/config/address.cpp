@@ -105,6 +105,28 @@ AddressParse resolve(const std::string& host, int family, bool numeric) {
   return result;
 }
 
+thread_local HostNameTable* t_host_names = nullptr;
+
+// A host name: from the thread's table when it has one, else getaddrinfo.
+AddressParse resolve_name(const std::string& host) {
+  if (t_host_names == nullptr) return resolve(host, AF_UNSPEC, false);
+  const auto found = t_host_names->answers.find(host);
+  if (found != t_host_names->answers.end()) return found->second;
+  t_host_names->missing.insert(host);
+  if (t_host_names->placeholders) {
+    uint32_t hash = 2166136261U;  // FNV-1a: the same name, the same placeholder
+    for (const char c : host) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619U;
+    sockaddr_in placeholder{};
+    placeholder.sin_family = AF_INET;
+    placeholder.sin_addr.s_addr = htonl(0xf0000000U | (hash & 0x0fffffffU));
+    AddressParse result;
+    result.addresses.push_back(SocketAddress::from_sockaddr(
+        reinterpret_cast<const sockaddr*>(&placeholder), sizeof placeholder));
+    return result;
+  }
+  return failure("cannot resolve host " + quote(host) + ": not resolved");
+}
+
 // An IPv6 literal as written inside brackets (a `%zone` suffix allowed).
 AddressParse parse_ipv6_literal(std::string_view host) {
   AddressParse result = resolve(std::string(host), AF_INET6, true);
@@ -232,13 +254,19 @@ AddressParse parse_address(std::string_view text, bool allow_zero_port) {
     if (!is_ipv4_literal(host)) return failure("invalid IPv4 address " + quote(host));
     result = resolve(std::string(host), AF_INET, true);
   } else if (is_host_name(host)) {
-    result = resolve(std::string(host), AF_UNSPEC, false);
+    result = resolve_name(std::string(host));
   } else {
     return failure("invalid host name " + quote(host));
   }
   for (SocketAddress& address : result.addresses) set_port(address, *port_number);
   return result;
 }
+
+HostNameScope::HostNameScope(HostNameTable& table) : previous_(t_host_names) {
+  t_host_names = &table;
+}
+
+HostNameScope::~HostNameScope() { t_host_names = previous_; }
 
 AddressParse parse_ip_literal(std::string_view text) {
   if (text.empty()) return failure("empty IP address");

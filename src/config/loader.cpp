@@ -1512,12 +1512,11 @@ ConfigLoad load_config_text(std::string_view text, const std::string& file_name)
   return Loader(file_name).load(text);
 }
 
-ConfigLoad load_config_file(const std::string& path) {
-  const auto fail = [&path](int error_number) {
-    ConfigLoad result;
-    result.errors.push_back(ConfigError{
+std::optional<std::string> read_config_file(const std::string& path, ConfigLoad& failed) {
+  const auto fail = [&path, &failed](int error_number) {
+    failed.errors.push_back(ConfigError{
         path, 1, 1, "cannot read configuration: " + std::string(std::strerror(error_number))});
-    return result;
+    return std::nullopt;
   };
   const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
                                                              &std::fclose);
@@ -1527,7 +1526,14 @@ ConfigLoad load_config_file(const std::string& path) {
   std::size_t count = 0;
   while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, count);
   if (std::ferror(file.get())) return fail(errno);
-  return load_config_text(text, path);
+  return text;
+}
+
+ConfigLoad load_config_file(const std::string& path) {
+  ConfigLoad failed;
+  const std::optional<std::string> text = read_config_file(path, failed);
+  if (!text) return failed;
+  return load_config_text(*text, path);
 }
 
 }  // namespace fulcrum

@@ -15,7 +15,8 @@ Reloader::Reloader(event_base* base, std::string config_path, unsigned workers,
       workers_(workers),
       started_(control.snapshot()->config),
       control_(control),
-      target_(target) {
+      target_(target),
+      resolver_(base) {
   status_.at = std::chrono::system_clock::now();
   loaded_event_.reset(event_new(base, -1, 0, on_loaded_cb, this));
 }
@@ -88,11 +89,23 @@ void Reloader::start_loading() {
   std::string by;
   for (const Asker& asker : current_) by += (by.empty() ? "" : ",") + asker.who;
   log_info("reloading", {{"config", config_path_}, {"by", by}});
+  busy_ = true;
   loader_ = thread_without_signals([this, path = config_path_] {
-    ConfigLoad load = load_config_file(path);
+    Loaded loaded;
+    ConfigLoad failed;
+    if (std::optional<std::string> text = read_config_file(path, failed)) {
+      loaded.names = config_names(*text, path);
+      if (loaded.names.names.empty()) {
+        loaded.load = load_config_text(*text, path);
+      } else {
+        loaded.text = std::move(*text);
+      }
+    } else {
+      loaded.load = std::move(failed);
+    }
     {
       std::lock_guard lock(loaded_mutex_);
-      loaded_ = std::move(load);
+      loaded_ = std::move(loaded);
     }
     event_active(loaded_event_.get(), EV_READ, 0);
   });
@@ -104,17 +117,36 @@ void Reloader::on_loaded_cb(evutil_socket_t, short, void* arg) {
 
 void Reloader::on_loaded() {
   loader_.join();
-  ConfigLoad load;
+  Loaded loaded;
   {
     std::lock_guard lock(loaded_mutex_);
-    load = std::move(*loaded_);
+    loaded = std::move(*loaded_);
     loaded_.reset();
   }
   if (stopped_) {
+    busy_ = false;
     for (const Asker& asker : std::exchange(current_, {})) refuse(asker.done, status_);
     return;
   }
-  finish(apply(std::move(load)));
+  if (!loaded.load) {
+    // Its host names first, then the file again with their addresses.
+    resolver_.resolve(loaded.names.names, loaded.names.resolvers,
+                      [this, text = std::move(loaded.text)](HostResolver::Answers answers) {
+                        loader_ = thread_without_signals(
+                            [this, text, answers = std::move(answers), path = config_path_] {
+                              Loaded done;
+                              done.load = load_config_with_answers(text, path, answers);
+                              {
+                                std::lock_guard lock(loaded_mutex_);
+                                loaded_ = std::move(done);
+                              }
+                              event_active(loaded_event_.get(), EV_READ, 0);
+                            });
+                      });
+    return;
+  }
+  finish(apply(std::move(*loaded.load)));
+  busy_ = false;
   if (!next_.empty()) {
     current_ = std::move(next_);
     next_.clear();

@@ -8,14 +8,14 @@ empty NOERROR and any other name with NXDOMAIN, but holds every answer while
 it is held (a threading.Event), and counts the queries it received. Each
 fulcrum runs under `unshare --mount --propagation private` with a
 resolv.conf naming that server (`options timeout:30 attempts:1`)
-bind-mounted over /etc/resolv.conf, so that its getaddrinfo asks only it;
+bind-mounted over /etc/resolv.conf, so that its resolver (evdns) asks only it;
 the mount namespace dies with the process (same PID: unshare and sh exec).
 
   - Reload: fulcrum (two workers, stats) starts with service `web` over
     server a (demo server a at its literal 127.0.0.1:PORT: no DNS query);
     a session reaches a. With the DNS answers held, the file is rewritten
     with server b at `slow.test:PORT` (demo server b) and SIGHUP sent. Once
-    the `A slow.test` query arrived (the reload is inside getaddrinfo),
+    the `A slow.test` query arrived (the reload waits for its answer),
     GET /stats and GET /healthz must each answer within 5 s: 200 with
     generation still 1, and 200 `ok`; the log has `reloading
     config=FILE by=SIGHUP` and no `reloaded` line yet. (Before the fix the
