@@ -112,7 +112,6 @@ Config ControlPlane::with_discovered(Config config) const {
 
 std::shared_ptr<const Snapshot> ControlPlane::build(Config config, uint64_t generation, bool reload,
                                                     SteadyTime now) {
-  const std::shared_ptr<const Snapshot> previous = snapshot_;
   auto next = build_snapshot(std::move(config), generation, registry_, workers_);
   registry_.retire_absent(next->config);
   ChangeSet changes{next, snapshot_, true, {}};
@@ -122,10 +121,9 @@ std::shared_ptr<const Snapshot> ControlPlane::build(Config config, uint64_t gene
     for (const ServerRuntime& server : service.servers) {
       ServerStateWriter writer(*server.state);
       // A server new to the configuration starts its state's clock now.
-      const bool is_new =
-          previous == nullptr || !previous->find(service.config->name, server.config->name).server;
       writer.mark_configured(now);
-      if (reload || is_new || !server.state->weight_by_operator()) {
+      // An operator's weight ends with a reload, not with a DNS change.
+      if (reload || !server.state->weight_by_operator()) {
         writer.set_assigned_weight(server.config->weight);
         writer.set_weight_by_operator(false);
       }

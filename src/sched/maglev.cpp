@@ -5,6 +5,9 @@
 #include <netinet/in.h>
 #include <algorithm>
 #include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
 
 #include "algorithms.hpp"
 #include "cursor.hpp"
@@ -159,7 +162,7 @@ class Maglev final : public Scheduler {
   void rebuild() override {
     const auto previous = current_;
     auto next = build();
-    if (*next != *previous) table_.publish(std::move(next));
+    if (next != previous && *next != *previous) table_.publish(std::move(next));
   }
 
   // Computed when asked (/stats, main thread), not at every rebuild: slow
@@ -179,21 +182,64 @@ class Maglev final : public Scheduler {
   std::shared_ptr<const std::vector<uint32_t>> build() {
     std::vector<std::string> names;
     std::vector<uint32_t> weights;
+    names.reserve(servers_.size());
+    weights.reserve(servers_.size());
     for (const auto& s : servers_) {
       names.push_back(s.name);
       const bool up = s.state->status() == ServerStatus::up;
       weights.push_back(up ? s.state->weight() : 0);
     }
-    current_ = std::make_shared<const std::vector<uint32_t>>(
-        build_maglev_table(names, weights, kMaglevTableSize));
+    if (current_ && names == names_ && weights == weights_) return current_;
+    current_ = recent_tables().find_or_build(names, weights);
+    names_ = std::move(names);
+    weights_ = std::move(weights);
     checksum_.reset();
     return current_;
+  }
+
+  // The last tables built, by their names and weights: a new snapshot
+  // (reload, DNS discovery) builds a scheduler for every service, and the
+  // services whose servers did not change get their table back instead of
+  // building it again (3 ms at 1000 servers).
+  class RecentTables {
+   public:
+    std::shared_ptr<const std::vector<uint32_t>> find_or_build(
+        const std::vector<std::string>& names, const std::vector<uint32_t>& weights) {
+      const std::lock_guard lock(mutex_);
+      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (it->names == names && it->weights == weights) {
+          entries_.splice(entries_.begin(), entries_, it);
+          return entries_.front().table;
+        }
+      }
+      auto table = std::make_shared<const std::vector<uint32_t>>(
+          build_maglev_table(names, weights, kMaglevTableSize));
+      entries_.push_front({names, weights, table});
+      if (entries_.size() > kKept) entries_.pop_back();
+      return table;
+    }
+
+   private:
+    static constexpr size_t kKept = 16;  // 256 KiB each
+    struct Entry {
+      std::vector<std::string> names;
+      std::vector<uint32_t> weights;
+      std::shared_ptr<const std::vector<uint32_t>> table;
+    };
+    std::mutex mutex_;
+    std::list<Entry> entries_;
+  };
+  static RecentTables& recent_tables() {
+    static RecentTables tables;
+    return tables;
   }
 
   std::vector<SchedServer> servers_;
   HashKey key_;
   std::shared_ptr<const std::vector<uint32_t>> current_;  // main thread's copy of the latest build
-  mutable std::optional<uint64_t> checksum_;              // of current_, once asked
+  std::vector<std::string> names_;                        // what current_ was built from
+  std::vector<uint32_t> weights_;
+  mutable std::optional<uint64_t> checksum_;  // of current_, once asked
   Published<std::vector<uint32_t>> table_;
 };
 
