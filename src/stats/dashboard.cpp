@@ -45,6 +45,20 @@
 // a `span.svc-maglev` chip shows `table` and its first 8 hex digits (the
 // whole checksum in its title): equal on every node with the same servers.
 //
+// Many servers (issue 21): an input#filter keeps the rows whose name,
+// address or state contains its text (any case); input#problems-first puts
+// down, maint and drain servers before the others; each service shows 50
+// rows a page, with a `div.pager` (data-first, data-last, data-matching,
+// data-total; hidden while all matching rows fit one page) and its
+// `button.prev` / `button.next`. The page's address keeps them
+// (`#filter=TEXT&problems=1&page-SERVICE=N`, N from 1), so a view can be
+// bookmarked or opened by a test. Rows of other pages are kept up to date
+// but out of the document. Each section has an `svg.chart` of the last 10
+// minutes as the page saw them (one point per poll, data-points): sessions
+// per second (`polyline.line-sessions`), bytes per second both ways
+// (`line-bytes`) and servers up (`line-up`), each line on its own scale,
+// with their current values in `div.chart-legend`.
+//
 // SNI routes (SPEC.md "At the edge"): the servers of an sni_routes entry
 // follow a `tr.route` row with data-route (the route's names, `, `-joined)
 // and the text `route: NAMES`; their rows carry the same data-route (empty
@@ -156,6 +170,24 @@ table.servers { width: 100%; border-collapse: collapse; font-size: 13.5px; }
 .spark .area { fill: var(--accent); opacity: 0.16; stroke: none; }
 .spark .line { fill: none; stroke: var(--accent); stroke-width: 1.5; stroke-linejoin: round; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 4px 0 24px; }
+.toolbar { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; padding-top: 14px; font-size: 13px; }
+.toolbar input[type=search] { flex: 1 1 260px; max-width: 420px; padding: 6px 10px; border: 1px solid var(--line);
+  border-radius: 6px; background: var(--card); color: var(--fg); font: inherit; }
+.pager { display: flex; gap: 10px; align-items: center; justify-content: flex-end; padding: 8px 16px 12px; font-size: 12.5px; color: var(--muted); }
+.pager button { font: inherit; padding: 3px 10px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--fg); cursor: pointer; }
+.pager button:disabled { opacity: 0.4; cursor: default; }
+.pager[hidden] { display: none; }
+.chart-box { padding: 0 16px 12px; }
+.chart { width: 100%; height: 70px; display: block; }
+.chart polyline { fill: none; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+.chart .line-sessions { stroke: #2f6fde; }
+.chart .line-bytes { stroke: #8a5cd1; }
+.chart .line-up { stroke: var(--up); }
+.chart-legend { display: flex; gap: 16px; flex-wrap: wrap; font-size: 12px; color: var(--muted); }
+.chart-legend .key { display: inline-block; width: 10px; height: 3px; margin-right: 5px; vertical-align: middle; }
+.chart-legend .key.line-sessions { background: #2f6fde; }
+.chart-legend .key.line-bytes { background: #8a5cd1; }
+.chart-legend .key.line-up { background: var(--up); }
 footer a { color: var(--accent); }
 @media (max-width: 900px) {
   .tiles { grid-template-columns: repeat(3, minmax(0, 1fr)); }
@@ -220,6 +252,10 @@ footer a { color: var(--accent); }
   </div>
 </header>
 <div id="banner" class="banner" role="alert" hidden><div class="wrap" id="banner-text"></div></div>
+<div class="toolbar wrap">
+  <input id="filter" type="search" placeholder="Filter servers: name, address or state" aria-label="Filter servers">
+  <label><input id="problems-first" type="checkbox"> problems first</label>
+</div>
 <main id="services" class="wrap">
   <p id="empty" class="empty">Loading stats&hellip;</p>
 </main>
@@ -230,6 +266,9 @@ footer a { color: var(--accent); }
   var POLL_MS = 1000;
   var TIMEOUT_MS = 5000;
   var HISTORY = 60;
+  var PAGE_ROWS = 50;
+  var CHART_POINTS = 600;  // 10 minutes of polls
+  var STATE_RANK = { down: 0, maint: 1, drain: 2, up: 3 };
   var DASH = '\u2013';
   var SVG_NS = 'http://www.w3.org/2000/svg';
   var STATE_TEXT = { up: 'up', down: 'down', drain: 'draining', maint: 'maintenance' };
@@ -257,6 +296,42 @@ footer a { color: var(--accent); }
   var bannerTextEl = document.getElementById('banner-text');
   var statusEl = document.getElementById('status');
   var views = new Map();    // service name -> view
+  var filterEl = document.getElementById('filter');
+  var problemsEl = document.getElementById('problems-first');
+  var pages = {};           // service name -> page number from 1 (the address's page-NAME)
+
+  // The view in the page's address: #filter=TEXT&problems=1&page-NAME=N.
+  function readHash() {
+    var parts = location.hash.replace(/^#/, '').split('&');
+    pages = {};
+    filterEl.value = '';
+    problemsEl.checked = false;
+    parts.forEach(function (part) {
+      var eq = part.indexOf('=');
+      if (eq < 0) return;
+      var key = decodeURIComponent(part.slice(0, eq)), value = decodeURIComponent(part.slice(eq + 1));
+      if (key === 'filter') filterEl.value = value;
+      else if (key === 'problems') problemsEl.checked = value === '1';
+      else if (key.indexOf('page-') === 0 && /^[0-9]+$/.test(value)) pages[key.slice(5)] = Number(value);
+    });
+  }
+  function writeHash() {
+    var parts = [];
+    if (filterEl.value) parts.push('filter=' + encodeURIComponent(filterEl.value));
+    if (problemsEl.checked) parts.push('problems=1');
+    Object.keys(pages).forEach(function (name) {
+      if (pages[name] > 1) parts.push('page-' + encodeURIComponent(name) + '=' + pages[name]);
+    });
+    window.history.replaceState(null, '', parts.length ? '#' + parts.join('&') : location.pathname + location.search);
+  }
+  function viewChanged() {
+    writeHash();
+    views.forEach(layoutRows);
+  }
+  readHash();
+  filterEl.addEventListener('input', function () { pages = {}; viewChanged(); });
+  problemsEl.addEventListener('change', function () { pages = {}; viewChanged(); });
+  window.addEventListener('hashchange', function () { readHash(); views.forEach(layoutRows); });
   var history = new Map();  // "service\u0000server" -> {rates, seen}
   var pollCount = 0;
   var lastGood = null;      // Date of the last good poll
@@ -436,6 +511,39 @@ footer a { color: var(--accent); }
     v.rate.box.appendChild(v.spark);
     root.appendChild(tiles);
 
+    // The last minutes as this page saw them.
+    var chartBox = el('div', 'chart-box');
+    var chart = document.createElementNS(SVG_NS, 'svg');
+    chart.setAttribute('class', 'chart');
+    chart.setAttribute('viewBox', '0 0 600 60');
+    chart.setAttribute('preserveAspectRatio', 'none');
+    chart.setAttribute('aria-label', 'sessions per second, bytes per second and servers up over the last 10 minutes');
+    var chartTitle = document.createElementNS(SVG_NS, 'title');
+    chart.appendChild(chartTitle);
+    var lines = {};
+    ['sessions', 'bytes', 'up'].forEach(function (key) {
+      var line = document.createElementNS(SVG_NS, 'polyline');
+      line.setAttribute('class', 'line-' + key);
+      chart.appendChild(line);
+      lines[key] = line;
+    });
+    chartBox.appendChild(chart);
+    var legend = el('div', 'chart-legend');
+    var legendValues = {};
+    [['sessions', 'sessions/s'], ['bytes', 'bytes/s (in + out)'], ['up', 'servers up']].forEach(function (pair) {
+      var item = el('span', 'legend-' + pair[0]);
+      item.appendChild(el('span', 'key line-' + pair[0]));
+      var value = el('span', 'legend-value', DASH);
+      item.appendChild(value);
+      item.appendChild(document.createTextNode(' ' + pair[1]));
+      legend.appendChild(item);
+      legendValues[pair[0]] = value;
+    });
+    chartBox.appendChild(legend);
+    root.appendChild(chartBox);
+    v.chart = { svg: chart, title: chartTitle, lines: lines, values: legendValues,
+                points: { sessions: [], bytes: [], up: [] } };
+
     var wrap = el('div', 'table-wrap');
     var table = el('table', 'servers');
     var headRow = el('tr');
@@ -452,7 +560,114 @@ footer a { color: var(--accent); }
     table.appendChild(v.tbody);
     wrap.appendChild(table);
     root.appendChild(wrap);
+
+    var pager = el('div', 'pager');
+    pager.hidden = true;
+    var prev = el('button', 'prev', '\u2039 previous');
+    var pagerText = el('span', 'pager-text', '');
+    var next = el('button', 'next', 'next \u203a');
+    prev.type = next.type = 'button';
+    prev.addEventListener('click', function () { turnPage(v, -1); });
+    next.addEventListener('click', function () { turnPage(v, 1); });
+    pager.appendChild(prev);
+    pager.appendChild(pagerText);
+    pager.appendChild(next);
+    root.appendChild(pager);
+    v.name = name;
+    v.pager = { box: pager, prev: prev, next: next, text: pagerText };
+    v.servers = [];  // the last document's servers, for layoutRows
     return v;
+  }
+
+  function turnPage(v, step) {
+    pages[v.name] = (pages[v.name] || 1) + step;
+    writeHash();
+    layoutRows(v);
+  }
+
+  // Which rows the table shows: those matching the filter, problems first
+  // when asked, one page of them; the route rows above their servers.
+  function layoutRows(v) {
+    var needle = filterEl.value.trim().toLowerCase();
+    var matching = v.servers.filter(function (server) {
+      if (!needle) return true;
+      return [server.name, server.address, server.state].some(function (text) {
+        return typeof text === 'string' && text.toLowerCase().indexOf(needle) >= 0;
+      });
+    });
+    var sorted = problemsEl.checked;
+    if (sorted) {
+      matching = matching.map(function (server, index) { return { server: server, index: index }; })
+        .sort(function (a, b) {
+          var ra = STATE_RANK.hasOwnProperty(a.server.state) ? STATE_RANK[a.server.state] : 0;
+          var rb = STATE_RANK.hasOwnProperty(b.server.state) ? STATE_RANK[b.server.state] : 0;
+          return ra - rb || a.index - b.index;
+        })
+        .map(function (entry) { return entry.server; });
+    }
+    var pageCount = Math.max(1, Math.ceil(matching.length / PAGE_ROWS));
+    var page = Math.min(Math.max(pages[v.name] || 1, 1), pageCount);
+    if (pages[v.name] !== undefined) pages[v.name] = page;
+    var first = (page - 1) * PAGE_ROWS;
+    var shown = matching.slice(first, first + PAGE_ROWS);
+    var keep = new Set(), keepRoutes = new Set();
+    var position = 0, lastRoute = '';
+    shown.forEach(function (server) {
+      var name = String(server.name), route = sorted ? '' : routeOf(server);
+      if (route && route !== lastRoute) {
+        var header = v.routeRows.get(route);
+        if (!header) {
+          header = makeRouteRow(route);
+          v.routeRows.set(route, header);
+        }
+        place(v.tbody, header, position++);
+        keepRoutes.add(header);
+      }
+      lastRoute = route;
+      var r = v.rows.get(name);
+      if (!r) return;
+      place(v.tbody, r.tr, position++);
+      keep.add(r.tr);
+    });
+    Array.prototype.slice.call(v.tbody.children).forEach(function (tr) {
+      if (!keep.has(tr) && !keepRoutes.has(tr)) v.tbody.removeChild(tr);
+    });
+    var p = v.pager;
+    p.box.hidden = matching.length <= PAGE_ROWS;
+    setAttr(p.box, 'data-first', shown.length ? first + 1 : 0);
+    setAttr(p.box, 'data-last', first + shown.length);
+    setAttr(p.box, 'data-matching', matching.length);
+    setAttr(p.box, 'data-total', v.servers.length);
+    setText(p.text, (shown.length ? (first + 1) + '\u2013' + (first + shown.length) : '0') + ' of ' +
+            matching.length + (matching.length !== v.servers.length ? ' matching (' + v.servers.length + ' servers)' : ''));
+    p.prev.disabled = page <= 1;
+    p.next.disabled = page >= pageCount;
+  }
+
+  // Adds this poll's point to the service's chart and draws it: each line
+  // on its own scale (its peak over the window).
+  function drawChart(c, sessions, bytes, up) {
+    [['sessions', sessions], ['bytes', bytes], ['up', up]].forEach(function (pair) {
+      var values = c.points[pair[0]];
+      values.push(isNum(pair[1]) ? pair[1] : 0);
+      if (values.length > CHART_POINTS) values.shift();
+    });
+    var n = c.points.up.length;
+    setAttr(c.svg, 'data-points', n);
+    Object.keys(c.lines).forEach(function (key) {
+      var values = c.points[key];
+      var peak = 0;
+      values.forEach(function (value) { peak = Math.max(peak, value); });
+      var scale = peak > 0 ? peak : 1;
+      var points = n < 2 ? [] : values.map(function (value, i) {
+        return (600 * i / (n - 1)).toFixed(1) + ',' + (58 - 54 * value / scale).toFixed(1);
+      });
+      setAttr(c.lines[key], 'points', points.join(' '));
+    });
+    setText(c.values.sessions, perSecond(sessions));
+    setText(c.values.bytes, bytesPerSecond(bytes));
+    setText(c.values.up, isNum(up) ? String(up) : DASH);
+    setText(c.title, 'the last ' + duration(n) + ' as this page saw them, each line on its own scale');
   }
 
   function makeRowView(service, server) {
@@ -736,19 +951,13 @@ footer a { color: var(--accent); }
 
     var servers = Array.isArray(s.servers) ? s.servers : [];
     var seen = new Set(), seenRoutes = new Set();
-    var position = 0, lastRoute = '';
+    var up = 0;
+    // Every row is kept up to date (its sparkline's history too); only one
+    // page of them is in the table (layoutRows).
     servers.forEach(function (server) {
       var name = String(server.name), route = routeOf(server);
-      if (route && route !== lastRoute) {
-        var header = v.routeRows.get(route);
-        if (!header) {
-          header = makeRouteRow(route);
-          v.routeRows.set(route, header);
-        }
-        place(v.tbody, header, position++);
-        seenRoutes.add(route);
-      }
-      lastRoute = route;
+      if (route) seenRoutes.add(route);
+      if (server.state === 'up') up++;
       seen.add(name);
       var r = v.rows.get(name);
       if (!r) {
@@ -756,21 +965,25 @@ footer a { color: var(--accent); }
         v.rows.set(name, r);
       }
       setAttr(r.tr, 'data-route', route);
-      place(v.tbody, r.tr, position++);
       updateRow(r, s.name, server, direct);
     });
     v.rows.forEach(function (r, name) {
       if (!seen.has(name)) {
-        v.tbody.removeChild(r.tr);
+        if (r.tr.parentNode) r.tr.parentNode.removeChild(r.tr);
         v.rows['delete'](name);
       }
     });
     v.routeRows.forEach(function (tr, route) {
       if (!seenRoutes.has(route)) {
-        v.tbody.removeChild(tr);
+        if (tr.parentNode) tr.parentNode.removeChild(tr);
         v.routeRows['delete'](route);
       }
     });
+    v.servers = servers;
+    layoutRows(v);
+    var bytesRate = isNum(rate.bytes_in_per_second) && isNum(rate.bytes_out_per_second)
+      ? rate.bytes_in_per_second + rate.bytes_out_per_second : null;
+    drawChart(v.chart, rate.sessions_per_second, bytesRate, up);
   }
 
   function render(data) {
