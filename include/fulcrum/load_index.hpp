@@ -12,10 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 namespace fulcrum {
@@ -66,17 +66,29 @@ class LoadIndex {
     std::vector<Entry> entries;      // a binary min-heap by `before`
     std::vector<uint32_t> position;  // member -> its index in entries
   };
+  // Where a server is: in which heaps, as which member. Found through the
+  // server's own slot number (ServerState::load_slot_), not a hash lookup:
+  // every session start and end comes here.
+  struct Place {
+    Heap* heap;
+    uint32_t member;
+  };
+  struct Slot {
+    const ServerState* state = nullptr;  // null: free
+    std::vector<Place> places;
+  };
 
   static bool before(const Entry& a, const Entry& b);
   void place(Heap& heap, uint32_t at, Entry entry);
   void sift(Heap& heap, uint32_t at);
-  void forget(uint32_t heap_id, const Heap& heap);
+  // Drops the heap's servers' places (the heap itself is left as it is).
+  void forget(const Heap& heap);
+  Slot& slot_of(const ServerState& state);
 
   std::mutex mutex_;
-  std::unordered_map<uint32_t, Heap> heaps_;
-  // Each server's places: (heap, member) pairs, usually one.
-  std::unordered_map<const ServerState*, std::vector<std::pair<uint32_t, uint32_t>>> where_;
-  uint32_t next_heap_ = 0;
+  std::vector<std::unique_ptr<Heap>> heaps_;  // by heap id; null: removed (ids are reused)
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
   uint64_t next_turn_ = 0;
 };
 

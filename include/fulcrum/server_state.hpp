@@ -100,6 +100,9 @@ struct alignas(64) ServerState {
   // The index of the lc/wlc schedulers that hold the server (set by the
   // index; null for the other schedulers). Not part of the state proper.
   mutable std::atomic<LoadIndex*> load_index_{nullptr};
+  // Its slot in that index (UINT32_MAX: none); read and written under the
+  // index's lock only.
+  mutable uint32_t load_slot_ = UINT32_MAX;
   std::atomic<ServerStatus> status_{ServerStatus::up};
   std::atomic<AdminState> admin_{AdminState::ready};
   std::atomic<bool> healthy_{true};

@@ -15,42 +15,68 @@ bool full(uint32_t active, uint32_t max) { return max != 0 && active >= max; }
 }  // namespace
 
 LoadIndex::~LoadIndex() {
-  for (const auto& [state, places] : where_) {
+  for (const Slot& slot : slots_) {
+    if (slot.state == nullptr) continue;
     LoadIndex* self = this;
-    state->load_index_.compare_exchange_strong(self, nullptr);
+    slot.state->load_index_.compare_exchange_strong(self, nullptr);
+    slot.state->load_slot_ = UINT32_MAX;
   }
 }
 
 uint32_t LoadIndex::add_heap() {
   const std::lock_guard lock(mutex_);
-  const uint32_t id = next_heap_++;
-  heaps_.emplace(id, Heap{});
-  return id;
+  for (uint32_t id = 0; id < heaps_.size(); ++id) {
+    if (!heaps_[id]) {
+      heaps_[id] = std::make_unique<Heap>();
+      return id;
+    }
+  }
+  heaps_.push_back(std::make_unique<Heap>());
+  return static_cast<uint32_t>(heaps_.size() - 1);
 }
 
 void LoadIndex::remove_heap(uint32_t heap_id) {
   const std::lock_guard lock(mutex_);
-  const auto found = heaps_.find(heap_id);
-  if (found == heaps_.end()) return;
-  forget(heap_id, found->second);
-  heaps_.erase(found);
+  if (heap_id >= heaps_.size() || !heaps_[heap_id]) return;
+  forget(*heaps_[heap_id]);
+  heaps_[heap_id].reset();
 }
 
-// Drops the heap's servers from where_ (the heap itself is left as it is).
-void LoadIndex::forget(uint32_t heap_id, const Heap& heap) {
+LoadIndex::Slot& LoadIndex::slot_of(const ServerState& state) {
+  if (state.load_slot_ == UINT32_MAX) {
+    if (free_slots_.empty()) {
+      state.load_slot_ = static_cast<uint32_t>(slots_.size());
+      slots_.emplace_back();
+    } else {
+      state.load_slot_ = free_slots_.back();
+      free_slots_.pop_back();
+    }
+    slots_[state.load_slot_].state = &state;
+  }
+  return slots_[state.load_slot_];
+}
+
+void LoadIndex::forget(const Heap& heap) {
   for (const Entry& entry : heap.entries) {
-    const auto found = where_.find(entry.state);
-    if (found == where_.end()) continue;
-    std::erase_if(found->second, [heap_id](const auto& place) { return place.first == heap_id; });
-    if (found->second.empty()) where_.erase(found);
+    const uint32_t number = entry.state->load_slot_;
+    if (number == UINT32_MAX) continue;
+    Slot& slot = slots_[number];
+    std::erase_if(slot.places, [&heap](const Place& place) { return place.heap == &heap; });
+    if (slot.places.empty()) {
+      // The server is in no heap of this index any more: its slot is free.
+      slot.state = nullptr;
+      entry.state->load_slot_ = UINT32_MAX;
+      free_slots_.push_back(number);
+    }
   }
 }
 
 void LoadIndex::set_members(uint32_t heap_id, std::span<const Member> members) {
   for (const Member& member : members) member.state->load_index_.store(this);
   const std::lock_guard lock(mutex_);
-  Heap& heap = heaps_[heap_id];
-  forget(heap_id, heap);
+  if (heap_id >= heaps_.size() || !heaps_[heap_id]) return;
+  Heap& heap = *heaps_[heap_id];
+  forget(heap);
   heap.entries.clear();
   heap.position.assign(members.size(), 0);
   for (uint32_t i = 0; i < members.size(); ++i) {
@@ -58,7 +84,7 @@ void LoadIndex::set_members(uint32_t heap_id, std::span<const Member> members) {
     heap.entries.push_back(Entry{&state, members[i].id, i, std::max(members[i].weight, 1U),
                                  state.active.load(std::memory_order_relaxed),
                                  state.max_connections(), next_turn_++});
-    where_[&state].emplace_back(heap_id, i);
+    slot_of(state).places.push_back(Place{&heap, i});
   }
   // Floyd's bottom-up heap construction: O(n).
   for (uint32_t i = 0; i < heap.entries.size(); ++i) heap.position[heap.entries[i].member] = i;
@@ -105,12 +131,12 @@ void LoadIndex::sift(Heap& heap, uint32_t at) {
 
 void LoadIndex::changed(const ServerState* state) {
   const std::lock_guard lock(mutex_);
-  const auto found = where_.find(state);
-  if (found == where_.end()) return;
+  const uint32_t number = state->load_slot_;
+  if (number == UINT32_MAX) return;
   const uint32_t active = state->active.load(std::memory_order_relaxed);
-  for (const auto& [heap_id, member] : found->second) {
-    Heap& heap = heaps_.at(heap_id);  // where_ names live heaps only
-    const uint32_t at = heap.position[member];
+  for (const Place& where : slots_[number].places) {
+    Heap& heap = *where.heap;
+    const uint32_t at = heap.position[where.member];
     Entry& entry = heap.entries[at];
     // A server that took a session goes after the others of equal load.
     if (active > entry.active) entry.turn = next_turn_++;
@@ -121,9 +147,9 @@ void LoadIndex::changed(const ServerState* state) {
 
 std::optional<uint32_t> LoadIndex::pick(uint32_t heap_id, const PickContext& context) {
   const std::lock_guard lock(mutex_);
-  const auto found = heaps_.find(heap_id);
-  if (found == heaps_.end() || found->second.entries.empty()) return std::nullopt;
-  const std::vector<Entry>& entries = found->second.entries;
+  if (heap_id >= heaps_.size() || !heaps_[heap_id] || heaps_[heap_id]->entries.empty())
+    return std::nullopt;
+  const std::vector<Entry>& entries = heaps_[heap_id]->entries;
   const auto usable = [](const Entry& entry) {
     return !full(entry.state->active.load(std::memory_order_relaxed),
                  entry.state->max_connections());
