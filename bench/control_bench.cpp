@@ -17,6 +17,7 @@
 #include "fulcrum/sampler.hpp"
 #include "fulcrum/scheduler_plane.hpp"
 #include "fulcrum/stats.hpp"
+#include "summary.hpp"
 
 using namespace fulcrum;
 
@@ -24,18 +25,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Summary {
-  double median = 0;
-  double min = 0;
-  double max = 0;
-};
-
-Summary summarise(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return {n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2, values.front(),
-          values.back()};
-}
+using bench::summarise;
+using bench::Summary;
 
 // Milliseconds `work` takes, `reps` times.
 template <typename Work>

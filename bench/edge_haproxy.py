@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'e2e'))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'e2e', 'cases'))
 import harness  # noqa: E402
 from edge_access import greeted, greeter, open_from  # noqa: E402
-from harness import free_address, parse_address, wait_until  # noqa: E402
-from sni_routes import Backend, client_hello, connect, echo, fetch_payload  # noqa: E402
+from harness import echo_handler, free_address, parse_address, wait_until  # noqa: E402
+from sni_routes import Backend, client_hello, echo_back, fetch_payload  # noqa: E402
 
 SERVICES = ('tls', 'strict', 'lists', 'conns', 'rate', 'edge')
 
@@ -135,14 +135,7 @@ def tls_outcome(address, name, backends, **how):
 def raw_outcome(address, data):
     """`plain` when the echo server returns `data`, `closed` on a close
     before any byte, else the first bytes that came."""
-    with connect(address) as sock:
-        sock.sendall(data)
-        back = b''
-        while len(back) < len(data):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            back += chunk
+    back = echo_back(address, data)
     if back == data:
         return 'plain'
     return 'closed' if back == b'' else f'other: {back[:12]!r}'
@@ -224,7 +217,7 @@ def main():
         backends = [Backend(t, 'api', 'api.test'), Backend(t, 'apps', 'apps.test'),
                     Backend(t, 'exact', 'exact.apps.test')]
         b = {backend.name: backend.address for backend in backends}
-        b['plain'] = t.tcp_server(echo, name='plain').address
+        b['plain'] = t.tcp_server(echo_handler, name='plain').address
         b['greeter'] = t.tcp_server(greeter, name='greeter').address
         results = {}
         listen = {name: free_address() for name in SERVICES}

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fulcrum/scheduler.hpp"
+#include "summary.hpp"
 
 using namespace fulcrum;
 
@@ -63,22 +64,8 @@ constexpr size_t kClients = 4096;  // distinct client addresses, cycled
 constexpr uint32_t kTableSize = 65537;
 const uint32_t kServerCounts[] = {10, 100, 1000};
 
-// Median, minimum and maximum of a set of measurements.
-struct Summary {
-  double median = 0;
-  double min = 0;
-  double max = 0;
-};
-
-Summary summarise(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  Summary s;
-  const size_t n = values.size();
-  s.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-  s.min = values.front();
-  s.max = values.back();
-  return s;
-}
+using bench::summarise;
+using bench::Summary;
 
 // A small deterministic generator (splitmix64) for weights and loads, so
 // every run measures the same pool.

@@ -43,8 +43,8 @@ import ssl
 import subprocess
 import time
 
-from harness import (binary, expect, expect_eq, free_address, get_stats, log_stream, parse_address,
-                     wait_until, write_config)
+from harness import (binary, echo_handler, expect, expect_eq, free_address, get_stats, log_stream,
+                     parse_address, wait_until, write_config)
 
 DEADLINE = 120
 PAYLOAD_SIZE = 200 * 1000
@@ -85,14 +85,6 @@ class Backend:
             except OSError:
                 return False
         wait_until(listening, 10, f's_server {name} listening on {self.address}', interval=0.05)
-
-
-def echo(conn, peer):
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            return
-        conn.sendall(data)
 
 
 def client_context(alpn=None):
@@ -184,8 +176,8 @@ def expect_backend(address, name, backend, **how):
     return hello_size
 
 
-def expect_echoed(address, data, what):
-    """`data` reaches the echo server (the service's own servers) unchanged."""
+def echo_back(address, data):
+    """Sends `data` and reads as many bytes back, or what came before a close."""
     with connect(address) as sock:
         sock.sendall(data)
         back = b''
@@ -194,6 +186,12 @@ def expect_echoed(address, data, what):
             if not chunk:
                 break
             back += chunk
+    return back
+
+
+def expect_echoed(address, data, what):
+    """`data` reaches the echo server (the service's own servers) unchanged."""
+    back = echo_back(address, data)
     expect(back == data, f'{what}: the echo server returned the {len(data)} bytes sent unchanged '
                          f'({len(back)} bytes back)')
 
@@ -222,7 +220,7 @@ def run(t):
     api = Backend(t, 'api', 'api.test')
     apps = Backend(t, 'apps', 'apps.test')
     exact = Backend(t, 'exact', 'exact.apps.test')
-    plain = t.tcp_server(echo, name='plain')
+    plain = t.tcp_server(echo_handler, name='plain')
     tls_address, strict_address, stats_address = free_address(), free_address(), free_address()
 
     def config(api_names, apps_names, exact_names):
