@@ -431,6 +431,7 @@ void Daemon::on_signal(int signal) {
 void Daemon::begin_stop(int signal) {
   stopping_ = true;
   reloader_->stop();
+  discovery_.stop();
   if (stats_) stats_->set_stopping();
   const GlobalConfig& global = snapshot().config.global;
   const bool withdrew = announcer_.withdraw_all();

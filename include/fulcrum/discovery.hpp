@@ -47,6 +47,8 @@ class Discovery {
   // that discover, with its global.resolvers (none: /etc/resolv.conf's).
   // A service whose discover settings stay keeps its schedule.
   void configure(const Config& config);
+  // The daemon is stopping: no more queries, nothing more reported.
+  void stop();
 
  private:
   struct Target;
@@ -62,6 +64,7 @@ class Discovery {
   std::vector<SocketAddress> nameservers_;
   std::unique_ptr<DnsClient> client_;
   std::map<std::string, std::unique_ptr<Target>> targets_;  // by service name
+  bool stopped_ = false;
 };
 
 }  // namespace fulcrum

@@ -119,6 +119,7 @@ Discovery::Discovery(event_base* base, ControlPlane& control) : base_(base), con
 Discovery::~Discovery() = default;
 
 void Discovery::configure(const Config& config) {
+  if (stopped_) return;
   std::vector<SocketAddress> nameservers = config.global.resolvers;
   if (nameservers.empty()) nameservers = resolv_conf_nameservers(kResolvConf);
   if (!client_ || !(nameservers == nameservers_)) {
@@ -158,6 +159,12 @@ void Discovery::configure(const Config& config) {
     if (!target->queries.empty() || evtimer_pending(target->timer.get(), nullptr)) continue;
     start(*target);
   }
+}
+
+void Discovery::stop() {
+  stopped_ = true;
+  client_.reset();  // first: its queries' callbacks are never called
+  targets_.clear();
 }
 
 void Discovery::start(Target& target) {
