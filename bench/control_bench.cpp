@@ -102,16 +102,16 @@ int main(int argc, char** argv) {
     const ServiceRuntime& big = control.snapshot()->services.front();
     const ServerRuntime& first = big.servers.front();
     // One health verdict: another server down each time (timed), then up
-    // again (not timed: maglev finds the table it had in its cache).
+    // again (not timed).
     row("a server down", scheduler,
         time_ms(reps,
                 [&](int rep) {
-                  const ServerRuntime& server = big.servers[static_cast<size_t>(rep + 1)];
+                  const ServerRuntime& server = big.servers[static_cast<size_t>(rep) + 1];
                   control.report_health(big, server, false, t0);
                 }),
         10);
     for (int rep = 0; rep < reps; ++rep)
-      control.report_health(big, big.servers[static_cast<size_t>(rep + 1)], true, t0);
+      control.report_health(big, big.servers[static_cast<size_t>(rep) + 1], true, t0);
     // One operator weight (on s0).
     row("an operator's weight", scheduler,
         time_ms(
