@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -30,6 +31,8 @@
 #include "fulcrum/signals.hpp"
 #include "fulcrum/socket.hpp"
 #include "fulcrum/stats.hpp"
+#include "fulcrum/upgrade.hpp"
+#include "fulcrum/version.hpp"
 #include "fulcrum/worker.hpp"
 
 namespace fulcrum {
@@ -44,6 +47,13 @@ constexpr std::chrono::milliseconds kControlPlaneTick{500};
 constexpr std::chrono::milliseconds kLogBeforeNotify{100};
 // How often the stats sampler copies the counters (one ring slot each).
 constexpr std::chrono::seconds kSamplerTick{1};
+// How long the new binary's --check may take before the upgrade is refused.
+constexpr std::chrono::seconds kBinaryCheckTimeout{30};
+// From the answer to an upgrade request to the hand-over: time for the
+// answer to leave (the exec closes the stats port's clients).
+constexpr std::chrono::milliseconds kAnswerBeforeExec{50};
+// How long the workers may take to reach a safe point.
+constexpr std::chrono::seconds kQuiesceTimeout{2};
 
 // The daemon's lifecycle on the main thread: start-up (bind everything, then
 // drop privileges, then start the workers), the loop, the graceful stop.
@@ -51,7 +61,12 @@ constexpr std::chrono::seconds kSamplerTick{1};
 // calls back serve() to hand a new snapshot to the workers.
 class Daemon final : public ReloadTarget {
  public:
-  explicit Daemon(unsigned workers) : workers_count_(workers), control_(workers) {}
+  Daemon(unsigned workers, DaemonStart start)
+      : workers_count_(workers),
+        control_(workers),
+        executable_(std::move(start.executable)),
+        arguments_(std::move(start.arguments)),
+        carried_(std::move(start.inherited.state)) {}
   int run(Config config);
 
   void reload_started() override { notifier_.reloading(); }
@@ -73,6 +88,16 @@ class Daemon final : public ReloadTarget {
   void serve_discovered(const std::shared_ptr<const Snapshot>& next);
   // What a reload's snapshot and a discovery's both change.
   void follow(const std::shared_ptr<const Snapshot>& next);
+  // Binary upgrade: the request, the new binary's verdict, the hand-over.
+  void request_upgrade(const std::string& by, UpgradeDone done);
+  void on_binary_checked(const BinaryVerdict& verdict);
+  void hand_over();
+  void upgrade_failed(const std::string& error);
+  // Start-up after an upgrade: the carried listeners of addresses still
+  // configured (the others closed), and the carried sessions handed to the
+  // workers.
+  std::vector<CarriedListener> take_carried_listeners(const Config& config);
+  void adopt_carried_sessions();
   void on_signal(int signal);
   void begin_stop(int signal);
   void stop_workers();
@@ -87,6 +112,7 @@ class Daemon final : public ReloadTarget {
   static void on_passive_failure_cb(evutil_socket_t, short, void* arg);
   static void on_sampler_tick_cb(evutil_socket_t, short, void* arg);
   static void on_watchdog_cb(evutil_socket_t, short, void* arg);
+  static void on_hand_over_cb(evutil_socket_t, short, void* arg);
 
   const unsigned workers_count_;
   EventBasePtr base_{new_precise_event_base()};
@@ -133,8 +159,20 @@ class Daemon final : public ReloadTarget {
   std::atomic<unsigned> workers_exited_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopping_ = false;
-  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+  // When the PID started: now, or what an upgrade carried.
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+  // Binary upgrades.
+  std::string config_path_;
+  const std::string executable_;
+  const std::vector<std::string> arguments_;
+  std::optional<UpgradeState> carried_;  // from the old image, until start() took it up
+  std::vector<CarriedListener> carried_listeners_;  // until the workers have them
+  UpgradeStatus upgrade_status_;
+  std::unique_ptr<BinaryCheck> binary_check_;
+  std::vector<UpgradeDone> upgrade_waiters_;
+  std::string upgrade_to_version_;
+  EventPtr hand_over_timer_;
 };
 
 int Daemon::run(Config config) {
@@ -164,6 +202,7 @@ int Daemon::start(Config config) {
   Log::set_level(config.global.log_level);
   open_file_limit_ = raise_open_file_limit();
   const std::string config_path = config.path;
+  config_path_ = config_path;
   // First, so that a stop or reload signal during start-up waits for the
   // loop instead of killing the process.
   signals_ = std::make_unique<SignalEvents>(base_.get(), [this](int signal) { on_signal(signal); });
@@ -174,14 +213,27 @@ int Daemon::start(Config config) {
   for (const ConfigError& e : checked.errors) log_error("cannot start", {{"error", e.to_string()}});
   if (!checked.errors.empty()) return kExitStartup;
 
+  std::vector<SocketAddress> carried_addresses;
+  if (carried_) {
+    started_ = SteadyTime(std::chrono::duration_cast<SteadyTime::duration>(
+        std::chrono::nanoseconds(carried_->started_ns)));
+    started_wall_ = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::nanoseconds(carried_->started_wall_ns)));
+    upgrade_status_.upgrades = carried_->upgrades;
+    carried_listeners_ = take_carried_listeners(config);
+    for (const CarriedListener& listener : carried_listeners_)
+      carried_addresses.push_back(listener.address);
+  }
   std::string error;
-  auto addresses = bind_new_addresses(config, nullptr, workers_count_, error);
+  auto addresses = bind_new_addresses(config, nullptr, workers_count_, error, carried_addresses);
   if (!addresses) return kExitStartup;
   control_.add_data_plane(scheduler_plane_);
   control_.add_data_plane(server_down_plane_);
   control_.add_data_plane(kernel_plane_);
   control_.add_data_plane(announcer_);
   control_.add_data_plane(conntrack_plane_);
+  if (carried_) control_.adopt(*carried_);
   control_.install(std::move(config), std::chrono::steady_clock::now());
   if (!kernel_plane_.error().empty()) {
     log_error("cannot start", {{"error", "kernel rules not applied: " + kernel_plane_.error()}});
@@ -194,6 +246,7 @@ int Daemon::start(Config config) {
   sampler_.follow(snapshot());
   admission_ = std::make_unique<Admission>(snapshot().config.global.max_connections, 0);
   reloader_ = std::make_unique<Reloader>(base_.get(), config_path, workers_count_, control_, *this);
+  if (carried_) reloader_->carry_counts(carried_->reloads_succeeded, carried_->reloads_failed);
   if (!open_stats(std::move(checked.admin_token)) || !drop_privileges_as_configured())
     return kExitStartup;
   // Again in the privileges the daemon keeps serving with, with a socket:
@@ -207,6 +260,7 @@ int Daemon::start(Config config) {
   start_workers(std::move(*addresses));
   const int64_t budget = hand_out_fd_budget();
   if (budget < 0) return kExitStartup;
+  if (carried_) adopt_carried_sessions();
   for (auto& worker : workers_) worker->start();
   health_ = make_health_checker(control_.snapshot());
   health_->start();
@@ -214,8 +268,64 @@ int Daemon::start(Config config) {
       [this](const std::shared_ptr<const Snapshot>& next) { serve_discovered(next); });
   discovery_.configure(snapshot().config);
   log_started(config_path, budget);
+  if (carried_) {
+    log_info("upgraded", {{"from", carried_->from_version},
+                          {"version", version()},
+                          {"upgrades", upgrade_status_.upgrades},
+                          {"sessions", admission_->active_sessions()},
+                          {"generation", snapshot().generation}});
+    carried_.reset();
+  }
   tell_ready();
   return kExitOk;
+}
+
+// The carried listeners whose address `config` still serves in proxy mode;
+// the others are closed (as a reload closes a removed address's).
+std::vector<CarriedListener> Daemon::take_carried_listeners(const Config& config) {
+  std::vector<CarriedListener> kept;
+  for (const CarriedListener& listener : carried_->listeners) {
+    bool served = false;
+    for (const ServiceConfig& service : config.services) {
+      if (in_kernel(service.forwarding)) continue;
+      for (const SocketAddress& address : service.listen) served |= address == listener.address;
+    }
+    if (served) {
+      kept.push_back(listener);
+    } else {
+      ::close(listener.fd);
+    }
+  }
+  return kept;
+}
+
+// Each carried session goes to the worker of the same number (the old
+// image's count, folded onto this one's). A session whose service is gone
+// (the file changed between the images) is closed with a reset on both
+// sides: its stream cannot go on.
+void Daemon::adopt_carried_sessions() {
+  uint64_t closed = 0;
+  for (CarriedSession& session : carried_->sessions) {
+    const ServiceRuntime* service = nullptr;
+    for (const ServiceRuntime& candidate : snapshot().services) {
+      if (candidate.config->name == session.service && !in_kernel(candidate.config->forwarding))
+        service = &candidate;
+    }
+    if (service != nullptr) {
+      workers_[session.worker % workers_count_]->adopt_session(*service, std::move(session));
+      continue;
+    }
+    ++closed;
+    for (int fd : {session.client_fd, session.server_fd}) {
+      if (fd >= 0) set_linger_reset(fd);
+    }
+    for (int fd : {session.client_fd, session.server_fd, session.c2s.pipe_read,
+                   session.c2s.pipe_write, session.s2c.pipe_read, session.s2c.pipe_write}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  if (closed > 0)
+    log_warn("carried sessions closed, their service is gone", {{"sessions", closed}});
 }
 
 // The main loop's own events: worker exits, the stop's deadline, the
@@ -253,7 +363,7 @@ void Daemon::log_started(const std::string& config_path, int64_t fd_budget) cons
   }
   if (stats_)
     log_info("stats listening", {{"address", snapshot().config.stats.listen.to_string()}});
-  log_info("started", {{"version", FULCRUM_VERSION},
+  log_info("started", {{"version", version()},
                        {"config", config_path},
                        {"workers", workers_count_},
                        {"services", snapshot().services.size()},
@@ -266,6 +376,16 @@ void Daemon::log_started(const std::string& config_path, int64_t fd_budget) cons
 // privileged.
 bool Daemon::open_stats(std::optional<std::string> admin_token) {
   const StatsConfig& config = snapshot().config.stats;
+  // The stats port an upgrade carried, if it is still the configured one.
+  Fd carried;
+  if (carried_ && carried_->stats_fd >= 0) {
+    carried.reset(carried_->stats_fd);
+    SocketAddress bound;
+    bound.length = sizeof bound.storage;
+    if (!config.enabled || ::getsockname(carried.get(), bound.sockaddr_ptr(), &bound.length) != 0 ||
+        !(bound == config.listen))
+      carried.reset();
+  }
   if (!config.enabled) return true;
   StatsContext context{control_.snapshot(),
                        &control_,
@@ -279,8 +399,12 @@ bool Daemon::open_stats(std::optional<std::string> admin_token) {
                        }};
   context.admin_token = std::move(admin_token);
   context.announcer = &announcer_;
+  context.upgrade = &upgrade_status_;
+  context.upgrade_action = [this](const std::string& peer, UpgradeDone done) {
+    request_upgrade(peer, std::move(done));
+  };
   stats_ = std::make_unique<StatsServer>(base_.get(), std::move(context));
-  if (int error = stats_->listen(config.listen); error != 0) {
+  if (int error = stats_->listen(config.listen, std::move(carried)); error != 0) {
     log_error("cannot listen", {{"service", "stats"},
                                 {"address", config.listen.to_string()},
                                 {"error", errno_string(error)}});
@@ -294,6 +418,8 @@ bool Daemon::open_stats(std::optional<std::string> admin_token) {
 bool Daemon::drop_privileges_as_configured() {
   const GlobalConfig& global = snapshot().config.global;
   if (global.user.empty()) return true;
+  // An upgraded image runs as the old one did: dropped already.
+  if (carried_ && ::geteuid() != 0) return true;
   if (const std::string error =
           drop_privileges(global.user, global.group, capabilities_to_keep(snapshot().config));
       !error.empty()) {
@@ -319,13 +445,30 @@ void Daemon::start_workers(std::vector<BoundAddress> addresses) {
     }
     workers_.push_back(std::move(worker));
   }
+  // Each carried socket to the worker of its number: with as many workers
+  // as before, each its own again; with fewer, some take two; with more,
+  // some take none of that address (SO_REUSEPORT spreads over the others).
+  for (const CarriedListener& listener : carried_listeners_) {
+    workers_[listener.worker % workers_count_]->add_listener(
+        *snapshot().service_listening_on(listener.address), listener.address, Fd(listener.fd));
+  }
+  carried_listeners_.clear();
 }
 
 // The session budget: what the limit leaves once every base, listener and
 // worker exists, minus what is kept for descriptors outside sessions.
 // Returns it, or -1 (logged) when it is too small to serve.
 int64_t Daemon::hand_out_fd_budget() {
-  const int64_t held = count_open_fds() - listening_fds(snapshot().config, workers_count_);
+  // Sessions carried by an upgrade hold descriptors already: they take
+  // them from the budget as they are adopted, like admitted ones.
+  int64_t carried_session_fds = 0;
+  if (carried_) {
+    const int64_t all = static_cast<int64_t>(carried_descriptors(*carried_).size());
+    carried_session_fds = all - static_cast<int64_t>(carried_->listeners.size()) -
+                          (carried_->stats_fd >= 0 ? 1 : 0);
+  }
+  const int64_t held = count_open_fds() - listening_fds(snapshot().config, workers_count_) -
+                       carried_session_fds;
   fds_outside_sessions_ = fds_outside_sessions(snapshot().config, workers_count_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
@@ -412,6 +555,10 @@ void Daemon::on_signal(int signal) {
     if (!stopping_) reloader_->request("SIGHUP");
     return;
   }
+  if (signal == SIGUSR2) {
+    request_upgrade("SIGUSR2", {});
+    return;
+  }
   if (stopping_) {
     log_info("second stop signal, closing remaining sessions", {{"signal", signal_name(signal)}});
     if (evtimer_pending(announce_grace_timer_.get(), nullptr)) {
@@ -454,6 +601,116 @@ void Daemon::stop_workers() {
   add_with_timeout(shutdown_timer_.get(), snapshot().config.global.shutdown_timeout);
 }
 
+// Step 1 of an upgrade: the binary at our own path checks our
+// configuration and says which state it reads, on a thread of its own.
+void Daemon::request_upgrade(const std::string& by, UpgradeDone done) {
+  UpgradeAnswer answer;
+  answer.binary = executable_;
+  if (stopping_) {
+    answer.outcome = UpgradeAnswer::Outcome::stopping;
+    answer.error = "stopping";
+  } else if (upgrade_status_.in_progress || reloader_->running()) {
+    answer.outcome = UpgradeAnswer::Outcome::busy;
+    answer.error = upgrade_status_.in_progress ? "an upgrade is under way" : "a reload is under way";
+  } else if (executable_.empty()) {
+    answer.outcome = UpgradeAnswer::Outcome::refused;
+    answer.error = "the executable's path is unknown (/proc/self/exe)";
+  } else {
+    upgrade_status_.in_progress = true;
+    if (done) upgrade_waiters_.push_back(std::move(done));
+    log_info("upgrade requested", {{"by", by}, {"binary", executable_}});
+    if (!binary_check_) {
+      binary_check_ = std::make_unique<BinaryCheck>(
+          base_.get(), [this](const BinaryVerdict& verdict) { on_binary_checked(verdict); });
+    }
+    binary_check_->start(executable_, config_path_, kBinaryCheckTimeout);
+    return;
+  }
+  log_warn("upgrade refused", {{"by", by}, {"error", answer.error}});
+  if (done) done(answer);
+}
+
+// Step 2: the new binary passed; the answer goes out, and the hand-over
+// follows once it has left.
+void Daemon::on_binary_checked(const BinaryVerdict& verdict) {
+  if (!verdict.error.empty()) {
+    upgrade_failed(verdict.error);
+    return;
+  }
+  upgrade_to_version_ = verdict.version;
+  UpgradeAnswer answer{UpgradeAnswer::Outcome::started, {}, executable_, verdict.version};
+  for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
+  if (!hand_over_timer_) hand_over_timer_.reset(evtimer_new(base_.get(), on_hand_over_cb, this));
+  add_with_timeout(hand_over_timer_.get(), kAnswerBeforeExec);
+}
+
+void Daemon::on_hand_over_cb(evutil_socket_t, short, void* arg) {
+  static_cast<Daemon*>(arg)->hand_over();
+}
+
+// Step 3: the workers stop at a safe point and write down their listeners
+// and sessions; with the control plane's state that becomes the blob the
+// binary is exec'd with. Returns only if the exec failed: then everything
+// goes on as before.
+void Daemon::hand_over() {
+  if (stopping_ || reloader_->running()) {
+    upgrade_failed(stopping_ ? "a stop began meanwhile" : "a reload began meanwhile");
+    return;
+  }
+  notifier_.reloading();
+  std::vector<std::future<Worker::Carried>> parts;
+  for (auto& worker : workers_) {
+    auto promise = std::make_shared<std::promise<Worker::Carried>>();
+    parts.push_back(promise->get_future());
+    worker->request_carry(
+        [promise](Worker::Carried carried) { promise->set_value(std::move(carried)); });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kQuiesceTimeout;
+  UpgradeState state;
+  state.from_version = version();
+  for (auto& part : parts) {
+    if (part.wait_until(deadline) != std::future_status::ready) {
+      for (auto& worker : workers_) worker->resume();
+      upgrade_failed("the workers did not reach a safe point within 2s");
+      tell_ready();
+      return;
+    }
+    Worker::Carried carried = part.get();
+    std::move(carried.listeners.begin(), carried.listeners.end(),
+              std::back_inserter(state.listeners));
+    std::move(carried.sessions.begin(), carried.sessions.end(), std::back_inserter(state.sessions));
+  }
+  control_.carry(state);
+  state.upgrades = upgrade_status_.upgrades + 1;
+  state.started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         started_.time_since_epoch())
+                         .count();
+  state.started_wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              started_wall_.time_since_epoch())
+                              .count();
+  state.reloads_succeeded = reloader_->status().succeeded;
+  state.reloads_failed = reloader_->status().failed;
+  state.stats_fd = stats_ ? stats_->listening_fd() : -1;
+  log_info("upgrading", {{"binary", executable_},
+                         {"version", upgrade_to_version_},
+                         {"sessions", state.sessions.size()},
+                         {"listeners", state.listeners.size()}});
+  Log::flush(kLogBeforeNotify);
+  const std::string error = exec_with_state(executable_, arguments_, state);
+  for (auto& worker : workers_) worker->resume();
+  upgrade_failed(error);
+  tell_ready();
+}
+
+void Daemon::upgrade_failed(const std::string& error) {
+  log_error("upgrade failed, still serving", {{"binary", executable_}, {"error", error}});
+  upgrade_status_.in_progress = false;
+  upgrade_status_.last_failure_at = std::chrono::system_clock::now();
+  upgrade_status_.last_error = error;
+  UpgradeAnswer answer{UpgradeAnswer::Outcome::refused, error, executable_, {}};
+  for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
+}
+
 void Daemon::on_announce_grace_cb(evutil_socket_t, short, void* arg) {
   static_cast<Daemon*>(arg)->stop_workers();
 }
@@ -491,11 +748,11 @@ void Daemon::on_worker_exit_cb(evutil_socket_t, short, void* arg) {
 
 }  // namespace
 
-int run_daemon(Config config) {
+int run_daemon(Config config, DaemonStart start) {
   // A splice to a peer that reset must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   const unsigned workers = worker_count(config.global);
-  Daemon daemon(workers);
+  Daemon daemon(workers, std::move(start));
   return daemon.run(std::move(config));
 }
 

@@ -27,6 +27,12 @@ class Admission {
   // two descriptors of a session. All or nothing.
   bool try_admit(ServiceState& service, uint64_t service_limit);
   void release(ServiceState& service);
+  // A session carried over by a binary upgrade: counted like an admitted
+  // one (slots and two descriptors), whatever the limits.
+  void admit_carried(ServiceState& service);
+  // Descriptors a carried session brings besides its sockets (its pipes),
+  // whatever the budget.
+  void take_carried_fds(int64_t count) { fds_.fetch_sub(count); }
 
   // Extra descriptors (pipes) while a session runs.
   bool try_take_fds(int64_t count);

@@ -20,6 +20,7 @@
 #include "fulcrum/discovered.hpp"
 #include "fulcrum/server_state.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/upgrade_state.hpp"
 
 namespace fulcrum {
 
@@ -46,6 +47,17 @@ class ControlPlane {
   // every server up, built apart from the live state), else the first
   // refusal. Changes nothing.
   std::string check(const Config& config, SteadyTime now) const;
+  // A binary upgrade, in the old image: the live state of every service
+  // and server of the snapshot in force (counters, status, operator state
+  // and weight, last failure) and what discovery knows, with the
+  // generation, into `state`.
+  void carry(UpgradeState& state) const;
+  // In the new image, before the first install(): takes that state up, so
+  // that install() gives it to the servers that are still configured,
+  // keeps the operator's weights (no reload happened) and numbers its
+  // snapshot generation + 1.
+  void adopt(const UpgradeState& state);
+
   // The snapshot in force (null before the first install()).
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
 
@@ -115,6 +127,8 @@ class ControlPlane {
   Config file_config_;                                // the last installed, before discovery
   std::map<std::string, DiscoveryStatus> discovery_;  // by service name
   std::function<void(const std::shared_ptr<const Snapshot>&)> on_rebuilt_;
+  uint64_t adopted_generation_ = 0;  // the upgraded image's, until install()
+  bool adopted_ = false;
 };
 
 // The weight in force `since_up` after a server came up with `weight` and a

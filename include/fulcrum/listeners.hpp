@@ -25,12 +25,14 @@ struct BoundAddress {
 };
 
 // Binds every listen address of `config` that `running` (null at start-up)
-// does not already listen on, `workers` sockets each. An address another
+// does not already listen on, nor a binary upgrade `carried` sockets for,
+// `workers` sockets each. An address another
 // process listens on is refused, even where SO_REUSEPORT would let us join
 // it. On failure nothing stays bound, the reason is logged (`cannot listen`)
 // and `error` names the address: returns nullopt.
 std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config,
                                                             const Snapshot* running,
-                                                            unsigned workers, std::string& error);
+                                                            unsigned workers, std::string& error,
+                                                            const std::vector<SocketAddress>& carried = {});
 
 }  // namespace fulcrum

@@ -62,6 +62,9 @@ class PipePool {
   // An empty lease when no pipe can be had (descriptor budget or pipe2()
   // failure); the caller waits and tries again.
   PipeLease acquire();
+  // A pipe carried over by a binary upgrade, holding `bytes`: leased out
+  // at once, its descriptors taken from the budget whatever it holds.
+  PipeLease adopt(Fd read_end, Fd write_end, size_t capacity, size_t bytes);
   // Closes every idle pipe, giving its descriptors back to the budget.
   void trim();
   size_t idle_count() const { return idle_.size(); }

@@ -22,6 +22,12 @@ std::string drop_privileges(const std::string& user, const std::string& group,
 // forwarded in the kernel (nftables, conntrack). Nothing else.
 std::vector<int> capabilities_to_keep(const Config& config);
 
+// Before a binary upgrade's exec: a process that is not root loses its
+// capabilities at execve(2) unless they are ambient, so every permitted one
+// is made inheritable and ambient. Returns the reason it could not (empty:
+// done, or nothing to keep).
+std::string keep_capabilities_across_exec();
+
 // Why this process could not switch to `user` (and `group`) as
 // drop_privileges would, without changing anything: an unknown user or
 // group, or not being root while not already them. Empty when it could.

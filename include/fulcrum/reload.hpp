@@ -84,6 +84,11 @@ class Reloader {
   void stop();
   bool running() const { return busy_; }
   const ReloadStatus& status() const { return status_; }
+  // A binary upgrade: the counts go on from the old image's.
+  void carry_counts(uint64_t succeeded, uint64_t failed) {
+    status_.succeeded = succeeded;
+    status_.failed = failed;
+  }
 
  private:
   struct Asker {

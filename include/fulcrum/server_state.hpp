@@ -93,6 +93,9 @@ struct alignas(64) ServerState {
   // an lc/wlc scheduler's LoadIndex, which they tell.
   bool try_acquire();
   void release();
+  // A session carried over by a binary upgrade takes its slot back,
+  // whatever the limit (it is connected already).
+  void acquire_carried();
 
  private:
   friend class ServerStateWriter;
@@ -176,6 +179,10 @@ class ServerStateWriter {
     return state_.max_connections_.exchange(limit, std::memory_order_relaxed) != limit;
   }
   void set_last_error(std::string reason, SteadyTime now);
+  // A binary upgrade brings the state as the old image left it: status and
+  // its clocks, the last failure, exactly (steady clock ns).
+  void carry_over(ServerStatus status, int64_t up_since_ns, int64_t last_change_ns,
+                  std::string last_error, int64_t last_error_ns);
   void set_weight_by_operator(bool by_operator) { state_.weight_by_operator_ = by_operator; }
   AgentView& agent() { return state_.agent_; }
 

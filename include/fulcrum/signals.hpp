@@ -12,12 +12,13 @@
 
 namespace fulcrum {
 
-// First thing in main(): blocks SIGHUP, so that a reload signal sent while
-// fulcrum starts stays pending until SignalEvents handles it, instead of
-// killing the process by the default action.
+// First thing in main(): blocks SIGHUP and SIGUSR2, so that a reload or
+// upgrade signal sent while fulcrum starts stays pending until SignalEvents
+// handles it, instead of killing the process by the default action.
 void hold_reload_signal();
 
-// SIGTERM, SIGINT and SIGHUP as events of `base`; then releases SIGHUP.
+// SIGTERM, SIGINT, SIGHUP and SIGUSR2 as events of `base`; then releases
+// any of them held (hold_reload_signal, an upgrade's exec).
 class SignalEvents {
  public:
   SignalEvents(event_base* base, std::function<void(int signal)> on_signal);
@@ -54,7 +55,7 @@ std::thread thread_without_signals(Function&& function) {
   return std::thread(std::forward<Function>(function));
 }
 
-// "SIGTERM", "SIGINT", "SIGHUP" (else "signal"), for the log.
+// "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2" (else "signal"), for the log.
 const char* signal_name(int signal);
 
 }  // namespace fulcrum

@@ -41,6 +41,9 @@ class SourceTable {
   // A new session of `client` at `now`: admitted (one more open session
   // counted, to release() when it ends) or over a limit (nothing counted).
   Verdict admit(const SocketAddress& client, Clock::time_point now);
+  // A session carried over by a binary upgrade that admit() had counted:
+  // counted again, whatever the limits (it is open already).
+  void count_carried(const SocketAddress& client);
   // The end of a session admit() counted.
   void release(const SocketAddress& client);
   // Clients in the table (tests, stats).

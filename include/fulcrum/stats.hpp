@@ -22,6 +22,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
+#include "fulcrum/upgrade.hpp"
 #include "fulcrum/sampler.hpp"
 #include "fulcrum/snapshot.hpp"
 
@@ -73,6 +74,10 @@ struct StatsContext {
   // The VIPs on global.announce.interface; owned by the daemon, null in
   // tests that do not announce.
   const Announcer* announcer = nullptr;
+  const UpgradeStatus* upgrade = nullptr;  // owned by the daemon; null in tests
+  // POST /api/v1/upgrade: asks for a binary upgrade on behalf of `peer`;
+  // `done` gets the answer once the new binary's check is over.
+  std::function<void(const std::string& peer, UpgradeDone done)> upgrade_action{};
 };
 
 // `text` as a JSON string literal: quote() (fulcrum/quote.hpp), named for
@@ -106,7 +111,10 @@ class StatsServer {
 
   // Binds `address`; returns errno (0 on success). Warns when other hosts
   // can reach it and the write API has no token.
-  int listen(const SocketAddress& address);
+  // `carried`: the socket a binary upgrade brought, bound there already.
+  int listen(const SocketAddress& address, Fd carried = Fd());
+  // The listening socket, for a binary upgrade (-1: none).
+  int listening_fd() const;
   // After a reload: serve the new snapshot (and token).
   void update(std::shared_ptr<const Snapshot> snapshot, std::optional<std::string> admin_token) {
     context_.snapshot = std::move(snapshot);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <list>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "fulcrum/pipe_pool.hpp"
 #include "fulcrum/poller.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/upgrade_state.hpp"
 
 namespace fulcrum {
 
@@ -43,6 +45,9 @@ class Worker {
     notify_passive_failure_ = std::move(notify);
   }
   void add_listener(const ServiceRuntime& service, const SocketAddress& address, Fd fd);
+  // A session carried over by a binary upgrade, resumed at once. Before
+  // start(), from the main thread.
+  void adopt_session(const ServiceRuntime& service, CarriedSession carried);
   void start();
   void join();
 
@@ -67,6 +72,19 @@ class Worker {
   // reset the sessions relaying to them, move those connecting to them on.
   void request_close_sessions_of(std::vector<const ServerState*> servers);
   bool has_paused_listeners() const { return paused_listeners_.load() > 0; }
+
+  // A binary upgrade (thread safe): at its next safe point, between two
+  // callbacks, the worker writes down its listeners and sessions, hands
+  // them to `deliver` (on the worker thread) and stands still, changing
+  // nothing, until resume() — unless the exec ends the process first.
+  // Bytes in flight wait in the kernel meanwhile.
+  struct Carried {
+    std::vector<CarriedListener> listeners;
+    std::vector<CarriedSession> sessions;
+  };
+  void request_carry(std::function<void(Carried)> deliver);
+  // The upgrade was given up (thread safe): go on serving.
+  void resume();
 
   // Worker thread only.
   unsigned index() const { return index_; }
@@ -93,6 +111,8 @@ class Worker {
   void apply(Update update);
   void close_sessions_of(const std::vector<const ServerState*>& servers);
   void exit_if_idle();
+  Carried carry() const;
+  void stand_still();
   static void on_wake_cb(evutil_socket_t, short, void* arg);
   static void on_reap_cb(evutil_socket_t, short, void* arg);
 
@@ -115,6 +135,10 @@ class Worker {
   std::vector<const ServerState*> servers_down_;  // under update_mutex_
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> force_requested_{false};
+  std::function<void(Carried)> carry_delivery_;  // under update_mutex_
+  std::mutex resume_mutex_;
+  std::condition_variable resume_signal_;
+  bool resume_ = false;  // under resume_mutex_
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -21,6 +21,7 @@ class Listener {
 
   void enable();
   const SocketAddress& address() const { return address_; }
+  int fd() const { return fd_.get(); }
   // After a reload: new clients on this (kept) socket belong to `service` of
   // the new snapshot. The socket itself is never closed, so no client is
   // refused.

@@ -82,6 +82,17 @@ void PipePool::trim() {
 // descriptors a new session needs: then a listener may be paused waiting for
 // them, and closing the pipe (give_fds) admits a client instead of parking
 // its descriptors in the pool until some session ends.
+PipeLease PipePool::adopt(Fd read_end, Fd write_end, size_t capacity, size_t bytes) {
+  admission_.take_carried_fds(2);
+  PipeLease lease;
+  lease.read_end_ = std::move(read_end);
+  lease.write_end_ = std::move(write_end);
+  lease.capacity_ = capacity;
+  lease.bytes = bytes;
+  lease.pool_ = this;
+  return lease;
+}
+
 void PipePool::put_back(Fd read_end, Fd write_end, size_t capacity, bool empty) {
   if (empty && idle_.size() < max_idle_ && admission_.free_fds() >= 2) {
     idle_.push_back(IdlePipe{std::move(read_end), std::move(write_end), capacity});

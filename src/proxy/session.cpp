@@ -104,6 +104,7 @@ void Session::start() {
     event_add(header_event_.get(), nullptr);
     header_deadline_.reset(evtimer_new(worker_.base(), on_proxy_header_deadline_cb, this));
     add_with_timeout(header_deadline_.get(), kProxyHeaderTimeout);
+    header_deadline_at_ = started_ + kProxyHeaderTimeout;
     return;
   }
   admit();
@@ -139,6 +140,8 @@ void Session::admit() {
     event_add(header_event_.get(), nullptr);
     header_deadline_.reset(evtimer_new(worker_.base(), on_hello_deadline_cb, this));
     add_with_timeout(header_deadline_.get(), config.connect_timeout);
+    header_deadline_at_ = std::chrono::steady_clock::now() + config.connect_timeout;
+    reading_hello_ = true;
     return;
   }
   connect_next();
@@ -178,6 +181,7 @@ void Session::read_hello() {
 
 // Exact names before wildcards; `*.apps.test` matches one label.
 void Session::route_by_hello(const ClientHelloScan& scan) {
+  reading_hello_ = false;
   header_event_.reset();
   header_deadline_.reset();
   const ServiceConfig& config = *service_.config;

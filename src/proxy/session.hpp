@@ -24,6 +24,7 @@
 #include "fulcrum/pipe_pool.hpp"
 #include "fulcrum/poller.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/upgrade_state.hpp"
 
 namespace fulcrum {
 
@@ -57,12 +58,25 @@ class Session {
   // in the destructor).
   Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service,
           Fd client, const SocketAddress& client_address);
+  // A session carried over by a binary upgrade (upgrade_state.hpp): owns
+  // its descriptors and, like the constructor above, one admitted slot
+  // (Admission::admit_carried). resume() goes on where the old binary
+  // stopped.
+  Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const ServiceRuntime& service,
+          CarriedSession carried);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Starts picking and connecting. May finish the session before returning.
   void start();
+  // A carried session's start: its events and timers again, as they stood.
+  // May finish the session before returning.
+  void resume();
+  // The session as plain data for an upgrade, its descriptors left open
+  // (the exec inherits those it names). Between callbacks only: the worker
+  // is quiesced. Upgrade.
+  CarriedSession carry() const;
   // Closes both sides now (graceful stop ran out of time).
   void close_for_shutdown() { finish(SessionEnd::shutdown); }
   // The server this session uses or is connecting to (null before a pick,
@@ -103,6 +117,7 @@ class Session {
     }
   };
 
+  void resume_relay(const CarriedSession& carried);
   void read_proxy_header();
   void reject_proxy_header(const std::string& reason);
   // allow/deny and source_limits, on the client (the PROXY header's source
@@ -176,7 +191,11 @@ class Session {
   bool source_counted_ = false;                // admitted by source_limits: released at the end
   size_t group_ = 0;            // the service's server group: its own, or a route's by the TLS name
   std::vector<uint8_t> hello_;  // the ClientHello read for sni_routes, sent first
-  const std::chrono::steady_clock::time_point started_;
+  // The PROXY header's or the hello's deadline, while one is read.
+  std::chrono::steady_clock::time_point header_deadline_at_;
+  bool reading_hello_ = false;  // header_event_ reads the hello, not a PROXY header
+  std::optional<CarriedSession> carried_;  // what resume() restores, until it has
+  std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::chrono::steady_clock::time_point connect_started_;
   std::chrono::steady_clock::time_point lifetime_end_;  // with max_lifetime: when the session ends

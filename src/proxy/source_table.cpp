@@ -76,6 +76,19 @@ SourceTable::Verdict SourceTable::admit(const SocketAddress& client, Clock::time
   return Verdict::admitted;
 }
 
+void SourceTable::count_carried(const SocketAddress& client) {
+  const Key key = key_of(client);
+  Shard& shard = shard_of(key);
+  const std::lock_guard lock(shard.mutex);
+  const auto now = Clock::now();
+  auto found = shard.entries.find(key);
+  if (found == shard.entries.end()) {
+    if (!make_room(shard, rate_.load(std::memory_order_relaxed), now)) return;
+    found = shard.entries.emplace(key, Entry{0, 0.0, now}).first;
+  }
+  ++found->second.open;
+}
+
 void SourceTable::release(const SocketAddress& client) {
   const Key key = key_of(client);
   Shard& shard = shard_of(key);

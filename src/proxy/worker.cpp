@@ -58,6 +58,15 @@ void Worker::add_listener(const ServiceRuntime& service, const SocketAddress& ad
   listeners_.push_back(std::make_unique<Listener>(*this, service, address, std::move(fd)));
 }
 
+void Worker::adopt_session(const ServiceRuntime& service, CarriedSession carried) {
+  admission_.admit_carried(*service.state);
+  auto session = std::make_unique<Session>(*this, snapshot_, service, std::move(carried));
+  Session* raw = session.get();
+  sessions_.push_front(std::move(session));
+  raw->self = sessions_.begin();
+  raw->resume();
+}
+
 void Worker::start() {
   thread_ = thread_without_signals([this] { run(); });
 }
@@ -93,6 +102,41 @@ void Worker::post_update(Update update) {
     pending_updates_.push_back(std::move(update));
   }
   wake();
+}
+
+void Worker::request_carry(std::function<void(Carried)> deliver) {
+  {
+    std::lock_guard lock(update_mutex_);
+    carry_delivery_ = std::move(deliver);
+  }
+  wake();
+}
+
+void Worker::resume() {
+  {
+    std::lock_guard lock(resume_mutex_);
+    resume_ = true;
+  }
+  resume_signal_.notify_one();
+}
+
+Worker::Carried Worker::carry() const {
+  Carried carried;
+  for (const auto& listener : listeners_)
+    carried.listeners.push_back(CarriedListener{listener->address(), index_, listener->fd()});
+  for (const auto& session : sessions_) {
+    carried.sessions.push_back(session->carry());
+    carried.sessions.back().worker = index_;
+  }
+  return carried;
+}
+
+// Blocks the worker's thread: no callback runs, so every session stays as
+// carry() wrote it down, until resume() (or the exec).
+void Worker::stand_still() {
+  std::unique_lock lock(resume_mutex_);
+  resume_signal_.wait(lock, [this] { return resume_; });
+  resume_ = false;
 }
 
 void Worker::request_close_sessions_of(std::vector<const ServerState*> servers) {
@@ -144,13 +188,20 @@ void Worker::on_wake_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*
 void Worker::on_wake() {
   std::vector<Update> updates;
   std::vector<const ServerState*> servers_down;
+  std::function<void(Carried)> carry_delivery;
   {
     std::lock_guard lock(update_mutex_);
     updates.swap(pending_updates_);
     servers_down.swap(servers_down_);
+    carry_delivery.swap(carry_delivery_);
   }
   for (auto& update : updates) apply(std::move(update));
   if (!servers_down.empty()) close_sessions_of(servers_down);
+  if (carry_delivery) {
+    // A safe point: no callback is half done, every pipe's count is exact.
+    carry_delivery(carry());
+    stand_still();
+  }
   if (stop_requested_.load() && !stopping_) {
     stopping_ = true;
     listeners_.clear();  // closes the sockets: new clients are refused by the kernel

@@ -42,6 +42,12 @@ bool Admission::try_admit(ServiceState& service, uint64_t service_limit) {
   return true;
 }
 
+void Admission::admit_carried(ServiceState& service) {
+  fds_.fetch_sub(kFdsPerSession);
+  sessions_.fetch_add(1);
+  service.active.fetch_add(1);
+}
+
 void Admission::release(ServiceState& service) {
   service.active.fetch_sub(1);
   sessions_.fetch_sub(1);

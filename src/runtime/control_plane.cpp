@@ -80,8 +80,97 @@ std::shared_ptr<const Snapshot> ControlPlane::install(Config config, SteadyTime 
   }
   discovery_ = std::move(kept);
   file_config_ = config;
-  const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : 1;
-  return build(with_discovered(std::move(config)), generation, true, now);
+  const uint64_t generation = snapshot_ ? snapshot_->generation + 1 : adopted_generation_ + 1;
+  // The first snapshot after an upgrade ends no operator's weight.
+  const bool reload = !std::exchange(adopted_, false);
+  return build(with_discovered(std::move(config)), generation, reload, now);
+}
+
+void ControlPlane::carry(UpgradeState& state) const {
+  state.generation = snapshot_->generation;
+  for (const ServiceRuntime& service : snapshot_->services) {
+    const ServiceState& s = *service.state;
+    const auto get = [](const std::atomic<uint64_t>& counter) {
+      return counter.load(std::memory_order_relaxed);
+    };
+    state.services.push_back(CarriedService{
+        service.config->name, get(s.total), get(s.rejected), get(s.proxy_header_errors),
+        get(s.denied), get(s.limited), get(s.bytes_in), get(s.bytes_out), get(s.local_errors),
+        get(s.packets_in), get(s.packets_out), get(s.packets_not_remembered)});
+    for (const ServerRuntime& server : service.servers) {
+      const ServerState& v = *server.state;
+      CarriedServer c;
+      c.service = service.config->name;
+      c.name = server.config->name;
+      c.status = v.status();
+      c.admin = v.admin();
+      c.healthy = v.healthy();
+      c.assigned_weight = v.assigned_weight();
+      c.weight_by_operator = v.weight_by_operator();
+      c.up_since_ns = v.up_since_ns();
+      c.last_change_ns = v.last_change_ns();
+      c.last_error = v.last_error();
+      c.last_error_ns = v.last_error_ns();
+      c.total = get(v.total);
+      c.connect_failures = get(v.connect_failures);
+      c.connects = get(v.connects);
+      c.connect_time_us = get(v.connect_time_us);
+      c.bytes_in = get(v.bytes_in);
+      c.bytes_out = get(v.bytes_out);
+      c.checks_failed = get(v.checks_failed);
+      c.local_errors = get(v.local_errors);
+      c.closed_on_down = get(v.closed_on_down);
+      c.packets_in = get(v.packets_in);
+      c.packets_out = get(v.packets_out);
+      state.servers.push_back(std::move(c));
+    }
+  }
+  for (const auto& [service, status] : discovery_)
+    state.discoveries.push_back(CarriedDiscovery{service, status});
+}
+
+void ControlPlane::adopt(const UpgradeState& state) {
+  const auto set = [](std::atomic<uint64_t>& counter, uint64_t value) {
+    counter.store(value, std::memory_order_relaxed);
+  };
+  for (const CarriedService& c : state.services) {
+    ServiceState& s = *registry_.service(c.name);
+    set(s.total, c.total);
+    set(s.rejected, c.rejected);
+    set(s.proxy_header_errors, c.proxy_header_errors);
+    set(s.denied, c.denied);
+    set(s.limited, c.limited);
+    set(s.bytes_in, c.bytes_in);
+    set(s.bytes_out, c.bytes_out);
+    set(s.local_errors, c.local_errors);
+    set(s.packets_in, c.packets_in);
+    set(s.packets_out, c.packets_out);
+    set(s.packets_not_remembered, c.packets_not_remembered);
+  }
+  for (const CarriedServer& c : state.servers) {
+    ServerState& v = *registry_.server(c.service, c.name);
+    ServerStateWriter writer(v);
+    writer.carry_over(c.status, c.up_since_ns, c.last_change_ns, c.last_error, c.last_error_ns);
+    writer.set_admin(c.admin);
+    writer.set_healthy(c.healthy);
+    writer.set_assigned_weight(c.assigned_weight);
+    writer.set_weight_by_operator(c.weight_by_operator);
+    set(v.total, c.total);
+    set(v.connect_failures, c.connect_failures);
+    set(v.connects, c.connects);
+    set(v.connect_time_us, c.connect_time_us);
+    set(v.bytes_in, c.bytes_in);
+    set(v.bytes_out, c.bytes_out);
+    set(v.checks_failed, c.checks_failed);
+    set(v.local_errors, c.local_errors);
+    set(v.closed_on_down, c.closed_on_down);
+    set(v.packets_in, c.packets_in);
+    set(v.packets_out, c.packets_out);
+  }
+  for (const CarriedDiscovery& carried : state.discoveries)
+    discovery_[carried.service] = carried.status;
+  adopted_generation_ = state.generation;
+  adopted_ = true;
 }
 
 Config ControlPlane::with_discovered(Config config) const {

@@ -1,5 +1,7 @@
 #include "fulcrum/listeners.hpp"
 
+#include <algorithm>
+
 #include "fulcrum/log.hpp"
 #include "fulcrum/socket.hpp"
 
@@ -23,7 +25,8 @@ int bind_address(const SocketAddress& address, unsigned workers, Binding binding
 
 std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config,
                                                             const Snapshot* running,
-                                                            unsigned workers, std::string& error) {
+                                                            unsigned workers, std::string& error,
+                                                            const std::vector<SocketAddress>& carried) {
   std::vector<BoundAddress> bound;
   // Announced VIPs are on the interface only while they have a usable
   // server, and only after the listeners are bound.
@@ -32,6 +35,7 @@ std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config
     if (in_kernel(service.forwarding)) continue;  // the kernel matches its packets
     for (const SocketAddress& address : service.listen) {
       if (running != nullptr && running->service_listening_on(address) != nullptr) continue;
+      if (std::find(carried.begin(), carried.end(), address) != carried.end()) continue;
       BoundAddress next{service.name, address, {}};
       if (int e = bind_address(address, workers, binding, next.per_worker)) {
         error = "cannot listen on " + address.to_string() + ": " + errno_string(e);

@@ -20,6 +20,11 @@ bool ServerState::try_acquire() {
   return taken;
 }
 
+void ServerState::acquire_carried() {
+  active.fetch_add(1, std::memory_order_relaxed);
+  if (LoadIndex* index = load_index_.load(std::memory_order_acquire)) index->changed(this);
+}
+
 void ServerState::release() {
   active.fetch_sub(1, std::memory_order_relaxed);
   if (LoadIndex* index = load_index_.load(std::memory_order_acquire)) index->changed(this);
@@ -67,6 +72,16 @@ bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
   state_.last_change_ns_.store(ns, std::memory_order_relaxed);
   if (next == ServerStatus::up) state_.up_since_ns_.store(ns, std::memory_order_relaxed);
   return true;
+}
+
+void ServerStateWriter::carry_over(ServerStatus status, int64_t up_since_ns,
+                                   int64_t last_change_ns, std::string last_error,
+                                   int64_t last_error_ns) {
+  state_.status_.store(status, std::memory_order_relaxed);
+  state_.up_since_ns_.store(up_since_ns, std::memory_order_relaxed);
+  state_.last_change_ns_.store(last_change_ns, std::memory_order_relaxed);
+  state_.last_error_ = std::move(last_error);
+  state_.last_error_ns_ = last_error_ns;
 }
 
 void ServerStateWriter::set_last_error(std::string reason, SteadyTime now) {

@@ -48,6 +48,10 @@ StatsConnections::~StatsConnections() {
     evhttp_connection_set_closecb(client.connection, nullptr, nullptr);
 }
 
+int StatsConnections::listening_fd() const {
+  return listener_ != nullptr ? evconnlistener_get_fd(listener_) : -1;
+}
+
 bool StatsConnections::listen(Fd fd, const SocketAddress& address) {
   // Formatted now: at EMFILE even getnameinfo may fail.
   address_ = address.to_string();

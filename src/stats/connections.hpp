@@ -50,6 +50,8 @@ class StatsConnections {
   // Serves `http` on the listening socket `fd` (bound to `address`); false
   // if libevent could not take it.
   bool listen(Fd fd, const SocketAddress& address);
+  // The listening socket (-1 before listen()), for a binary upgrade.
+  int listening_fd() const;
   // `request` has been read whole and is being answered: its connection is
   // busy until the answer has been sent.
   void request_read(evhttp_request* request);

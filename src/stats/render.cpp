@@ -13,6 +13,7 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/open_files.hpp"
 #include "fulcrum/stats.hpp"
+#include "fulcrum/version.hpp"
 
 namespace fulcrum {
 
@@ -260,7 +261,7 @@ std::string render_stats_json(const StatsContext& context) {
   const Snapshot& snapshot = *context.snapshot;
   std::string out;
   out.reserve(4096);
-  out += "{\"version\":" + json_string(FULCRUM_VERSION);
+  out += "{\"version\":" + json_string(version());
   out += ",\"uptime_seconds\":" + number(seconds_since(context.started, now));
   out += ",\"config\":{\"generation\":" + std::to_string(snapshot.generation);
   ReloadStatus none;
@@ -351,7 +352,7 @@ std::string render_metrics(const StatsContext& context) {
   };
 
   family("fulcrum_build_info", "gauge", "Build information; the value is always 1.");
-  sample("fulcrum_build_info", "version=\"" + label_value(FULCRUM_VERSION) + "\"", "1");
+  sample("fulcrum_build_info", "version=\"" + label_value(version()) + "\"", "1");
   family("fulcrum_config_generation", "gauge",
          "Configuration generation: 1 at start, +1 per successful reload.");
   sample("fulcrum_config_generation", "", std::to_string(snapshot.generation));

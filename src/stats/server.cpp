@@ -102,9 +102,14 @@ StatsServer::~StatsServer() {
   evhttp_free(http_);
 }
 
-int StatsServer::listen(const SocketAddress& address) {
-  Fd fd;
-  if (int error = open_listener(address, 128, PortSharing::exclusive, fd); error != 0) return error;
+int StatsServer::listening_fd() const { return connections_->listening_fd(); }
+
+int StatsServer::listen(const SocketAddress& address, Fd carried) {
+  Fd fd = std::move(carried);
+  if (!fd) {
+    if (int error = open_listener(address, 128, PortSharing::exclusive, fd); error != 0)
+      return error;
+  }
   if (!connections_->listen(std::move(fd), address)) return EINVAL;
   listen_address_ = address;
   if (!loopback_only(address) && !context_.admin_token) {

@@ -46,6 +46,26 @@ bool has(const std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3>& dat
   return (data[CAP_TO_INDEX(capability)].*set & CAP_TO_MASK(capability)) != 0;
 }
 
+}  // namespace
+
+std::string keep_capabilities_across_exec() {
+  if (::geteuid() == 0) return {};  // root keeps them through the exec
+  auto sets = capability_sets();
+  if (!sets) return std::string("capget: ") + std::strerror(errno);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  for (auto& set : *sets) set.inheritable = set.permitted;
+  if (::syscall(SYS_capset, &header, sets->data()) != 0)
+    return std::string("capset: ") + std::strerror(errno);
+  for (int capability = 0; capability <= CAP_LAST_CAP; ++capability) {
+    if (!has(*sets, &__user_cap_data_struct::permitted, capability)) continue;
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capability, 0L, 0L) != 0)
+      return std::string("prctl(PR_CAP_AMBIENT_RAISE): ") + std::strerror(errno);
+  }
+  return {};
+}
+
+namespace {
+
 struct Identity {
   uid_t uid = 0;
   gid_t gid = 0;

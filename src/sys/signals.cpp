@@ -3,31 +3,33 @@
 #include <pthread.h>
 
 #include <csignal>
+#include <initializer_list>
 
 namespace fulcrum {
 
 namespace {
 
-void set_reload_signal_blocked(bool blocked) {
+void set_blocked(std::initializer_list<int> signals, bool blocked) {
   sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGHUP);
+  for (int signal : signals) sigaddset(&set, signal);
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
 }  // namespace
 
-void hold_reload_signal() { set_reload_signal_blocked(true); }
+void hold_reload_signal() { set_blocked({SIGHUP, SIGUSR2}, true); }
 
 SignalEvents::SignalEvents(event_base* base, std::function<void(int)> on_signal)
     : on_signal_(std::move(on_signal)) {
-  for (int signal : {SIGTERM, SIGINT, SIGHUP}) {
+  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) {
     events_.emplace_back(evsignal_new(base, signal, on_signal_cb, this));
     event_add(events_.back().get(), nullptr);
   }
-  // libevent's handler is installed: a SIGHUP held since start-up is
-  // delivered now and becomes a reload on the loop's first turn.
-  set_reload_signal_blocked(false);
+  // libevent's handlers are installed: a SIGHUP or SIGUSR2 held since
+  // start-up (and a stop signal held across an upgrade's exec) is
+  // delivered now and handled on the loop's first turn.
+  set_blocked({SIGHUP, SIGUSR2, SIGTERM, SIGINT}, false);
 }
 
 void SignalEvents::on_signal_cb(evutil_socket_t signal, short, void* arg) {
@@ -47,6 +49,7 @@ const char* signal_name(int signal) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
     case SIGHUP: return "SIGHUP";
+    case SIGUSR2: return "SIGUSR2";
     default: return "signal";
   }
 }
