@@ -129,6 +129,7 @@ class StatsServer {
   void handle(evhttp_request* request);
   void handle_admin(evhttp_request* request, const std::string& path);
   void explain(evhttp_request* request, const std::string& query);
+  void upgrade(evhttp_request* request);
   void route_server(evhttp_request* request, const std::string& service_name,
                     const std::string& server_name);
   void change_server(evhttp_request* request, const ServiceRuntime& service,

@@ -263,6 +263,20 @@ std::string render_stats_json(const StatsContext& context) {
   out.reserve(4096);
   out += "{\"version\":" + json_string(version());
   out += ",\"uptime_seconds\":" + number(seconds_since(context.started, now));
+  // The PID's: an upgrade execs a new binary in the same process, and both
+  // go on from the old image's.
+  out += ",\"started_at\":" + json_string(rfc3339(context.started_wall));
+  if (const UpgradeStatus* upgrade = context.upgrade) {
+    out += ",\"upgrades\":" + std::to_string(upgrade->upgrades);
+    out += ",\"upgrade\":{\"in_progress\":" + std::string(upgrade->in_progress ? "true" : "false") +
+           ",\"last_failure\":";
+    out += upgrade->last_failure_at ? "{\"at\":" + json_string(rfc3339(*upgrade->last_failure_at)) +
+                                          ",\"error\":" + json_string(upgrade->last_error) + "}"
+                                    : std::string("null");
+    out += "}";
+  } else {
+    out += ",\"upgrades\":0,\"upgrade\":{\"in_progress\":false,\"last_failure\":null}";
+  }
   out += ",\"config\":{\"generation\":" + std::to_string(snapshot.generation);
   ReloadStatus none;
   none.at = context.started_wall;
@@ -363,6 +377,10 @@ std::string render_metrics(const StatsContext& context) {
   sample("fulcrum_config_reloads_total", "result=\"failure\"", std::to_string(failed));
   // Prometheus' own prometheus_config_last_reload_successful, for alerts:
   // the file on disk is not what runs while it is 0.
+  family("fulcrum_upgrades_total", "counter",
+         "Binary upgrades in place (SIGUSR2) since the process started.");
+  sample("fulcrum_upgrades_total", "",
+         std::to_string(context.upgrade != nullptr ? context.upgrade->upgrades : 0));
   family("fulcrum_config_last_reload_successful", "gauge",
          "1 when the last reload applied (or none was asked since start-up), 0 when it failed.");
   sample("fulcrum_config_last_reload_successful", "",

@@ -218,6 +218,10 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     });
     return;
   }
+  if (path == "/api/v1/upgrade") {
+    upgrade(request);
+    return;
+  }
   // /api/v1/services/SERVICE/servers/SERVER
   constexpr std::string_view kPrefix = "/api/v1/services/";
   if (path.starts_with(kPrefix)) {
@@ -232,6 +236,40 @@ void StatsServer::handle_admin(evhttp_request* request, const std::string& path)
     }
   }
   reply(request, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+}
+
+// POST /api/v1/upgrade: answered once the new binary's check is over: 202
+// and its version (the hand-over follows, closing this connection), 422
+// with the reason it was refused, 409 while an upgrade or a reload is under
+// way, 503 once a stop has begun. The outcome shows in /stats: `upgrades`,
+// `upgrade.last_failure`.
+void StatsServer::upgrade(evhttp_request* request) {
+  if (!context_.upgrade_action) {
+    reply(request, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+    return;
+  }
+  connections_->hold(request);
+  const uint64_t before = context_.upgrade != nullptr ? context_.upgrade->upgrades : 0;
+  context_.upgrade_action(peer_of(request), [this, request, before](const UpgradeAnswer& answer) {
+    std::string body = "{\"ok\":" + std::string(answer.error.empty() ? "true" : "false") +
+                       ",\"binary\":" + json_string(answer.binary);
+    if (answer.error.empty()) {
+      body += ",\"version\":" + json_string(answer.version) +
+              ",\"upgrades\":" + std::to_string(before) + "}\n";
+      reply(request, 202, "Accepted", "application/json", body);
+      return;
+    }
+    body += ",\"error\":" + json_string(answer.error) + "}\n";
+    switch (answer.outcome) {
+      case UpgradeAnswer::Outcome::busy:
+        reply(request, 409, "Conflict", "application/json", body);
+        break;
+      case UpgradeAnswer::Outcome::stopping:
+        reply(request, 503, "Service Unavailable", "application/json", body);
+        break;
+      default: reply(request, 422, "Unprocessable Entity", "application/json", body);
+    }
+  });
 }
 
 // GET /explain?service=NAME&client=ADDR[:PORT] (explain.hpp).
