@@ -263,6 +263,7 @@ int Daemon::start(Config config) {
   if (carried_) adopt_carried_sessions();
   for (auto& worker : workers_) worker->start();
   health_ = make_health_checker(control_.snapshot());
+  if (carried_) health_->adopt_streaks(*carried_);
   health_->start();
   control_.on_rebuilt(
       [this](const std::shared_ptr<const Snapshot>& next) { serve_discovered(next); });
@@ -681,6 +682,7 @@ void Daemon::hand_over() {
     std::move(carried.sessions.begin(), carried.sessions.end(), std::back_inserter(state.sessions));
   }
   control_.carry(state);
+  health_->carry_streaks(state);
   state.upgrades = upgrade_status_.upgrades + 1;
   state.started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                          started_.time_since_epoch())

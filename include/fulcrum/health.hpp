@@ -3,6 +3,7 @@
 // of real sessions (passive detection) reported by the workers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "fulcrum/agent_reply.hpp"
 #include "fulcrum/event.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/upgrade_state.hpp"
 
 namespace fulcrum {
 
@@ -28,6 +30,9 @@ class RiseFall {
   // Results in a row counting towards the next flip.
   uint32_t streak() const { return streak_; }
   uint32_t needed() const { return up_ ? fall_ : rise_; }
+  // A binary upgrade carries a streak over: taken up where it stood (one
+  // short of a flip at most: a full streak would have flipped already).
+  void resume_streak(uint32_t streak) { streak_ = std::min(streak, needed() - 1); }
 
  private:
   uint32_t rise_;
@@ -73,6 +78,10 @@ class HealthChecker {
   // ServerState::passive_failures as failed checks. Main thread, when a
   // worker signalled one.
   void account_passive_failures();
+  // A binary upgrade: each check's streak into its server's entry of
+  // `state` (old image), and back into the checks before start() (new).
+  void carry_streaks(UpgradeState& state) const;
+  void adopt_streaks(const UpgradeState& state);
 
  private:
   class Check;

@@ -99,6 +99,7 @@ struct CarriedServer {
   std::string last_error;
   int64_t last_error_ns = 0;
   uint32_t health_streak = 0;  // checks in a row towards the next flip
+  AgentView agent;             // the agent check's last word
   uint64_t total = 0, connect_failures = 0, connects = 0, connect_time_us = 0;
   uint64_t bytes_in = 0, bytes_out = 0, checks_failed = 0, local_errors = 0;
   uint64_t closed_on_down = 0, packets_in = 0, packets_out = 0;

@@ -128,6 +128,10 @@ class HealthChecker::Check {
         schedule_(owner_.base_, config_.interval, *probe_) {}
 
   void start() { schedule_.start(); }
+  const std::string& service_name() const { return service_.config->name; }
+  const std::string& server_name() const { return server_.config->name; }
+  uint32_t streak() const { return machine_.streak(); }
+  void resume_streak(uint32_t streak) { machine_.resume_streak(streak); }
 
   // Failed connects of sessions since the last look, each a failed check.
   void drain_passive() {
@@ -252,6 +256,24 @@ HealthChecker::~HealthChecker() = default;
 void HealthChecker::start() {
   for (auto& check : checks_) check->start();
   for (auto& agent : agents_) agent->start();
+}
+
+void HealthChecker::carry_streaks(UpgradeState& state) const {
+  for (const auto& check : checks_) {
+    for (CarriedServer& server : state.servers) {
+      if (server.service == check->service_name() && server.name == check->server_name())
+        server.health_streak = check->streak();
+    }
+  }
+}
+
+void HealthChecker::adopt_streaks(const UpgradeState& state) {
+  for (auto& check : checks_) {
+    for (const CarriedServer& server : state.servers) {
+      if (server.service == check->service_name() && server.name == check->server_name())
+        check->resume_streak(server.health_streak);
+    }
+  }
 }
 
 void HealthChecker::account_passive_failures() {

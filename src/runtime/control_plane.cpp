@@ -111,6 +111,7 @@ void ControlPlane::carry(UpgradeState& state) const {
       c.last_change_ns = v.last_change_ns();
       c.last_error = v.last_error();
       c.last_error_ns = v.last_error_ns();
+      c.agent = v.agent();
       c.total = get(v.total);
       c.connect_failures = get(v.connect_failures);
       c.connects = get(v.connects);
@@ -155,6 +156,7 @@ void ControlPlane::adopt(const UpgradeState& state) {
     writer.set_healthy(c.healthy);
     writer.set_assigned_weight(c.assigned_weight);
     writer.set_weight_by_operator(c.weight_by_operator);
+    writer.agent() = c.agent;
     set(v.total, c.total);
     set(v.connect_failures, c.connect_failures);
     set(v.connects, c.connects);

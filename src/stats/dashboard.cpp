@@ -8,7 +8,8 @@
 // `<section class="service" data-service="NAME">`, each server a
 // `<tr class="server" data-service="S" data-server="N" data-state="up|down|drain|maint">`,
 // both with data-sessions-active/-total; header fields #version, #uptime,
-// #generation, #reload; the failure banner is #banner (hidden while polls
+// #process (the PID's start and its binary upgrades: data-started-at,
+// data-upgrades, data-upgrade-error), #generation, #reload; the failure banner is #banner (hidden while polls
 // succeed). Rates are the daemon's (`rate` in /stats, over its last 10 s),
 // shown from the first poll; the sparklines keep the last 60 polls' values.
 // Failure cells turn orange (class `warn`) for failures of the last minute
@@ -244,6 +245,7 @@ footer a { color: var(--accent); }
       <span id="status" class="status" data-status="loading">connecting</span></div>
     <dl class="meta">
       <div><dt>Uptime</dt><dd id="uptime">&ndash;</dd></div>
+      <div><dt>Process</dt><dd id="process">&ndash;</dd></div>
       <div><dt>Config</dt><dd id="generation">&ndash;</dd></div>
       <div class="meta-reload"><dt>Last reload</dt><dd id="reload">&ndash;</dd></div>
       <div id="announce-meta" hidden><dt>Announce</dt><dd id="announce">&ndash;</dd></div>
@@ -991,6 +993,24 @@ footer a { color: var(--accent); }
     var uptime = data.uptime_seconds;
     setText(document.getElementById('version'), data.version ? 'v' + data.version : '');
     setText(document.getElementById('uptime'), isNum(uptime) ? duration(uptime) : DASH);
+    // The PID's start and its binary upgrades (SIGUSR2): the same process
+    // across them, so uptime and counters go on.
+    var processEl = document.getElementById('process');
+    var upgrade = obj(data.upgrade), failure = obj(upgrade.last_failure);
+    var started = typeof data.started_at === 'string'
+      ? data.started_at.replace('T', ' ').replace('Z', ' UTC') : '';
+    var upgrades = isNum(data.upgrades) ? data.upgrades : 0;
+    var processText = started ? 'since ' + started : DASH;
+    processText += ' \u00b7 ' + upgrades + (upgrades === 1 ? ' upgrade' : ' upgrades');
+    if (upgrade.in_progress === true) processText += ' \u00b7 upgrading';
+    if (typeof failure.error === 'string') processText += ' \u00b7 last upgrade failed';
+    setText(processEl, processText);
+    setAttr(processEl, 'data-started-at', data.started_at);
+    setAttr(processEl, 'data-upgrades', upgrades);
+    setAttr(processEl, 'data-upgrade-error', typeof failure.error === 'string' ? failure.error : '');
+    setAttr(processEl, 'title', typeof failure.error === 'string'
+      ? 'last upgrade failed at ' + failure.at + ': ' + failure.error : '');
+    processEl.classList.toggle('warn', typeof failure.error === 'string');
     var config = obj(data.config), reload = obj(config.last_reload);
     var generationEl = document.getElementById('generation');
     setText(generationEl, isNum(config.generation) ? 'generation ' + config.generation : DASH);

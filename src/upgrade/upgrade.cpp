@@ -1,5 +1,6 @@
 #include "fulcrum/upgrade.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
@@ -7,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <csignal>
@@ -124,6 +126,20 @@ void set_close_on_exec(int fd, bool close) {
   ::fcntl(fd, F_SETFD, close ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC));
 }
 
+// Every descriptor but the standard three and `keep` is closed by the exec,
+// including any a library opened without close-on-exec: the new image
+// starts with exactly what the state names.
+void close_the_rest_on_exec(const std::vector<int>& keep) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (const dirent* entry = ::readdir(dir)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd <= STDERR_FILENO || fd == ::dirfd(dir)) continue;
+    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) set_close_on_exec(fd, true);
+  }
+  ::closedir(dir);
+}
+
 }  // namespace
 
 std::string state_version_line() {
@@ -208,7 +224,9 @@ std::string exec_with_state(const std::string& binary, const std::vector<std::st
   if (::lseek(memfd.get(), 0, SEEK_SET) != 0) return errno_text("lseek");
   if (std::string error = keep_capabilities_across_exec(); !error.empty()) return error;
 
-  const std::vector<int> carried = carried_descriptors(state);
+  std::vector<int> carried = carried_descriptors(state);
+  carried.push_back(memfd.get());
+  close_the_rest_on_exec(carried);
   for (int fd : carried) set_close_on_exec(fd, false);
   ::setenv(kUpgradeStateVariable, std::to_string(memfd.get()).c_str(), 1);
   // Signals that come meanwhile stay pending for the new image, which

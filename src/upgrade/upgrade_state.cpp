@@ -197,6 +197,14 @@ void visit(IO& io, S& s) {
   io(s.last_error);
   io(s.last_error_ns);
   io(s.health_streak);
+  io(s.agent.says_down);
+  io(s.agent.down_reason);
+  io(s.agent.admin);
+  io(s.agent.weight_percent);
+  io(s.agent.max_connections);
+  io(s.agent.reply);
+  io(s.agent.reply_ns);
+  io(s.agent.error);
   for (auto* counter : {&s.total, &s.connect_failures, &s.connects, &s.connect_time_us,
                         &s.bytes_in, &s.bytes_out, &s.checks_failed, &s.local_errors,
                         &s.closed_on_down, &s.packets_in, &s.packets_out})
@@ -259,7 +267,8 @@ std::string out_of_range(const UpgradeState& state) {
     if (listener.fd < 0) return "a listener has no descriptor";
   }
   for (const CarriedServer& server : state.servers) {
-    if (server.status > ServerStatus::maint || server.admin > AdminState::maint)
+    if (server.status > ServerStatus::maint || server.admin > AdminState::maint ||
+        server.agent.admin > AdminState::maint)
       return "a server state is unknown";
   }
   for (const CarriedSession& session : state.sessions) {

@@ -606,8 +606,11 @@ class Daemon:
     """The fulcrum binary running `-c FILE` in the foreground, stderr captured
     to a file. Built by TestContext.daemon()."""
 
-    def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None, prefix=None):
+    def __init__(self, ctx, config, name='fulcrum', nofile=None, env=None, prefix=None, executable=None):
         self.env = env or {}  # extra environment, e.g. NOTIFY_SOCKET for a test
+        # The binary to run (default: $FULCRUM), e.g. a copy an upgrade test
+        # replaces while it runs.
+        self.executable = executable
         # A command that runs fulcrum in its own process (same PID), e.g.
         # `ip netns exec NS`, setpriv, or valgrind and its options.
         self.prefix = prefix or []
@@ -625,7 +628,7 @@ class Daemon:
         return self.proc.pid
 
     def start(self, wait_ready=True, timeout=20):
-        command = [binary('FULCRUM'), '-c', self.config_path]
+        command = [self.executable or binary('FULCRUM'), '-c', self.config_path]
         if self.nofile is not None:
             prlimit = '/usr/bin/prlimit' if os.access('/usr/bin/prlimit', os.X_OK) else None
             if prlimit is None:
