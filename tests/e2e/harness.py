@@ -593,6 +593,15 @@ def binary(variable):
     return path
 
 
+def install_binary(source, target):
+    """Puts `source` at `target` as a package manager does: a new file
+    renamed over the old one (a running binary cannot be written)."""
+    staging = target + '.new'
+    shutil.copyfile(source, staging)
+    os.chmod(staging, 0o755)
+    os.rename(staging, target)
+
+
 def cpu_seconds(pid):
     """utime + stime of a process from /proc/PID/stat, in seconds."""
     with open(f'/proc/{pid}/stat') as f:

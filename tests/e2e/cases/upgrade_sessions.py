@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +31,7 @@ import threading
 import time
 
 from harness import binary, connect, echo_handler, expect, expect_eq, free_address, get_stats, \
-    http_request, log_stream, recv_exact, wait_until
+    http_request, install_binary, log_stream, recv_exact, wait_until
 
 DEADLINE = 180
 UPGRADES = 10
@@ -107,15 +106,6 @@ def fd_count(pid):
     return len(os.listdir(f'/proc/{pid}/fd'))
 
 
-def install(source, target):
-    """Puts `source` at `target` as a package manager does: a new file
-    renamed over the old one (the running binary cannot be written)."""
-    staging = target + '.new'
-    shutil.copyfile(source, staging)
-    os.chmod(staging, 0o755)
-    os.rename(staging, target)
-
-
 def run(t):
     builds = [binary('FULCRUM_NEXT'), binary('FULCRUM')]
     versions = []
@@ -125,7 +115,7 @@ def run(t):
     expect(versions[0] == versions[1] + '+next', f'the two builds say {versions}')
     os.mkdir(t.path('bin'))
     executable = t.path('bin/fulcrum')
-    install(builds[1], executable)
+    install_binary(builds[1], executable)
 
     echo = t.tcp_server(echo_handler, name='echo')
     listen = free_address()
@@ -162,7 +152,7 @@ def run(t):
     for i in range(1, UPGRADES + 1):
         build = builds[(i - 1) % 2]
         version = versions[(i - 1) % 2]
-        install(build, executable)
+        install_binary(build, executable)
         if i == 4:
             reply = http_request(stats, 'POST', '/api/v1/upgrade',
                                  headers={'Authorization': f'Bearer {token}'})
