@@ -487,3 +487,46 @@ TEST_CASE("check: every server up at its weight, the live state untouched; a ref
                         f.t0) == "refused by the test");
   CHECK(f.control.snapshot()->generation == 1);
 }
+
+TEST_CASE("upgrade: carry() then adopt() gives the new image the same state, generation + 1") {
+  Fixture f;
+  f.control.install(web(true), f.t0);
+  f.control.install(web(true), f.t0 + 1s);  // generation 2
+  f.control.report_health(f.service(), f.server(1), false, f.t0 + 2s);
+  f.control.report_check_failure(f.server(1), "connect refused", f.t0 + 2s);
+  f.control.operator_request(f.service(), f.server(0), AdminState::drain, 7, f.t0 + 3s);
+  f.server(0).state->total = 41;
+  f.server(0).state->bytes_in = 1000;
+  f.service().state->total = 99;
+  UpgradeState state;
+  f.control.carry(state);
+  CHECK(state.generation == 2);
+  REQUIRE(state.services.size() == 1);
+  REQUIRE(state.servers.size() == 2);
+
+  ControlPlane next(1);
+  next.adopt(state);
+  const auto snapshot = next.install(web(true), f.t0 + 4s);
+  CHECK(snapshot->generation == 3);
+  const ServiceRuntime& service = snapshot->services[0];
+  const ServerState& a = *service.servers[0].state;
+  const ServerState& b = *service.servers[1].state;
+  CHECK(service.state->total == 99);
+  // The operator's drain and weight stay: an upgrade is not a reload.
+  CHECK(a.status() == ServerStatus::drain);
+  CHECK(a.admin() == AdminState::drain);
+  CHECK(a.assigned_weight() == 7);
+  CHECK(a.weight_by_operator());
+  CHECK(a.total == 41);
+  CHECK(a.bytes_in == 1000);
+  CHECK(a.last_change_ns() == f.state(0).last_change_ns());
+  CHECK(b.status() == ServerStatus::down);
+  CHECK_FALSE(b.healthy());
+  CHECK(b.last_error() == "connect refused");
+  CHECK(b.last_error_ns() == f.state(1).last_error_ns());
+  CHECK(b.last_change_ns() == f.state(1).last_change_ns());
+  CHECK(b.up_since_ns() == f.state(1).up_since_ns());
+  // A reload after the upgrade ends the operator's weight as usual.
+  next.install(web(true), f.t0 + 5s);
+  CHECK(next.snapshot()->services[0].servers[0].state->assigned_weight() == 3);
+}
