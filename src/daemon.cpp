@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <future>
 #include <atomic>
 #include <csignal>
+#include <future>
 #include <memory>
 #include <vector>
 
@@ -166,7 +166,7 @@ class Daemon final : public ReloadTarget {
   std::string config_path_;
   const std::string executable_;
   const std::vector<std::string> arguments_;
-  std::optional<UpgradeState> carried_;  // from the old image, until start() took it up
+  std::optional<UpgradeState> carried_;             // from the old image, until start() took it up
   std::vector<CarriedListener> carried_listeners_;  // until the workers have them
   UpgradeStatus upgrade_status_;
   std::unique_ptr<BinaryCheck> binary_check_;
@@ -465,11 +465,11 @@ int64_t Daemon::hand_out_fd_budget() {
   int64_t carried_session_fds = 0;
   if (carried_) {
     const int64_t all = static_cast<int64_t>(carried_descriptors(*carried_).size());
-    carried_session_fds = all - static_cast<int64_t>(carried_->listeners.size()) -
-                          (carried_->stats_fd >= 0 ? 1 : 0);
+    carried_session_fds =
+        all - static_cast<int64_t>(carried_->listeners.size()) - (carried_->stats_fd >= 0 ? 1 : 0);
   }
-  const int64_t held = count_open_fds() - listening_fds(snapshot().config, workers_count_) -
-                       carried_session_fds;
+  const int64_t held =
+      count_open_fds() - listening_fds(snapshot().config, workers_count_) - carried_session_fds;
   fds_outside_sessions_ = fds_outside_sessions(snapshot().config, workers_count_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
@@ -612,7 +612,8 @@ void Daemon::request_upgrade(const std::string& by, UpgradeDone done) {
     answer.error = "stopping";
   } else if (upgrade_status_.in_progress || reloader_->running()) {
     answer.outcome = UpgradeAnswer::Outcome::busy;
-    answer.error = upgrade_status_.in_progress ? "an upgrade is under way" : "a reload is under way";
+    answer.error =
+        upgrade_status_.in_progress ? "an upgrade is under way" : "a reload is under way";
   } else if (executable_.empty()) {
     answer.outcome = UpgradeAnswer::Outcome::refused;
     answer.error = "the executable's path is unknown (/proc/self/exe)";
@@ -684,12 +685,11 @@ void Daemon::hand_over() {
   control_.carry(state);
   health_->carry_streaks(state);
   state.upgrades = upgrade_status_.upgrades + 1;
-  state.started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         started_.time_since_epoch())
-                         .count();
-  state.started_wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              started_wall_.time_since_epoch())
-                              .count();
+  state.started_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(started_.time_since_epoch()).count();
+  state.started_wall_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(started_wall_.time_since_epoch())
+          .count();
   state.reloads_succeeded = reloader_->status().succeeded;
   state.reloads_failed = reloader_->status().failed;
   state.stats_fd = stats_ ? stats_->listening_fd() : -1;

@@ -22,9 +22,9 @@
 #include "fulcrum/log.hpp"
 #include "fulcrum/quote.hpp"
 #include "fulcrum/reload.hpp"
-#include "fulcrum/upgrade.hpp"
 #include "fulcrum/sampler.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/upgrade.hpp"
 
 struct evhttp;
 struct evhttp_request;

@@ -35,10 +35,10 @@ struct UpgradeStatus {
 // The answer to an upgrade request (SIGUSR2, POST /api/v1/upgrade).
 struct UpgradeAnswer {
   enum class Outcome {
-    started,      // the new binary passed its check: the hand-over follows
-    refused,      // it did not (error)
-    busy,         // an upgrade or a reload is under way
-    stopping,     // a stop has begun
+    started,   // the new binary passed its check: the hand-over follows
+    refused,   // it did not (error)
+    busy,      // an upgrade or a reload is under way
+    stopping,  // a stop has begun
   };
   Outcome outcome = Outcome::started;
   std::string error;

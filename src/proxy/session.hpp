@@ -193,7 +193,7 @@ class Session {
   std::vector<uint8_t> hello_;  // the ClientHello read for sni_routes, sent first
   // The PROXY header's or the hello's deadline, while one is read.
   std::chrono::steady_clock::time_point header_deadline_at_;
-  bool reading_hello_ = false;  // header_event_ reads the hello, not a PROXY header
+  bool reading_hello_ = false;             // header_event_ reads the hello, not a PROXY header
   std::optional<CarriedSession> carried_;  // what resume() restores, until it has
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_activity_;

@@ -19,7 +19,8 @@ int64_t to_ns(Clock::time_point at) {
 }
 
 Clock::time_point from_ns(int64_t ns) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 // What is left until `at`, rounded up, never negative.
@@ -65,8 +66,8 @@ Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
   // The pipes are the worker's from now on (their descriptors counted).
   for (auto [from, to] : {std::pair{&carried.c2s, &c2s_}, std::pair{&carried.s2c, &s2c_}}) {
     if (from->pipe_read < 0) continue;
-    to->pipe = worker_.pipes().adopt(Fd(from->pipe_read), Fd(from->pipe_write),
-                                     from->pipe_capacity, from->pipe_bytes);
+    to->pipe = worker_.pipes().adopt(Fd(from->pipe_read), Fd(from->pipe_write), from->pipe_capacity,
+                                     from->pipe_bytes);
     from->pipe_read = from->pipe_write = -1;
   }
   carried_ = std::move(carried);

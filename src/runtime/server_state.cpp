@@ -74,9 +74,8 @@ bool ServerStateWriter::set_status(ServerStatus next, SteadyTime now) {
   return true;
 }
 
-void ServerStateWriter::carry_over(ServerStatus status, int64_t up_since_ns,
-                                   int64_t last_change_ns, std::string last_error,
-                                   int64_t last_error_ns) {
+void ServerStateWriter::carry_over(ServerStatus status, int64_t up_since_ns, int64_t last_change_ns,
+                                   std::string last_error, int64_t last_error_ns) {
   state_.status_.store(status, std::memory_order_relaxed);
   state_.up_since_ns_.store(up_since_ns, std::memory_order_relaxed);
   state_.last_change_ns_.store(last_change_ns, std::memory_order_relaxed);

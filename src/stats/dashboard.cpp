@@ -9,10 +9,10 @@
 // `<tr class="server" data-service="S" data-server="N" data-state="up|down|drain|maint">`,
 // both with data-sessions-active/-total; header fields #version, #uptime,
 // #process (the PID's start and its binary upgrades: data-started-at,
-// data-upgrades, data-upgrade-error), #generation, #reload; the failure banner is #banner (hidden while polls
-// succeed). Rates are the daemon's (`rate` in /stats, over its last 10 s),
-// shown from the first poll; the sparklines keep the last 60 polls' values.
-// Failure cells turn orange (class `warn`) for failures of the last minute
+// data-upgrades, data-upgrade-error), #generation, #reload; the failure banner is #banner (hidden
+// while polls succeed). Rates are the daemon's (`rate` in /stats, over its last 10 s), shown from
+// the first poll; the sparklines keep the last 60 polls' values. Failure cells turn orange (class
+// `warn`) for failures of the last minute
 // (`*_last_minute`), never for lifetime totals. The state cell holds a
 // `span.last-error` with data-last-error (health.last_error, empty: none)
 // and the reason and its age as text; a `span.agent` (hidden without an

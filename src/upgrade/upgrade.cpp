@@ -169,8 +169,8 @@ BinaryVerdict judge_binary(int wait_status, const std::string& output) {
   if (const size_t open = line.find("(fulcrum "); open != std::string::npos && line.ends_with(")"))
     their_version = line.substr(open + 9, line.size() - open - 10);
   if (read != kUpgradeStateVersion) {
-    return {"the binary reads upgrade state version " + std::to_string(read) + ", this one writes " +
-                std::to_string(kUpgradeStateVersion),
+    return {"the binary reads upgrade state version " + std::to_string(read) +
+                ", this one writes " + std::to_string(kUpgradeStateVersion),
             their_version};
   }
   return {{}, their_version};

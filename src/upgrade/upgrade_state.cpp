@@ -20,7 +20,7 @@ constexpr std::string_view kMagic = "FULCRUM-UPGRADE\n";
 class Writer {
  public:
   template <typename T>
-    requires std::is_arithmetic_v<T> || std::is_enum_v<T>
+  requires std::is_arithmetic_v<T> || std::is_enum_v<T>
   void operator()(const T& value) {
     out_.append(reinterpret_cast<const char*>(&value), sizeof value);
   }
@@ -43,10 +43,8 @@ class Writer {
     for (const T& item : items) (*this)(item);
   }
   template <typename T>
-    requires std::is_class_v<T>
-  void operator()(const T& record) {
-    visit(*this, record);
-  }
+  requires std::is_class_v<T>
+  void operator()(const T& record) { visit(*this, record); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -60,10 +58,8 @@ class Reader {
   explicit Reader(std::string_view in) : in_(in) {}
 
   template <typename T>
-    requires std::is_arithmetic_v<T> || std::is_enum_v<T>
-  void operator()(T& value) {
-    take(&value, sizeof value);
-  }
+  requires std::is_arithmetic_v<T> || std::is_enum_v<T>
+  void operator()(T& value) { take(&value, sizeof value); }
   void operator()(bool& value) {
     uint8_t byte = 0;
     take(&byte, 1);
@@ -105,10 +101,8 @@ class Reader {
     for (T& item : items) (*this)(item);
   }
   template <typename T>
-    requires std::is_class_v<T>
-  void operator()(T& record) {
-    visit(*this, record);
-  }
+  requires std::is_class_v<T>
+  void operator()(T& record) { visit(*this, record); }
   bool at_end() const { return in_.empty(); }
 
  private:
@@ -121,7 +115,7 @@ class Reader {
 };
 
 template <typename IO, typename L>
-  requires std::is_same_v<std::remove_const_t<L>, CarriedListener>
+requires std::is_same_v<std::remove_const_t<L>, CarriedListener>
 void visit(IO& io, L& l) {
   io(l.address);
   io(l.worker);
@@ -129,7 +123,7 @@ void visit(IO& io, L& l) {
 }
 
 template <typename IO, typename D>
-  requires std::is_same_v<std::remove_const_t<D>, CarriedDirection>
+requires std::is_same_v<std::remove_const_t<D>, CarriedDirection>
 void visit(IO& io, D& d) {
   io(d.pipe_read);
   io(d.pipe_write);
@@ -143,7 +137,7 @@ void visit(IO& io, D& d) {
 }
 
 template <typename IO, typename S>
-  requires std::is_same_v<std::remove_const_t<S>, CarriedSession>
+requires std::is_same_v<std::remove_const_t<S>, CarriedSession>
 void visit(IO& io, S& s) {
   io(s.worker);
   io(s.service);
@@ -173,17 +167,17 @@ void visit(IO& io, S& s) {
 }
 
 template <typename IO, typename S>
-  requires std::is_same_v<std::remove_const_t<S>, CarriedService>
+requires std::is_same_v<std::remove_const_t<S>, CarriedService>
 void visit(IO& io, S& s) {
   io(s.name);
-  for (auto* counter : {&s.total, &s.rejected, &s.proxy_header_errors, &s.denied, &s.limited,
-                        &s.bytes_in, &s.bytes_out, &s.local_errors, &s.packets_in, &s.packets_out,
-                        &s.packets_not_remembered})
+  for (auto* counter :
+       {&s.total, &s.rejected, &s.proxy_header_errors, &s.denied, &s.limited, &s.bytes_in,
+        &s.bytes_out, &s.local_errors, &s.packets_in, &s.packets_out, &s.packets_not_remembered})
     io(*counter);
 }
 
 template <typename IO, typename S>
-  requires std::is_same_v<std::remove_const_t<S>, CarriedServer>
+requires std::is_same_v<std::remove_const_t<S>, CarriedServer>
 void visit(IO& io, S& s) {
   io(s.service);
   io(s.name);
@@ -205,14 +199,14 @@ void visit(IO& io, S& s) {
   io(s.agent.reply);
   io(s.agent.reply_ns);
   io(s.agent.error);
-  for (auto* counter : {&s.total, &s.connect_failures, &s.connects, &s.connect_time_us,
-                        &s.bytes_in, &s.bytes_out, &s.checks_failed, &s.local_errors,
-                        &s.closed_on_down, &s.packets_in, &s.packets_out})
+  for (auto* counter :
+       {&s.total, &s.connect_failures, &s.connects, &s.connect_time_us, &s.bytes_in, &s.bytes_out,
+        &s.checks_failed, &s.local_errors, &s.closed_on_down, &s.packets_in, &s.packets_out})
     io(*counter);
 }
 
 template <typename IO, typename D>
-  requires std::is_same_v<std::remove_const_t<D>, DiscoveredServer>
+requires std::is_same_v<std::remove_const_t<D>, DiscoveredServer>
 void visit(IO& io, D& d) {
   io(d.name);
   io(d.address);
@@ -221,28 +215,27 @@ void visit(IO& io, D& d) {
 }
 
 template <typename IO, typename D>
-  requires std::is_same_v<std::remove_const_t<D>, CarriedDiscovery>
+requires std::is_same_v<std::remove_const_t<D>, CarriedDiscovery>
 void visit(IO& io, D& d) {
   io(d.service);
   io(d.status.query);
   io(d.status.current);
   io(d.status.departing);
   io(d.status.errors);
-  int64_t last_success = d.status.last_success
-                             ? d.status.last_success->time_since_epoch().count()
-                             : std::numeric_limits<int64_t>::min();
+  int64_t last_success = d.status.last_success ? d.status.last_success->time_since_epoch().count()
+                                               : std::numeric_limits<int64_t>::min();
   io(last_success);
   if constexpr (!std::is_const_v<D>) {
     d.status.last_success.reset();
     if (last_success != std::numeric_limits<int64_t>::min())
-      d.status.last_success = std::chrono::system_clock::time_point(
-          std::chrono::system_clock::duration(last_success));
+      d.status.last_success =
+          std::chrono::system_clock::time_point(std::chrono::system_clock::duration(last_success));
   }
   io(d.status.last_error);
 }
 
 template <typename IO, typename U>
-  requires std::is_same_v<std::remove_const_t<U>, UpgradeState>
+requires std::is_same_v<std::remove_const_t<U>, UpgradeState>
 void visit(IO& io, U& u) {
   io(u.from_version);
   io(u.generation);
@@ -275,7 +268,8 @@ std::string out_of_range(const UpgradeState& state) {
     if (session.phase > CarriedPhase::relaying) return "a session phase is unknown";
     if (session.client_fd < 0 || bad_fd(session.server_fd)) return "a session descriptor is bad";
     for (const CarriedDirection* d : {&session.c2s, &session.s2c}) {
-      if (bad_fd(d->pipe_read) || bad_fd(d->pipe_write) || (d->pipe_read < 0) != (d->pipe_write < 0))
+      if (bad_fd(d->pipe_read) || bad_fd(d->pipe_write) ||
+          (d->pipe_read < 0) != (d->pipe_write < 0))
         return "a session pipe is bad";
       if (d->pipe_bytes > d->pipe_capacity) return "a session pipe holds more than it can";
     }
