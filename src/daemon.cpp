@@ -16,6 +16,7 @@
 #include "fulcrum/control_plane.hpp"
 #include "fulcrum/discovery.hpp"
 #include "fulcrum/event.hpp"
+#include "fulcrum/fd_store.hpp"
 #include "fulcrum/health.hpp"
 #include "fulcrum/kernel_plane.hpp"
 #include "fulcrum/listeners.hpp"
@@ -66,7 +67,8 @@ class Daemon final : public ReloadTarget {
         control_(workers),
         executable_(std::move(start.executable)),
         arguments_(std::move(start.arguments)),
-        carried_(std::move(start.inherited.state)) {}
+        carried_(std::move(start.inherited.state)),
+        stored_(std::move(start.stored)) {}
   int run(Config config);
 
   void reload_started() override { notifier_.reloading(); }
@@ -96,7 +98,16 @@ class Daemon final : public ReloadTarget {
   // Start-up after an upgrade: the carried listeners of addresses still
   // configured (the others closed), and the carried sessions handed to the
   // workers.
-  std::vector<CarriedListener> take_carried_listeners(const Config& config);
+  std::vector<CarriedListener> take_carried_listeners(const std::vector<CarriedListener>& listeners,
+                                                      const Config& config);
+  // systemd's fd store (fd_store.hpp): on a start that is no upgrade, the
+  // listeners it kept from the last process, taken up like an upgrade's;
+  // then every listener and the stats port kept there, and a reload's
+  // changes.
+  std::vector<CarriedListener> take_stored_listeners(const Config& config);
+  void keep_in_fd_store(const std::vector<BoundAddress>& addresses);
+  void follow_in_fd_store(const Snapshot& next, const std::vector<BoundAddress>& new_addresses);
+  void report_fd_store_full(size_t not_stored) const;
   void adopt_carried_sessions();
   void on_signal(int signal);
   void begin_stop(int signal);
@@ -151,6 +162,7 @@ class Daemon final : public ReloadTarget {
   EventPtr sampler_timer_;
   EventPtr watchdog_timer_;
   Notifier notifier_;
+  FdStore fd_store_{notifier_, FdStore::capacity_from_environment()};
   std::unique_ptr<HealthChecker> health_;
   StatsSampler sampler_{std::chrono::steady_clock::now()};
   std::unique_ptr<StatsServer> stats_;
@@ -168,6 +180,11 @@ class Daemon final : public ReloadTarget {
   const std::vector<std::string> arguments_;
   std::optional<UpgradeState> carried_;             // from the old image, until start() took it up
   std::vector<CarriedListener> carried_listeners_;  // until the workers have them
+  StoredFds stored_;  // what systemd's fd store passed, until start() took it up
+  bool stats_from_store_ = false;
+  // Listening sockets beyond one per worker and address (a store kept more
+  // workers' than there are now): listeners, not descriptors held elsewhere.
+  int64_t extra_listener_fds_ = 0;
   UpgradeStatus upgrade_status_;
   std::unique_ptr<BinaryCheck> binary_check_;
   std::vector<UpgradeDone> upgrade_waiters_;
@@ -221,9 +238,13 @@ int Daemon::start(Config config) {
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
             std::chrono::nanoseconds(carried_->started_wall_ns)));
     upgrade_status_.upgrades = carried_->upgrades;
-    carried_listeners_ = take_carried_listeners(config);
+    carried_listeners_ = take_carried_listeners(carried_->listeners, config);
     for (const CarriedListener& listener : carried_listeners_)
       carried_addresses.push_back(listener.address);
+  }
+  for (const CarriedListener& listener : take_stored_listeners(config)) {
+    carried_listeners_.push_back(listener);
+    carried_addresses.push_back(listener.address);
   }
   std::string error;
   auto addresses = bind_new_addresses(config, nullptr, workers_count_, error, carried_addresses);
@@ -257,6 +278,7 @@ int Daemon::start(Config config) {
   }
 
   create_events();
+  keep_in_fd_store(*addresses);
   start_workers(std::move(*addresses));
   const int64_t budget = hand_out_fd_budget();
   if (budget < 0) return kExitStartup;
@@ -283,9 +305,10 @@ int Daemon::start(Config config) {
 
 // The carried listeners whose address `config` still serves in proxy mode;
 // the others are closed (as a reload closes a removed address's).
-std::vector<CarriedListener> Daemon::take_carried_listeners(const Config& config) {
+std::vector<CarriedListener> Daemon::take_carried_listeners(
+    const std::vector<CarriedListener>& listeners, const Config& config) {
   std::vector<CarriedListener> kept;
-  for (const CarriedListener& listener : carried_->listeners) {
+  for (const CarriedListener& listener : listeners) {
     bool served = false;
     for (const ServiceConfig& service : config.services) {
       if (in_kernel(service.forwarding)) continue;
@@ -298,6 +321,97 @@ std::vector<CarriedListener> Daemon::take_carried_listeners(const Config& config
     }
   }
   return kept;
+}
+
+// The listeners systemd's fd store kept from the last process (fd_store.hpp),
+// those of addresses still configured, with sockets joined for workers
+// they lack; after an upgrade, none: the old image's are the ones in use.
+std::vector<CarriedListener> Daemon::take_stored_listeners(const Config& config) {
+  std::vector<CarriedListener> stored = std::exchange(stored_.listeners, {});
+  if (carried_ || stored.empty()) {
+    for (const CarriedListener& listener : stored) ::close(listener.fd);
+    if (carried_ && stored_.stats) ::close(std::exchange(stored_.stats->fd, -1));
+    return {};
+  }
+  std::vector<CarriedListener> kept = take_carried_listeners(stored, config);
+  const size_t taken = kept.size();
+  // An address that cannot be bound for a new worker still has its stored
+  // sockets: SO_REUSEPORT spreads its clients over the other workers.
+  add_worker_sockets(kept, workers_count_,
+                     config.global.announce ? Binding::freebind : Binding::local);
+  std::vector<SocketAddress> addresses;
+  for (const CarriedListener& listener : kept) {
+    if (std::find(addresses.begin(), addresses.end(), listener.address) == addresses.end())
+      addresses.push_back(listener.address);
+  }
+  extra_listener_fds_ = static_cast<int64_t>(kept.size()) -
+                        static_cast<int64_t>(addresses.size()) * workers_count_;
+  log_info("listeners taken from the fd store",
+           {{"listeners", taken},
+            {"added", kept.size() - taken},
+            {"closed", stored.size() - taken + stored_.discarded.size()}});
+  return kept;
+}
+
+// Every listener and the stats port in systemd's fd store, each address's
+// first worker's socket before any second one (a store too small for all
+// still keeps every address open across a restart); whatever else the
+// store held is removed. Before the workers take the listeners.
+void Daemon::keep_in_fd_store(const std::vector<BoundAddress>& addresses) {
+  if (!fd_store_.enabled()) return;
+  std::vector<std::string> stale = stored_.names;
+  std::vector<StoreEntry> entries;
+  const auto in_store = [this](const std::string& name) {
+    return std::find(stored_.names.begin(), stored_.names.end(), name) != stored_.names.end();
+  };
+  if (stats_) {
+    const std::string name = stats_fd_name(snapshot().config.stats.listen);
+    entries.push_back({name, stats_->listening_fd(), stats_from_store_});
+    // After an upgrade the old image may have stored it under this name.
+    if (carried_) stale.push_back(name);
+  }
+  if (carried_) {
+    for (const CarriedListener& listener : carried_->listeners)
+      stale.push_back(listener_fd_name(listener.address, listener.worker));
+  }
+  for (unsigned w = 0; w < workers_count_; ++w) {
+    for (const BoundAddress& address : addresses)
+      entries.push_back({listener_fd_name(address.address, w), address.per_worker[w].get(), false});
+    // Under the number of the worker that takes it (start_workers), which
+    // a store of more workers than now renames.
+    for (const CarriedListener& listener : carried_listeners_) {
+      if (listener.worker % workers_count_ != w) continue;
+      const std::string name = listener_fd_name(listener.address, w);
+      entries.push_back({name, listener.fd, !carried_ && listener.worker == w && in_store(name)});
+    }
+  }
+  report_fd_store_full(fd_store_.begin(entries, stale, stored_.discarded));
+  stored_.names.clear();
+  stored_.discarded.clear();
+}
+
+// A reload: the listeners of addresses no longer served leave the store,
+// the new ones join it.
+void Daemon::follow_in_fd_store(const Snapshot& next,
+                                const std::vector<BoundAddress>& new_addresses) {
+  if (!fd_store_.enabled()) return;
+  fd_store_.remove_if([&next](const StoredName& name) {
+    return name.kind == StoredName::Kind::listener &&
+           next.service_listening_on(name.address) == nullptr;
+  });
+  std::vector<StoreEntry> entries;
+  for (unsigned w = 0; w < workers_count_; ++w) {
+    for (const BoundAddress& address : new_addresses)
+      entries.push_back({listener_fd_name(address.address, w), address.per_worker[w].get(), false});
+  }
+  report_fd_store_full(fd_store_.add(entries));
+}
+
+void Daemon::report_fd_store_full(size_t not_stored) const {
+  if (not_stored == 0) return;
+  log_warn("fd store full", {{"capacity", fd_store_.capacity()},
+                             {"stored", fd_store_.size()},
+                             {"not_stored", not_stored}});
 }
 
 // Each carried session goes to the worker of the same number (the old
@@ -313,7 +427,8 @@ void Daemon::adopt_carried_sessions() {
         service = &candidate;
     }
     if (service != nullptr) {
-      workers_[session.worker % workers_count_]->adopt_session(*service, std::move(session));
+      Worker& worker = *workers_[session.worker % workers_count_];
+      worker.adopt_session(*service, std::move(session));
       continue;
     }
     ++closed;
@@ -386,6 +501,15 @@ bool Daemon::open_stats(std::optional<std::string> admin_token) {
     if (!config.enabled || ::getsockname(carried.get(), bound.sockaddr_ptr(), &bound.length) != 0 ||
         !(bound == config.listen))
       carried.reset();
+  }
+  // Or the one systemd's fd store kept, if it is still the configured one
+  // (take_stored_fds checked what it is bound to).
+  if (stored_.stats) {
+    Fd stored(std::exchange(stored_.stats->fd, -1));
+    if (!carried && config.enabled && stored_.stats->address == config.listen) {
+      carried = std::move(stored);
+      stats_from_store_ = true;
+    }
   }
   if (!config.enabled) return true;
   StatsContext context{control_.snapshot(),
@@ -468,8 +592,8 @@ int64_t Daemon::hand_out_fd_budget() {
     carried_session_fds =
         all - static_cast<int64_t>(carried_->listeners.size()) - (carried_->stats_fd >= 0 ? 1 : 0);
   }
-  const int64_t held =
-      count_open_fds() - listening_fds(snapshot().config, workers_count_) - carried_session_fds;
+  const int64_t held = count_open_fds() - listening_fds(snapshot().config, workers_count_) -
+                       extra_listener_fds_ - carried_session_fds;
   fds_outside_sessions_ = fds_outside_sessions(snapshot().config, workers_count_);
   const int64_t budget = open_file_limit_ - held - fds_outside_sessions_;
   if (budget < 4) {
@@ -509,6 +633,7 @@ std::unique_ptr<HealthChecker> Daemon::make_health_checker(
 void Daemon::serve(const std::shared_ptr<const Snapshot>& next,
                    std::vector<BoundAddress> new_addresses,
                    std::optional<std::string> admin_token) {
+  follow_in_fd_store(*next, new_addresses);
   for (unsigned w = 0; w < workers_count_; ++w) {
     Worker::Update update{next, {}};
     for (BoundAddress& address : new_addresses)
@@ -581,6 +706,10 @@ void Daemon::begin_stop(int signal) {
   reloader_->stop();
   discovery_.stop();
   if (stats_) stats_->set_stopping();
+  // A stop closes the listeners, so new clients are refused at once; the
+  // stop of a restart (SIGQUIT, the unit's RestartKillSignal=) leaves them
+  // in systemd's store, where they wait for the next process.
+  if (signal != SIGQUIT) fd_store_.remove_all();
   const GlobalConfig& global = snapshot().config.global;
   const bool withdrew = announcer_.withdraw_all();
   const Duration grace = withdrew ? global.announce->grace : Duration(0);

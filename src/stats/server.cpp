@@ -250,7 +250,7 @@ void StatsServer::upgrade(evhttp_request* request) {
   }
   connections_->hold(request);
   const uint64_t before = context_.upgrade != nullptr ? context_.upgrade->upgrades : 0;
-  context_.upgrade_action(peer_of(request), [this, request, before](const UpgradeAnswer& answer) {
+  context_.upgrade_action(peer_of(request), [request, before](const UpgradeAnswer& answer) {
     std::string body = "{\"ok\":" + std::string(answer.error.empty() ? "true" : "false") +
                        ",\"binary\":" + json_string(answer.binary);
     if (answer.error.empty()) {

@@ -21,8 +21,6 @@
 #include "fulcrum/socket.hpp"
 #include "fulcrum/version.hpp"
 
-extern char** environ;
-
 namespace fulcrum {
 
 namespace {
@@ -78,6 +76,7 @@ int run_check(const std::string& binary, const std::string& config,
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<std::string> texts{binary, "--check", "--state-version", "-c", config};
   std::vector<char*> argv;
+  argv.reserve(texts.size() + 1);
   for (std::string& text : texts) argv.push_back(text.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
@@ -240,10 +239,11 @@ std::string exec_with_state(const std::string& binary, const std::vector<std::st
 
   std::vector<std::string> texts = arguments;
   std::vector<char*> argv;
+  argv.reserve(texts.size() + 1);
   for (std::string& text : texts) argv.push_back(text.data());
   argv.push_back(nullptr);
   ::execve(binary.c_str(), argv.data(), environ);
-  const std::string error = errno_text(("execve " + binary).c_str());
+  std::string error = errno_text(("execve " + binary).c_str());
 
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   ::unsetenv(kUpgradeStateVariable);
