@@ -39,6 +39,13 @@ std::string reload_failure(std::string_view body) {
   return text;
 }
 
+std::string upgrade_refusal(std::string_view body) {
+  const std::optional<Json> reply = Json::parse(body);
+  const Json* error = reply ? reply->find("error") : nullptr;
+  if (error == nullptr || !error->is_string()) return "";
+  return "upgrade refused: " + body_summary(error->text(), 4096);
+}
+
 std::string not_found(std::string_view body, std::string_view what) {
   const std::string line = body_summary(body);
   if (line.starts_with("no such server \"") || line.starts_with("no such service \""))
@@ -85,6 +92,10 @@ ApiResult Api::explain(std::string_view service, std::string_view client) const 
 
 ApiResult Api::reload() const { return post(url_.path("/api/v1/reload"), "", Target::reload, ""); }
 
+ApiResult Api::upgrade() const {
+  return post(url_.path("/api/v1/upgrade"), "", Target::upgrade, "");
+}
+
 ApiResult Api::post(const std::string& path, const std::string& body, Target target,
                     std::string_view what) const {
   HttpRequest request;
@@ -95,6 +106,14 @@ ApiResult Api::post(const std::string& path, const std::string& body, Target tar
   if (token_) request.headers.emplace_back("Authorization", "Bearer " + *token_);
   request.body = body;
   return finish(http_exchange(url_, request, timeout_), target, what);
+}
+
+std::string Api::refusal(Target target, std::string_view body) {
+  switch (target) {
+    case Target::reload: return reload_failure(body);
+    case Target::upgrade: return upgrade_refusal(body);
+    default: return "";
+  }
 }
 
 ApiResult Api::finish(const HttpOutcome& outcome, Target target, std::string_view what) const {
@@ -118,8 +137,11 @@ ApiResult Api::finish(const HttpOutcome& outcome, Target target, std::string_vie
     result.error = "the daemon has no admin token configured (403)";
   } else if (target == Target::server && response.status == 404) {
     result.error = not_found(response.body, what);
-  } else if (std::string failure = target == Target::reload ? reload_failure(response.body) : "";
-             !failure.empty()) {
+  } else if (target == Target::upgrade && response.status == 404) {
+    // The admin API answers, so the token was good: the daemon is older
+    // than upgrades in place.
+    result.error = "the daemon has no upgrade API (404): a fulcrum older than upgrades in place";
+  } else if (std::string failure = refusal(target, response.body); !failure.empty()) {
     result.error = std::move(failure);
     result.body = response.body;
   } else {

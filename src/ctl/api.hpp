@@ -18,8 +18,8 @@ struct HttpOutcome;
 
 struct ApiResult {
   bool ok = false;
-  // The reply's body: when ok, and for a reload the daemon refused (its
-  // JSON, which --json prints).
+  // The reply's body: when ok, and for a reload or an upgrade the daemon
+  // refused (its JSON, which --json prints).
   std::string body;
   // Not ok: what went wrong, without the program name; one line, or for a
   // refused reload one line and then each error and warning on its own.
@@ -39,15 +39,21 @@ class Api {
                        const std::string& body) const;
   // POST /api/v1/reload.
   ApiResult reload() const;
+  // POST /api/v1/upgrade: ok on 202, the new binary's check passed; the
+  // daemon execs it right after answering.
+  ApiResult upgrade() const;
   // GET /explain?service=SERVICE&client=CLIENT.
   ApiResult explain(std::string_view service, std::string_view client) const;
 
  private:
-  enum class Target { stats, server, reload };
+  enum class Target { stats, server, reload, upgrade };
 
   ApiResult post(const std::string& path, const std::string& body, Target target,
                  std::string_view what) const;
   ApiResult finish(const HttpOutcome& outcome, Target target, std::string_view what) const;
+  // What a refused reload or upgrade says (its body kept for --json), or
+  // empty: another error.
+  static std::string refusal(Target target, std::string_view body);
 
   BaseUrl url_;
   std::optional<std::string> token_;
@@ -61,6 +67,11 @@ class Api {
 // for each; then a `warning: ...` line for each warning. Empty when the
 // body is not of that shape. Daemons before the lists sent `error` alone.
 std::string reload_failure(std::string_view body);
+
+// A refused upgrade's JSON (`{"ok":false,"binary":"...","error":"..."}`,
+// with 422, 409 or 503) as what fulcrumctl prints: `upgrade refused:
+// ERROR`. Empty when the body is not of that shape.
+std::string upgrade_refusal(std::string_view body);
 
 // A 404 of the write API: the daemon's own line when it names what is
 // unknown (`no such server "x" in service "web"; did you mean "y"?`), else

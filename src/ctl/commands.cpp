@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "api.hpp"
@@ -15,6 +17,7 @@
 #include "json.hpp"
 #include "reply.hpp"
 #include "report.hpp"
+#include "upgrade.hpp"
 
 namespace fulcrum::ctl {
 
@@ -64,16 +67,21 @@ int print_report(const Json& json, Report report) {
   return print(text);
 }
 
+// A failed exchange: its error, or for --json a refused reload's or
+// upgrade's JSON (every error in it, for scripts); exit 1 either way.
+int failed_exchange(const Options& options, const ApiResult& result) {
+  if (options.json && !result.body.empty()) {
+    const int printed = print_raw(result.body);
+    return printed == kExitOk ? kExitFailure : printed;
+  }
+  return fail(result.error);
+}
+
 // The common end of every command: a failed exchange, a reply that is not
 // JSON, the raw reply for --json, or the command's own report.
 template <typename Report>
 int answer(const Options& options, const ApiResult& result, Report report) {
-  if (!result.ok && options.json && !result.body.empty()) {
-    // A refused reload's JSON, every error in it, for scripts.
-    const int printed = print_raw(result.body);
-    return printed == kExitOk ? kExitFailure : printed;
-  }
-  if (!result.ok) return fail(result.error);
+  if (!result.ok) return failed_exchange(options, result);
   int exit_code = kExitOk;
   const std::optional<Json> json = parse_reply(result, exit_code);
   if (!json) return exit_code;
@@ -104,6 +112,37 @@ int reload(const Options& options, const Api& api) {
   return answer(options, api.reload(), reload_report);
 }
 
+// The request (on `request`, which waits for the new binary's check), then
+// the wait for the new image in /stats (on `polls`). --json prints the
+// daemon's answer to the request, and the exit code tells the rest.
+int upgrade(const Options& options, const Api& request, const Api& polls) {
+  // Before the request: a failure the daemon stamps from here on is this
+  // upgrade's.
+  const auto started = std::chrono::system_clock::now();
+  const ApiResult result = request.upgrade();
+  if (!result.ok) return failed_exchange(options, result);
+  int exit_code = kExitOk;
+  const std::optional<Json> reply = parse_reply(result, exit_code);
+  if (!reply) return exit_code;
+  uint64_t before = 0;
+  try {
+    before = accepted_upgrades(*reply);
+  } catch (const ReplyError& e) {
+    return fail(std::string("unexpected reply from the daemon: ") + e.what());
+  }
+  if (options.json) {
+    if (const int printed = print_raw(result.body); printed != kExitOk) return printed;
+  }
+  const UpgradeWait wait{
+      [&polls] { return polls.stats(); },
+      [] { return std::chrono::steady_clock::now(); },
+      [](std::chrono::milliseconds interval) { std::this_thread::sleep_for(interval); },
+  };
+  const UpgradeEnd end = follow_upgrade(before, started, wait);
+  if (end.exit_code != kExitOk) return fail(end.text);
+  return options.json ? kExitOk : print(end.text + "\n");
+}
+
 }  // namespace
 
 int run_command(const Options& options, const BaseUrl& url) {
@@ -129,6 +168,7 @@ int run_command(const Options& options, const BaseUrl& url) {
     case Command::maint:
     case Command::weight: return change_server(options, api);
     case Command::reload: return reload(options, api);
+    case Command::upgrade: return upgrade(options, Api(url, token, kUpgradeRequestTimeout), api);
     case Command::explain: return explain(options, api);
   }
   return kExitFailure;

@@ -5,7 +5,8 @@ namespace fulcrum::ctl {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,  // the daemon answered an error, or could not be reached
+  kExitFailure = 1,  // the daemon answered an error or could not be reached; an upgrade
+                     // refused, failed or not confirmed
   kExitUsage = 2,
 };
 

@@ -21,19 +21,22 @@ const char* const kUsage =
     "  ready SERVICE SERVER      back in rotation (up, or down while its health check fails)\n"
     "  weight SERVICE SERVER N   set the weight, 0..1000, until the next reload\n"
     "  reload                    reload the daemon's configuration file\n"
+    "  upgrade                   exec the binary installed at the daemon's path in its place\n"
+    "                            (same PID, sessions kept) and wait until it runs\n"
     "  explain SERVICE CLIENT[:PORT]\n"
     "                            which server a client maps to on this node, and why (maglev)\n"
     "\n"
     "Options:\n"
     "  --url URL          the stats endpoint, http://HOST:PORT (default http://127.0.0.1:9100,\n"
     "                     or $FULCRUM_URL)\n"
-    "  --token-file FILE  file holding the admin token, needed by drain, maint, ready, weight\n"
-    "                     and reload (or $FULCRUM_TOKEN_FILE)\n"
+    "  --token-file FILE  file holding the admin token, needed by drain, maint, ready, weight,\n"
+    "                     reload and upgrade (or $FULCRUM_TOKEN_FILE)\n"
     "  --json             print the daemon's JSON reply instead of a table or a line\n"
     "  -h, --help         print this help\n"
     "      --version      print the version\n"
     "\n"
-    "Exit codes: 0 ok, 1 error from the daemon or the network, 2 bad usage.\n";
+    "Exit codes: 0 ok, 1 error from the daemon or the network (a refused, failed or\n"
+    "unconfirmed upgrade too), 2 bad usage.\n";
 
 namespace {
 
@@ -52,6 +55,7 @@ constexpr CommandSpec kCommands[] = {
     {"maint", Command::maint, 2, "SERVICE SERVER"},
     {"weight", Command::weight, 3, "SERVICE SERVER N"},
     {"reload", Command::reload, 0, "no arguments"},
+    {"upgrade", Command::upgrade, 0, "no arguments"},
     {"explain", Command::explain, 2, "SERVICE CLIENT[:PORT]"},
 };
 

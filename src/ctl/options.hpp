@@ -9,7 +9,7 @@
 
 namespace fulcrum::ctl {
 
-enum class Command { status, servers, drain, ready, maint, weight, reload, explain };
+enum class Command { status, servers, drain, ready, maint, weight, reload, upgrade, explain };
 
 struct Options {
   std::string url;                        // --url, else FULCRUM_URL, else the default
