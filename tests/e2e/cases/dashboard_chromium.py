@@ -474,6 +474,14 @@ def check_header(dom, stats, what):
     expect_eq(dom.by_id('reload').attrs.get('data-ok'), 'true', f'{what}: last reload ok')
     expect(re.fullmatch(r'(\d+d \d+h|\d+h \d+m|\d+m \d+s|\d+s)', dom.by_id('uptime').text()) is not None,
            f'{what}: uptime {dom.by_id("uptime").text()!r}')
+    # The PID's start and its binary upgrades.
+    process = dom.by_id('process')
+    started = stats['started_at'].replace('T', ' ').replace('Z', ' UTC')
+    upgrades = stats['upgrades']
+    expect_eq((process.attrs.get('data-started-at'), process.attrs.get('data-upgrades'), process.text()),
+              (stats['started_at'], str(upgrades),
+               f'since {started} \u00b7 {upgrades} upgrade{"" if upgrades == 1 else "s"}'),
+              f'{what}: the process field')
 
 
 # --------------------------------------------------------------------------
