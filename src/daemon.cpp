@@ -344,8 +344,8 @@ std::vector<CarriedListener> Daemon::take_stored_listeners(const Config& config)
     if (std::find(addresses.begin(), addresses.end(), listener.address) == addresses.end())
       addresses.push_back(listener.address);
   }
-  extra_listener_fds_ = static_cast<int64_t>(kept.size()) -
-                        static_cast<int64_t>(addresses.size()) * workers_count_;
+  extra_listener_fds_ =
+      static_cast<int64_t>(kept.size()) - static_cast<int64_t>(addresses.size()) * workers_count_;
   log_info("listeners taken from the fd store",
            {{"listeners", taken},
             {"added", kept.size() - taken},

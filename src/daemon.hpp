@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fulcrum/config.hpp"
+#include "fulcrum/fd_store.hpp"
 #include "fulcrum/upgrade.hpp"
 
 namespace fulcrum {
@@ -18,6 +19,7 @@ struct DaemonStart {
   std::vector<std::string> arguments;  // argv, for an upgrade's exec
   std::string executable;              // own_executable() at start-up: what an upgrade execs
   InheritedState inherited;            // set in the image an upgrade exec'd
+  StoredFds stored;                    // systemd's fd store, on a start under systemd
 };
 
 // Runs until SIGTERM/SIGINT and returns the process exit code.

@@ -9,6 +9,7 @@
 
 #include "daemon.hpp"
 #include "fulcrum/config.hpp"
+#include "fulcrum/fd_store.hpp"
 #include "fulcrum/host_resolver.hpp"
 #include "fulcrum/log.hpp"
 #include "fulcrum/log_writer.hpp"
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
   const std::string executable = fulcrum::own_executable();
   // Set only in the image a binary upgrade exec'd: the old one's state.
   fulcrum::InheritedState inherited = fulcrum::take_inherited_state();
+  // Under systemd, the listeners its fd store kept from the last process.
+  // While this is the only thread: it changes the environment.
+  fulcrum::StoredFds stored = fulcrum::take_stored_fds();
   Options options;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -140,7 +144,8 @@ int main(int argc, char** argv) {
   if (options.check) return check(*load.config, options.state_version);
   // From here on workers log: no thread waits for stderr's reader.
   const fulcrum::StderrLogWriter log_writer;
-  return fulcrum::run_daemon(std::move(*load.config),
-                             fulcrum::DaemonStart{std::vector<std::string>(argv, argv + argc),
-                                                  executable, std::move(inherited)});
+  return fulcrum::run_daemon(
+      std::move(*load.config),
+      fulcrum::DaemonStart{std::vector<std::string>(argv, argv + argc), executable,
+                           std::move(inherited), std::move(stored)});
 }

@@ -11,6 +11,8 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/fd.hpp"
 #include "fulcrum/snapshot.hpp"
+#include "fulcrum/socket.hpp"
+#include "fulcrum/upgrade_state.hpp"
 
 namespace fulcrum {
 
@@ -30,9 +32,16 @@ struct BoundAddress {
 // process listens on is refused, even where SO_REUSEPORT would let us join
 // it. On failure nothing stays bound, the reason is logged (`cannot listen`)
 // and `error` names the address: returns nullopt.
-std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config,
-                                                            const Snapshot* running,
-                                                            unsigned workers, std::string& error,
-                                                            const std::vector<SocketAddress>& carried = {});
+std::optional<std::vector<BoundAddress>> bind_new_addresses(
+    const Config& config, const Snapshot* running, unsigned workers, std::string& error,
+    const std::vector<SocketAddress>& carried = {});
+
+// Sockets for the workers that `listeners` (taken over from an earlier
+// process) have none for, worker w taking those of number w % workers:
+// with more workers than the process that bound them, each new one joins
+// the address's SO_REUSEPORT group, so that every worker accepts on every
+// address again. Returns 0, or the errno of the first socket that could
+// not be bound (its worker then goes without; the others accept).
+int add_worker_sockets(std::vector<CarriedListener>& listeners, unsigned workers, Binding binding);
 
 }  // namespace fulcrum

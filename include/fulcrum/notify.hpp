@@ -25,10 +25,18 @@ class Notifier {
   void reloading() const;
   void stopping() const;
   void watchdog() const { send("WATCHDOG=1"); }
+  // FDSTORE=1 with FDNAME=`name` and `fd` attached (SCM_RIGHTS): systemd
+  // keeps a duplicate in the unit's fd store (fd_store.hpp). `name` must
+  // be a valid FDNAME (printable ASCII without ':', 255 bytes at most).
+  bool store_fd(std::string_view name, int fd) const;
+  // FDSTOREREMOVE=1: systemd closes every descriptor it stores under `name`.
+  bool remove_stored_fd(std::string_view name) const;
   // How often to send WATCHDOG=1 (half the watchdog timeout), if wanted.
   std::optional<std::chrono::milliseconds> watchdog_interval() const { return watchdog_interval_; }
 
  private:
+  bool send_with_fd(std::string_view message, int fd) const;
+
   Fd socket_;
   std::string address_;  // the path, with a leading '\0' for the abstract namespace
   std::optional<std::chrono::milliseconds> watchdog_interval_;

@@ -12,13 +12,17 @@
 
 namespace fulcrum {
 
-// First thing in main(): blocks SIGHUP and SIGUSR2, so that a reload or
-// upgrade signal sent while fulcrum starts stays pending until SignalEvents
-// handles it, instead of killing the process by the default action.
+// First thing in main(): blocks SIGHUP, SIGUSR2 and SIGQUIT, so that a
+// reload, upgrade or restart signal sent while fulcrum starts stays pending
+// until SignalEvents handles it, instead of killing the process by the
+// default action.
 void hold_reload_signal();
 
-// SIGTERM, SIGINT, SIGHUP and SIGUSR2 as events of `base`; then releases
-// any of them held (hold_reload_signal, an upgrade's exec).
+// SIGTERM, SIGINT, SIGHUP, SIGUSR2 and SIGQUIT as events of `base`; then
+// releases any of them held (hold_reload_signal, an upgrade's exec).
+// SIGQUIT is the stop of a restart (the unit's RestartKillSignal=): like
+// SIGTERM, except that the listening sockets stay in systemd's fd store for
+// the next process (fd_store.hpp).
 class SignalEvents {
  public:
   SignalEvents(event_base* base, std::function<void(int signal)> on_signal);
@@ -55,7 +59,7 @@ std::thread thread_without_signals(Function&& function) {
   return std::thread(std::forward<Function>(function));
 }
 
-// "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2" (else "signal"), for the log.
+// "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2", "SIGQUIT" (else "signal"), for the log.
 const char* signal_name(int signal);
 
 }  // namespace fulcrum

@@ -1,6 +1,8 @@
 #include "fulcrum/listeners.hpp"
 
 #include <algorithm>
+#include <set>
+#include <utility>
 
 #include "fulcrum/log.hpp"
 #include "fulcrum/socket.hpp"
@@ -23,10 +25,9 @@ int bind_address(const SocketAddress& address, unsigned workers, Binding binding
 
 }  // namespace
 
-std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config,
-                                                            const Snapshot* running,
-                                                            unsigned workers, std::string& error,
-                                                            const std::vector<SocketAddress>& carried) {
+std::optional<std::vector<BoundAddress>> bind_new_addresses(
+    const Config& config, const Snapshot* running, unsigned workers, std::string& error,
+    const std::vector<SocketAddress>& carried) {
   std::vector<BoundAddress> bound;
   // Announced VIPs are on the interface only while they have a usable
   // server, and only after the listeners are bound.
@@ -48,6 +49,30 @@ std::optional<std::vector<BoundAddress>> bind_new_addresses(const Config& config
     }
   }
   return bound;
+}
+
+int add_worker_sockets(std::vector<CarriedListener>& listeners, unsigned workers, Binding binding) {
+  // Each address, and the workers that have a socket of it.
+  std::vector<std::pair<SocketAddress, std::set<unsigned>>> served;
+  for (const CarriedListener& listener : listeners) {
+    auto it = std::find_if(served.begin(), served.end(),
+                           [&](const auto& entry) { return entry.first == listener.address; });
+    if (it == served.end()) it = served.insert(served.end(), {listener.address, {}});
+    it->second.insert(listener.worker % workers);
+  }
+  int first_error = 0;
+  for (const auto& [address, covered] : served) {
+    for (unsigned w = 0; w < workers; ++w) {
+      if (covered.contains(w)) continue;
+      Fd fd;
+      if (const int e = open_listener(address, kListenBacklog, PortSharing::workers, fd, binding)) {
+        if (first_error == 0) first_error = e;
+        continue;
+      }
+      listeners.push_back(CarriedListener{address, w, fd.release()});
+    }
+  }
+  return first_error;
 }
 
 }  // namespace fulcrum

@@ -1,10 +1,12 @@
 #include "fulcrum/notify.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -31,15 +33,40 @@ Notifier::Notifier() {
   }
 }
 
-bool Notifier::send(std::string_view message) const {
+bool Notifier::send(std::string_view message) const { return send_with_fd(message, -1); }
+
+// One datagram, with `fd` (unless -1) as SCM_RIGHTS ancillary data: the
+// kernel gives systemd a duplicate, ours stays open.
+bool Notifier::send_with_fd(std::string_view message, int fd) const {
   if (!socket_) return false;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, address_.data(), address_.size());
-  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
-  return ::sendto(socket_.get(), message.data(), message.size(), MSG_NOSIGNAL,
-                  reinterpret_cast<const sockaddr*>(&address),
-                  length) == static_cast<ssize_t>(message.size());
+  iovec text{const_cast<char*>(message.data()), message.size()};
+  msghdr header{};
+  header.msg_name = &address;
+  header.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
+  header.msg_iov = &text;
+  header.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    cmsghdr* rights = CMSG_FIRSTHDR(&header);
+    rights->cmsg_level = SOL_SOCKET;
+    rights->cmsg_type = SCM_RIGHTS;
+    rights->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(rights), &fd, sizeof fd);
+  }
+  return ::sendmsg(socket_.get(), &header, MSG_NOSIGNAL) == static_cast<ssize_t>(message.size());
+}
+
+bool Notifier::store_fd(std::string_view name, int fd) const {
+  return send_with_fd("FDSTORE=1\nFDNAME=" + std::string(name), fd);
+}
+
+bool Notifier::remove_stored_fd(std::string_view name) const {
+  return send("FDSTOREREMOVE=1\nFDNAME=" + std::string(name));
 }
 
 void Notifier::ready(std::string_view status) const {

@@ -18,18 +18,18 @@ void set_blocked(std::initializer_list<int> signals, bool blocked) {
 
 }  // namespace
 
-void hold_reload_signal() { set_blocked({SIGHUP, SIGUSR2}, true); }
+void hold_reload_signal() { set_blocked({SIGHUP, SIGUSR2, SIGQUIT}, true); }
 
 SignalEvents::SignalEvents(event_base* base, std::function<void(int)> on_signal)
     : on_signal_(std::move(on_signal)) {
-  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) {
+  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGQUIT}) {
     events_.emplace_back(evsignal_new(base, signal, on_signal_cb, this));
     event_add(events_.back().get(), nullptr);
   }
   // libevent's handlers are installed: a SIGHUP or SIGUSR2 held since
   // start-up (and a stop signal held across an upgrade's exec) is
   // delivered now and handled on the loop's first turn.
-  set_blocked({SIGHUP, SIGUSR2, SIGTERM, SIGINT}, false);
+  set_blocked({SIGHUP, SIGUSR2, SIGTERM, SIGINT, SIGQUIT}, false);
 }
 
 void SignalEvents::on_signal_cb(evutil_socket_t signal, short, void* arg) {
@@ -50,6 +50,7 @@ const char* signal_name(int signal) {
     case SIGINT: return "SIGINT";
     case SIGHUP: return "SIGHUP";
     case SIGUSR2: return "SIGUSR2";
+    case SIGQUIT: return "SIGQUIT";
     default: return "signal";
   }
 }
