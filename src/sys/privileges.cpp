@@ -52,6 +52,16 @@ std::string keep_capabilities_across_exec() {
   if (::geteuid() == 0) return {};  // root keeps them through the exec
   auto sets = capability_sets();
   if (!sets) return std::string("capget: ") + std::strerror(errno);
+  // Under systemd's AmbientCapabilities= every one is ambient already, and
+  // the unit's system call filter refuses capset (it is in @privileged):
+  // the upgrade failed with "capset: Operation not permitted".
+  bool all_ambient = true;
+  for (int capability = 0; capability <= CAP_LAST_CAP; ++capability) {
+    if (has(*sets, &__user_cap_data_struct::permitted, capability) &&
+        ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, capability, 0L, 0L) != 1)
+      all_ambient = false;
+  }
+  if (all_ambient) return {};
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   for (auto& set : *sets) set.inheritable = set.permitted;
   if (::syscall(SYS_capset, &header, sets->data()) != 0)
