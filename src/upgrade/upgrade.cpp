@@ -51,6 +51,12 @@ std::string error_lines(const std::string& output) {
 // output, stdout and stderr together.
 int run_check(const std::string& binary, const std::string& config,
               std::chrono::milliseconds timeout, std::string& output) {
+  // The check runs with the capabilities the new image will have: those
+  // this thread (capabilities are per thread) makes ambient.
+  if (std::string error = keep_capabilities_across_exec(); !error.empty()) {
+    output = std::move(error);
+    return -1;
+  }
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) {
     output = errno_text("pipe2");
