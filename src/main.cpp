@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "Exit codes: 0 clean stop, 1 invalid configuration, 2 bad usage, 3 start-up failure.\n"
     "Signals: SIGHUP reloads the configuration; SIGUSR2 upgrades to the binary at this\n"
     "one's path, keeping every connection; SIGTERM/SIGINT stop gracefully (a second\n"
-    "one closes the sessions left).\n";
+    "one closes the sessions left); SIGQUIT too, but leaves the listening sockets in\n"
+    "systemd's fd store for the next process (the unit's RestartKillSignal).\n";
 
 struct Options {
   std::string config = kDefaultConfig;
