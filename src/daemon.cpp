@@ -770,9 +770,13 @@ void Daemon::on_binary_checked(const BinaryVerdict& verdict) {
   }
   upgrade_to_version_ = verdict.version;
   UpgradeAnswer answer{UpgradeAnswer::Outcome::started, {}, executable_, verdict.version};
+  // An answer to send (POST /api/v1/upgrade): it leaves first. A signal
+  // waits for nothing.
+  const bool answering = !upgrade_waiters_.empty();
   for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
   if (!hand_over_timer_) hand_over_timer_.reset(evtimer_new(base_.get(), on_hand_over_cb, this));
-  add_with_timeout(hand_over_timer_.get(), kAnswerBeforeExec);
+  add_with_timeout(hand_over_timer_.get(),
+                   answering ? kAnswerBeforeExec : std::chrono::milliseconds(0));
 }
 
 void Daemon::on_hand_over_cb(evutil_socket_t, short, void* arg) {

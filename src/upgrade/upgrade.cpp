@@ -134,13 +134,14 @@ void set_close_on_exec(int fd, bool close) {
 // Every descriptor but the standard three and `keep` is closed by the exec,
 // including any a library opened without close-on-exec: the new image
 // starts with exactly what the state names.
-void close_the_rest_on_exec(const std::vector<int>& keep) {
+void close_the_rest_on_exec(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());  // thousands of sessions: no linear search per descriptor
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) return;
   while (const dirent* entry = ::readdir(dir)) {
     const int fd = std::atoi(entry->d_name);
     if (fd <= STDERR_FILENO || fd == ::dirfd(dir)) continue;
-    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) set_close_on_exec(fd, true);
+    if (!std::binary_search(keep.begin(), keep.end(), fd)) set_close_on_exec(fd, true);
   }
   ::closedir(dir);
 }
