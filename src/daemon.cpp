@@ -50,9 +50,10 @@ constexpr std::chrono::milliseconds kLogBeforeNotify{100};
 constexpr std::chrono::seconds kSamplerTick{1};
 // How long the new binary's --check may take before the upgrade is refused.
 constexpr std::chrono::seconds kBinaryCheckTimeout{30};
-// From the answer to an upgrade request to the hand-over: time for the
-// answer to leave (the exec closes the stats port's clients).
-constexpr std::chrono::milliseconds kAnswerBeforeExec{50};
+// The longest the hand-over waits for an upgrade request's answer to
+// leave (the exec closes the stats port's clients): normally it goes on as
+// soon as the answer is written.
+constexpr std::chrono::seconds kAnswerBeforeExec{1};
 // How long the workers may take to reach a safe point.
 constexpr std::chrono::seconds kQuiesceTimeout{2};
 
@@ -93,6 +94,7 @@ class Daemon final : public ReloadTarget {
   // Binary upgrade: the request, the new binary's verdict, the hand-over.
   void request_upgrade(const std::string& by, UpgradeDone done);
   void on_binary_checked(const BinaryVerdict& verdict);
+  void answer_sent();
   void hand_over();
   void upgrade_failed(const std::string& error);
   // Start-up after an upgrade: the carried listeners of addresses still
@@ -105,6 +107,7 @@ class Daemon final : public ReloadTarget {
   // then every listener and the stats port kept there, and a reload's
   // changes.
   std::vector<CarriedListener> take_stored_listeners(const Config& config);
+  void join_missing_workers(std::vector<CarriedListener>& listeners, const Config& config);
   void keep_in_fd_store(const std::vector<BoundAddress>& addresses);
   void follow_in_fd_store(const Snapshot& next, const std::vector<BoundAddress>& new_addresses);
   void report_fd_store_full(size_t not_stored) const;
@@ -188,6 +191,7 @@ class Daemon final : public ReloadTarget {
   UpgradeStatus upgrade_status_;
   std::unique_ptr<BinaryCheck> binary_check_;
   std::vector<UpgradeDone> upgrade_waiters_;
+  size_t answers_unsent_ = 0;  // answers the hand-over waits for
   std::string upgrade_to_version_;
   EventPtr hand_over_timer_;
 };
@@ -239,6 +243,7 @@ int Daemon::start(Config config) {
             std::chrono::nanoseconds(carried_->started_wall_ns)));
     upgrade_status_.upgrades = carried_->upgrades;
     carried_listeners_ = take_carried_listeners(carried_->listeners, config);
+    join_missing_workers(carried_listeners_, config);
     for (const CarriedListener& listener : carried_listeners_)
       carried_addresses.push_back(listener.address);
   }
@@ -323,6 +328,24 @@ std::vector<CarriedListener> Daemon::take_carried_listeners(
   return kept;
 }
 
+// Listeners taken over from an earlier process or image, which may have had
+// fewer workers: sockets joined for the workers they lack (an address that
+// cannot be bound for one, e.g. below 1024 without the privilege, still has
+// its sockets: SO_REUSEPORT spreads its clients over the other workers),
+// and those beyond one per worker and address counted as listeners for the
+// descriptor budget.
+void Daemon::join_missing_workers(std::vector<CarriedListener>& listeners, const Config& config) {
+  add_worker_sockets(listeners, workers_count_,
+                     config.global.announce ? Binding::freebind : Binding::local);
+  std::vector<SocketAddress> addresses;
+  for (const CarriedListener& listener : listeners) {
+    if (std::find(addresses.begin(), addresses.end(), listener.address) == addresses.end())
+      addresses.push_back(listener.address);
+  }
+  extra_listener_fds_ = static_cast<int64_t>(listeners.size()) -
+                        static_cast<int64_t>(addresses.size()) * workers_count_;
+}
+
 // The listeners systemd's fd store kept from the last process (fd_store.hpp),
 // those of addresses still configured, with sockets joined for workers
 // they lack; after an upgrade, none: the old image's are the ones in use.
@@ -335,17 +358,7 @@ std::vector<CarriedListener> Daemon::take_stored_listeners(const Config& config)
   }
   std::vector<CarriedListener> kept = take_carried_listeners(stored, config);
   const size_t taken = kept.size();
-  // An address that cannot be bound for a new worker still has its stored
-  // sockets: SO_REUSEPORT spreads its clients over the other workers.
-  add_worker_sockets(kept, workers_count_,
-                     config.global.announce ? Binding::freebind : Binding::local);
-  std::vector<SocketAddress> addresses;
-  for (const CarriedListener& listener : kept) {
-    if (std::find(addresses.begin(), addresses.end(), listener.address) == addresses.end())
-      addresses.push_back(listener.address);
-  }
-  extra_listener_fds_ =
-      static_cast<int64_t>(kept.size()) - static_cast<int64_t>(addresses.size()) * workers_count_;
+  join_missing_workers(kept, config);
   log_info("listeners taken from the fd store",
            {{"listeners", taken},
             {"added", kept.size() - taken},
@@ -769,14 +782,26 @@ void Daemon::on_binary_checked(const BinaryVerdict& verdict) {
     return;
   }
   upgrade_to_version_ = verdict.version;
-  UpgradeAnswer answer{UpgradeAnswer::Outcome::started, {}, executable_, verdict.version};
-  // An answer to send (POST /api/v1/upgrade): it leaves first. A signal
-  // waits for nothing.
-  const bool answering = !upgrade_waiters_.empty();
-  for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
+  UpgradeAnswer answer{UpgradeAnswer::Outcome::started, {}, executable_, verdict.version, {}};
+  // Answers to send (POST /api/v1/upgrade) leave first: the hand-over
+  // follows the last one written, or kAnswerBeforeExec. A signal waits for
+  // nothing.
+  answers_unsent_ = upgrade_waiters_.size();
+  answer.sent = [this] { answer_sent(); };
   if (!hand_over_timer_) hand_over_timer_.reset(evtimer_new(base_.get(), on_hand_over_cb, this));
-  add_with_timeout(hand_over_timer_.get(),
-                   answering ? kAnswerBeforeExec : std::chrono::milliseconds(0));
+  add_with_timeout(hand_over_timer_.get(), answers_unsent_ > 0
+                                               ? std::chrono::milliseconds(kAnswerBeforeExec)
+                                               : std::chrono::milliseconds(0));
+  for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
+}
+
+// An answer of the upgrade left (or its client went away): once none is
+// left to send, the hand-over runs on the loop's next turn, not inside the
+// stats server's callback.
+void Daemon::answer_sent() {
+  if (answers_unsent_ == 0 || --answers_unsent_ > 0) return;
+  event_del(hand_over_timer_.get());
+  event_active(hand_over_timer_.get(), EV_TIMEOUT, 0);
 }
 
 void Daemon::on_hand_over_cb(evutil_socket_t, short, void* arg) {
@@ -788,6 +813,7 @@ void Daemon::on_hand_over_cb(evutil_socket_t, short, void* arg) {
 // binary is exec'd with. Returns only if the exec failed: then everything
 // goes on as before.
 void Daemon::hand_over() {
+  answers_unsent_ = 0;
   if (stopping_ || reloader_->running()) {
     upgrade_failed(stopping_ ? "a stop began meanwhile" : "a reload began meanwhile");
     return;
@@ -842,7 +868,7 @@ void Daemon::upgrade_failed(const std::string& error) {
   upgrade_status_.in_progress = false;
   upgrade_status_.last_failure_at = std::chrono::system_clock::now();
   upgrade_status_.last_error = error;
-  UpgradeAnswer answer{UpgradeAnswer::Outcome::refused, error, executable_, {}};
+  UpgradeAnswer answer{UpgradeAnswer::Outcome::refused, error, executable_, {}, {}};
   for (auto& done : std::exchange(upgrade_waiters_, {})) done(answer);
 }
 

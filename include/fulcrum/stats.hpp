@@ -137,6 +137,7 @@ class StatsServer {
   void authentication_failed(evhttp_request* request, const std::string& path,
                              std::string_view reason);
   static void on_request_cb(evhttp_request* request, void* arg);
+  static void on_upgrade_answered_cb(evhttp_request* request, void* arg);
 
   StatsContext context_;
   evhttp* http_ = nullptr;
@@ -144,6 +145,7 @@ class StatsServer {
   SocketAddress listen_address_;
   bool stopping_ = false;
   LogRateLimit auth_failure_log_;
+  std::function<void()> upgrade_answer_sent_;  // UpgradeAnswer::sent, until the 202 is written
 };
 
 }  // namespace fulcrum

@@ -44,6 +44,9 @@ struct UpgradeAnswer {
   std::string error;
   std::string binary;   // the path exec'd
   std::string version;  // the new binary's version, from its check
+  // `started` only: to call once the answer has left (or its client is
+  // gone); the exec, which closes the connection, waits for it.
+  std::function<void()> sent;
 };
 using UpgradeDone = std::function<void(const UpgradeAnswer&)>;
 

@@ -92,8 +92,8 @@ UpgradeEnd follow_upgrade(uint64_t upgrades_before, std::chrono::system_clock::t
                           const UpgradeWait& wait) {
   const std::chrono::steady_clock::time_point deadline = wait.now() + kUpgradeConfirmTimeout;
   while (true) {
-    // The exec is ~50 ms after the 202: the first poll would find the old
-    // image still under way.
+    // The exec follows the 202 at once: a poll right away would find the
+    // old image still under way.
     wait.sleep(kUpgradePollInterval);
     const ApiResult result = wait.poll();
     if (result.ok) {

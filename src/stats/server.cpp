@@ -250,12 +250,16 @@ void StatsServer::upgrade(evhttp_request* request) {
   }
   connections_->hold(request);
   const uint64_t before = context_.upgrade != nullptr ? context_.upgrade->upgrades : 0;
-  context_.upgrade_action(peer_of(request), [request, before](const UpgradeAnswer& answer) {
+  context_.upgrade_action(peer_of(request), [this, request, before](const UpgradeAnswer& answer) {
     std::string body = "{\"ok\":" + std::string(answer.error.empty() ? "true" : "false") +
                        ",\"binary\":" + json_string(answer.binary);
     if (answer.error.empty()) {
       body += ",\"version\":" + json_string(answer.version) +
               ",\"upgrades\":" + std::to_string(before) + "}\n";
+      // The exec waits until the answer is written (evhttp calls this once
+      // the request is done).
+      upgrade_answer_sent_ = answer.sent;
+      evhttp_request_set_on_complete_cb(request, on_upgrade_answered_cb, this);
       reply(request, 202, "Accepted", "application/json", body);
       return;
     }
@@ -270,6 +274,11 @@ void StatsServer::upgrade(evhttp_request* request) {
       default: reply(request, 422, "Unprocessable Entity", "application/json", body);
     }
   });
+}
+
+void StatsServer::on_upgrade_answered_cb(evhttp_request*, void* arg) {
+  auto* self = static_cast<StatsServer*>(arg);
+  if (auto sent = std::exchange(self->upgrade_answer_sent_, {})) sent();
 }
 
 // GET /explain?service=NAME&client=ADDR[:PORT] (explain.hpp).

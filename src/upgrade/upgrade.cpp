@@ -240,7 +240,7 @@ std::string exec_with_state(const std::string& binary, const std::vector<std::st
   // killing it while it starts.
   sigset_t held;
   sigemptyset(&held);
-  for (int signal : {SIGHUP, SIGUSR2, SIGTERM, SIGINT}) sigaddset(&held, signal);
+  for (int signal : {SIGHUP, SIGUSR2, SIGTERM, SIGINT, SIGQUIT}) sigaddset(&held, signal);
   sigset_t previous;
   pthread_sigmask(SIG_BLOCK, &held, &previous);
 

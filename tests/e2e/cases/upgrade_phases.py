@@ -13,6 +13,9 @@ relaying ones (SPEC.md "Upgrading the binary"). Across one SIGUSR2 upgrade
 - a session relaying with bytes held back (its server reads nothing, so
   the client->server pipe and socket buffers fill up) delivers every byte,
   in order, once the server reads after the upgrade (sha256).
+Then two more upgrades change the worker count (2 -> 3 -> 1, from the
+file): a session opened between them goes on across the second, new
+sessions are served under each.
 """
 
 import hashlib
@@ -23,7 +26,7 @@ import ssl
 import threading
 import time
 
-from harness import binary, connect, expect, expect_eq, free_address, free_port, get_stats, install_binary, \
+from harness import binary, connect, echo_handler, expect, expect_eq, free_address, free_port, get_stats, install_binary, \
     recv_exact
 
 DEADLINE = 90
@@ -176,3 +179,30 @@ def run(t):
     servers = {r.fields['service']: r.fields['server'] for r in lines}
     expect_eq((servers.get('tls'), servers.get('connecting'), servers.get('held')), ('api', 'busy', 'slow'),
               'the servers of the carried sessions')
+
+    # The worker count changes between the images (the file's `workers`):
+    # the listening sockets are folded onto fewer workers or joined by new
+    # ones, and a session open across both upgrades goes on.
+    echo_server = t.tcp_server(echo_handler, name='echo')
+    with open(d.config_path) as f:
+        text = f.read()
+    open_session = None
+    for workers, build, count in ((3, 'FULCRUM', 2), (1, 'FULCRUM_NEXT', 3)):
+        with open(d.config_path, 'w') as f:
+            f.write(text.replace('workers: 2', f'workers: {workers}').replace(held.address, echo_server.address))
+        install_binary(binary(build), executable)
+        d.send_signal(signal.SIGUSR2)
+        d.wait_for_log(lambda r: r.message == 'upgraded', timeout=20, count=count)
+        started = d.find_logs('started')[-1]
+        expect_eq(started.fields.get('workers'), str(workers), f'workers after the upgrade to {workers}')
+        if open_session is None:
+            open_session = connect(addresses['held'])
+        open_session.sendall(f'{workers} workers\n'.encode())
+        expect_eq(recv_exact(open_session, 10, 'echo'), f'{workers} workers\n'.encode(),
+                  f'the open session after the upgrade to {workers} workers')
+        for _ in range(8):
+            with connect(addresses['held']) as fresh:
+                fresh.sendall(b'ping\n')
+                expect_eq(recv_exact(fresh, 5, 'echo'), b'ping\n', f'a new session with {workers} workers')
+    open_session.close()
+    expect(not d.find_logs('upgrade failed, still serving'), 'an upgrade failed')
