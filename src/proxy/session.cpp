@@ -514,13 +514,18 @@ void Session::server_marked_down() {
   finish(SessionEnd::server_down);
 }
 
-void Session::start_relay() {
+// Each direction's source and sink: the two sockets, crossed.
+void Session::wire_directions() {
   c2s_.source_side = Side::client;
   c2s_.source = client_.get();
   c2s_.sink = server_.get();
   s2c_.source_side = Side::server;
   s2c_.source = server_.get();
   s2c_.sink = client_.get();
+}
+
+void Session::start_relay() {
+  wire_directions();
   if (!hello_.empty()) {
     // The ClientHello read for sni_routes goes first, unchanged, through
     // the direction's pipe: the relay drains it as any bytes it buffered.

@@ -134,6 +134,7 @@ class Session {
   void connect_failed(int error);
   void next_attempt();
   int send_proxy_header();
+  void wire_directions();
   void start_relay();
   void pump(Direction& d);
   ssize_t copy_through_buffer(Direction& d, size_t size, uint64_t& moved);

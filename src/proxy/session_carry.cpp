@@ -122,12 +122,7 @@ void Session::resume_relay(const CarriedSession& carried) {
     finish(SessionEnd::local_error);
     return;
   }
-  c2s_.source_side = Side::client;
-  c2s_.source = client_.get();
-  c2s_.sink = server_.get();
-  s2c_.source_side = Side::server;
-  s2c_.source = server_.get();
-  s2c_.sink = client_.get();
+  wire_directions();
   for (auto [from, to] : {std::pair{&carried.c2s, &c2s_}, std::pair{&carried.s2c, &s2c_}}) {
     to->eof = from->eof;
     to->done = from->done;

@@ -1450,6 +1450,51 @@ def echo_session(address, n, timeout=5, clients=None):
     return name, me
 
 
+class EchoStream(threading.Thread):
+    """A long session streaming both ways: chunks of seeded random sizes
+    (1 to max_chunk bytes), each read back from an echo server, with a short
+    random pause between them, until `stop` is set; then a half-close and a
+    clean EOF expected. `sent` and `received` hash both directions, `bytes`
+    counts each way, `local` is the client's address, `ready` is set once it
+    is connected (and greeted, with greeting=True: a demo server's line
+    first). An exception ends it and stays in `error`."""
+
+    def __init__(self, address, seed, stop, greeting=False, max_chunk=24 * 1024):
+        super().__init__(daemon=True, name=f'stream-{seed}')
+        self.address = address
+        self.random = random.Random(seed)
+        self.stop = stop
+        self.greeting = greeting
+        self.max_chunk = max_chunk
+        self.sent = hashlib.sha256()
+        self.received = hashlib.sha256()
+        self.bytes = 0
+        self.error = None
+        self.ready = threading.Event()
+        self.local = None
+
+    def run(self):
+        try:
+            with connect(self.address, timeout=30) as sock:
+                self.local = sock.getsockname()
+                if self.greeting:
+                    read_greeting(sock, f'{self.name}: greeting')
+                self.ready.set()
+                while not self.stop.is_set():
+                    chunk = self.random.randbytes(self.random.randint(1, self.max_chunk))
+                    sock.sendall(chunk)
+                    self.sent.update(chunk)
+                    self.received.update(recv_exact(sock, len(chunk), f'{self.name}: echo'))
+                    self.bytes += len(chunk)
+                    self.stop.wait(self.random.uniform(0.002, 0.03))
+                sock.shutdown(socket.SHUT_WR)
+                if sock.recv(1):
+                    raise AssertionError('bytes after the echo of everything sent')
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = f'{type(e).__name__}: {e}'
+            self.ready.set()
+
+
 class SessionLoad:
     """Short echo sessions (echo_session) against `address`, one after
     another in each of `threads` client threads, `gap` seconds apart, until

@@ -21,60 +21,20 @@ leaked; pipes apart, which the workers pool), and the log holds one
 `upgrading`/`upgraded` pair per upgrade.
 """
 
-import hashlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 
-from harness import binary, connect, echo_handler, expect, expect_eq, free_address, get_stats, \
+from harness import EchoStream, binary, connect, echo_handler, expect, expect_eq, free_address, get_stats, \
     http_request, install_binary, log_stream, recv_exact, wait_until
 
 DEADLINE = 180
 UPGRADES = 10
 LONG_SESSIONS = 20
 MAX_CONNECTS = 50000  # the connect loop's bound; time stops it first
-
-
-class LongSession(threading.Thread):
-    """Sends chunks of seeded random sizes and reads each echo back, until
-    told to stop; then half-closes and reads to EOF."""
-
-    def __init__(self, address, seed, stop):
-        super().__init__(daemon=True)
-        self.address = address
-        self.random = random.Random(seed)
-        self.stop = stop
-        self.sent = hashlib.sha256()
-        self.received = hashlib.sha256()
-        self.bytes = 0
-        self.error = None
-        self.ready = threading.Event()
-        self.local = None
-
-    def run(self):
-        try:
-            with connect(self.address, timeout=20) as sock:
-                self.local = sock.getsockname()
-                self.ready.set()
-                while not self.stop.is_set():
-                    chunk = self.random.randbytes(self.random.randint(1, 24 * 1024))
-                    sock.sendall(chunk)
-                    self.sent.update(chunk)
-                    self.received.update(recv_exact(sock, len(chunk), 'echo'))
-                    self.bytes += len(chunk)
-                    time.sleep(self.random.uniform(0.005, 0.03))
-                sock.shutdown(socket.SHUT_WR)
-                rest = sock.recv(1)
-                if rest:
-                    raise AssertionError(f'{len(rest)} bytes after the echo of everything sent')
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.error = f'{type(e).__name__}: {e}'
-            self.ready.set()
 
 
 class ConnectLoop(threading.Thread):
@@ -151,7 +111,7 @@ def run(t):
 
     stop_long = threading.Event()
     stop_loop = threading.Event()
-    long_sessions = [LongSession(listen, seed, stop_long) for seed in range(LONG_SESSIONS)]
+    long_sessions = [EchoStream(listen, seed, stop_long) for seed in range(LONG_SESSIONS)]
     for s in long_sessions:
         s.start()
     for s in long_sessions:

@@ -16,16 +16,13 @@ the loop failed, the long ones are byte-exact (SHA-256 both ways), and
 systemd logged no watchdog timeout.
 """
 
-import hashlib
 import os
-import random
 import shutil
-import socket
 import threading
 
 import harness
-from harness import (SessionLoad, connect, expect, expect_eq, get_stats, install_binary, log_stream,
-                     read_greeting, recv_exact, wait_until)
+from harness import (EchoStream, SessionLoad, expect, expect_eq, get_stats, install_binary, log_stream,
+                     wait_until)
 from container import DEMO_DIR
 from service import LISTEN, UNIT, log_message
 
@@ -33,43 +30,6 @@ DEADLINE = 180
 STATS = '127.0.0.1:9100'
 LONG_SESSIONS = 4
 WORKERS = 2
-
-
-class LongSession(threading.Thread):
-    """A session through fulcrum to a demo server that sends chunks of seeded
-    random sizes and reads each echo back until told to stop, then
-    half-closes and expects a clean EOF. Hashes both directions."""
-
-    def __init__(self, seed, stop):
-        super().__init__(daemon=True, name=f'long-{seed}')
-        self.random = random.Random(seed)
-        self.stop = stop
-        self.sent = hashlib.sha256()
-        self.received = hashlib.sha256()
-        self.bytes = 0
-        self.error = None
-        self.greeted = threading.Event()
-
-    def run(self):
-        try:
-            with connect(LISTEN, timeout=30) as sock:
-                read_greeting(sock, f'{self.name}: greeting')
-                self.greeted.set()
-                while not self.stop.is_set():
-                    chunk = self.random.randbytes(self.random.randint(1, 32 * 1024))
-                    sock.sendall(chunk)
-                    self.sent.update(chunk)
-                    self.received.update(recv_exact(sock, len(chunk), f'{self.name}: echo'))
-                    self.bytes += len(chunk)
-                    self.stop.wait(self.random.uniform(0.002, 0.02))
-                sock.shutdown(socket.SHUT_WR)
-                rest = sock.recv(1)
-                if rest:
-                    raise AssertionError('bytes after the echo of everything sent')
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.error = f'{type(e).__name__}: {e}'
-        finally:
-            self.greeted.set()
 
 
 def upgraded_lines(t):
@@ -101,11 +61,11 @@ def run(t):
     expect_eq(stored_fds(t), WORKERS + 1, 'descriptors in the fd store at start (listeners and stats port)')
 
     stop_long = threading.Event()
-    long_sessions = [LongSession(seed, stop_long) for seed in range(LONG_SESSIONS)]
+    long_sessions = [EchoStream(LISTEN, seed, stop_long, greeting=True, max_chunk=32 * 1024) for seed in range(LONG_SESSIONS)]
     for session in long_sessions:
         session.start()
     for session in long_sessions:
-        session.greeted.wait(30)
+        session.ready.wait(30)
     expect(all(s.error is None for s in long_sessions),
            f'long sessions before the upgrades: {[s.error for s in long_sessions]}')
     load = SessionLoad(LISTEN, threads=2, max_sessions=40000, gap=0.002, timeout=20, what='connects').start()
