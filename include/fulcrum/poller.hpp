@@ -11,9 +11,13 @@
 // epoll_ctl calls instead of 6 (docs/performance.md, issue 18).
 // Level-triggered, like the libevent events it replaces.
 //
-// Worker thread only. A watched descriptor must be closed for good when it
-// is closed (not duplicated, not shared with a child process): the kernel
-// removes it from the set only when its last reference goes.
+// Worker thread only. The kernel takes a closed descriptor out of the set
+// only when the last reference to its socket goes: while a child process
+// still holds a copy (posix_spawn's child holds every descriptor from the
+// clone to its exec, as during a binary upgrade's check), the set may
+// report a socket whose owner is gone. So a registration names its owner
+// by a slot and that slot's generation, never by address: closed() retires
+// the slot, and reports for a retired one are dropped.
 #pragma once
 
 #include <sys/epoll.h>
@@ -36,9 +40,11 @@ class Poller {
     using Callback = void (*)(void* arg, uint32_t events);
     Callback callback = nullptr;
     void* arg = nullptr;
-    uint32_t events = 0;  // what the set watches for
-    bool in_set = false;  // the descriptor is in the set
+    uint32_t events = 0;      // what the set watches for
+    bool in_set = false;      // the descriptor is in the set
+    uint32_t slot = kNoSlot;  // the Poller's, from the first watch() to closed()
   };
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
 
   explicit Poller(event_base* base);
   ~Poller();
@@ -57,18 +63,29 @@ class Poller {
   // only; the owner must live until the batch ends.
   using Flush = void (*)(void* arg);
   void after_batch(Flush flush, void* arg) { after_batch_.emplace_back(flush, arg); }
-  // `watch`'s descriptor was closed, which took it out of the set.
-  static void closed(Watch& watch) {
-    watch.events = 0;
-    watch.in_set = false;
-  }
+  // `watch`'s descriptor is closed, or is about to be, with its owner:
+  // reports for it are dropped from now on (see above). Before its owner
+  // goes.
+  void closed(Watch& watch);
 
  private:
   static void on_ready_cb(evutil_socket_t, short, void* arg);
   void on_ready();
 
+  // A registration's owner: slots are reused, each time with the next
+  // generation, which the registration's key carries.
+  struct Slot {
+    Watch* watch = nullptr;  // null while free
+    uint32_t generation = 0;
+  };
+  static uint64_t key(uint32_t slot, uint32_t generation) {
+    return (uint64_t{generation} << 32) | slot;
+  }
+
   Fd epoll_;
   EventPtr event_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
   std::vector<std::pair<Flush, void*>> after_batch_;
   std::vector<std::pair<Flush, void*>> flushing_;  // after_batch_ while it runs
 };

@@ -84,6 +84,9 @@ Session::Session(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
 }
 
 Session::~Session() {
+  // The sockets close with the members, after this: their reports stop now.
+  worker_.poller().closed(client_watch_);
+  worker_.poller().closed(server_watch_);
   if (source_counted_) service_.state->sources.release(client_address_);
 }
 
@@ -485,7 +488,7 @@ void Session::connect_failed(int error) {
 void Session::next_attempt() {
   connecting_ = false;
   server_.reset();
-  Poller::closed(server_watch_);
+  worker_.poller().closed(server_watch_);
   server_lease_.reset();
   failed_servers_.push_back(*server_index_);
   server_index_.reset();

@@ -93,7 +93,7 @@ TEST_CASE_FIXTURE(OneWatch, "watching for what is already watched changes nothin
   ::close(fd);
   CHECK(poller.watch(fd, watch, EPOLLIN) == 0);
   CHECK(poller.watch(fd, watch, EPOLLOUT) == EBADF);
-  Poller::closed(watch);
+  poller.closed(watch);
   CHECK_FALSE(watch.in_set);
   CHECK(poller.watch(fd, watch, 0) == 0);  // not in the set: nothing to take out
 }
@@ -106,7 +106,7 @@ TEST_CASE("closing a watched socket takes it out of the set") {
   {
     Pair pair;
     REQUIRE(poller.watch(pair.a.get(), watch, EPOLLIN | EPOLLOUT) == 0);
-    Poller::closed(watch);
+    poller.closed(watch);
   }
   // The same descriptor numbers again, never registered: nothing reported.
   Pair again;
@@ -140,4 +140,37 @@ TEST_CASE("after_batch runs once every report of the batch was told") {
   log.seen.clear();
   run_once(base.get());  // the list was emptied: each flush once per batch asked for it
   CHECK(log.seen == std::vector<std::string>{"report", "report", "flush", "flush"});
+}
+
+TEST_CASE("a registration that outlives its closed descriptor reaches nobody") {
+  // posix_spawn's child holds a copy of every descriptor until it execs:
+  // a socket closed meanwhile stays in the set, and may be reported after
+  // its owner is gone. Here a dup() plays the child.
+  EventBasePtr base(event_base_new());
+  Poller poller(base.get());
+  Log log;
+  Pair pair;
+  {
+    Poller::Watch watch{record, &log};
+    REQUIRE(poller.watch(pair.a.get(), watch, EPOLLIN) == 0);
+    const Fd copy(::dup(pair.a.get()));
+    REQUIRE(copy);
+    poller.closed(watch);
+    pair.a.reset();  // still referenced by `copy`: still in the set
+    REQUIRE(::write(pair.b.get(), "x", 1) == 1);
+    run_once(base.get());
+    CHECK(log.seen.empty());
+    // A new owner takes the retired slot: the old registration's reports
+    // still reach nobody, the new one's reach it.
+    Pair next;
+    Log next_log;
+    Poller::Watch next_watch{record, &next_log};
+    REQUIRE(poller.watch(next.a.get(), next_watch, EPOLLIN) == 0);
+    CHECK(next_watch.slot == 0);
+    REQUIRE(::write(next.b.get(), "y", 1) == 1);
+    run_once(base.get());
+    CHECK(log.seen.empty());
+    CHECK(next_log.seen == std::vector<std::string>{"in"});
+    poller.closed(next_watch);
+  }
 }
