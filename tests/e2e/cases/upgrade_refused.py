@@ -53,10 +53,7 @@ def run(t):
     listen = free_address()
     stats = free_address()
     token = 'refused-upgrade-token-0123456789abcdef'
-    token_file = t.path('token')
-    with open(token_file, 'w') as f:
-        f.write(token + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(token + '\n')
     config = {
         'global': {'workers': 2, 'shutdown_timeout': '20s'},
         'stats': {'listen': stats, 'admin_token_file': token_file},

@@ -92,10 +92,7 @@ def run(t):
     listen = free_address()
     stats = free_address()
     token = 'upgrade-test-token-0123456789abcdef'
-    token_file = t.path('token')
-    with open(token_file, 'w') as f:
-        f.write(token + '\n')
-    os.chmod(token_file, 0o600)
+    token_file = t.token_file(token + '\n')
     d = t.daemon({
         'global': {'workers': 2},
         'stats': {'listen': stats, 'admin_token_file': token_file},
