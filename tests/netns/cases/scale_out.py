@@ -392,6 +392,14 @@ def run(t):
     lab.sh('node1', 'nft', 'delete', 'table', 'ip', 'block')
     for vip in (VIP_DSR, VIP_WEB):
         wait_until(lambda: lab.next_hops(vip) == both, 10, lambda: f'router: {vip} via {lab.next_hops(vip)}')
+    # A VIP comes back with its first usable server: step 4 moves node2's
+    # flows to node1, which must then pick the same servers for them, so it
+    # waits for every server up on node1 (the same Maglev table on both; a
+    # slow check, as in a sanitizer build, once let a flow land elsewhere).
+    def same_tables():
+        sums = {node: service_of(stats(lab, node, ports[node]), 'dsr')['maglev_checksum'] for node in NODES}
+        return len(set(sums.values())) == 1
+    wait_until(same_tables, 10, 'the same Maglev table on both nodes again')
 
     # 4. SIGTERM under a connect loop: withdrawn first, no connect fails.
     loop = lab.peer('client', 'connect-loop', f'{VIP_DSR}:80', '200', '25')
