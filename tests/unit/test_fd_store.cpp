@@ -168,14 +168,14 @@ TEST_CASE("a listener's fd name holds its address and worker, no ':', and reads 
   CHECK(stats_fd_name(address("127.0.0.1:9100")) == "stats_127.0.0.1_9100");
   CHECK(stats_fd_name(address("[::]:9100")) == "stats_--_9100");
 
-  SocketAddress scoped = address("[fe80::1]:80");
+  SocketAddress scoped = address("[2001:db8::2]:80");
   reinterpret_cast<sockaddr_in6&>(scoped.storage).sin6_scope_id = 3;
-  CHECK(listener_fd_name(scoped, 0) == "listen_fe80--1%3_80_w0");
+  CHECK(listener_fd_name(scoped, 0) == "listen_2001-db8--2%3_80_w0");
 
   const std::vector<SocketAddress> addresses = {
       address("127.0.0.1:8080"),   address("0.0.0.0:1"),
-      address("10.1.2.3:65535"),   address("[::1]:8080"),
-      address("[::]:443"),         address("[::ffff:10.0.0.1]:80"),
+      address("198.18.1.2:65535"), address("[::1]:8080"),
+      address("[::]:443"),         address("[::ffff:198.18.0.1]:80"),
       address("[2001:db8::1]:53"), scoped};
   for (const SocketAddress& a : addresses) {
     for (const uint32_t worker : {0U, 1U, 63U, 4294967295U}) {
@@ -215,9 +215,9 @@ TEST_CASE("names fulcrum does not write are not read as listeners") {
                            "listen_1.2.3_80_w0",
                            "listen_::1_8080_w0",
                            "listen_0--1_8080_w0",
-                           "listen_--FFFF-10.0.0.1_80_w0",
-                           "listen_fe80--1%_80_w0",
-                           "listen_fe80--1%x_80_w0",
+                           "listen_--FFFF-198.18.0.1_80_w0",
+                           "listen_2001-db8--2%_80_w0",
+                           "listen_2001-db8--2%x_80_w0",
                            "listen_127.0.0.1%1_80_w0",
                            "listen_127.0.0.1_80_w0 ",
                            "stats_127.0.0.1_9100_w0",
